@@ -1,0 +1,222 @@
+"""Trainyard settings: plans, limits, instance types, prices, thresholds.
+
+One source of truth. Defaults live here; a platform team overrides them with
+the ``trainyard`` key of ``cdk.json`` context and/or a JSON file named by
+``TRAINYARD_CONFIG``. The CDK app resolves the settings once and hands the
+resolved JSON to every Lambda through ``TRAINYARD_SETTINGS``; the local
+runtime does exactly the same, so both worlds run on identical settings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+SETTINGS_ENV = "TRAINYARD_SETTINGS"
+CONFIG_FILE_ENV = "TRAINYARD_CONFIG"
+CONTEXT_KEY = "trainyard"
+
+Isolation = Literal["silo", "pool"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class Plan(_Model):
+    name: str
+    max_concurrent_runs: int = Field(ge=1)
+    max_concurrent_runs_per_tenant: int = Field(ge=1)
+    weight: int = Field(ge=1)
+    isolation: Isolation
+    training_instance_type: str
+    training_instance_count: int = Field(default=1, ge=1)
+    # None = unlimited.
+    monthly_training_hours: float | None = Field(default=None, ge=0)
+
+    def api_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True)
+
+
+class XgboostSettings(_Model):
+    framework_version: str = "1.7-1"
+    hyperparameters: dict[str, str] = Field(
+        default_factory=lambda: {
+            "objective": "binary:logistic",
+            "eval_metric": "auc",
+            "num_round": "50",
+            "max_depth": "4",
+            "eta": "0.2",
+            "subsample": "0.9",
+        }
+    )
+
+
+class Settings(_Model):
+    stack_name: str = "TrainyardPlatform"
+    # Prefix of every physical name (tables, queues, roles, stacks).
+    resource_prefix: str = Field(default="trainyard", pattern=r"^[a-z][a-z0-9-]{1,15}$")
+    region: str = "us-east-1"
+    global_max_concurrent_runs: int = Field(default=20, ge=1)
+    plans: dict[str, Plan] = Field(
+        default_factory=lambda: {
+            "basic": Plan(
+                name="basic",
+                max_concurrent_runs=4,
+                max_concurrent_runs_per_tenant=1,
+                weight=1,
+                isolation="silo",
+                training_instance_type="ml.m5.large",
+                monthly_training_hours=10,
+            ),
+            "standard": Plan(
+                name="standard",
+                max_concurrent_runs=8,
+                max_concurrent_runs_per_tenant=2,
+                weight=2,
+                isolation="silo",
+                training_instance_type="ml.m5.xlarge",
+                monthly_training_hours=50,
+            ),
+            "premium": Plan(
+                name="premium",
+                max_concurrent_runs=12,
+                max_concurrent_runs_per_tenant=4,
+                weight=4,
+                isolation="silo",
+                training_instance_type="ml.m5.2xlarge",
+                monthly_training_hours=None,
+            ),
+        }
+    )
+    default_plan: str = "basic"
+    processing_instance_type: str = "ml.m5.large"
+    sklearn_framework_version: str = "1.2-1"
+    xgboost: XgboostSettings = Field(default_factory=XgboostSettings)
+    # AUC a model must reach to be registered; below it the pipeline fails.
+    metric_threshold: float = Field(default=0.6, ge=0, le=1)
+    model_approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = (
+        "PendingManualApproval"
+    )
+    # On-demand USD per instance-hour (us-east-1 list prices) for cost estimates.
+    instance_prices_usd_per_hour: dict[str, float] = Field(
+        default_factory=lambda: {
+            "ml.m5.large": 0.115,
+            "ml.m5.xlarge": 0.23,
+            "ml.m5.2xlarge": 0.461,
+            "ml.m5.4xlarge": 0.922,
+            "ml.c5.xlarge": 0.204,
+            "ml.c5.2xlarge": 0.408,
+        }
+    )
+    reconcile_interval_minutes: int = Field(default=1, ge=1)
+    # A run stuck in STARTING this long is re-examined by the reconciler.
+    starting_timeout_seconds: int = Field(default=120, ge=10)
+    max_start_attempts: int = Field(default=5, ge=1)
+    # Powertools layer (public, AWS-published) used by every Lambda.
+    powertools_layer_version: int = 18
+    log_retention_days: int = 30
+
+    @field_validator("plans")
+    @classmethod
+    def _plan_keys_match_names(cls, plans: dict[str, Plan]) -> dict[str, Plan]:
+        for key, plan in plans.items():
+            if key != plan.name:
+                raise ValueError(f"plan key {key!r} does not match its name {plan.name!r}")
+            if not key.isalnum() or not key.islower():
+                raise ValueError(f"plan name {key!r} must be lowercase alphanumeric")
+        if not plans:
+            raise ValueError("at least one plan is required")
+        return plans
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        if self.default_plan not in self.plans:
+            raise ValueError(f"default plan {self.default_plan!r} is not a plan")
+        for plan in self.plans.values():
+            if plan.max_concurrent_runs_per_tenant > plan.max_concurrent_runs:
+                raise ValueError(f"plan {plan.name}: per-tenant cap exceeds plan cap")
+            if plan.training_instance_type not in self.instance_prices_usd_per_hour:
+                raise ValueError(
+                    f"plan {plan.name}: no price for {plan.training_instance_type}"
+                )
+        return self
+
+    def plan(self, name: str) -> Plan:
+        return self.plans[name]
+
+    def price_per_hour(self, instance_type: str) -> float:
+        return self.instance_prices_usd_per_hour.get(instance_type, 0.0)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(by_alias=True), sort_keys=True, separators=(",", ":"))
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _camel_keys(data: Any) -> Any:
+    # Accept snake_case and camelCase in config files alike.
+    if isinstance(data, dict):
+        return {to_camel(k) if "_" in k else k: _camel_keys(v) for k, v in data.items()}
+    return data
+
+
+def resolve_settings(*overrides: dict[str, Any] | None) -> Settings:
+    """Defaults, then each override in order (later wins), deep-merged."""
+    merged: dict[str, Any] = Settings().model_dump(by_alias=True)
+    for override in overrides:
+        if override:
+            override = _camel_keys(override)
+            plans = override.get("plans")
+            if isinstance(plans, dict):
+                # A plan override names its own key; fill in `name` for brevity.
+                override = dict(override)
+                override["plans"] = {k: {"name": k, **v} for k, v in plans.items()}
+            merged = _deep_merge(merged, override)
+    return Settings.model_validate(merged)
+
+
+def read_cdk_context(project_root: Path) -> dict[str, Any]:
+    cdk_json = project_root / "cdk.json"
+    if not cdk_json.exists():
+        return {}
+    context = json.loads(cdk_json.read_text()).get("context", {})
+    value = context.get(CONTEXT_KEY, {})
+    return value if isinstance(value, dict) else {}
+
+
+def read_config_file(path: str | None = None) -> dict[str, Any]:
+    path = path or os.environ.get(CONFIG_FILE_ENV)
+    if not path:
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def load_project_settings(
+    project_root: Path, context_override: dict[str, Any] | None = None
+) -> Settings:
+    """What the CDK app and the local runtime both call: cdk.json, then file, then -c."""
+    return resolve_settings(read_cdk_context(project_root), read_config_file(), context_override)
+
+
+def settings_from_env() -> Settings:
+    """What a Lambda calls: the resolved settings its deployer put in the environment."""
+    raw = os.environ.get(SETTINGS_ENV)
+    if not raw:
+        return Settings()
+    return Settings.model_validate_json(raw)

@@ -1,0 +1,162 @@
+"""Domain records: tenants and runs. Pure data, camelCase on the wire (DESIGN §5)."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+TENANT_ID_MIN, TENANT_ID_MAX = 3, 32
+# Names that would collide with routes, AWS prefixes or our own resources.
+RESERVED_TENANT_IDS = frozenset(
+    {"aws", "amazon", "admin", "root", "platform", "system", "trainyard", "tenants", "plans",
+     "queue", "health", "runs", "usage", "default", "sagemaker", "null", "none"}
+)
+
+
+class TenantStatus(str, Enum):
+    PROVISIONING = "PROVISIONING"
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
+    OFFBOARDING = "OFFBOARDING"
+    FAILED = "FAILED"
+
+
+class RunStatus(str, Enum):
+    QUEUED = "QUEUED"
+    STARTING = "STARTING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_RUN_STATUSES
+
+    @property
+    def holds_slot(self) -> bool:
+        return self in (RunStatus.STARTING, RunStatus.RUNNING)
+
+
+TERMINAL_RUN_STATUSES = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED})
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso_ms(moment: datetime | None) -> str | None:
+    """ISO-8601 UTC with milliseconds, as the API promises."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def new_run_id(moment: datetime | None = None) -> str:
+    """A UUIDv7-style 32-hex id: time-ordered (newest-first listing is a key sort)
+    and exactly the 32 characters StartPipelineExecution's ClientRequestToken needs."""
+    ms = int((moment.timestamp() if moment else time.time()) * 1000)
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | (rand & ((1 << 76) - 1))
+    return f"{value:032x}"
+
+
+def new_token() -> str:
+    return secrets.token_hex(8)
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def api_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json", exclude=self._internal_fields())
+
+    @classmethod
+    def _internal_fields(cls) -> set[str]:
+        return set()
+
+
+class Tenant(_Wire):
+    tenant_id: str
+    plan: str
+    status: TenantStatus
+    isolation: Literal["silo", "pool"]
+    data_bucket: str | None = None
+    data_prefix: str | None = None
+    output_uri: str | None = None
+    role_arn: str | None = None
+    model_package_group_name: str | None = None
+    stack_name: str | None = None
+    failure_reason: str | None = None
+    created_at: str
+    updated_at: str
+    # Internal bookkeeping (not part of the API shape).
+    queued_run_id: str | None = None
+    version: int = 0
+
+    @classmethod
+    def _internal_fields(cls) -> set[str]:
+        return {"queued_run_id", "version"}
+
+
+class TriggerObject(_Wire):
+    key: str
+    etag: str | None = None
+    size: int | None = None
+    bucket: str | None = None
+    version_id: str | None = None
+
+
+class Trigger(_Wire):
+    type: Literal["s3", "manual"]
+    objects: list[TriggerObject] = Field(default_factory=list)
+
+
+class Run(_Wire):
+    run_id: str
+    tenant_id: str
+    plan: str
+    status: RunStatus
+    trigger: Trigger
+    queued_at: str
+    started_at: str | None = None
+    ended_at: str | None = None
+    execution_arn: str | None = None
+    model_package_arn: str | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    failure_reason: str | None = None
+    instance_type: str | None = None
+    instance_count: int | None = None
+    training_seconds: float | None = None
+    cost_estimate_usd: float | None = None
+    queue_position: int | None = None
+    start_attempts: int = 0
+    updated_at: str | None = None
+
+    @classmethod
+    def _internal_fields(cls) -> set[str]:
+        return {"start_attempts", "updated_at"}
+
+    @property
+    def client_request_token(self) -> str:
+        return self.run_id
+
+    @property
+    def display_name(self) -> str:
+        # <= 82 chars of [a-zA-Z0-9-]: tenant id (<= 32) + dash + 12 hex.
+        return f"{self.tenant_id}-{self.run_id[-12:]}"

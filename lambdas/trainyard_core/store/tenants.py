@@ -1,0 +1,123 @@
+"""Tenant registry: data access for the tenants table (and an in-memory twin).
+
+Domain code depends on the ``TenantRepository`` protocol only, so tests and the
+benchmark can run on ``InMemoryTenantRepository``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from typing import Any, Protocol
+
+from trainyard_core.models import Tenant
+
+
+class TenantExistsError(Exception):
+    pass
+
+
+class StaleTenantError(Exception):
+    """The tenant changed since it was read (optimistic locking on ``version``)."""
+
+
+def location_key(bucket: str, prefix: str) -> str:
+    return f"{bucket}/{prefix}"
+
+
+def candidate_location_keys(bucket: str, key: str, max_depth: int = 4) -> list[str]:
+    """Every "<bucket>/<prefix>" a tenant could own for this object, longest first.
+
+    A silo tenant owns "<bucket>/data/", a pool tenant "<bucket>/tenants/<id>/";
+    trying each '/'-prefix of the key covers both without a scan.
+    """
+    parts = key.split("/")[:-1]
+    prefixes = ["/".join(parts[:i]) + "/" for i in range(1, min(len(parts), max_depth) + 1)]
+    return [location_key(bucket, p) for p in reversed(prefixes)] + [location_key(bucket, "")]
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def find_by_location(self, bucket: str, key: str) -> Tenant | None: ...
+
+    def create(self, tenant: Tenant) -> None:
+        """Insert; raises TenantExistsError if the id is taken."""
+
+    def save(self, tenant: Tenant) -> Tenant:
+        """Write back a tenant read earlier; raises StaleTenantError if it changed.
+        Returns the stored tenant with its version bumped."""
+
+    def list(self, limit: int = 50, next_token: str | None = None) -> tuple[list[Tenant], str | None]: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+
+def tenant_to_item(tenant: Tenant) -> dict[str, Any]:
+    item = tenant.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if tenant.data_bucket and tenant.data_prefix is not None:
+        item["locationKey"] = location_key(tenant.data_bucket, tenant.data_prefix)
+    return item
+
+
+def item_to_tenant(item: dict[str, Any]) -> Tenant:
+    clean = {k: (int(v) if k == "version" else v) for k, v in item.items() if k != "locationKey"}
+    return Tenant.model_validate(clean)
+
+
+def encode_token(key: dict[str, Any] | str) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
+
+
+def decode_token(token: str) -> Any:
+    try:
+        return json.loads(base64.urlsafe_b64decode(token.encode()))
+    except (ValueError, TypeError) as exc:
+        raise ValueError("invalid nextToken") from exc
+
+
+class InMemoryTenantRepository:
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        with self._lock:
+            item = self._items.get(tenant_id)
+        return item_to_tenant(item) if item else None
+
+    def find_by_location(self, bucket: str, key: str) -> Tenant | None:
+        with self._lock:
+            by_loc = {i.get("locationKey"): i for i in self._items.values() if i.get("locationKey")}
+        for candidate in candidate_location_keys(bucket, key):
+            if candidate in by_loc:
+                return item_to_tenant(by_loc[candidate])
+        return None
+
+    def create(self, tenant: Tenant) -> None:
+        with self._lock:
+            if tenant.tenant_id in self._items:
+                raise TenantExistsError(tenant.tenant_id)
+            self._items[tenant.tenant_id] = tenant_to_item(tenant)
+
+    def save(self, tenant: Tenant) -> Tenant:
+        with self._lock:
+            current = self._items.get(tenant.tenant_id)
+            if current is None or int(current.get("version", 0)) != tenant.version:
+                raise StaleTenantError(tenant.tenant_id)
+            stored = tenant.model_copy(update={"version": tenant.version + 1})
+            self._items[tenant.tenant_id] = tenant_to_item(stored)
+            return stored
+
+    def list(self, limit: int = 50, next_token: str | None = None) -> tuple[list[Tenant], str | None]:
+        start = decode_token(next_token) if next_token else ""
+        with self._lock:
+            ids = sorted(i for i in self._items if i > start)
+        page = ids[:limit]
+        token = encode_token(page[-1]) if len(ids) > limit else None
+        return [t for t in (self.get(i) for i in page) if t], token
+
+    def delete(self, tenant_id: str) -> None:
+        with self._lock:
+            self._items.pop(tenant_id, None)

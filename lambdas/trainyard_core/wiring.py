@@ -1,0 +1,246 @@
+"""Names and wiring: which resource is called what, and what feeds which handler.
+
+Read by the CDK app (infra/) to name and connect resources, by the local
+runtime to create the same resources in moto and route the same events to the
+same handlers, and by the handlers themselves (through environment variables
+built here). ``tests/infra/test_wiring_agreement.py`` proves CDK and local agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from trainyard_core.config import SETTINGS_ENV, Settings
+
+# Environment variable names every handler may read.
+ENV_TENANTS_TABLE = "TENANTS_TABLE"
+ENV_RUNS_TABLE = "RUNS_TABLE"
+ENV_STATE_TABLE = "STATE_TABLE"
+ENV_PIPELINE_NAME = "PIPELINE_NAME"
+ENV_PLATFORM_BUCKET = "PLATFORM_BUCKET"
+ENV_TENANT_TEMPLATE_URL = "TENANT_TEMPLATE_URL"
+ENV_ACCOUNT_ID = "PLATFORM_ACCOUNT_ID"
+ENV_SETTINGS = SETTINGS_ENV
+
+SAGEMAKER_STATUS_SOURCE = "aws.sagemaker"
+SAGEMAKER_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
+S3_SOURCE = "aws.s3"
+S3_OBJECT_CREATED = "Object Created"
+TENANT_TAG_KEY = "trainyard:tenant-id"
+COST_TAG_KEY = "trainyard:cost-center"
+
+
+class Source(str, Enum):
+    """Kinds of event source a handler can be wired to."""
+
+    API = "api"
+    QUEUE = "queue"
+    SCHEDULE = "schedule"
+    PIPELINE_STEP = "pipeline-step"
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    key: str
+    handler: str  # module.function inside the lambdas/ asset
+    timeout_seconds: int
+    memory_mb: int
+    queues: tuple[str, ...] = ()  # physical queue names feeding this handler
+    sources: tuple[Source, ...] = ()
+    env_keys: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Physical names derived from the settings' prefix."""
+
+    prefix: str
+    plans: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Names:
+        return cls(prefix=settings.resource_prefix, plans=tuple(settings.plans))
+
+    # --- tables
+    @property
+    def tenants_table(self) -> str:
+        return f"{self.prefix}-tenants"
+
+    @property
+    def runs_table(self) -> str:
+        return f"{self.prefix}-runs"
+
+    @property
+    def state_table(self) -> str:
+        return f"{self.prefix}-scheduler-state"
+
+    # --- queues
+    def intake_queue(self, plan: str) -> str:
+        return f"{self.prefix}-intake-{plan}"
+
+    def intake_dlq(self, plan: str) -> str:
+        return f"{self.prefix}-intake-{plan}-dlq"
+
+    @property
+    def status_queue(self) -> str:
+        return f"{self.prefix}-pipeline-status"
+
+    @property
+    def status_dlq(self) -> str:
+        return f"{self.prefix}-pipeline-status-dlq"
+
+    @property
+    def intake_queues(self) -> dict[str, str]:
+        return {plan: self.intake_queue(plan) for plan in self.plans}
+
+    # --- functions, rules, pipeline
+    def function(self, key: str) -> str:
+        return f"{self.prefix}-{key}"
+
+    @property
+    def pipeline_name(self) -> str:
+        return f"{self.prefix}-training"
+
+    @property
+    def status_rule(self) -> str:
+        return f"{self.prefix}-pipeline-status"
+
+    @property
+    def reconcile_rule(self) -> str:
+        return f"{self.prefix}-reconcile"
+
+    @property
+    def tenant_rule_prefix(self) -> str:
+        return f"{self.prefix}-tenant-"
+
+    def tenant_rule(self, tenant_id: str) -> str:
+        return f"{self.tenant_rule_prefix}{tenant_id}-uploads"
+
+    def tenant_stack(self, tenant_id: str) -> str:
+        return f"{self.prefix}-tenant-{tenant_id}"
+
+    @property
+    def tenant_role_path(self) -> str:
+        # Tenant roles live under one path so iam:PassRole can be scoped to it.
+        return f"/{self.prefix}/tenants/"
+
+    def tenant_role(self, tenant_id: str) -> str:
+        return f"{self.prefix}-tenant-{tenant_id}"
+
+    def model_package_group(self, tenant_id: str) -> str:
+        return f"{self.prefix}-{tenant_id}"
+
+    def silo_bucket(self, tenant_id: str, account_id: str) -> str:
+        # <= 63 chars: prefix (<=16) + tenant (<=32) + account (12) + 2 dashes.
+        return f"{self.prefix}-{tenant_id}-{account_id}"
+
+    def platform_bucket(self, account_id: str) -> str:
+        return f"{self.prefix}-platform-{account_id}"
+
+    @property
+    def tenant_template_key(self) -> str:
+        return "templates/tenant-stack.template.json"
+
+    # Data layout inside a silo bucket: uploads under data/, pipeline output under
+    # artifacts/ (outside the rule's prefix, so outputs never trigger runs).
+    silo_data_prefix: str = "data/"
+    silo_output_prefix: str = "artifacts/"
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition_key: str
+    sort_key: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A DynamoDB table (all key attributes are strings; on-demand billing)."""
+
+    logical_id: str
+    partition_key: str
+    sort_key: str | None = None
+    indexes: tuple[IndexSpec, ...] = ()
+    ttl_attribute: str | None = None
+
+
+def tables(names: Names) -> dict[str, TableSpec]:
+    """Physical table name -> schema. CDK and the local runtime both build from this."""
+    return {
+        names.tenants_table: TableSpec(
+            logical_id="TenantsTable",
+            partition_key="tenantId",
+            # Resolves an S3 object to its tenant: locationKey = "<bucket>/<prefix>".
+            indexes=(IndexSpec("byLocation", "locationKey"),),
+        ),
+        names.runs_table: TableSpec(
+            logical_id="RunsTable",
+            partition_key="tenantId",
+            sort_key="runId",
+            indexes=(
+                # Sparse: only QUEUED runs carry queuePlan; sorted by queueKey.
+                IndexSpec("byQueue", "queuePlan", "queueKey"),
+                # Sparse: only STARTING/RUNNING runs carry activePlan.
+                IndexSpec("byActive", "activePlan", "activeKey"),
+                IndexSpec("byExecution", "executionArn"),
+            ),
+        ),
+        names.state_table: TableSpec(
+            logical_id="SchedulerStateTable",
+            partition_key="pk",
+            sort_key="sk",
+            ttl_attribute="expiresAt",
+        ),
+    }
+
+
+# Which handler runs what, fed by what. CDK and the local runtime both iterate this.
+def handlers(names: Names) -> dict[str, HandlerSpec]:
+    common = (ENV_SETTINGS, ENV_TENANTS_TABLE, ENV_RUNS_TABLE, ENV_STATE_TABLE)
+    return {
+        "onboarding": HandlerSpec(
+            key="onboarding",
+            handler="trainyard_handlers.onboarding.handler",
+            timeout_seconds=29,
+            memory_mb=512,
+            sources=(Source.API,),
+            env_keys=common
+            + (ENV_PLATFORM_BUCKET, ENV_TENANT_TEMPLATE_URL, ENV_PIPELINE_NAME, ENV_ACCOUNT_ID),
+        ),
+        "scheduler": HandlerSpec(
+            key="scheduler",
+            handler="trainyard_handlers.scheduler.handler",
+            timeout_seconds=60,
+            memory_mb=512,
+            queues=tuple(names.intake_queues.values()) + (names.status_queue,),
+            sources=(Source.QUEUE, Source.SCHEDULE),
+            env_keys=common + (ENV_PIPELINE_NAME, ENV_ACCOUNT_ID),
+        ),
+        "recorder": HandlerSpec(
+            key="recorder",
+            handler="trainyard_handlers.recorder.handler",
+            timeout_seconds=30,
+            memory_mb=256,
+            sources=(Source.PIPELINE_STEP,),
+            env_keys=common,
+        ),
+    }
+
+
+def handler_environment(
+    spec: HandlerSpec, settings: Settings, values: dict[str, str]
+) -> dict[str, str]:
+    """The environment of one handler. ``values`` maps env keys to concrete
+    values (strings locally, CDK tokens in the stack); settings are always added."""
+    env = {ENV_SETTINGS: settings.to_json()}
+    for key in spec.env_keys:
+        if key == ENV_SETTINGS:
+            continue
+        if key not in values:
+            raise KeyError(f"handler {spec.key} needs env {key}")
+        env[key] = values[key]
+    env["POWERTOOLS_SERVICE_NAME"] = f"trainyard-{spec.key}"
+    env["POWERTOOLS_METRICS_NAMESPACE"] = "Trainyard"
+    return env
