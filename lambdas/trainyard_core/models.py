@@ -7,7 +7,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,12 +17,29 @@ TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 TENANT_ID_MIN, TENANT_ID_MAX = 3, 32
 # Names that would collide with routes, AWS prefixes or our own resources.
 RESERVED_TENANT_IDS = frozenset(
-    {"aws", "amazon", "admin", "root", "platform", "system", "trainyard", "tenants", "plans",
-     "queue", "health", "runs", "usage", "default", "sagemaker", "null", "none"}
+    {
+        "aws",
+        "amazon",
+        "admin",
+        "root",
+        "platform",
+        "system",
+        "trainyard",
+        "tenants",
+        "plans",
+        "queue",
+        "health",
+        "runs",
+        "usage",
+        "default",
+        "sagemaker",
+        "null",
+        "none",
+    }
 )
 
 
-class TenantStatus(str, Enum):
+class TenantStatus(StrEnum):
     PROVISIONING = "PROVISIONING"
     ACTIVE = "ACTIVE"
     SUSPENDED = "SUSPENDED"
@@ -30,7 +47,7 @@ class TenantStatus(str, Enum):
     FAILED = "FAILED"
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "QUEUED"
     STARTING = "STARTING"
     RUNNING = "RUNNING"
@@ -58,7 +75,9 @@ def iso_ms(moment: datetime | None) -> str | None:
     """ISO-8601 UTC with milliseconds, as the API promises."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return (
+        moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    )
 
 
 def parse_iso(value: str | None) -> datetime | None:

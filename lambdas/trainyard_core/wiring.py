@@ -9,7 +9,7 @@ built here). ``tests/infra/test_wiring_agreement.py`` proves CDK and local agree
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from trainyard_core.config import SETTINGS_ENV, Settings
 
@@ -21,6 +21,8 @@ ENV_PIPELINE_NAME = "PIPELINE_NAME"
 ENV_PLATFORM_BUCKET = "PLATFORM_BUCKET"
 ENV_TENANT_TEMPLATE_URL = "TENANT_TEMPLATE_URL"
 ENV_ACCOUNT_ID = "PLATFORM_ACCOUNT_ID"
+# CloudFormation service role the onboarding Lambda passes to tenant stacks.
+ENV_TENANT_STACK_ROLE_ARN = "TENANT_STACK_ROLE_ARN"
 ENV_SETTINGS = SETTINGS_ENV
 
 SAGEMAKER_STATUS_SOURCE = "aws.sagemaker"
@@ -31,7 +33,7 @@ TENANT_TAG_KEY = "trainyard:tenant-id"
 COST_TAG_KEY = "trainyard:cost-center"
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     """Kinds of event source a handler can be wired to."""
 
     API = "api"
@@ -207,7 +209,13 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             memory_mb=512,
             sources=(Source.API,),
             env_keys=common
-            + (ENV_PLATFORM_BUCKET, ENV_TENANT_TEMPLATE_URL, ENV_PIPELINE_NAME, ENV_ACCOUNT_ID),
+            + (
+                ENV_PLATFORM_BUCKET,
+                ENV_TENANT_TEMPLATE_URL,
+                ENV_TENANT_STACK_ROLE_ARN,
+                ENV_PIPELINE_NAME,
+                ENV_ACCOUNT_ID,
+            ),
         ),
         "scheduler": HandlerSpec(
             key="scheduler",
@@ -244,3 +252,17 @@ def handler_environment(
     env["POWERTOOLS_SERVICE_NAME"] = f"trainyard-{spec.key}"
     env["POWERTOOLS_METRICS_NAMESPACE"] = "Trainyard"
     return env
+
+
+# The tenant stack template's interface: the onboarding Lambda passes these
+# parameters to CreateStack and reads these outputs; infra/tenant_stack.py
+# declares exactly these (a test checks).
+TENANT_STACK_PARAMETERS = ("TenantId", "PlanName", "IntakeQueueArn")
+TENANT_STACK_OUTPUTS = (
+    "DataBucketName",
+    "DataPrefix",
+    "OutputUri",
+    "RoleArn",
+    "ModelPackageGroupName",
+    "UploadRuleArn",
+)

@@ -49,7 +49,9 @@ class TenantRepository(Protocol):
         """Write back a tenant read earlier; raises StaleTenantError if it changed.
         Returns the stored tenant with its version bumped."""
 
-    def list(self, limit: int = 50, next_token: str | None = None) -> tuple[list[Tenant], str | None]: ...
+    def list(
+        self, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Tenant], str | None]: ...
 
     def delete(self, tenant_id: str) -> None: ...
 
@@ -110,7 +112,9 @@ class InMemoryTenantRepository:
             self._items[tenant.tenant_id] = tenant_to_item(stored)
             return stored
 
-    def list(self, limit: int = 50, next_token: str | None = None) -> tuple[list[Tenant], str | None]:
+    def list(
+        self, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Tenant], str | None]:
         start = decode_token(next_token) if next_token else ""
         with self._lock:
             ids = sorted(i for i in self._items if i > start)

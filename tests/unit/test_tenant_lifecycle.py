@@ -1,0 +1,176 @@
+"""Tenant onboarding rules, driven on in-memory stores (no AWS)."""
+
+from __future__ import annotations
+
+import pytest
+from trainyard_core.clock import VirtualClock
+from trainyard_core.config import Settings
+from trainyard_core.errors import Conflict, InvalidRequest, NotFound
+from trainyard_core.models import TenantStatus
+from trainyard_core.store.tenants import InMemoryTenantRepository
+from trainyard_core.tenants import StackState, TenantService, validate_tenant_id
+
+
+class InMemoryProvisioner:
+    """CloudFormation as the service sees it: stacks with a status and outputs."""
+
+    def __init__(self) -> None:
+        self.stacks: dict[str, StackState] = {}
+        self.created: list[tuple[str, dict[str, str]]] = []
+        self.deleted: list[str] = []
+        self.fail_next_create: str | None = None
+        self.complete_immediately = True
+
+    def create(self, stack_name: str, parameters: dict[str, str], tags: dict[str, str]) -> None:
+        if self.fail_next_create:
+            reason, self.fail_next_create = self.fail_next_create, None
+            raise RuntimeError(reason)
+        self.created.append((stack_name, parameters))
+        tenant = parameters["TenantId"]
+        outputs = {
+            "DataBucketName": f"trainyard-{tenant}-123456789012",
+            "DataPrefix": "data/",
+            "OutputUri": f"s3://trainyard-{tenant}-123456789012/artifacts/",
+            "RoleArn": f"arn:aws:iam::123456789012:role/trainyard/tenants/tenant-{tenant}",
+            "ModelPackageGroupName": f"trainyard-{tenant}",
+        }
+        status = "CREATE_COMPLETE" if self.complete_immediately else "CREATE_IN_PROGRESS"
+        self.stacks[stack_name] = StackState(status=status, outputs=outputs)
+
+    def describe(self, stack_name: str) -> StackState | None:
+        return self.stacks.get(stack_name)
+
+    def delete(self, stack_name: str) -> None:
+        self.deleted.append(stack_name)
+        self.stacks.pop(stack_name, None)
+
+
+@pytest.fixture
+def provisioner() -> InMemoryProvisioner:
+    return InMemoryProvisioner()
+
+
+@pytest.fixture
+def service(provisioner: InMemoryProvisioner) -> TenantService:
+    return TenantService(
+        settings=Settings(),
+        tenants=InMemoryTenantRepository(),
+        provisioner=provisioner,
+        account_id="123456789012",
+        clock=VirtualClock(),
+    )
+
+
+def test_onboarding_provisions_a_stack_and_activates_the_tenant_with_its_storage(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    tenant, created = service.create("acme", "premium")
+    assert created
+    assert tenant.status == TenantStatus.ACTIVE
+    assert tenant.data_bucket == "trainyard-acme-123456789012"
+    assert tenant.data_prefix == "data/"
+    assert tenant.model_package_group_name == "trainyard-acme"
+    name, params = provisioner.created[0]
+    assert name == "trainyard-tenant-acme"
+    assert params == {
+        "TenantId": "acme",
+        "PlanName": "premium",
+        "IntakeQueueArn": "arn:aws:sqs:us-east-1:123456789012:trainyard-intake-premium",
+    }
+
+
+def test_a_tenant_stays_provisioning_until_its_stack_completes(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    tenant, _ = service.create("acme", "basic")
+    assert tenant.status == TenantStatus.PROVISIONING
+    assert tenant.data_bucket is None
+    stack = provisioner.stacks["trainyard-tenant-acme"]
+    provisioner.stacks["trainyard-tenant-acme"] = StackState("CREATE_COMPLETE", stack.outputs)
+    assert service.get("acme").status == TenantStatus.ACTIVE
+
+
+def test_repeating_the_same_create_returns_the_same_tenant_without_a_second_stack(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    first, created_first = service.create("acme", "basic")
+    again, created_again = service.create("acme", "basic")
+    assert (created_first, created_again) == (True, False)
+    assert again.tenant_id == first.tenant_id and again.created_at == first.created_at
+    assert len(provisioner.created) == 1
+
+
+def test_creating_an_existing_tenant_with_another_plan_conflicts(service: TenantService) -> None:
+    service.create("acme", "basic")
+    with pytest.raises(Conflict) as err:
+        service.create("acme", "premium")
+    assert err.value.code == "TenantExists"
+
+
+def test_a_failed_provisioning_is_recorded_with_its_reason_and_a_retry_works(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.fail_next_create = "Throttling: rate exceeded"
+    tenant, _ = service.create("acme", "basic")
+    assert tenant.status == TenantStatus.FAILED
+    assert "rate exceeded" in (tenant.failure_reason or "")
+    retried, _ = service.create("acme", "basic")
+    assert retried.status == TenantStatus.ACTIVE
+    assert retried.failure_reason is None
+
+
+def test_a_rolled_back_stack_fails_the_tenant_and_the_retry_removes_the_leftovers(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    service.create("acme", "basic")
+    provisioner.stacks["trainyard-tenant-acme"] = StackState(
+        "ROLLBACK_COMPLETE", reason="Bucket name already taken"
+    )
+    failed = service.get("acme")
+    assert failed.status == TenantStatus.FAILED
+    assert "Bucket name already taken" in (failed.failure_reason or "")
+    provisioner.complete_immediately = True
+    retried, _ = service.create("acme", "basic")
+    assert provisioner.deleted == ["trainyard-tenant-acme"]
+    assert retried.status == TenantStatus.ACTIVE
+
+
+def test_unknown_tenants_are_not_found(service: TenantService) -> None:
+    with pytest.raises(NotFound):
+        service.get("nobody")
+
+
+def test_unknown_plans_are_rejected_with_the_list_of_plans(service: TenantService) -> None:
+    with pytest.raises(InvalidRequest) as err:
+        service.create("acme", "gold")
+    assert err.value.code == "UnknownPlan"
+    assert "basic" in err.value.message
+
+
+@pytest.mark.parametrize(
+    "tenant_id",
+    ["ab", "a" * 33, "Acme", "-acme", "acme-", "ac me", "acme_co", "açme", "ac--me", "admin", ""],
+)
+def test_invalid_tenant_ids_are_rejected(tenant_id: str) -> None:
+    with pytest.raises(InvalidRequest):
+        validate_tenant_id(tenant_id)
+
+
+@pytest.mark.parametrize("tenant_id", ["abc", "a" * 32, "acme-co", "0x1", "t-1-2"])
+def test_valid_tenant_ids_are_accepted(tenant_id: str) -> None:
+    assert validate_tenant_id(tenant_id) == tenant_id
+
+
+def test_tenant_listing_pages_through_everyone(service: TenantService) -> None:
+    for i in range(5):
+        service.create(f"tenant-{i}", "basic")
+    seen: list[str] = []
+    token = None
+    while True:
+        page, token = service.list(limit=2, next_token=token)
+        seen += [t.tenant_id for t in page]
+        if not token:
+            break
+    assert seen == [f"tenant-{i}" for i in range(5)]

@@ -1,0 +1,209 @@
+"""Creates the platform's resources in moto from the same wiring the CDK app uses.
+
+CDK deploys the platform stack in AWS; locally, the resources it would create
+(tables, queues with their dead-letter queues, the platform bucket with code and
+the tenant template, the pipeline, the status-change rule) are created here
+from ``trainyard_core.wiring`` so both worlds share names, keys and routing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainyard_core import wiring
+from trainyard_core.config import Settings
+from trainyard_core.wiring import Names
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+STEPS_DIR = PROJECT_ROOT / "pipeline" / "steps"
+# Local visibility timeout: short, so a failed message is retried (and dead-lettered)
+# within a demo's time frame rather than after six Lambda timeouts.
+LOCAL_VISIBILITY_TIMEOUT = 20
+MAX_RECEIVE_COUNT = 5
+
+
+@dataclass
+class Platform:
+    queue_urls: dict[str, str]  # physical name -> url
+    queue_arns: dict[str, str]
+    pipeline_arn: str
+    platform_bucket: str
+    template_url: str
+    tenant_stack_role_arn: str
+    pipeline_role_arn: str
+
+
+def _sha(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()[:16]
+
+
+def tenant_template(settings: Settings, cache_dir: Path) -> dict[str, Any]:
+    """The tenant stack template, synthesized by the CDK code (cached: synth takes seconds)."""
+    source = (PROJECT_ROOT / "infra" / "tenant_stack.py").read_bytes()
+    key = _sha(settings.to_json().encode(), source)
+    cached = cache_dir / f"tenant-template-{key}.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    from infra.tenant_template import synth_tenant_template
+
+    template = synth_tenant_template(settings)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(template, indent=1, sort_keys=True))
+    return template
+
+
+def create_tables(ddb: Any, names: Names) -> None:
+    for table_name, spec in wiring.tables(names).items():
+        attrs = {spec.partition_key}
+        keys = [{"AttributeName": spec.partition_key, "KeyType": "HASH"}]
+        if spec.sort_key:
+            attrs.add(spec.sort_key)
+            keys.append({"AttributeName": spec.sort_key, "KeyType": "RANGE"})
+        gsis = []
+        for index in spec.indexes:
+            attrs.add(index.partition_key)
+            schema = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
+            if index.sort_key:
+                attrs.add(index.sort_key)
+                schema.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
+            gsis.append(
+                {
+                    "IndexName": index.name,
+                    "KeySchema": schema,
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            )
+        kwargs: dict[str, Any] = {
+            "TableName": table_name,
+            "KeySchema": keys,
+            "AttributeDefinitions": [
+                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if gsis:
+            kwargs["GlobalSecondaryIndexes"] = gsis
+        ddb.create_table(**kwargs)
+        if spec.ttl_attribute:
+            ddb.update_time_to_live(
+                TableName=table_name,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": spec.ttl_attribute},
+            )
+
+
+def create_queues(sqs: Any, names: Names) -> tuple[dict[str, str], dict[str, str]]:
+    urls: dict[str, str] = {}
+    arns: dict[str, str] = {}
+    pairs = [(names.intake_queue(p), names.intake_dlq(p)) for p in names.plans]
+    pairs.append((names.status_queue, names.status_dlq))
+    for queue, dlq in pairs:
+        dlq_url = sqs.create_queue(
+            QueueName=dlq, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        )["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        url = sqs.create_queue(
+            QueueName=queue,
+            Attributes={
+                "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
+                "RedrivePolicy": json.dumps(
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                ),
+            },
+        )["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        urls[queue], arns[queue] = url, arn
+        urls[dlq], arns[dlq] = dlq_url, dlq_arn
+    return urls, arns
+
+
+def _role(iam: Any, name: str, service: str, path: str = "/") -> str:
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
+    }
+    return iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(doc))[
+        "Role"
+    ]["Arn"]
+
+
+def bootstrap_platform(
+    clients: Any,
+    *,
+    settings: Settings,
+    account_id: str,
+    recorder_arn: str,
+    cache_dir: Path,
+) -> Platform:
+    """``clients(service)`` returns a boto3 client for the embedded endpoint."""
+    from pipeline.definition import build_definition_json, render_definition
+
+    names = Names.from_settings(settings)
+    create_tables(clients("dynamodb"), names)
+    urls, arns = create_queues(clients("sqs"), names)
+
+    s3 = clients("s3")
+    bucket = names.platform_bucket(account_id)
+    s3.create_bucket(Bucket=bucket)
+    code_uris = {}
+    for placeholder, script in (
+        ("PreprocessScriptUri", "preprocess.py"),
+        ("EvaluateScriptUri", "evaluate.py"),
+    ):
+        key = f"code/{script}"
+        s3.put_object(Bucket=bucket, Key=key, Body=(STEPS_DIR / script).read_bytes())
+        code_uris[placeholder] = f"s3://{bucket}/{key}"
+
+    template = tenant_template(settings, cache_dir)
+    s3.put_object(Bucket=bucket, Key=names.tenant_template_key, Body=json.dumps(template).encode())
+    template_url = f"https://{bucket}.s3.amazonaws.com/{names.tenant_template_key}"
+
+    iam = clients("iam")
+    pipeline_role = _role(iam, f"{names.prefix}-pipeline", "sagemaker.amazonaws.com")
+    stack_role = _role(iam, f"{names.prefix}-tenant-stacks", "cloudformation.amazonaws.com")
+
+    definition = render_definition(
+        build_definition_json(settings), {**code_uris, "RecorderFunctionArn": recorder_arn}
+    )
+    pipeline_arn = clients("sagemaker").create_pipeline(
+        PipelineName=names.pipeline_name,
+        PipelineDefinition=definition,
+        RoleArn=pipeline_role,
+    )["PipelineArn"]
+
+    events = clients("events")
+    events.put_rule(
+        Name=names.status_rule,
+        EventPattern=json.dumps(
+            {
+                "source": [wiring.SAGEMAKER_STATUS_SOURCE],
+                "detail-type": [wiring.SAGEMAKER_STATUS_DETAIL_TYPE],
+                "detail": {"pipelineArn": [pipeline_arn]},
+            }
+        ),
+    )
+    events.put_targets(
+        Rule=names.status_rule,
+        Targets=[{"Id": "status-queue", "Arn": arns[names.status_queue]}],
+    )
+    return Platform(
+        queue_urls=urls,
+        queue_arns=arns,
+        pipeline_arn=pipeline_arn,
+        platform_bucket=bucket,
+        template_url=template_url,
+        tenant_stack_role_arn=stack_role,
+        pipeline_role_arn=pipeline_role,
+    )

@@ -1,0 +1,247 @@
+"""Local Lambda runtime: runs the real handler functions the way AWS would.
+
+- ``invoke(key, event)`` calls the handler named in ``wiring.handlers()`` with a
+  Lambda-like context. Invocations of one function are serialized: moto's
+  DynamoDB transactions are not atomic across threads (DESIGN §4), and
+  serializing is the local stand-in for that atomicity, not for correctness
+  the code relies on in AWS.
+- ``QueuePoller`` is the local SQS event source mapping: long-polls a queue,
+  hands batches to the handler in the SQS event shape and deletes only the
+  messages that did not come back as ``batchItemFailures``; the rest become
+  visible again and, after maxReceiveCount, move to the dead-letter queue.
+- ``Ticker`` is the local EventBridge schedule.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from trainyard_core.wiring import HandlerSpec
+
+log = logging.getLogger("trainyard.local.runtime")
+
+
+@dataclass
+class LocalContext:
+    """The attributes Powertools and handlers read from a Lambda context."""
+
+    function_name: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = "local"
+    _deadline: float = field(default_factory=time.monotonic)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class InvocationRecord:
+    function: str
+    started: float
+    duration: float
+    error: str | None
+
+
+class LocalLambdaRuntime:
+    def __init__(self, specs: dict[str, HandlerSpec], *, region: str, account_id: str, prefix: str):
+        self.specs = specs
+        self.region = region
+        self.account_id = account_id
+        self.prefix = prefix
+        self._locks = {key: threading.Lock() for key in specs}
+        self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
+        self.invocations: list[InvocationRecord] = []
+        self.errors = 0
+
+    def function_name(self, key: str) -> str:
+        return f"{self.prefix}-{key}"
+
+    def function_arn(self, key: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(key)}"
+
+    def key_for_arn(self, arn: str) -> str:
+        name = arn.split(":function:", 1)[-1].split(":", 1)[0]
+        for key in self.specs:
+            if self.function_name(key) == name:
+                return key
+        raise KeyError(f"no local function for {arn}")
+
+    def _handler(self, key: str) -> Callable[[dict[str, Any], Any], Any]:
+        if key not in self._handlers:
+            module_name, func_name = self.specs[key].handler.rsplit(".", 1)
+            module = importlib.import_module(module_name)
+            reset = getattr(module, "reset_dependencies", None)
+            if callable(reset):
+                # A new embedded stack means new endpoints: drop clients cached by a previous one.
+                reset()
+            self._handlers[key] = getattr(module, func_name)
+        return self._handlers[key]
+
+    def invoke(self, key: str, event: dict[str, Any]) -> Any:
+        spec = self.specs[key]
+        handler = self._handler(key)
+        context = LocalContext(
+            function_name=self.function_name(key),
+            invoked_function_arn=self.function_arn(key),
+            memory_limit_in_mb=spec.memory_mb,
+            timeout_seconds=spec.timeout_seconds,
+            _deadline=time.monotonic() + spec.timeout_seconds,
+        )
+        with self._locks[key]:
+            started = time.monotonic()
+            error: str | None = None
+            try:
+                return handler(event, context)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                self.errors += 1
+                raise
+            finally:
+                self.invocations.append(
+                    InvocationRecord(key, started, time.monotonic() - started, error)
+                )
+
+    def invoke_arn(self, function_arn: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """What the pipeline runner's Lambda step calls."""
+        result = self.invoke(self.key_for_arn(function_arn), payload)
+        return result if isinstance(result, dict) else {}
+
+
+def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    records = []
+    for m in messages:
+        records.append(
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": region,
+            }
+        )
+    return {"Records": records}
+
+
+def scheduled_event(rule_arn: str, region: str, account_id: str) -> dict[str, Any]:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": account_id,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [rule_arn],
+        "detail": {},
+    }
+
+
+class QueuePoller(threading.Thread):
+    def __init__(
+        self,
+        *,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        runtime: LocalLambdaRuntime,
+        function_key: str,
+        region: str,
+        batch_size: int = 10,
+        wait_seconds: int = 1,
+    ) -> None:
+        super().__init__(name=f"poll-{queue_arn.rsplit(':', 1)[-1]}", daemon=True)
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.runtime = runtime
+        self.function_key = function_key
+        self.region = region
+        self.batch_size = batch_size
+        self.wait_seconds = wait_seconds
+        self._stop = threading.Event()
+        self.in_flight = 0
+        self.delivered = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll_once()
+            except Exception:  # the poller must outlive any single failure
+                if not self._stop.is_set():
+                    log.exception("poller %s failed; retrying", self.name)
+                    time.sleep(0.5)
+
+    def _poll_once(self) -> None:
+        resp = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.batch_size,
+            WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        messages = resp.get("Messages", [])
+        if not messages:
+            return
+        self.in_flight = len(messages)
+        try:
+            try:
+                result = self.runtime.invoke(
+                    self.function_key, sqs_event(messages, self.queue_arn, self.region)
+                )
+                failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+            except Exception:
+                # A crashed invocation fails the whole batch, as in AWS.
+                log.exception("handler %s failed on a batch", self.function_key)
+                failed = {m["MessageId"] for m in messages}
+            done = [m for m in messages if m["MessageId"] not in failed]
+            if done:
+                self.sqs.delete_message_batch(
+                    QueueUrl=self.queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(done)
+                    ],
+                )
+            self.delivered += len(done)
+        finally:
+            self.in_flight = 0
+
+
+class Ticker(threading.Thread):
+    """Calls ``fn`` every ``interval`` seconds (the local one-minute schedule)."""
+
+    def __init__(self, name: str, interval: float, fn: Callable[[], Any]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.interval = interval
+        self.fn = fn
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.fn()
+            except Exception:
+                log.exception("scheduled call %s failed", self.name)

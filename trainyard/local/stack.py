@@ -1,0 +1,306 @@
+"""The embedded local stack: moto server + local Lambda runtime + pipeline runner.
+
+    with EmbeddedStack(aws_port=0, api_port=0) as stack:
+        stack.api_url            # onboarding API, same paths/JSON as in AWS
+        stack.aws_endpoint_url   # AWS APIs (moto), region us-east-1, any credentials
+
+Handler code never knows it is local: it reaches moto through plain boto3 and
+the standard AWS_ENDPOINT_URL setting, and receives the same event shapes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import requests
+from trainyard_core import wiring
+from trainyard_core.config import Settings, load_project_settings
+from trainyard_core.wiring import Names
+
+from .bootstrap import PROJECT_ROOT, Platform, bootstrap_platform
+from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
+from .shims import install_cloudformation_shim
+
+log = logging.getLogger("trainyard.local")
+
+ACCOUNT_ID = "123456789012"  # moto's default account
+_active_lock = threading.Lock()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedStack:
+    def __init__(
+        self,
+        *,
+        aws_port: int = 0,
+        api_port: int = 0,
+        project_root: Path | None = None,
+        workdir: Path | None = None,
+        settings: Settings | None = None,
+        quiet: bool = True,
+        reconcile_seconds: float | None = None,
+    ) -> None:
+        self.project_root = project_root or PROJECT_ROOT
+        self.settings = settings or load_project_settings(self.project_root)
+        self.names = Names.from_settings(self.settings)
+        self.region = self.settings.region
+        self.account_id = ACCOUNT_ID
+        self.aws_port = aws_port or free_port()
+        self.api_port = api_port or free_port()
+        self.aws_endpoint_url = f"http://127.0.0.1:{self.aws_port}"
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.workdir = workdir
+        self.quiet = quiet
+        self.reconcile_seconds = (
+            reconcile_seconds or 60.0 * self.settings.reconcile_interval_minutes
+        )
+        self._ready = threading.Event()
+        self._threads: list[Any] = []
+        self._saved_env: dict[str, str | None] = {}
+        self.platform: Platform | None = None
+        self.runtime: LocalLambdaRuntime | None = None
+        self._moto: Any = None
+        self._api: Any = None
+        self._engine: Any = None
+        self._started = False
+
+    # --- clients
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.aws_endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+
+    # --- lifecycle
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _set_env(self, values: dict[str, str]) -> None:
+        for key, value in values.items():
+            if key not in self._saved_env:
+                self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+
+    def start(self) -> EmbeddedStack:
+        if not _active_lock.acquire(blocking=False):
+            # Handlers read process-wide environment; two stacks in one process would collide.
+            raise RuntimeError("an embedded stack is already running in this process")
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._started = True
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="trainyard-local-")
+            self.workdir = Path(self._tmp.name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.quiet:
+            for name in ("werkzeug", "moto", "botocore", "urllib3"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+
+        # Every boto3 client in this process (handlers included) goes to moto.
+        self._set_env(
+            {
+                "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+                "AWS_DEFAULT_REGION": self.region,
+                "AWS_REGION": self.region,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": "local",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": "true" if self.quiet else "false",
+                "POWERTOOLS_LOG_LEVEL": "WARNING" if self.quiet else "INFO",
+                "POWERTOOLS_DEV": "false",
+            }
+        )
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+        self._moto.start()
+
+        specs = wiring.handlers(self.names)
+        self.runtime = LocalLambdaRuntime(
+            specs, region=self.region, account_id=self.account_id, prefix=self.names.prefix
+        )
+        install_cloudformation_shim(self.client, self.names.tenant_stack(""))
+        self.platform = bootstrap_platform(
+            self.client,
+            settings=self.settings,
+            account_id=self.account_id,
+            recorder_arn=self.runtime.function_arn("recorder"),
+            cache_dir=self.project_root / ".trainyard" / "cache",
+        )
+        values = {
+            wiring.ENV_TENANTS_TABLE: self.names.tenants_table,
+            wiring.ENV_RUNS_TABLE: self.names.runs_table,
+            wiring.ENV_STATE_TABLE: self.names.state_table,
+            wiring.ENV_PIPELINE_NAME: self.names.pipeline_name,
+            wiring.ENV_PLATFORM_BUCKET: self.platform.platform_bucket,
+            wiring.ENV_TENANT_TEMPLATE_URL: self.platform.template_url,
+            wiring.ENV_TENANT_STACK_ROLE_ARN: self.platform.tenant_stack_role_arn,
+            wiring.ENV_ACCOUNT_ID: self.account_id,
+        }
+        env: dict[str, str] = {}
+        for spec in specs.values():
+            for key, value in wiring.handler_environment(spec, self.settings, values).items():
+                if key not in ("POWERTOOLS_SERVICE_NAME",):
+                    env[key] = value
+        self._set_env(env)
+
+        from .pipeline_engine import LocalPipelineEngine
+
+        self._engine = LocalPipelineEngine(
+            endpoint_url=self.aws_endpoint_url,
+            region=self.region,
+            account_id=self.account_id,
+            workdir=self.workdir / "pipeline",
+            lambda_invoker=self.runtime.invoke_arn,
+        )
+        self._engine.start()
+
+        sqs = self.client("sqs")
+        for key, spec in specs.items():
+            for queue in spec.queues:
+                poller = QueuePoller(
+                    sqs=sqs,
+                    queue_url=self.platform.queue_urls[queue],
+                    queue_arn=self.platform.queue_arns[queue],
+                    runtime=self.runtime,
+                    function_key=key,
+                    region=self.region,
+                )
+                poller.start()
+                self._threads.append(poller)
+            if wiring.Source.SCHEDULE in spec.sources:
+                rule_arn = (
+                    f"arn:aws:events:{self.region}:{self.account_id}:rule/"
+                    f"{self.names.reconcile_rule}"
+                )
+                ticker = Ticker(
+                    f"schedule-{key}",
+                    self.reconcile_seconds,
+                    lambda k=key, r=rule_arn: self.runtime.invoke(  # type: ignore[union-attr]
+                        k, scheduled_event(r, self.region, self.account_id)
+                    ),
+                )
+                ticker.start()
+                self._threads.append(ticker)
+
+        from .api_server import LocalApiServer
+
+        self._api = LocalApiServer(
+            self.api_port,
+            lambda event: self.runtime.invoke("onboarding", event),  # type: ignore[union-attr]
+            account_id=self.account_id,
+            ready=self._ready.is_set,
+        )
+        self._api.start()
+        self._ready.set()
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("embedded stack did not become healthy")
+
+    def reconcile_now(self) -> Any:
+        """Fire the schedule once (tests and the CLI use it instead of waiting a minute)."""
+        assert self.runtime is not None
+        rule_arn = (
+            f"arn:aws:events:{self.region}:{self.account_id}:rule/{self.names.reconcile_rule}"
+        )
+        return self.runtime.invoke(
+            "scheduler", scheduled_event(rule_arn, self.region, self.account_id)
+        )
+
+    def queue_depths(self) -> dict[str, int]:
+        assert self.platform is not None
+        sqs = self.client("sqs")
+        depths = {}
+        for name, url in self.platform.queue_urls.items():
+            attrs = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            depths[name] = int(attrs["ApproximateNumberOfMessages"]) + int(
+                attrs["ApproximateNumberOfMessagesNotVisible"]
+            )
+        return depths
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once no message waits in a (non-dead-letter) queue and no execution runs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            depths = self.queue_depths()
+            busy = any(v for k, v in depths.items() if not k.endswith("-dlq"))
+            if not busy and (self._engine is None or self._engine.wait_idle(0)):
+                return True
+            time.sleep(0.25)
+        return False
+
+    def stop(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        try:
+            for thread in self._threads:
+                thread.stop()
+            for thread in self._threads:
+                thread.join(timeout=5)
+            self._threads.clear()
+            if self._api is not None:
+                self._api.stop()
+            if self._engine is not None:
+                self._engine.stop()
+            if self._moto is not None:
+                self._moto.stop()
+                from moto.core.base_backend import BackendDict
+                from moto.core.model_instances import reset_model_data
+
+                # The next stack in this process starts from an empty account.
+                BackendDict.reset()
+                reset_model_data()
+        finally:
+            for key, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            self._saved_env.clear()
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+            _active_lock.release()
