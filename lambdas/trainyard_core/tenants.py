@@ -50,7 +50,15 @@ class StackProvisioner(Protocol):
     def describe(self, stack_name: str) -> StackState | None:
         """None when the stack does not exist."""
 
+    def update(self, stack_name: str, parameters: dict[str, str]) -> None:
+        """Update parameters, keeping the template."""
+
     def delete(self, stack_name: str) -> None: ...
+
+
+class DataPurger(Protocol):
+    def purge(self, bucket: str, prefix: str) -> int:
+        """Delete every object (and version) under prefix; returns how many."""
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -80,6 +88,7 @@ class TenantService:
         provisioner: StackProvisioner,
         account_id: str,
         clock: Clock | None = None,
+        purger: DataPurger | None = None,
     ) -> None:
         self.settings = settings
         self.names = Names.from_settings(settings)
@@ -87,6 +96,7 @@ class TenantService:
         self.provisioner = provisioner
         self.account_id = account_id
         self.clock = clock or SystemClock()
+        self.purger = purger
 
     # --- helpers
     def _now(self) -> str:
@@ -179,8 +189,60 @@ class TenantService:
             tenant = self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
         return self.refresh(tenant)
 
+    def update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
+        tenant = self.get(tenant_id)
+        if plan is None and status is None:
+            raise InvalidRequest("nothing to update: give plan and/or status", code="EmptyUpdate")
+        if tenant.status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+            raise Conflict(
+                f"tenant {tenant_id!r} is {tenant.status.value}; only ACTIVE or SUSPENDED "
+                "tenants can be updated",
+                code="TenantNotUpdatable",
+            )
+        changes: dict[str, object] = {}
+        if plan is not None and plan != tenant.plan:
+            self.validate_plan(plan)
+            if self.settings.plan(plan).isolation != tenant.isolation:
+                raise Conflict(
+                    f"moving from {tenant.isolation} to {self.settings.plan(plan).isolation} "
+                    "isolation needs a data migration, which this deployment does not offer yet",
+                    code="IsolationChangeUnsupported",
+                )
+            # The tenant's rule must feed the new plan's intake queue; data stays put.
+            self.provisioner.update(
+                tenant.stack_name or self.names.tenant_stack(tenant_id),
+                {
+                    "TenantId": tenant_id,
+                    "PlanName": plan,
+                    "IntakeQueueArn": self.intake_queue_arn(plan),
+                },
+            )
+            changes["plan"] = plan
+        new_status = tenant.status
+        if status is not None:
+            if status not in (TenantStatus.ACTIVE.value, TenantStatus.SUSPENDED.value):
+                raise InvalidRequest("status must be ACTIVE or SUSPENDED", code="InvalidStatus")
+            new_status = TenantStatus(status)
+        return self._transition(tenant, new_status, **changes)
+
+    def offboard(self, tenant_id: str, *, purge: bool) -> Tenant:
+        """Delete the tenant's stack. Its bucket is retained unless purge is asked for."""
+        tenant = self.get(tenant_id)
+        if purge and tenant.data_bucket and self.purger is not None:
+            self.purger.purge(tenant.data_bucket, "")
+        stack_name = tenant.stack_name or self.names.tenant_stack(tenant_id)
+        if self.provisioner.describe(stack_name) is not None:
+            self.provisioner.delete(stack_name)
+        offboarding = self._transition(tenant, TenantStatus.OFFBOARDING)
+        return self.refresh(offboarding)
+
     def refresh(self, tenant: Tenant) -> Tenant:
-        """Advance a PROVISIONING tenant from its stack's state (idempotent)."""
+        """Advance a PROVISIONING or OFFBOARDING tenant from its stack's state (idempotent)."""
+        if tenant.status == TenantStatus.OFFBOARDING:
+            if self.provisioner.describe(tenant.stack_name or "") is None:
+                # Stack gone: the tenant leaves the registry; its run history stays.
+                self.tenants.delete(tenant.tenant_id)
+            return tenant
         if tenant.status != TenantStatus.PROVISIONING:
             return tenant
         state = self.provisioner.describe(tenant.stack_name or "")

@@ -55,7 +55,7 @@ def _settings() -> Settings:
 
 @cache
 def _tenant_service() -> TenantService:
-    from trainyard_core.provisioning import CloudFormationProvisioner
+    from trainyard_core.provisioning import CloudFormationProvisioner, S3DataPurger
     from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
 
     return TenantService(
@@ -66,7 +66,15 @@ def _tenant_service() -> TenantService:
             role_arn=os.environ.get(wiring.ENV_TENANT_STACK_ROLE_ARN) or None,
         ),
         account_id=os.environ[wiring.ENV_ACCOUNT_ID],
+        purger=S3DataPurger(),
     )
+
+
+def reset_dependencies() -> None:
+    """Forget cached clients (the local runtime calls this when a new stack starts)."""
+    _settings.cache_clear()
+    _tenant_service.cache_clear()
+    _runs.cache_clear()
 
 
 @cache
@@ -159,6 +167,23 @@ def list_tenants() -> dict[str, Any]:
 def get_tenant(tenant_id: str) -> dict[str, Any]:
     logger.append_keys(tenant_id=tenant_id)
     return _tenant_service().get(tenant_id).api_dict()
+
+
+@app.patch("/tenants/<tenant_id>")
+def update_tenant(tenant_id: str) -> dict[str, Any]:
+    logger.append_keys(tenant_id=tenant_id)
+    request = _json_body(UpdateTenantRequest)
+    return _tenant_service().update(tenant_id, plan=request.plan, status=request.status).api_dict()
+
+
+@app.delete("/tenants/<tenant_id>")
+def delete_tenant(tenant_id: str) -> Response:
+    logger.append_keys(tenant_id=tenant_id)
+    raw = (app.current_event.get_query_string_value("purge") or "false").lower()
+    if raw not in ("true", "false"):
+        raise InvalidRequest("purge must be true or false", code="InvalidPurge")
+    tenant = _tenant_service().offboard(tenant_id, purge=raw == "true")
+    return _json(202, tenant.api_dict())
 
 
 @app.get("/tenants/<tenant_id>/runs")

@@ -18,6 +18,7 @@ class InMemoryProvisioner:
         self.stacks: dict[str, StackState] = {}
         self.created: list[tuple[str, dict[str, str]]] = []
         self.deleted: list[str] = []
+        self.updated: list[tuple[str, dict[str, str]]] = []
         self.fail_next_create: str | None = None
         self.complete_immediately = True
 
@@ -36,6 +37,9 @@ class InMemoryProvisioner:
         }
         status = "CREATE_COMPLETE" if self.complete_immediately else "CREATE_IN_PROGRESS"
         self.stacks[stack_name] = StackState(status=status, outputs=outputs)
+
+    def update(self, stack_name: str, parameters: dict[str, str]) -> None:
+        self.updated.append((stack_name, parameters))
 
     def describe(self, stack_name: str) -> StackState | None:
         return self.stacks.get(stack_name)
@@ -174,3 +178,61 @@ def test_tenant_listing_pages_through_everyone(service: TenantService) -> None:
         if not token:
             break
     assert seen == [f"tenant-{i}" for i in range(5)]
+
+
+def test_suspending_and_resuming_a_tenant(service: TenantService) -> None:
+    service.create("acme", "basic")
+    assert service.update("acme", plan=None, status="SUSPENDED").status == TenantStatus.SUSPENDED
+    assert service.update("acme", plan=None, status="ACTIVE").status == TenantStatus.ACTIVE
+    with pytest.raises(InvalidRequest):
+        service.update("acme", plan=None, status="DELETED")
+
+
+def test_a_plan_change_repoints_the_tenant_rule_to_the_new_plan_queue(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    service.create("acme", "basic")
+    tenant = service.update("acme", plan="standard", status=None)
+    assert tenant.plan == "standard"
+    assert tenant.data_bucket == "trainyard-acme-123456789012"  # data stays where it is
+    assert provisioner.updated == [
+        (
+            "trainyard-tenant-acme",
+            {
+                "TenantId": "acme",
+                "PlanName": "standard",
+                "IntakeQueueArn": "arn:aws:sqs:us-east-1:123456789012:trainyard-intake-standard",
+            },
+        )
+    ]
+
+
+class RecordingPurger:
+    def __init__(self) -> None:
+        self.purged: list[tuple[str, str]] = []
+
+    def purge(self, bucket: str, prefix: str) -> int:
+        self.purged.append((bucket, prefix))
+        return 1
+
+
+def test_offboarding_deletes_the_stack_and_keeps_data_unless_purge_is_asked(
+    provisioner: InMemoryProvisioner,
+) -> None:
+    purger = RecordingPurger()
+    service = TenantService(
+        settings=Settings(),
+        tenants=InMemoryTenantRepository(),
+        provisioner=provisioner,
+        account_id="123456789012",
+        clock=VirtualClock(),
+        purger=purger,
+    )
+    service.create("keep", "basic")
+    service.create("wipe", "basic")
+    service.offboard("keep", purge=False)
+    service.offboard("wipe", purge=True)
+    assert provisioner.deleted == ["trainyard-tenant-keep", "trainyard-tenant-wipe"]
+    assert purger.purged == [("trainyard-wipe-123456789012", "")]
+    with pytest.raises(NotFound):
+        service.get("keep")

@@ -1,0 +1,67 @@
+"""One embedded stack per test session: moto server + local runtime + pipeline runner."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from trainyard.local.stack import EmbeddedStack
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[EmbeddedStack]:
+    with EmbeddedStack(aws_port=0, api_port=0) as running:
+        yield running
+
+
+class Api:
+    """Plain HTTP against the local onboarding API (what any client would do)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(method, f"{self.base}{path}", timeout=30, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.call("POST", path, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def api(stack: EmbeddedStack) -> Api:
+    return Api(stack.api_url)
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
+
+
+@pytest.fixture(scope="session")
+def onboard(api: Api) -> Callable[[str, str], dict[str, Any]]:
+    def _onboard(tenant_id: str, plan: str) -> dict[str, Any]:
+        resp = api.post("/tenants", json={"tenantId": tenant_id, "plan": plan})
+        assert resp.status_code in (200, 201, 202), resp.text
+
+        def active() -> dict[str, Any] | None:
+            body = api.get(f"/tenants/{tenant_id}").json()
+            return body if body["status"] == "ACTIVE" else None
+
+        return wait_for(active, timeout=30, what=f"{tenant_id} ACTIVE")
+
+    return _onboard
