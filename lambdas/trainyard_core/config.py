@@ -144,9 +144,7 @@ class Settings(_Model):
             if plan.max_concurrent_runs_per_tenant > plan.max_concurrent_runs:
                 raise ValueError(f"plan {plan.name}: per-tenant cap exceeds plan cap")
             if plan.training_instance_type not in self.instance_prices_usd_per_hour:
-                raise ValueError(
-                    f"plan {plan.name}: no price for {plan.training_instance_type}"
-                )
+                raise ValueError(f"plan {plan.name}: no price for {plan.training_instance_type}")
         return self
 
     def plan(self, name: str) -> Plan:

@@ -175,19 +175,19 @@ class QueuePoller(threading.Thread):
         self.region = region
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.in_flight = 0
         self.delivered = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 self._poll_once()
             except Exception:  # the poller must outlive any single failure
-                if not self._stop.is_set():
+                if not self._halt.is_set():
                     log.exception("poller %s failed; retrying", self.name)
                     time.sleep(0.5)
 
@@ -234,13 +234,13 @@ class Ticker(threading.Thread):
         super().__init__(name=name, daemon=True)
         self.interval = interval
         self.fn = fn
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._halt.wait(self.interval):
             try:
                 self.fn()
             except Exception:

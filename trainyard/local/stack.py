@@ -16,6 +16,7 @@ import socket
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,10 @@ class EmbeddedStack:
         if self.quiet:
             for name in ("werkzeug", "moto", "botocore", "urllib3"):
                 logging.getLogger(name).setLevel(logging.ERROR)
+            # Known, harmless locally: moto skipping resource types the shims complete,
+            # and Powertools noting an invocation that emitted no metric.
+            warnings.filterwarnings("ignore", message="Tried to parse AWS::")
+            warnings.filterwarnings("ignore", message="No application metrics to publish")
 
         # Every boto3 client in this process (handlers included) goes to moto.
         self._set_env(

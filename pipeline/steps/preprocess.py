@@ -1,0 +1,165 @@
+"""Preprocess step: validate a tenant's CSV uploads and split them for training.
+
+Runs unchanged in a SageMaker processing container (python3 + pandas/numpy) and
+locally under trainyard's pipeline runner.
+
+    python3 preprocess.py --input-dir DIR --output-dir DIR [--seed N]
+
+Input: every ``*.csv`` under --input-dir (recursively), each with the same header
+row, a ``label`` column (0/1) and numeric feature columns.
+Output: <output-dir>/{train,validation,test}/{train,validation,test}.csv, 70/15/15,
+label FIRST and NO header (the built-in XGBoost container's CSV contract).
+
+Bad data: one line ``ERROR: <reason>`` on stderr, the reason also written to
+<ml-root>/output/message (SageMaker shows that file as the job's FailureReason),
+exit status 1. <ml-root> is /opt/ml, or $TRAINYARD_ML_ROOT when the local runner
+maps /opt/ml to a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LABEL = "label"
+MIN_ROWS = 20
+SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
+
+
+class DataError(Exception):
+    """The tenant's data cannot be trained on; the message is shown to the tenant."""
+
+
+def _ml_root() -> Path:
+    return Path(os.environ.get("TRAINYARD_ML_ROOT", "/opt/ml"))
+
+
+def fail(reason: str) -> None:
+    """Report a data problem the way SageMaker surfaces it, then exit 1."""
+    reason = " ".join(reason.split())  # one line, whatever the cause
+    print(f"ERROR: {reason}", file=sys.stderr, flush=True)
+    root = _ml_root()
+    # Only inside a container (or the local runner's mapped root): never create
+    # /opt/ml on a developer machine.
+    if root.is_dir():
+        try:
+            (root / "output").mkdir(parents=True, exist_ok=True)
+            (root / "output" / "message").write_text(reason)
+        except OSError:
+            pass
+    sys.exit(1)
+
+
+def read_inputs(input_dir: Path) -> pd.DataFrame:
+    files = sorted(p for p in input_dir.rglob("*.csv") if p.is_file())
+    if not files:
+        raise DataError(f"no CSV files found under {input_dir.name or input_dir}/")
+    frames: list[pd.DataFrame] = []
+    header: list[str] | None = None
+    for path in files:
+        name = path.relative_to(input_dir).as_posix()
+        try:
+            # Read as text first so non-numeric cells are reported, not guessed.
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{name} is empty") from None
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+            raise DataError(f"{name} is not a readable CSV file: {exc}") from None
+        columns = [str(c).strip() for c in frame.columns]
+        frame.columns = columns
+        if len(set(columns)) != len(columns):
+            raise DataError(f"{name} has duplicate column names")
+        if header is None:
+            header = columns
+        elif columns != header:
+            raise DataError(
+                f"{name} has header {columns} but {files[0].relative_to(input_dir).as_posix()}"
+                f" has {header}; all files must share one header"
+            )
+        frames.append(frame)
+    assert header is not None
+    if LABEL not in header:
+        raise DataError(f"no '{LABEL}' column in header {header}")
+    if len(header) < 2:
+        raise DataError("no feature columns besides 'label'")
+    return pd.concat(frames, ignore_index=True)
+
+
+def validate(raw: pd.DataFrame) -> pd.DataFrame:
+    """Numeric features, 0/1 labels with both classes, enough rows."""
+    if raw.empty:
+        raise DataError("the CSV files contain a header but no data rows")
+    numeric = pd.DataFrame(index=raw.index)
+    for column in raw.columns:
+        text = raw[column].astype(str).str.strip()
+        missing = text == ""
+        if missing.any():
+            row = int(missing.idxmax()) + 1
+            raise DataError(f"column '{column}' has a missing value (data row {row})")
+        values = pd.to_numeric(text, errors="coerce")
+        bad = values.isna() | ~np.isfinite(values.astype(float))
+        if bad.any():
+            row = int(bad.idxmax())
+            raise DataError(
+                f"column '{column}' has a non-numeric value {text[row]!r} (data row {row + 1})"
+            )
+        numeric[column] = values.astype(float)
+    labels = numeric[LABEL]
+    invalid = ~labels.isin([0.0, 1.0])
+    if invalid.any():
+        shown = sorted({str(raw[LABEL][i]).strip() for i in raw.index[invalid]})[:5]
+        raise DataError(f"'{LABEL}' must be 0 or 1, found {shown}")
+    if labels.nunique() < 2:
+        raise DataError(
+            f"'{LABEL}' has a single class ({int(labels.iloc[0])}); both 0 and 1 are needed"
+        )
+    if len(numeric) < MIN_ROWS:
+        raise DataError(f"only {len(numeric)} data rows; at least {MIN_ROWS} are needed")
+    numeric[LABEL] = labels.astype(int)
+    features = [c for c in numeric.columns if c != LABEL]
+    return numeric[[LABEL, *features]]  # label first: the XGBoost CSV contract
+
+
+def split(data: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
+    """Deterministic 70/15/15 split, stratified by label so every split sees both
+    classes whenever the data allows it."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in SPLITS}
+    for _, group in data.groupby(LABEL, sort=True):
+        index = rng.permutation(group.index.to_numpy())
+        n = len(index)
+        n_train = round(n * SPLITS[0][1])
+        n_val = round(n * SPLITS[1][1])
+        parts["train"].append(index[:n_train])
+        parts["validation"].append(index[n_train : n_train + n_val])
+        parts["test"].append(index[n_train + n_val :])
+    return {
+        name: data.loc[rng.permutation(np.concatenate(chunks))] for name, chunks in parts.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input-dir", required=True, type=Path)
+    parser.add_argument("--output-dir", required=True, type=Path)
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    try:
+        data = validate(read_inputs(args.input_dir))
+    except DataError as exc:
+        fail(str(exc))
+    for name, frame in split(data, args.seed).items():
+        out = args.output_dir / name
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / f"{name}.csv", header=False, index=False)
+        print(f"{name}: {len(frame)} rows", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
