@@ -212,7 +212,26 @@ def trigger_run(tenant_id: str) -> Response:
     tenant = _tenant_service().get(tenant_id)
     run = _runs().submit_manual_run(tenant)
     logger.append_keys(run_id=run.run_id)
+    _request_dispatch(run.plan)
     return _json(202, run.api_dict())
+
+
+def _request_dispatch(plan: str) -> None:
+    """Wake the scheduler now instead of at the next reconcile: the API never admits
+    runs itself, so admission stays in one place (the scheduler)."""
+    import boto3
+
+    names = wiring.Names.from_settings(_settings())
+    sqs = boto3.client("sqs")
+    try:
+        url = sqs.get_queue_url(QueueName=names.intake_queue(plan))["QueueUrl"]
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps({"source": "trainyard", "detail-type": "Dispatch Requested"}),
+        )
+    except Exception:
+        # The run is recorded; the one-minute reconcile dispatches it anyway.
+        logger.exception("could not request an immediate dispatch")
 
 
 @app.get("/tenants/<tenant_id>/usage")

@@ -1,0 +1,78 @@
+"""``PipelinePort`` on boto3: StartPipelineExecution / DescribePipelineExecution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainyard_core.scheduling.ports import ExecutionInfo, StartError
+
+# Errors worth retrying later (with backoff) rather than failing the run.
+_THROTTLING = {
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+}
+_RETRYABLE = _THROTTLING | {
+    "ResourceLimitExceeded",  # concurrent-execution quota: capacity frees up
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalServerError",
+    "ConflictException",
+    "ResourceNotFound",  # e.g. the pipeline is being (re)deployed
+}
+
+
+class SageMakerPipelinePort:
+    def __init__(self, pipeline_name: str, client: Any | None = None) -> None:
+        self.pipeline_name = pipeline_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sagemaker")  # honours AWS_ENDPOINT_URL
+        return self._client
+
+    def start(
+        self, *, display_name: str, client_request_token: str, parameters: dict[str, str]
+    ) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.start_pipeline_execution(
+                PipelineName=self.pipeline_name,
+                PipelineExecutionDisplayName=display_name,
+                ClientRequestToken=client_request_token,
+                PipelineParameters=[{"Name": k, "Value": v} for k, v in parameters.items()],
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            raise StartError(
+                f"{code}: {message}", retryable=code in _RETRYABLE, throttled=code in _THROTTLING
+            ) from exc
+        except BotoCoreError as exc:  # connection errors, timeouts: transient
+            raise StartError(str(exc), retryable=True) from exc
+        return str(resp["PipelineExecutionArn"])
+
+    def describe(self, execution_arn: str) -> ExecutionInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "ResourceNotFound",
+                "ValidationException",
+            ):
+                return None
+            raise
+        return ExecutionInfo(
+            arn=execution_arn,
+            status=str(resp.get("PipelineExecutionStatus", "")),
+            failure_reason=resp.get("FailureReason") or None,
+            display_name=resp.get("PipelineExecutionDisplayName"),
+        )

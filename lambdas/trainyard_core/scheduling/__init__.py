@@ -1,0 +1,1 @@
+"""The scheduler: pure policy (policy.py), orchestration (service.py), ports (ports.py)."""

@@ -1,0 +1,204 @@
+"""Pure scheduling decisions: who starts next, who waits and why.
+
+No I/O and no clock: the service builds a ``Snapshot`` from the stores and acts
+on the ``DispatchPlan``. The admission transaction (store) is the safety net
+that enforces the caps under concurrency; this module decides *fairness*:
+
+- Across plans, water-filling by weight: the next free slot goes to the plan
+  with the lowest ``running / weight`` that still has eligible backlog and is
+  under its own cap. When the global cap binds, plans therefore share it in
+  proportion to their weights; a plan without backlog leaves its share to the
+  others (borrowing), but no plan ever exceeds its own cap.
+- Within a plan: fewest running runs per tenant first, then oldest queued, so a
+  tenant uploading 500 files (coalesced into one QUEUED run anyway) cannot
+  starve the others; the per-tenant cap is respected.
+- Suspended tenants and tenants over their monthly training budget wait, with
+  the reason written on the run; runs of offboarded/unknown tenants are cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from trainyard_core.config import Settings
+from trainyard_core.models import Run, TenantStatus
+
+# Prefixes of reasons this module writes on QUEUED runs; only these are cleared
+# again when the condition goes away (a start failure reason is never touched).
+WAIT_PREFIX = "Waiting: "
+
+
+@dataclass(frozen=True)
+class TenantView:
+    """What the policy needs to know about a tenant (None status = unknown tenant)."""
+
+    status: TenantStatus | None
+    used_hours: float = 0.0
+    budget_hours: float | None = None
+    month: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    queued: list[Run]
+    active: list[Run]
+    tenants: Mapping[str, TenantView]
+
+    def running_by_plan(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for run in self.active:
+            out[run.plan] = out.get(run.plan, 0) + 1
+        return out
+
+    def running_by_tenant(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for run in self.active:
+            out[run.tenant_id] = out.get(run.tenant_id, 0) + 1
+        return out
+
+
+@dataclass
+class DispatchPlan:
+    admissions: list[Run] = field(default_factory=list)
+    # run_id -> reason to show (None = clear a stale waiting reason)
+    waiting: dict[str, tuple[Run, str | None]] = field(default_factory=dict)
+    cancellations: list[tuple[Run, str]] = field(default_factory=list)
+
+
+def _fair_key(run: Run, running_by_tenant: Mapping[str, int]) -> tuple[int, str, str]:
+    return (running_by_tenant.get(run.tenant_id, 0), run.queued_at, run.run_id)
+
+
+def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> str | None:
+    """Why a QUEUED run may not start now regardless of capacity (None = it may)."""
+    if tenant is None or tenant.status is None:
+        return None  # handled as a cancellation
+    if run.plan not in settings.plans:
+        return f"{WAIT_PREFIX}plan {run.plan!r} is not configured"
+    if tenant.status == TenantStatus.SUSPENDED:
+        return f"{WAIT_PREFIX}tenant is SUSPENDED; the run starts when it is reactivated"
+    if tenant.status != TenantStatus.ACTIVE:
+        return f"{WAIT_PREFIX}tenant is {tenant.status.value}"
+    if tenant.budget_hours is not None and tenant.used_hours >= tenant.budget_hours:
+        return (
+            f"{WAIT_PREFIX}monthly training budget exhausted "
+            f"({tenant.used_hours:.2f} of {tenant.budget_hours:g} hours used in {tenant.month}); "
+            "the run starts next month or after a plan change"
+        )
+    return None
+
+
+def _cancel_reason(tenant: TenantView | None) -> str | None:
+    if tenant is None or tenant.status is None:
+        return "tenant no longer exists"
+    if tenant.status == TenantStatus.OFFBOARDING:
+        return "tenant is being offboarded"
+    return None
+
+
+def order_within_plan(runs: Iterable[Run], running_by_tenant: Mapping[str, int]) -> list[Run]:
+    """Dispatch order inside one plan: repeatedly the run whose tenant has the
+    fewest running runs (counting the ones just ordered), then the oldest."""
+    pending = list(runs)
+    running = dict(running_by_tenant)
+    ordered: list[Run] = []
+    while pending:
+        nxt = min(pending, key=lambda r: _fair_key(r, running))
+        pending.remove(nxt)
+        ordered.append(nxt)
+        running[nxt.tenant_id] = running.get(nxt.tenant_id, 0) + 1
+    return ordered
+
+
+def plan_dispatch(settings: Settings, snapshot: Snapshot) -> DispatchPlan:
+    result = DispatchPlan()
+    running_plan = snapshot.running_by_plan()
+    running_tenant = snapshot.running_by_tenant()
+    free = settings.global_max_concurrent_runs - len(snapshot.active)
+
+    candidates: dict[str, list[Run]] = {name: [] for name in settings.plans}
+    for run in snapshot.queued:
+        tenant = snapshot.tenants.get(run.tenant_id)
+        cancel = _cancel_reason(tenant)
+        if cancel:
+            result.cancellations.append((run, cancel))
+            continue
+        reason = blocking_reason(run, settings, tenant)
+        current = run.failure_reason
+        if reason is not None:
+            if current != reason:
+                result.waiting[run.run_id] = (run, reason)
+            continue
+        if current is not None and current.startswith(WAIT_PREFIX):
+            result.waiting[run.run_id] = (run, None)
+        candidates[run.plan].append(run)
+
+    while free > 0:
+        open_plans = [
+            name
+            for name, runs in candidates.items()
+            if runs and running_plan.get(name, 0) < settings.plans[name].max_concurrent_runs
+        ]
+        if not open_plans:
+            break
+        name = min(
+            open_plans,
+            key=lambda p: (
+                running_plan.get(p, 0) / settings.plans[p].weight,
+                -settings.plans[p].weight,
+                p,
+            ),
+        )
+        tenant_cap = settings.plans[name].max_concurrent_runs_per_tenant
+        eligible = [r for r in candidates[name] if running_tenant.get(r.tenant_id, 0) < tenant_cap]
+        if not eligible:
+            candidates[name] = []  # everyone left in this plan is at its tenant cap
+            continue
+        chosen = min(eligible, key=lambda r: _fair_key(r, running_tenant))
+        candidates[name].remove(chosen)
+        result.admissions.append(chosen)
+        running_plan[name] = running_plan.get(name, 0) + 1
+        running_tenant[chosen.tenant_id] = running_tenant.get(chosen.tenant_id, 0) + 1
+        free -= 1
+    return result
+
+
+def queue_positions(settings: Settings, snapshot: Snapshot) -> dict[str, int]:
+    """run_id -> 1-based position within its plan, in dispatch order: runs that
+    may start first (fair order), then blocked ones (oldest first)."""
+    running_tenant = snapshot.running_by_tenant()
+    by_plan: dict[str, list[Run]] = {}
+    for run in snapshot.queued:
+        by_plan.setdefault(run.plan, []).append(run)
+    positions: dict[str, int] = {}
+    for runs in by_plan.values():
+        ready, blocked = [], []
+        for run in runs:
+            tenant = snapshot.tenants.get(run.tenant_id)
+            if _cancel_reason(tenant) or blocking_reason(run, settings, tenant):
+                blocked.append(run)
+            else:
+                ready.append(run)
+        ordered = order_within_plan(ready, running_tenant) + sorted(
+            blocked, key=lambda r: (r.queued_at, r.run_id)
+        )
+        for index, run in enumerate(ordered, start=1):
+            positions[run.run_id] = index
+    return positions
+
+
+def backoff_seconds(
+    attempt: int, base: float = 2.0, cap: float = 60.0, jitter: float = 0.0
+) -> float:
+    """Exponential backoff with (caller-supplied, 0..1) full jitter: attempt 1 -> ~base."""
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return ceiling / 2 + (ceiling / 2) * jitter
+
+
+def cost_usd(
+    settings: Settings, instance_type: str | None, count: int | None, seconds: float
+) -> float:
+    if not instance_type:
+        return 0.0
+    return round(seconds / 3600.0 * (count or 1) * settings.price_per_hour(instance_type), 6)

@@ -1,0 +1,257 @@
+"""What the scheduler needs from the outside world, as protocols.
+
+The service depends only on these; ``store/runs.py`` provides DynamoDB and
+in-memory implementations of ``RunRepository``, ``sagemaker_port.py`` the boto3
+``PipelinePort``. Tests and the benchmark plug in fakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from trainyard_core.models import Run, RunStatus, TriggerObject
+
+# --- errors the repository raises (both implementations raise the same ones)
+
+
+class DuplicateUploadError(Exception):
+    """This (bucket, key, etag, version id) was already accepted."""
+
+
+class RunNotQueuedError(Exception):
+    """The run left QUEUED (or does not exist) before the write landed."""
+
+
+class QueuedRunExistsError(Exception):
+    """The tenant already has a QUEUED run (someone else created it first)."""
+
+
+class RunNotFoundError(LookupError):
+    pass
+
+
+class AdmitOutcome(StrEnum):
+    ADMITTED = "ADMITTED"
+    NOT_QUEUED = "NOT_QUEUED"  # someone else admitted/cancelled it first
+    CAP_REACHED = "CAP_REACHED"  # a counter condition refused: capacity taken meanwhile
+
+
+@dataclass(frozen=True)
+class Caps:
+    global_cap: int
+    plan_cap: int
+    tenant_cap: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Slot counters as stored (the transactional guard, not the source of truth)."""
+
+    global_running: int = 0
+    plans: dict[str, int] = field(default_factory=dict)
+    tenants: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    at: str
+    reason: str
+    bucket: str | None = None
+    key: str | None = None
+    tenant_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class RunRepository(Protocol):
+    """Runs table + scheduler state table. Every transition is conditional,
+    so duplicate or concurrent callers can never double-apply one."""
+
+    # --- reads
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None: ...
+
+    def list_runs(
+        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        """Newest first."""
+        ...
+
+    def find_by_execution(self, execution_arn: str) -> Run | None: ...
+
+    def queued_runs(self, plan: str) -> list[Run]:
+        """QUEUED runs of a plan, oldest first."""
+        ...
+
+    def active_runs(self, plan: str) -> list[Run]:
+        """STARTING and RUNNING runs of a plan."""
+        ...
+
+    def due_starts(self, plan: str, now_iso: str) -> list[Run]:
+        """STARTING runs without an execution whose next start attempt is due."""
+        ...
+
+    def queued_run_id(self, tenant_id: str) -> str | None:
+        """The tenant's current QUEUED run (the coalescing pointer)."""
+        ...
+
+    def counters(self) -> Counters: ...
+
+    def usage(self, tenant_id: str, month: str) -> dict[str, float]:
+        """{"runs", "trainingSeconds", "costEstimateUsd"} recorded for a tenant-month."""
+        ...
+
+    def list_rejections(self, limit: int = 50) -> list[Rejection]: ...
+
+    # --- intake
+    def create_queued_run(
+        self,
+        run: Run,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        replace_pointer: str | None = None,
+    ) -> None:
+        """Insert a QUEUED run and point the tenant's pointer at it (the pointer
+        must be absent, or name ``replace_pointer``, a run known to have left QUEUED).
+        Raises QueuedRunExistsError / DuplicateUploadError."""
+        ...
+
+    def add_to_queued_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        obj: TriggerObject | None,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        now_iso: str,
+    ) -> None:
+        """Append an object to a run that is still QUEUED.
+        Raises RunNotQueuedError / DuplicateUploadError."""
+        ...
+
+    def record_rejection(self, rejection: Rejection, ttl: int) -> None: ...
+
+    # --- dispatch
+    def admit(self, run: Run, caps: Caps, now_iso: str, next_attempt_at: str) -> AdmitOutcome:
+        """QUEUED -> STARTING + counters +1 under their caps + clear the pointer, atomically."""
+        ...
+
+    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
+        """Show why a QUEUED run waits (no-op if it left QUEUED)."""
+        ...
+
+    def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
+        """QUEUED -> FAILED (tenant gone) and clear the pointer."""
+        ...
+
+    def mark_started(
+        self,
+        run: Run,
+        execution_arn: str,
+        started_at: str,
+        instance_type: str,
+        instance_count: int,
+    ) -> bool:
+        """STARTING -> RUNNING with the execution recorded. False if not STARTING."""
+        ...
+
+    def record_start_failure(
+        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
+    ) -> bool: ...
+
+    # --- status
+    def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:
+        """An Executing event: STARTING -> RUNNING (never resurrects a terminal run)."""
+        ...
+
+    def finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        *,
+        ended_at: str,
+        month: str,
+        training_seconds: float,
+        cost_usd: float,
+        failure_reason: str | None,
+        execution_arn: str | None = None,
+    ) -> bool:
+        """STARTING/RUNNING -> terminal + release the slot + add usage, atomically.
+        False (and nothing written) if the run was not holding a slot."""
+        ...
+
+    # --- recorder
+    def record_results(
+        self,
+        tenant_id: str,
+        run_id: str,
+        metrics: dict[str, float],
+        model_package_arn: str | None,
+        now_iso: str,
+    ) -> Run:
+        """Raises RunNotFoundError."""
+        ...
+
+    # --- reconcile
+    def set_counter(self, name: str, value: int, expected: int | None) -> bool:
+        """Heal one counter ("global", "plan#<p>", "tenant#<t>") if it still reads ``expected``."""
+        ...
+
+    def drift_marker(self, name: str) -> tuple[int, int] | None: ...
+
+    def put_drift_marker(self, name: str, observed: int | None, actual: int | None) -> None: ...
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    arn: str
+    status: str  # Executing | Stopping | Stopped | Failed | Succeeded
+    failure_reason: str | None = None
+    display_name: str | None = None
+
+
+class StartError(Exception):
+    def __init__(self, message: str, *, retryable: bool, throttled: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.throttled = throttled
+
+
+class PipelinePort(Protocol):
+    def start(
+        self, *, display_name: str, client_request_token: str, parameters: dict[str, str]
+    ) -> str:
+        """StartPipelineExecution; returns the execution ARN. Raises StartError."""
+        ...
+
+    def describe(self, execution_arn: str) -> ExecutionInfo | None:
+        """None if the execution is unknown."""
+        ...
+
+
+class MetricsSink(Protocol):
+    def record(
+        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
+    ) -> None: ...
+
+
+class NullMetrics:
+    def record(
+        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
+    ) -> None:
+        return None
+
+
+class RecordingMetrics:
+    """Keeps what was recorded; for tests and the benchmark."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[str, float, str, dict[str, str]]] = []
+
+    def record(
+        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
+    ) -> None:
+        self.points.append((name, value, unit, dict(dimensions or {})))
+
+    def values(self, name: str) -> list[float]:
+        return [v for n, v, _, _ in self.points if n == name]

@@ -1,0 +1,100 @@
+"""In-process fakes for the scheduler's ports (tests, benchmark, simulations)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from trainyard_core.models import Tenant, TenantStatus
+from trainyard_core.scheduling.ports import ExecutionInfo, StartError
+
+
+@dataclass
+class FakeExecution:
+    arn: str
+    display_name: str
+    token: str
+    parameters: dict[str, str]
+    status: str = "Executing"
+    failure_reason: str | None = None
+
+
+@dataclass
+class FakePipeline:
+    """A PipelinePort that behaves like SageMaker where it matters: a repeated
+    ClientRequestToken returns the same execution; it can be told to throttle."""
+
+    name: str = "trainyard-training"
+    executions: dict[str, FakeExecution] = field(default_factory=dict)
+    by_token: dict[str, str] = field(default_factory=dict)
+    start_calls: int = 0
+    throttle_next: int = 0
+    fail_next: int = 0  # non-retryable (validation) failures
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(
+        self, *, display_name: str, client_request_token: str, parameters: dict[str, str]
+    ) -> str:
+        with self._lock:
+            self.start_calls += 1
+            if self.throttle_next > 0:
+                self.throttle_next -= 1
+                raise StartError(
+                    "ThrottlingException: Rate exceeded", retryable=True, throttled=True
+                )
+            if self.fail_next > 0:
+                self.fail_next -= 1
+                raise StartError("ValidationException: bad parameter", retryable=False)
+            if client_request_token in self.by_token:
+                return self.by_token[client_request_token]
+            arn = (
+                f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/{self.name}"
+                f"/execution/{len(self.executions):012d}"
+            )
+            self.executions[arn] = FakeExecution(
+                arn, display_name, client_request_token, dict(parameters)
+            )
+            self.by_token[client_request_token] = arn
+            return arn
+
+    def describe(self, execution_arn: str) -> ExecutionInfo | None:
+        with self._lock:
+            ex = self.executions.get(execution_arn)
+        if ex is None:
+            return None
+        return ExecutionInfo(ex.arn, ex.status, ex.failure_reason, ex.display_name)
+
+    def set_status(self, execution_arn: str, status: str, reason: str | None = None) -> None:
+        with self._lock:
+            ex = self.executions[execution_arn]
+            ex.status = status
+            ex.failure_reason = reason
+
+    def execution_for_run(self, run_id: str) -> FakeExecution | None:
+        arn = self.by_token.get(run_id)
+        return self.executions.get(arn) if arn else None
+
+
+def make_tenant(
+    tenant_id: str,
+    plan: str = "basic",
+    status: TenantStatus = TenantStatus.ACTIVE,
+    *,
+    bucket: str | None = None,
+    account_id: str = "123456789012",
+) -> Tenant:
+    """A fully provisioned silo tenant, as onboarding would leave it."""
+    bucket = bucket or f"trainyard-{tenant_id}-{account_id}"
+    return Tenant(
+        tenant_id=tenant_id,
+        plan=plan,
+        status=status,
+        isolation="silo",
+        data_bucket=bucket,
+        data_prefix="data/",
+        output_uri=f"s3://{bucket}/artifacts/",
+        role_arn=f"arn:aws:iam::{account_id}:role/trainyard/tenants/trainyard-tenant-{tenant_id}",
+        model_package_group_name=f"trainyard-{tenant_id}",
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+    )

@@ -1,0 +1,249 @@
+"""The run/state repository: DynamoDB (moto) and in-memory behave the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from trainyard_core.config import Settings
+from trainyard_core.models import Run, RunStatus, Trigger, TriggerObject, new_run_id
+from trainyard_core.scheduling.ports import (
+    AdmitOutcome,
+    Caps,
+    DuplicateUploadError,
+    QueuedRunExistsError,
+    RunNotFoundError,
+    RunNotQueuedError,
+)
+from trainyard_core.store.runs import DynamoRunRepository, InMemoryRunRepository, dedupe_key
+from trainyard_core.wiring import Names, tables
+
+NOW = "2026-03-10T12:00:00.000Z"
+TTL = 1_900_000_000
+CAPS = Caps(global_cap=2, plan_cap=2, tenant_cap=1)
+
+
+def create_tables(client: Any, names: Names) -> None:
+    """Create the tables exactly as wiring.tables() describes them."""
+    for name, spec in tables(names).items():
+        keys = [(spec.partition_key, "HASH")] + (
+            [(spec.sort_key, "RANGE")] if spec.sort_key else []
+        )
+        attrs = {k for k, _ in keys}
+        gsis = []
+        for index in spec.indexes:
+            schema = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
+            attrs.add(index.partition_key)
+            if index.sort_key:
+                schema.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
+                attrs.add(index.sort_key)
+            gsis.append(
+                {
+                    "IndexName": index.name,
+                    "KeySchema": schema,
+                    "Projection": {"ProjectionType": "ALL"},
+                }
+            )
+        kwargs: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
+            "AttributeDefinitions": [
+                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)
+            ],
+            "BillingMode": "PAY_PER_REQUEST",
+        }
+        if gsis:
+            kwargs["GlobalSecondaryIndexes"] = gsis
+        client.create_table(**kwargs)
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def store(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    if request.param == "memory":
+        yield InMemoryRunRepository()
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        names = Names.from_settings(Settings())
+        create_tables(client, names)
+        yield DynamoRunRepository(names.runs_table, names.state_table, client=client)
+
+
+def queued_run(tenant: str = "acme", plan: str = "basic", key: str = "data/a.csv") -> Run:
+    return Run(
+        run_id=new_run_id(),
+        tenant_id=tenant,
+        plan=plan,
+        status=RunStatus.QUEUED,
+        trigger=Trigger(type="s3", objects=[TriggerObject(key=key, etag="e", size=3)]),
+        queued_at=NOW,
+    )
+
+
+def enqueue(store: Any, run: Run) -> Run:
+    store.create_queued_run(
+        run, dedupe_key(run.tenant_id, run.trigger.objects[0].key, "e", None), TTL
+    )
+    return run
+
+
+def admit(store: Any, run: Run, caps: Caps = CAPS) -> AdmitOutcome:
+    return store.admit(run, caps, NOW, "2026-03-10T12:02:00.000Z")
+
+
+def test_a_queued_run_is_stored_indexed_and_pointed_at(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    assert store.get_run("acme", run.run_id) == run
+    assert [r.run_id for r in store.queued_runs("basic")] == [run.run_id]
+    assert store.queued_run_id("acme") == run.run_id
+
+
+def test_a_second_queued_run_for_the_same_tenant_is_refused(store: Any) -> None:
+    enqueue(store, queued_run())
+    with pytest.raises(QueuedRunExistsError):
+        enqueue(store, queued_run(key="data/b.csv"))
+
+
+def test_the_same_object_version_is_accepted_only_once(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    obj = TriggerObject(key="data/a.csv", etag="e", size=3)
+    with pytest.raises(DuplicateUploadError):
+        store.add_to_queued_run(
+            "acme", run.run_id, obj, dedupe_key("acme", "data/a.csv", "e", None), TTL, NOW
+        )
+    stored = store.get_run("acme", run.run_id)
+    assert len(stored.trigger.objects) == 1
+
+
+def test_uploads_join_the_queued_run_but_not_one_that_started(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    second = TriggerObject(key="data/b.csv", etag="f", size=4, version_id="v2")
+    store.add_to_queued_run(
+        "acme", run.run_id, second, dedupe_key("b", "data/b.csv", "f", "v2"), TTL, NOW
+    )
+    assert [o.key for o in store.get_run("acme", run.run_id).trigger.objects] == [
+        "data/a.csv",
+        "data/b.csv",
+    ]
+    assert admit(store, run) == AdmitOutcome.ADMITTED
+    assert store.queued_run_id("acme") is None
+    third = TriggerObject(key="data/c.csv", etag="g", size=5)
+    with pytest.raises(RunNotQueuedError):
+        store.add_to_queued_run(
+            "acme", run.run_id, third, dedupe_key("b", "data/c.csv", "g", None), TTL, NOW
+        )
+    # A refused join leaves no dedupe marker behind: the retry can create a new run.
+    fresh = queued_run(key="data/c.csv")
+    store.create_queued_run(fresh, dedupe_key("b", "data/c.csv", "g", None), TTL)
+    assert store.queued_run_id("acme") == fresh.run_id
+
+
+def test_a_stale_pointer_can_be_taken_over_but_a_live_one_cannot(store: Any) -> None:
+    live = enqueue(store, queued_run())
+    with pytest.raises(QueuedRunExistsError):
+        store.create_queued_run(queued_run(key="data/x.csv"), None, TTL, replace_pointer="other")
+    store.create_queued_run(queued_run(key="data/y.csv"), None, TTL, replace_pointer=live.run_id)
+
+
+def test_admission_moves_the_run_to_starting_and_counts_the_slot(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    assert admit(store, run) == AdmitOutcome.ADMITTED
+    admitted = store.get_run("acme", run.run_id)
+    assert admitted.status == RunStatus.STARTING
+    assert store.queued_runs("basic") == []
+    assert [r.run_id for r in store.active_runs("basic")] == [run.run_id]
+    counters = store.counters()
+    assert (counters.global_running, counters.plans["basic"], counters.tenants["acme"]) == (1, 1, 1)
+
+
+def test_admission_refuses_to_exceed_any_cap_and_leaves_the_run_queued(store: Any) -> None:
+    first = enqueue(store, queued_run("t1"))
+    second = enqueue(store, queued_run("t2"))
+    third = enqueue(store, queued_run("t3"))
+    tight = Caps(global_cap=2, plan_cap=1, tenant_cap=1)
+    assert admit(store, first, tight) == AdmitOutcome.ADMITTED
+    assert admit(store, second, tight) == AdmitOutcome.CAP_REACHED  # plan cap
+    assert store.get_run("t2", second.run_id).status == RunStatus.QUEUED
+    assert store.queued_run_id("t2") == second.run_id
+    assert admit(store, second, Caps(2, 5, 1)) == AdmitOutcome.ADMITTED
+    assert admit(store, third, Caps(2, 5, 1)) == AdmitOutcome.CAP_REACHED  # global cap
+    assert store.counters().global_running == 2
+
+
+def test_a_run_is_admitted_only_once(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    assert admit(store, run) == AdmitOutcome.ADMITTED
+    assert admit(store, run, Caps(10, 10, 10)) == AdmitOutcome.NOT_QUEUED
+    assert store.counters().global_running == 1
+
+
+def test_starting_then_finishing_releases_the_slot_and_adds_usage_once(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    admit(store, run)
+    arn = "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/x1"
+    assert store.mark_started(run, arn, NOW, "ml.m5.large", 1)
+    assert store.find_by_execution(arn).status == RunStatus.RUNNING
+    kwargs = dict(
+        ended_at="2026-03-10T13:00:00.000Z",
+        month="2026-03",
+        training_seconds=3600.0,
+        cost_usd=0.115,
+        failure_reason=None,
+    )
+    assert store.finish(run, RunStatus.SUCCEEDED, **kwargs)
+    assert not store.finish(run, RunStatus.FAILED, **kwargs)  # duplicate / late event
+    assert not store.mark_running(run, arn, NOW)  # never resurrected
+    done = store.get_run("acme", run.run_id)
+    assert done.status == RunStatus.SUCCEEDED and done.cost_estimate_usd == pytest.approx(0.115)
+    assert store.active_runs("basic") == []
+    assert store.counters().global_running == 0
+    assert store.usage("acme", "2026-03") == {
+        "runs": 1,
+        "trainingSeconds": 3600.0,
+        "costEstimateUsd": pytest.approx(0.115),
+    }
+
+
+def test_a_failed_start_attempt_keeps_the_run_starting_until_due(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    admit(store, run)
+    assert store.due_starts("basic", "2026-03-10T12:01:00.000Z") == []
+    assert store.record_start_failure(run, 1, "2026-03-10T12:00:05.000Z", "throttled", NOW)
+    [due] = store.due_starts("basic", "2026-03-10T12:00:05.000Z")
+    assert due.start_attempts == 1 and due.failure_reason == "throttled"
+
+
+def test_results_are_recorded_idempotently_and_unknown_runs_raise(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    for _ in range(2):
+        stored = store.record_results("acme", run.run_id, {"auc": 0.8125}, "arn:pkg/1", NOW)
+    assert stored.metrics == {"auc": 0.8125} and stored.model_package_arn == "arn:pkg/1"
+    assert store.get_run("acme", run.run_id).metrics == {"auc": 0.8125}
+    with pytest.raises(RunNotFoundError):
+        store.record_results("acme", "0" * 32, {"auc": 0.5}, None, NOW)
+
+
+def test_runs_list_newest_first_across_pages(store: Any) -> None:
+    ids = []
+    for i in range(5):
+        run = queued_run(key=f"data/{i}.csv").model_copy(update={"run_id": f"{i:032x}"})
+        store.create_queued_run(run, None, TTL, replace_pointer=ids[-1] if ids else None)
+        ids.append(run.run_id)
+    seen, token = [], None
+    while True:
+        page, token = store.list_runs("acme", limit=2, next_token=token)
+        seen += [r.run_id for r in page]
+        if not token:
+            break
+    assert seen == ids[::-1]
+
+
+def test_counters_can_be_healed_only_from_the_value_observed(store: Any) -> None:
+    assert store.set_counter("global", 3, expected=None)
+    assert not store.set_counter("global", 0, expected=2)
+    assert store.set_counter("global", 0, expected=3)
+    assert store.counters().global_running == 0
