@@ -65,10 +65,12 @@ class LocalApiServer:
         *,
         account_id: str,
         ready: Callable[[], bool],
+        aws_endpoint_url: str = "",
     ) -> None:
         self._invoke = invoke
         self._account_id = account_id
         self._ready = ready
+        self._aws_endpoint_url = aws_endpoint_url
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,9 +100,13 @@ class LocalApiServer:
                     return
                 body = self.rfile.read(length) if length else None
                 if urlsplit(self.path).path == "/health":
-                    ok = server._ready()
-                    self._error(503, "NotReady", "starting") if not ok else self._respond(
-                        200, b'{"status":"ok"}', {"Content-Type": "application/json"}
+                    if not server._ready():
+                        self._error(503, "NotReady", "starting")
+                        return
+                    # The CLI learns where to upload from here (local only; AWS has S3).
+                    health = {"status": "ok", "awsEndpointUrl": server._aws_endpoint_url}
+                    self._respond(
+                        200, json.dumps(health).encode(), {"Content-Type": "application/json"}
                     )
                     return
                 event = apigw_event(

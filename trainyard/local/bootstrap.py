@@ -51,6 +51,11 @@ def tenant_template(settings: Settings, cache_dir: Path) -> dict[str, Any]:
     cached = cache_dir / f"tenant-template-{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
+    import os
+
+    # jsii's "Node 20 is end-of-life" banner is harmless; keep the demo's output readable.
+    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     from infra.tenant_template import synth_tenant_template
 
     template = synth_tenant_template(settings)

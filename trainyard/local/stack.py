@@ -222,6 +222,7 @@ class EmbeddedStack:
             lambda event: self.runtime.invoke("onboarding", event),  # type: ignore[union-attr]
             account_id=self.account_id,
             ready=self._ready.is_set,
+            aws_endpoint_url=self.aws_endpoint_url,
         )
         self._api.start()
         self._ready.set()
