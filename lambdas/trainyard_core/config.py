@@ -167,10 +167,18 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
+# Free-form maps whose keys are data (hyperparameter names, instance types), not fields.
+_VERBATIM_MAPS = frozenset({"hyperparameters", "instancePricesUsdPerHour"})
+
+
 def _camel_keys(data: Any) -> Any:
     # Accept snake_case and camelCase in config files alike.
     if isinstance(data, dict):
-        return {to_camel(k) if "_" in k else k: _camel_keys(v) for k, v in data.items()}
+        out = {}
+        for key, value in data.items():
+            name = to_camel(key) if "_" in key else key
+            out[name] = value if name in _VERBATIM_MAPS else _camel_keys(value)
+        return out
     return data
 
 

@@ -89,3 +89,15 @@ def test_lambdas_read_exactly_the_settings_the_deployer_resolved(
     resolved = resolve_settings({"metricThreshold": 0.8})
     monkeypatch.setenv("TRAINYARD_SETTINGS", resolved.to_json())
     assert settings_from_env() == resolved
+
+
+def test_hyperparameter_and_price_names_are_kept_verbatim() -> None:
+    settings = resolve_settings(
+        {
+            "xgboost": {"hyperparameters": {"num_round": "120"}},
+            "instance_prices_usd_per_hour": {"ml.g5.xlarge": 1.4},
+        }
+    )
+    assert settings.xgboost.hyperparameters["num_round"] == "120"
+    assert "numRound" not in settings.xgboost.hyperparameters
+    assert settings.instance_prices_usd_per_hour["ml.g5.xlarge"] == 1.4
