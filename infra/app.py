@@ -1,0 +1,68 @@
+"""The CDK app factory: `python app.py`, `npx cdk synth` and the tests all build
+the app through `build_app`, so what is tested is what is deployed."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from aws_cdk import App, Environment
+from trainyard_core.config import CONTEXT_KEY, Settings, load_project_settings
+
+from infra.cdk_context import PROJECT_ROOT, cdk_json_context
+from infra.nag import NAG_CONTEXT_KEY, NAG_ENV, apply_aws_solutions
+from infra.platform_stack import PlatformStack
+from infra.tenant_stack import TenantStack
+from infra.tenant_template import TENANT_STACK_ID, tenant_isolation
+
+
+def context_override(app: App) -> dict[str, Any] | None:
+    """`-c trainyard='{"plans": ...}'` arrives as a JSON string; cdk.json gives a dict."""
+    raw = app.node.try_get_context(CONTEXT_KEY)
+    if raw is None or raw == "":
+        return None
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    if not isinstance(value, dict):
+        raise ValueError(f"context {CONTEXT_KEY!r} must be a JSON object, got {value!r}")
+    return value
+
+
+def nag_enabled(app: App) -> bool:
+    """cdk-nag is on unless `-c trainyard:nag=false` or TRAINYARD_NAG=0."""
+    raw = app.node.try_get_context(NAG_CONTEXT_KEY)
+    if raw is None:
+        raw = os.environ.get(NAG_ENV, "true")
+    return str(raw).strip().lower() not in ("0", "false", "no", "off")
+
+
+def build_app(
+    settings: Settings | None = None,
+    *,
+    outdir: str | None = None,
+    context: dict[str, Any] | None = None,
+    nag: bool | None = None,
+    include_tenant_stack: bool = False,
+) -> App:
+    """The Trainyard CDK app (not yet synthesized).
+
+    ``settings`` None: resolved like the CLI does (cdk.json, TRAINYARD_CONFIG, then
+    the ``trainyard`` context). ``include_tenant_stack`` adds the tenant stack as a
+    second stack for inspection and checks (tests); it is never deployed that way.
+    """
+    app = App(outdir=outdir, context={**cdk_json_context(), **(context or {})})
+    if settings is None:
+        settings = load_project_settings(PROJECT_ROOT, context_override(app))
+    PlatformStack(
+        app,
+        settings.stack_name,
+        stack_name=settings.stack_name,
+        settings=settings,
+        # Account stays a token (Aws.ACCOUNT_ID): synth needs no credentials.
+        env=Environment(region=settings.region),
+    )
+    if include_tenant_stack:
+        TenantStack(app, TENANT_STACK_ID, settings=settings, isolation=tenant_isolation(settings))
+    if nag if nag is not None else nag_enabled(app):
+        apply_aws_solutions(app)
+    return app

@@ -1,0 +1,187 @@
+"""The one way Trainyard builds a Lambda function from a `wiring.HandlerSpec`.
+
+Every handler gets the same runtime, architecture, code asset, Powertools layer,
+tracing, log group and environment shape, so the local runtime (which builds
+the same environment from the same wiring) and AWS cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from trainyard_core import wiring
+from trainyard_core.config import Settings
+
+from infra.nag import acknowledge, acknowledge_findings
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LAMBDAS_DIR = PROJECT_ROOT / "lambdas"
+
+# One runtime and architecture for all handlers, matching the Powertools layer
+# variant below (the layer ships compiled pydantic-core wheels per arch).
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+ARCHITECTURE = lambda_.Architecture.ARM_64
+_LAYER_ARCH = {"arm64": "arm64", "x86_64": "x86_64"}[ARCHITECTURE.name]
+POWERTOOLS_LAYER_ACCOUNT = "017000801446"
+QUEUE_BATCH_SIZE = 10
+# A short window batches bursts of uploads without delaying a lone event much.
+QUEUE_BATCH_WINDOW = Duration.seconds(1)
+
+# Caches, tests and packaging leftovers never belong in the deployed zip.
+CODE_EXCLUDES = [
+    "**/__pycache__",
+    "**/*.pyc",
+    "**/.pytest_cache",
+    "**/.ruff_cache",
+    "**/tests",
+    "**/*.egg-info",
+]
+
+
+def powertools_layer_arn(region: str, settings: Settings) -> str:
+    """The public, AWS-published Powertools v3 layer (also provides pydantic)."""
+    return (
+        f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"AWSLambdaPowertoolsPythonV3-python312-{_LAYER_ARCH}:"
+        f"{settings.powertools_layer_version}"
+    )
+
+
+def lambdas_code() -> lambda_.AssetCode:
+    """The handler package as a zip asset (shared by all functions of a stack)."""
+    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=CODE_EXCLUDES)
+
+
+class TrainyardFunction(Construct):
+    """A handler from `wiring.handlers()` with its own role and log group.
+
+    The role is created here (not by `lambda.Function`) so it carries no
+    AWS-managed policy: logs permission is scoped to this function's log group.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: wiring.HandlerSpec,
+        settings: Settings,
+        names: wiring.Names,
+        code: lambda_.Code,
+        layer: lambda_.ILayerVersion,
+        env_values: dict[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.spec = spec
+        function_name = names.function(spec.key)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/lambda/{function_name}",
+            retention=retention(settings.log_retention_days),
+            # Logs outlive a redeploy with a different function; they are evidence.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Trainyard {spec.key} Lambda",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=function_name,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler=spec.handler,
+            code=code,
+            layers=[layer],
+            timeout=Duration.seconds(spec.timeout_seconds),
+            memory_size=spec.memory_mb,
+            role=self.role,
+            log_group=self.log_group,
+            logging_format=lambda_.LoggingFormat.JSON,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=wiring.handler_environment(spec, settings, env_values),
+            description=f"Trainyard {spec.key} ({spec.handler})",
+        )
+        acknowledge(
+            self.function,
+            "L1",
+            "Pinned to Python 3.12 on purpose: the AWS Powertools v3 layer used by every "
+            "handler is published per Python version (python312 variant).",
+        )
+        # Active tracing adds xray:PutTraceSegments/PutTelemetryRecords on "*".
+        acknowledge_findings(
+            self.role,
+            "IAM5",
+            ["Resource::*"],
+            "X-Ray PutTraceSegments/PutTelemetryRecords support no resource scoping.",
+        )
+
+    def add_queue_sources(self, queues: dict[str, sqs.IQueue]) -> None:
+        """An SQS event source per queue of `spec.queues` (names from wiring)."""
+        for queue_name in self.spec.queues:
+            self.function.add_event_source(
+                event_sources.SqsEventSource(
+                    queues[queue_name],
+                    batch_size=QUEUE_BATCH_SIZE,
+                    max_batching_window=QUEUE_BATCH_WINDOW,
+                    # The handlers return partial batch failures (Powertools batch).
+                    report_batch_item_failures=True,
+                )
+            )
+
+
+def powertools_layer(scope: Construct, settings: Settings) -> lambda_.ILayerVersion:
+    region = Stack.of(scope).region
+    return lambda_.LayerVersion.from_layer_version_arn(
+        scope, "PowertoolsLayer", powertools_layer_arn(region, settings)
+    )
+
+
+# CloudWatch Logs' allowed retention values (days) -> the CDK enum member.
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    3653: logs.RetentionDays.TEN_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    """Settings carry plain days; fail loudly on a value CloudWatch does not allow."""
+    try:
+        return _RETENTION[days]
+    except KeyError:
+        raise ValueError(
+            f"log_retention_days={days} is not a CloudWatch retention ({sorted(_RETENTION)})"
+        ) from None

@@ -1,0 +1,263 @@
+"""The shared SageMaker pipeline: step code in the platform bucket, the pipeline
+role, and `AWS::SageMaker::Pipeline` with the SDK-built definition."""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from aws_cdk import Aws, Fn, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_deployment as s3deploy
+from aws_cdk import aws_sagemaker as sagemaker
+from constructs import Construct
+from trainyard_core import wiring
+from trainyard_core.config import Settings
+
+from infra.lambdas import retention
+from infra.nag import acknowledge, acknowledge_findings
+from infra.storage import CODE_PREFIX
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STEPS_DIR = PROJECT_ROOT / "pipeline" / "steps"
+# Placeholder in the definition -> step script shipped for it.
+STEP_SCRIPTS = {"PreprocessScriptUri": "preprocess.py", "EvaluateScriptUri": "evaluate.py"}
+RECORDER_PLACEHOLDER = "RecorderFunctionArn"
+
+_definitions: dict[str, str] = {}
+
+
+def definition_json(settings: Settings) -> str:
+    """`pipeline.definition.build_definition_json`, memoized per settings (it takes
+    seconds: the SDK builds it offline)."""
+    key = settings.to_json()
+    if key not in _definitions:
+        from pipeline.definition import build_definition_json
+
+        _definitions[key] = build_definition_json(settings)
+    return _definitions[key]
+
+
+def step_code_version() -> str:
+    """Content hash of the step scripts: each version gets its own code/ prefix, so
+    executions of an older definition still find the code they were started with."""
+    digest = hashlib.sha256()
+    for script in sorted(STEP_SCRIPTS.values()):
+        digest.update(script.encode() + b"\0" + (STEPS_DIR / script).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _staged_step_scripts() -> str:
+    # Only the scripts the definition references (not __pycache__ or helpers).
+    staging = Path(tempfile.mkdtemp(prefix="trainyard-steps-"))
+    # CDK copies assets into the cloud assembly; the staging dir is only a source.
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
+    for script in STEP_SCRIPTS.values():
+        shutil.copyfile(STEPS_DIR / script, staging / script)
+    return str(staging)
+
+
+class TrainingPipeline(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        names: wiring.Names,
+        bucket: s3.IBucket,
+        recorder: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        code_prefix = f"{CODE_PREFIX}pipeline/{step_code_version()}/"
+        self.code = self._deploy_step_code(settings, bucket, code_prefix)
+        self.pipeline_arn = pipeline_arn(names)
+
+        self.role = iam.Role(
+            self,
+            "Role",
+            description="Trainyard pipeline: starts tenant jobs with the tenant's role",
+            assumed_by=iam.ServicePrincipal(
+                "sagemaker.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
+            ),
+        )
+        self._grant(names, bucket, recorder)
+
+        values = {
+            placeholder: f"s3://{bucket.bucket_name}/{code_prefix}{script}"
+            for placeholder, script in STEP_SCRIPTS.items()
+        }
+        values[RECORDER_PLACEHOLDER] = recorder.function_arn
+        self.pipeline = sagemaker.CfnPipeline(
+            self,
+            "Pipeline",
+            pipeline_name=names.pipeline_name,
+            pipeline_display_name=names.pipeline_name,
+            pipeline_description="Trainyard: preprocess, train, evaluate, register (per tenant)",
+            role_arn=self.role.role_arn,
+            pipeline_definition={
+                "PipelineDefinitionBody": Fn.sub(definition_json(settings), values)
+            },
+        )
+        # The role's policy must exist before the first execution can start jobs,
+        # and the scripts before a step downloads them.
+        # (The role itself is already a GetAtt dependency; its policy is separate.)
+        policy = self.role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            self.pipeline.node.add_dependency(policy)
+        self.pipeline.node.add_dependency(self.code)
+
+    def _deploy_step_code(
+        self, settings: Settings, bucket: s3.IBucket, prefix: str
+    ) -> s3deploy.BucketDeployment:
+        # Own role and log group: the deployment Lambda gets no AWS-managed policy.
+        log_group = logs.LogGroup(
+            self, "CodeDeploymentLogs", retention=retention(settings.log_retention_days)
+        )
+        role = iam.Role(
+            self,
+            "CodeDeploymentRole",
+            description="Copies the pipeline step scripts into the platform bucket",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        deployment = s3deploy.BucketDeployment(
+            self,
+            "StepCode",
+            sources=[s3deploy.Source.asset(_staged_step_scripts())],
+            destination_bucket=bucket,
+            destination_key_prefix=prefix,
+            # Older versions stay for executions still running on them.
+            prune=False,
+            retain_on_delete=True,
+            role=role,
+            log_group=log_group,
+            memory_limit=256,
+        )
+        acknowledge_findings(
+            role,
+            "IAM5",
+            {
+                "Action::s3:GetBucket*": "BucketDeployment's read grant on the CDK asset bucket.",
+                "Action::s3:GetObject*": "BucketDeployment's read grant on the CDK asset bucket.",
+                "Action::s3:List*": "BucketDeployment lists the source asset and destination.",
+                "Action::s3:Abort*": "BucketDeployment's write grant on the platform bucket.",
+                "Action::s3:DeleteObject*": "BucketDeployment's write grant (prune is off).",
+                "Resource::arn:aws:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
+                f"{Stack.of(self).region}/*": "Objects of the CDK asset bucket (source zip).",
+                "Resource::<PlatformBucket.Arn>/*": "Objects of the platform bucket (code/).",
+            },
+        )
+        # The deployment's provider function is a stack-level singleton CDK creates.
+        for child in Stack.of(self).node.children:
+            if child.node.id.startswith("Custom::CDKBucketDeployment"):
+                acknowledge(
+                    child,
+                    "L1",
+                    "CDK-managed BucketDeployment provider; its runtime is chosen by aws-cdk-lib "
+                    "and it runs only at deploy time to copy the step scripts.",
+                )
+        return deployment
+
+    def _grant(self, names: wiring.Names, bucket: s3.IBucket, recorder: lambda_.IFunction) -> None:
+        arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        jobs = [f"{arn}:processing-job/*", f"{arn}:training-job/*"]
+        groups = f"{arn}:model-package-group/{names.prefix}-*"
+        packages = f"{arn}:model-package/{names.prefix}-*/*"
+        tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
+        code = bucket.arn_for_objects(f"{CODE_PREFIX}*")
+        statements = [
+            iam.PolicyStatement(
+                sid="TenantJobs",
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:CreateTrainingJob",
+                    "sagemaker:DescribeTrainingJob",
+                    "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags",
+                    "sagemaker:ListTags",
+                ],
+                resources=jobs,
+            ),
+            iam.PolicyStatement(
+                sid="RegisterModels",
+                actions=[
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:DescribeModelPackage",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:AddTags",
+                ],
+                resources=[groups, packages],
+            ),
+            iam.PolicyStatement(
+                sid="RecordRuns",
+                actions=["lambda:InvokeFunction"],
+                resources=[recorder.function_arn],
+            ),
+            # Jobs run as the tenant's role; never as any other role of the account.
+            iam.PolicyStatement(
+                sid="PassTenantRolesToSageMaker",
+                actions=["iam:PassRole"],
+                resources=[tenant_roles],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="ReadStepCode",
+                actions=["s3:GetObject"],
+                resources=[code],
+            ),
+        ]
+        for statement in statements:
+            self.role.add_to_policy(statement)
+
+        acct = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
+        acknowledge_findings(
+            self.role,
+            "IAM5",
+            {
+                f"Resource::{acct}:processing-job/*": (
+                    "Job names are generated per execution by SageMaker Pipelines; scoped to "
+                    "processing jobs of this account."
+                ),
+                f"Resource::{acct}:training-job/*": (
+                    "Job names are generated per execution by SageMaker Pipelines; scoped to "
+                    "training jobs of this account."
+                ),
+                f"Resource::{acct}:model-package-group/{names.prefix}-*": (
+                    "Tenant model package groups are created at onboarding, all named "
+                    f"{names.prefix}-<tenant>."
+                ),
+                f"Resource::{acct}:model-package/{names.prefix}-*/*": (
+                    "Model package versions inside the tenant groups."
+                ),
+                "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role"
+                f"{names.tenant_role_path}*": (
+                    "Tenant roles are created at onboarding under this path only; PassRole is "
+                    "further limited to SageMaker by iam:PassedToService."
+                ),
+                f"Resource::<PlatformBucket.Arn>/{CODE_PREFIX}*": (
+                    "Read-only access to the versioned step scripts under code/."
+                ),
+            },
+        )
+
+
+def pipeline_arn(names: wiring.Names) -> str:
+    return (
+        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+        f"pipeline/{names.pipeline_name}"
+    )

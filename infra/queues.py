@@ -1,0 +1,111 @@
+"""SQS: one intake queue per plan (fed by tenant rules), the pipeline-status queue,
+each with its own dead-letter queue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+from trainyard_core import wiring
+
+MAX_RECEIVE_COUNT = 5
+RETENTION = Duration.days(14)  # the SQS maximum: a bad batch is kept as long as possible
+
+
+@dataclass(frozen=True)
+class QueuePair:
+    queue: sqs.Queue
+    dlq: sqs.Queue
+
+
+def _pair(
+    scope: Construct, construct_id: str, *, name: str, dlq_name: str, visibility: Duration
+) -> QueuePair:
+    dlq = sqs.Queue(
+        scope,
+        f"{construct_id}Dlq",
+        queue_name=dlq_name,
+        retention_period=RETENTION,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+    )
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        queue_name=name,
+        retention_period=RETENTION,
+        # SSE-SQS (not KMS): EventBridge can deliver to it without key grants.
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        visibility_timeout=visibility,
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE_COUNT),
+    )
+    return QueuePair(queue=queue, dlq=dlq)
+
+
+class Queues(Construct):
+    """`intake[plan]` and `status`, named by `wiring.Names`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: wiring.Names,
+        consumer_timeout: Duration,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._names = names
+        # AWS guidance: visibility timeout >= 6x the consumer's timeout, so a
+        # throttled/retried Lambda batch is not redelivered while still in flight.
+        visibility = Duration.seconds(consumer_timeout.to_seconds() * 6)
+        self.intake: dict[str, QueuePair] = {}
+        for plan, queue_name in names.intake_queues.items():
+            pair = _pair(
+                self,
+                f"Intake{plan.capitalize()}",
+                name=queue_name,
+                dlq_name=names.intake_dlq(plan),
+                visibility=visibility,
+            )
+            # Tenant stacks create rules named <prefix>-tenant-*; only those rules,
+            # in this account, may deliver uploads here.
+            pair.queue.add_to_resource_policy(
+                iam.PolicyStatement(
+                    sid="TenantUploadRules",
+                    principals=[iam.ServicePrincipal("events.amazonaws.com")],
+                    actions=["sqs:SendMessage"],
+                    resources=[pair.queue.queue_arn],
+                    conditions={
+                        "ArnLike": {
+                            "aws:SourceArn": (
+                                f"arn:{Aws.PARTITION}:events:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                                f"rule/{names.tenant_rule_prefix}*"
+                            )
+                        },
+                        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    },
+                )
+            )
+            self.intake[plan] = pair
+        self.status = _pair(
+            self,
+            "PipelineStatus",
+            name=names.status_queue,
+            dlq_name=names.status_dlq,
+            visibility=visibility,
+        )
+
+    @property
+    def by_name(self) -> dict[str, sqs.Queue]:
+        """Physical name -> queue, for matching `HandlerSpec.queues`."""
+        out = {self._names.intake_queue(p): pair.queue for p, pair in self.intake.items()}
+        out[self._names.status_queue] = self.status.queue
+        return out
+
+    @property
+    def dlqs(self) -> list[sqs.Queue]:
+        return [pair.dlq for pair in [*self.intake.values(), self.status]]

@@ -1,0 +1,134 @@
+"""Platform storage: the DynamoDB tables from `wiring.tables()` and the platform bucket."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Aws, Duration, Fn, RemovalPolicy, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+from trainyard_core import wiring
+
+from infra.nag import acknowledge_findings
+
+# Inside the platform bucket: pipeline step code, and tenant buckets' access logs.
+CODE_PREFIX = "code/"
+ACCESS_LOGS_PREFIX = "access-logs/"
+ACCESS_LOG_RETENTION_DAYS = 365
+
+
+def platform_bucket_name(names: wiring.Names) -> str:
+    """Deterministic per account, so the tenant template can name it without a parameter."""
+    return Fn.sub(names.platform_bucket("${AWS::AccountId}"))
+
+
+def _attr(name: str) -> dynamodb.Attribute:
+    # wiring.TableSpec: every key attribute is a string.
+    return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
+
+
+class Storage(Construct):
+    """Tables keyed by physical name (as in `wiring.tables`) and the platform bucket."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: wiring.Names) -> None:
+        super().__init__(scope, construct_id)
+        self.tables: dict[str, dynamodb.Table] = {}
+        for table_name, spec in wiring.tables(names).items():
+            table = dynamodb.Table(
+                self,
+                spec.logical_id,
+                table_name=table_name,
+                partition_key=_attr(spec.partition_key),
+                sort_key=_attr(spec.sort_key) if spec.sort_key else None,
+                billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+                point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                    point_in_time_recovery_enabled=True
+                ),
+                encryption=dynamodb.TableEncryption.AWS_MANAGED,
+                time_to_live_attribute=spec.ttl_attribute,
+                # Tenants and run history are the product's records: never deleted by CFN.
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+            cfn_table = table.node.default_child
+            assert isinstance(cfn_table, dynamodb.CfnTable)
+            # The wiring names the logical id; the local runtime and IAM findings use it.
+            cfn_table.override_logical_id(spec.logical_id)
+            for index in spec.indexes:
+                table.add_global_secondary_index(
+                    index_name=index.name,
+                    partition_key=_attr(index.partition_key),
+                    sort_key=_attr(index.sort_key) if index.sort_key else None,
+                    projection_type=dynamodb.ProjectionType.ALL,
+                )
+            self.tables[table_name] = table
+
+        self.bucket = s3.Bucket(
+            self,
+            "PlatformBucket",
+            bucket_name=platform_bucket_name(names),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=True,
+            removal_policy=RemovalPolicy.RETAIN,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireAccessLogs",
+                    prefix=ACCESS_LOGS_PREFIX,
+                    expiration=Duration.days(ACCESS_LOG_RETENTION_DAYS),
+                ),
+                s3.LifecycleRule(
+                    id="ExpireOldCodeVersions",
+                    noncurrent_version_expiration=Duration.days(30),
+                ),
+            ],
+        )
+        cfn_bucket = self.bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        # Stable logical id: IAM findings and other stacks' readers refer to it.
+        cfn_bucket.override_logical_id("PlatformBucket")
+        # Tenant silo buckets deliver their S3 server access logs here
+        # (access-logs/<tenant>/), so every tenant bucket is audited without a
+        # log bucket per tenant. Only buckets of this account and prefix may write.
+        self.bucket.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TenantBucketAccessLogs",
+                principals=[iam.ServicePrincipal("logging.s3.amazonaws.com")],
+                actions=["s3:PutObject"],
+                resources=[self.bucket.arn_for_objects(f"{ACCESS_LOGS_PREFIX}*")],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                    "ArnLike": {"aws:SourceArn": f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*"},
+                },
+            )
+        )
+        Validations.of(self.bucket).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason=(
+                    "The platform bucket is itself the access-log destination of the tenant "
+                    "buckets and otherwise holds only CloudFormation-deployed pipeline code; "
+                    "logging it into itself would loop, and its writes are CloudTrail-audited."
+                ),
+            )
+        )
+
+        self._specs = wiring.tables(names)
+
+    @property
+    def table_list(self) -> list[dynamodb.Table]:
+        return list(self.tables.values())
+
+    def grant_tables(self, role: iam.IRole) -> None:
+        """Read/write on every table and its indexes (the handlers share the data layer)."""
+        for table in self.tables.values():
+            table.grant_read_write_data(role)
+        findings = {
+            f"Resource::<{spec.logical_id}.Arn>/index/*": (
+                f"Queries on the global secondary indexes of {name}."
+            )
+            for name, spec in self._specs.items()
+            if spec.indexes
+        }
+        acknowledge_findings(role, "IAM5", findings)

@@ -1,0 +1,80 @@
+"""Settings drive the stack: a `trainyard` context override changes what is built."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aws_cdk import App
+
+from infra.app import build_app, context_override, nag_enabled
+from infra.nag import NAG_CONTEXT_KEY
+from tests.infra.synth_support import resources, synthesize
+
+pytestmark = pytest.mark.infra
+
+OVERRIDE = {
+    "plans": {
+        "basic": {"maxConcurrentRuns": 2},
+        "enterprise": {
+            "maxConcurrentRuns": 16,
+            "maxConcurrentRunsPerTenant": 8,
+            "weight": 8,
+            "isolation": "silo",
+            "trainingInstanceType": "ml.m5.4xlarge",
+        },
+    },
+    "reconcileIntervalMinutes": 5,
+}
+
+
+def test_context_given_as_json_string_is_parsed() -> None:
+    app = App(context={"trainyard": json.dumps({"globalMaxConcurrentRuns": 5})})
+    assert context_override(app) == {"globalMaxConcurrentRuns": 5}
+    assert context_override(App(context={"trainyard": {"region": "eu-west-1"}})) == {
+        "region": "eu-west-1"
+    }
+    with pytest.raises(ValueError):
+        context_override(App(context={"trainyard": "[1, 2]"}))
+
+
+def test_nag_is_on_by_default_and_can_be_switched_off(monkeypatch) -> None:
+    monkeypatch.delenv("TRAINYARD_NAG", raising=False)
+    assert nag_enabled(App()) is True
+    assert nag_enabled(App(context={NAG_CONTEXT_KEY: "false"})) is False
+    monkeypatch.setenv("TRAINYARD_NAG", "0")
+    assert nag_enabled(App()) is False
+
+
+def test_context_override_adds_a_plan_queue_and_changes_caps(tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("TRAINYARD_CONFIG", raising=False)
+    # Settings resolved from the context, as `npx cdk synth -c trainyard='{...}'` does.
+    app = build_app(context={"trainyard": json.dumps(OVERRIDE)}, nag=False)
+    stack = app.node.find_child("TrainyardPlatform")
+    settings = stack.settings
+    assert settings.plans["basic"].max_concurrent_runs == 2
+    assert "enterprise" in settings.plans
+
+    result = synthesize(settings, tmp_path, nag=False)
+    assert result.error is None
+    names = result.names
+    queues = {
+        r["Properties"]["QueueName"]
+        for r in resources(result.platform_json, "AWS::SQS::Queue").values()
+    }
+    assert {names.intake_queue("enterprise"), names.intake_dlq("enterprise")} <= queues
+    assert len(queues) == 2 * 4 + 2
+    mappings = resources(result.platform_json, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 4 + 1
+
+    env_settings = {
+        json.loads(r["Properties"]["Environment"]["Variables"]["TRAINYARD_SETTINGS"])["plans"][
+            "basic"
+        ]["maxConcurrentRuns"]
+        for r in resources(result.platform_json, "AWS::Lambda::Function").values()
+        if "TRAINYARD_SETTINGS" in r["Properties"].get("Environment", {}).get("Variables", {})
+    }
+    assert env_settings == {2}
+    rules = resources(result.platform_json, "AWS::Events::Rule").values()
+    assert "rate(5 minutes)" in {r["Properties"].get("ScheduleExpression") for r in rules}
+    assert "enterprise" in result.tenant_json["Parameters"]["PlanName"]["AllowedValues"]

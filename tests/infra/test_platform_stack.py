@@ -1,0 +1,361 @@
+"""The platform stack keeps the promises of DESIGN §2 (assertions on the template)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from aws_cdk.assertions import Match
+from trainyard_core import wiring
+
+from infra.lambdas import powertools_layer_arn
+from tests.infra.synth_support import Synth, resolve_ref, resources
+
+pytestmark = pytest.mark.infra
+
+
+def _queue_by_name(synth: Synth) -> dict[str, tuple[str, dict]]:
+    return {
+        r["Properties"]["QueueName"]: (lid, r)
+        for lid, r in resources(synth.platform_json, "AWS::SQS::Queue").items()
+    }
+
+
+def test_one_intake_queue_with_its_own_dlq_per_plan(synth: Synth) -> None:
+    queues = _queue_by_name(synth)
+    for plan in synth.settings.plans:
+        _, queue = queues[synth.names.intake_queue(plan)]
+        dlq_lid, dlq = queues[synth.names.intake_dlq(plan)]
+        redrive = queue["Properties"]["RedrivePolicy"]
+        assert resolve_ref(synth.platform_json, redrive["deadLetterTargetArn"]) == dlq_lid
+        assert 3 <= redrive["maxReceiveCount"] <= 10
+        assert dlq["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+        for props in (queue["Properties"], dlq["Properties"]):
+            assert props["SqsManagedSseEnabled"] is True
+    intake = [n for n in queues if n.startswith(f"{synth.names.prefix}-intake-")]
+    assert len(intake) == 2 * len(synth.settings.plans)
+
+
+def test_every_queue_denies_non_tls_access(synth: Synth) -> None:
+    policies = resources(synth.platform_json, "AWS::SQS::QueuePolicy").values()
+    secured = set()
+    for policy in policies:
+        statements = policy["Properties"]["PolicyDocument"]["Statement"]
+        tls_only = {"Bool": {"aws:SecureTransport": "false"}}
+        if any(s["Effect"] == "Deny" and s.get("Condition") == tls_only for s in statements):
+            queues = policy["Properties"]["Queues"]
+            secured.update(resolve_ref(synth.platform_json, q) for q in queues)
+    assert secured == set(resources(synth.platform_json, "AWS::SQS::Queue"))
+
+
+def test_intake_queues_accept_only_this_accounts_tenant_rules(synth: Synth) -> None:
+    queues = _queue_by_name(synth)
+    intake_ids = {queues[synth.names.intake_queue(p)][0] for p in synth.settings.plans}
+    allowed = set()
+    for policy in resources(synth.platform_json, "AWS::SQS::QueuePolicy").values():
+        targets = {resolve_ref(synth.platform_json, q) for q in policy["Properties"]["Queues"]}
+        if not targets <= intake_ids:
+            continue
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if (
+                statement.get("Principal") == {"Service": "events.amazonaws.com"}
+                and statement["Effect"] == "Allow"
+            ):
+                source = json.dumps(statement["Condition"]["ArnLike"]["aws:SourceArn"])
+                assert f":rule/{synth.names.tenant_rule_prefix}*" in source
+                assert "AWS::AccountId" in source
+                assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {
+                    "Ref": "AWS::AccountId"
+                }
+                assert statement["Action"] == "sqs:SendMessage"
+                allowed |= targets
+    assert intake_ids <= allowed
+
+
+def test_status_rule_matches_only_this_pipelines_status_changes(synth: Synth) -> None:
+    synth.platform.has_resource_properties(
+        "AWS::Events::Rule",
+        {
+            "Name": synth.names.status_rule,
+            "EventPattern": {
+                "source": [wiring.SAGEMAKER_STATUS_SOURCE],
+                "detail-type": [wiring.SAGEMAKER_STATUS_DETAIL_TYPE],
+                "detail": {"pipelineArn": [Match.any_value()]},
+            },
+        },
+    )
+    rule = next(
+        r
+        for r in resources(synth.platform_json, "AWS::Events::Rule").values()
+        if r["Properties"]["Name"] == synth.names.status_rule
+    )
+    arn = json.dumps(rule["Properties"]["EventPattern"]["detail"]["pipelineArn"][0])
+    assert f":pipeline/{synth.names.pipeline_name}" in arn
+    status_id = _queue_by_name(synth)[synth.names.status_queue][0]
+    targets = rule["Properties"]["Targets"]
+    assert [resolve_ref(synth.platform_json, t["Arn"]) for t in targets] == [status_id]
+
+
+def test_reconcile_rule_runs_the_scheduler_at_the_configured_rate(synth: Synth) -> None:
+    minutes = synth.settings.reconcile_interval_minutes
+    rule = next(
+        r
+        for r in resources(synth.platform_json, "AWS::Events::Rule").values()
+        if r["Properties"]["Name"] == synth.names.reconcile_rule
+    )
+    unit = "minute" if minutes == 1 else "minutes"
+    assert rule["Properties"]["ScheduleExpression"] == f"rate({minutes} {unit})"
+    target = resolve_ref(synth.platform_json, rule["Properties"]["Targets"][0]["Arn"])
+    function = synth.platform_json["Resources"][target]["Properties"]
+    assert function["FunctionName"] == synth.names.function("scheduler")
+
+
+def test_every_handler_has_powertools_layer_tracing_and_retained_logs(synth: Synth) -> None:
+    layer = powertools_layer_arn(synth.settings.region, synth.settings)
+    functions = {
+        r["Properties"].get("FunctionName"): r
+        for r in resources(synth.platform_json, "AWS::Lambda::Function").values()
+    }
+    log_groups = {
+        r["Properties"].get("LogGroupName"): r
+        for r in resources(synth.platform_json, "AWS::Logs::LogGroup").values()
+    }
+    for key, spec in wiring.handlers(synth.names).items():
+        props = functions[synth.names.function(key)]["Properties"]
+        assert props["Layers"] == [layer]
+        assert props["Runtime"] == "python3.12"
+        version = synth.settings.powertools_layer_version
+        assert layer.endswith(f"-{props['Architectures'][0]}:{version}")
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["Handler"] == spec.handler
+        log_group = log_groups[f"/aws/lambda/{synth.names.function(key)}"]
+        assert log_group["Properties"]["RetentionInDays"] == synth.settings.log_retention_days
+
+
+def test_handlers_receive_the_resolved_settings(synth: Synth) -> None:
+    for r in resources(synth.platform_json, "AWS::Lambda::Function").values():
+        env = r["Properties"].get("Environment", {}).get("Variables", {})
+        if wiring.ENV_SETTINGS in env:
+            assert env[wiring.ENV_SETTINGS] == synth.settings.to_json()
+
+
+def test_onboarding_gets_an_https_template_url_and_the_stack_role(synth: Synth) -> None:
+    onboarding = next(
+        r
+        for r in resources(synth.platform_json, "AWS::Lambda::Function").values()
+        if r["Properties"].get("FunctionName") == synth.names.function("onboarding")
+    )
+    env = onboarding["Properties"]["Environment"]["Variables"]
+    url = env[wiring.ENV_TENANT_TEMPLATE_URL]["Fn::Sub"]
+    assert re.match(r"^https://s3\.[a-z0-9-]+\.\$\{AWS::URLSuffix\}/.+\.json$", url)
+    role_id = resolve_ref(synth.platform_json, env[wiring.ENV_TENANT_STACK_ROLE_ARN])
+    trust = synth.platform_json["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
+    assert [s["Principal"] for s in trust["Statement"]] == [
+        {"Service": "cloudformation.amazonaws.com"}
+    ]
+
+
+def test_every_api_method_requires_iam_auth(synth: Synth) -> None:
+    methods = resources(synth.platform_json, "AWS::ApiGateway::Method")
+    assert len(methods) >= 10
+    for method in methods.values():
+        props = method["Properties"]
+        assert props["AuthorizationType"] == "AWS_IAM"
+        assert "RequestValidatorId" in props
+        assert props["Integration"]["Type"] == "AWS_PROXY"
+
+
+def test_api_stage_is_throttled_traced_and_access_logged(synth: Synth) -> None:
+    synth.platform.has_resource_properties(
+        "AWS::ApiGateway::Stage",
+        {
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": Match.any_value(), "Format": Match.any_value()},
+            "MethodSettings": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "ThrottlingRateLimit": Match.any_value(),
+                            "ThrottlingBurstLimit": Match.any_value(),
+                            "LoggingLevel": "ERROR",
+                        }
+                    )
+                ]
+            ),
+        },
+    )
+
+
+def test_tables_are_on_demand_point_in_time_recovered_encrypted_and_retained(
+    synth: Synth,
+) -> None:
+    tables = resources(synth.platform_json, "AWS::DynamoDB::Table")
+    assert len(tables) == len(wiring.tables(synth.names))
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert table["DeletionPolicy"] == "Retain"
+        assert table["UpdateReplacePolicy"] == "Retain"
+
+
+def test_platform_bucket_is_named_per_account_private_and_tls_only(synth: Synth) -> None:
+    synth.platform.has_resource(
+        "AWS::S3::Bucket",
+        {
+            "Properties": Match.object_like(
+                {
+                    "BucketName": {"Fn::Sub": synth.names.platform_bucket("${AWS::AccountId}")},
+                    "PublicAccessBlockConfiguration": {
+                        "BlockPublicAcls": True,
+                        "BlockPublicPolicy": True,
+                        "IgnorePublicAcls": True,
+                        "RestrictPublicBuckets": True,
+                    },
+                    "BucketEncryption": Match.any_value(),
+                }
+            ),
+            "DeletionPolicy": "Retain",
+        },
+    )
+    synth.platform.has_resource_properties(
+        "AWS::S3::BucketPolicy",
+        {
+            "PolicyDocument": {
+                "Statement": Match.array_with(
+                    [
+                        Match.object_like(
+                            {
+                                "Effect": "Deny",
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        )
+                    ]
+                )
+            }
+        },
+    )
+
+
+def test_pipeline_definition_has_every_placeholder_substituted(synth: Synth) -> None:
+    from pipeline.definition import PLACEHOLDERS
+
+    (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
+    props = pipeline["Properties"]
+    assert props["PipelineName"] == synth.names.pipeline_name
+    body, values = props["PipelineDefinition"]["PipelineDefinitionBody"]["Fn::Sub"]
+    referenced = set(re.findall(r"\$\{([^}]+)\}", body))
+    # Fn::Sub resolves every ${...}: all come from the variable map, none is left over.
+    assert referenced == set(PLACEHOLDERS) == set(values)
+    json.loads(body)  # the body is the SDK's JSON, placeholders inside strings
+    for placeholder in ("PreprocessScriptUri", "EvaluateScriptUri"):
+        joined = json.dumps(values[placeholder])
+        assert '"s3://"' in joined and "PlatformBucket" in joined
+        assert joined.endswith('.py"]]}')
+    recorder = resolve_ref(synth.platform_json, values["RecorderFunctionArn"])
+    assert synth.platform_json["Resources"][recorder]["Properties"][
+        "FunctionName"
+    ] == synth.names.function("recorder")
+
+
+def _role_statements(synth: Synth, role_id: str) -> list[dict]:
+    out = []
+    role = synth.platform_json["Resources"][role_id]["Properties"]
+    for policy in role.get("Policies", []):
+        out += policy["PolicyDocument"]["Statement"]
+    for policy in resources(synth.platform_json, "AWS::IAM::Policy").values():
+        roles = [resolve_ref(synth.platform_json, r) for r in policy["Properties"]["Roles"]]
+        if role_id in roles:
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement["Action"]
+    return [actions] if isinstance(actions, str) else actions
+
+
+def test_pass_role_is_limited_to_tenant_roles_and_to_sagemaker(synth: Synth) -> None:
+    (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
+    role_id = resolve_ref(synth.platform_json, pipeline["Properties"]["RoleArn"])
+    passes = [s for s in _role_statements(synth, role_id) if "iam:PassRole" in _actions(s)]
+    assert passes
+    for statement in passes:
+        assert statement["Condition"] == {
+            "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+        }
+        assert f":role{synth.names.tenant_role_path}*" in json.dumps(statement["Resource"])
+    # And nobody in the platform may pass roles without a PassedToService condition.
+    for role_id in resources(synth.platform_json, "AWS::IAM::Role"):
+        for statement in _role_statements(synth, role_id):
+            if "iam:PassRole" in _actions(statement):
+                assert "iam:PassedToService" in statement["Condition"]["StringEquals"]
+
+
+def test_scheduler_may_drive_only_this_pipeline(synth: Synth) -> None:
+    scheduler = next(
+        r
+        for r in resources(synth.platform_json, "AWS::Lambda::Function").values()
+        if r["Properties"].get("FunctionName") == synth.names.function("scheduler")
+    )
+    role_id = resolve_ref(synth.platform_json, scheduler["Properties"]["Role"])
+    sagemaker = [
+        s
+        for s in _role_statements(synth, role_id)
+        if any(a.startswith("sagemaker:") for a in _actions(s))
+    ]
+    assert {a for s in sagemaker for a in _actions(s)} >= {
+        "sagemaker:StartPipelineExecution",
+        "sagemaker:DescribePipelineExecution",
+        "sagemaker:ListPipelineExecutions",
+        "sagemaker:StopPipelineExecution",
+    }
+    for statement in sagemaker:
+        assert f":pipeline/{synth.names.pipeline_name}" in json.dumps(statement["Resource"])
+
+
+def test_lambda_roles_carry_no_aws_managed_policies(synth: Synth) -> None:
+    for role_id, role in resources(synth.platform_json, "AWS::IAM::Role").items():
+        trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        if {"Service": "lambda.amazonaws.com"} in [s["Principal"] for s in trust]:
+            assert "ManagedPolicyArns" not in role["Properties"], role_id
+
+
+def test_alarms_cover_every_dlq_and_intake_backlog_age(synth: Synth) -> None:
+    found = resources(synth.platform_json, "AWS::CloudWatch::Alarm")
+    alarms = [r["Properties"] for r in found.values()]
+
+    def watched(metric: str) -> set[str]:
+        out = set()
+        for alarm in alarms:
+            if alarm.get("MetricName") == metric:
+                (dim,) = alarm["Dimensions"]
+                out.add(json.dumps(dim["Value"]))
+        return out
+
+    queues = _queue_by_name(synth)
+    dlqs = [synth.names.intake_dlq(p) for p in synth.settings.plans] + [synth.names.status_dlq]
+    for name in dlqs:
+        lid = queues[name][0]
+        assert any(lid in v for v in watched("ApproximateNumberOfMessagesVisible")), name
+    for plan in synth.settings.plans:
+        lid = queues[synth.names.intake_queue(plan)][0]
+        assert any(lid in v for v in watched("ApproximateAgeOfOldestMessage")), plan
+    synth.platform.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+
+
+def test_platform_ships_exactly_the_synthesized_tenant_template(synth: Synth) -> None:
+    from infra.tenant_template import render_tenant_template
+
+    output = synth.platform_json["Outputs"]["TenantTemplateUrl"]["Value"]["Fn::Sub"]
+    asset_hash = output.rsplit("/", 1)[1].removesuffix(".json")
+    shipped = (synth.outdir / f"asset.{asset_hash}.json").read_text()
+    assert shipped == render_tenant_template(synth.settings)
+
+
+def test_stack_environment_has_region_from_settings_and_no_account(synth: Synth) -> None:
+    manifest = json.loads((synth.outdir / "manifest.json").read_text())
+    artifact = manifest["artifacts"][synth.settings.stack_name]
+    assert artifact["environment"] == f"aws://unknown-account/{synth.settings.region}"
