@@ -12,7 +12,9 @@ import requests
 from trainyard.local.stack import EmbeddedStack
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack (and its pipeline engine, which watches moto's in-process
+# backends) must be gone before other test packages use moto in this process.
+@pytest.fixture(scope="package")
 def stack() -> Iterator[EmbeddedStack]:
     with EmbeddedStack(aws_port=0, api_port=0) as running:
         yield running
@@ -34,7 +36,7 @@ class Api:
         return self.call("POST", path, **kwargs)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(stack: EmbeddedStack) -> Api:
     return Api(stack.api_url)
 
@@ -52,7 +54,7 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def onboard(api: Api) -> Callable[[str, str], dict[str, Any]]:
     def _onboard(tenant_id: str, plan: str) -> dict[str, Any]:
         resp = api.post("/tenants", json={"tenantId": tenant_id, "plan": plan})
