@@ -8,6 +8,7 @@ another one already dispatched (what two concurrent Lambdas would do).
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ from trainyard_core.config import resolve_settings
 from trainyard_core.models import RunStatus, TenantStatus
 from trainyard_core.scheduling.policy import plan_dispatch
 from trainyard_core.scheduling.service import SchedulerService
-from trainyard_core.scheduling.testing import FakePipeline, make_tenant
+from trainyard_core.scheduling.testing import FakePipeline, SchedulerCrash, make_tenant
 from trainyard_core.store.runs import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
 
@@ -59,6 +60,9 @@ operations = st.one_of(
     st.tuples(st.just("stale_admit"), tenant_ids, st.integers(0, 3)),
     st.tuples(st.just("stale_admit"), tenant_ids, st.integers(0, 3)),
     st.tuples(st.just("throttle"), st.integers(1, 4)),
+    # The scheduler dies mid-dispatch: before SageMaker saw the start, or after it
+    # started the execution but before the run recorded it.
+    st.tuples(st.just("crash"), st.sampled_from(["before", "after"])),
     st.tuples(st.just("toggle_suspend"), tenant_ids),
     st.tuples(st.just("reconcile")),
     st.tuples(st.just("advance"), st.sampled_from([1, 30, 90, 200])),
@@ -105,6 +109,11 @@ class Sim:
                 assert result.outcome == "duplicate"
         elif kind == "dispatch":
             self.service.dispatch()
+        elif kind == "crash":
+            self.pipeline.crash_next = op[1]
+            with contextlib.suppress(SchedulerCrash):  # the invocation died mid-dispatch
+                self.service.dispatch()
+            self.pipeline.crash_next = None
         elif kind in ("complete", "lose_event", "executing"):
             running = self.running()
             if not running:

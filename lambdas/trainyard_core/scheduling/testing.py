@@ -19,6 +19,11 @@ class FakeExecution:
     failure_reason: str | None = None
 
 
+class SchedulerCrash(BaseException):
+    """Stands for the scheduler process dying mid-dispatch (not an Exception: nothing
+    in the service may catch it, as nothing survives a real crash)."""
+
+
 @dataclass
 class FakePipeline:
     """A PipelinePort that behaves like SageMaker where it matters: a repeated
@@ -30,6 +35,10 @@ class FakePipeline:
     start_calls: int = 0
     throttle_next: int = 0
     fail_next: int = 0  # non-retryable (validation) failures
+    # Simulated scheduler crashes (the Lambda dies; not a SageMaker error):
+    # "before" = after admission, before SageMaker saw the call;
+    # "after" = SageMaker started the execution, the scheduler never recorded it.
+    crash_next: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(
@@ -45,7 +54,12 @@ class FakePipeline:
             if self.fail_next > 0:
                 self.fail_next -= 1
                 raise StartError("ValidationException: bad parameter", retryable=False)
+            crash, self.crash_next = self.crash_next, None
+            if crash == "before":
+                raise SchedulerCrash("crashed before calling StartPipelineExecution")
             if client_request_token in self.by_token:
+                if crash == "after":
+                    raise SchedulerCrash("crashed after StartPipelineExecution returned")
                 return self.by_token[client_request_token]
             arn = (
                 f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/{self.name}"
@@ -55,6 +69,8 @@ class FakePipeline:
                 arn, display_name, client_request_token, dict(parameters)
             )
             self.by_token[client_request_token] = arn
+            if crash == "after":
+                raise SchedulerCrash("crashed after StartPipelineExecution returned")
             return arn
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:
