@@ -7,7 +7,7 @@ STAMP := $(VENV)/.trainyard-installed
 NODE_STAMP := node_modules/.trainyard-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format synth bench clean
+.PHONY: install demo test test-fast lint format synth bench load clean
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -41,6 +41,14 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Scheduler vs the timer-polling baseline (simulation) + the embedded stack; writes bench/results.md.
+bench: install
+	$(BIN)/python -m bench.run
+
+# 100 tenants, 1,000 uploads on the embedded stack (too slow for CI); writes bench/load-results.md.
+load: install
+	$(BIN)/python -m bench.load
 
 synth: install
 	npx cdk synth --quiet
