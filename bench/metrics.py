@@ -1,0 +1,315 @@
+"""Figures computed from a simulated trace (start/end times), policy-neutral.
+
+- Dispatch delay: time from a request becoming *eligible* to its start. It is
+  eligible once it has arrived and a slot it may use is free: every start takes
+  the longest-free slot of each limit that applies (global, plan, tenant) and
+  every end returns one, so ``eligible = max(arrival, those slots' free
+  times)``. Queueing behind a full cap is therefore not counted; the time the
+  scheduler needs to notice a free slot and use it is.
+- Utilisation while backlogged: running executions over what the policy's own
+  limits would allow given who is waiting (``min(global, sum over plans of
+  min(plan cap, sum over tenants of min(tenant cap, running + waiting)))``),
+  integrated over the time anything waits.
+- Jain's index, per plan, of each tenant's service rate while backlogged
+  (slot-seconds held while it had a request waiting / time it had one waiting).
+- Violations: starts that took the running count above a configured cap.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from trainyard_core.config import Settings
+
+from bench.sim import Outcome
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Limits:
+    global_cap: float
+    plan_caps: dict[str, float]
+    tenant_caps: dict[str, float]  # by plan
+
+    @classmethod
+    def trainyard(cls, settings: Settings) -> Limits:
+        return cls(
+            settings.global_max_concurrent_runs,
+            {n: p.max_concurrent_runs for n, p in settings.plans.items()},
+            {n: p.max_concurrent_runs_per_tenant for n, p in settings.plans.items()},
+        )
+
+    @classmethod
+    def baseline(cls, settings: Settings, quota: int) -> Limits:
+        # Plan caps only; the account quota is what stops it globally.
+        return cls(
+            quota,
+            {n: p.max_concurrent_runs for n, p in settings.plans.items()},
+            {n: INF for n in settings.plans},
+        )
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def jain(values: Iterable[float]) -> float:
+    xs = list(values)
+    total = sum(xs)
+    squares = sum(x * x for x in xs)
+    if not xs or squares == 0:
+        return math.nan
+    return total * total / (len(xs) * squares)
+
+
+def _timeline(out: Outcome) -> list[tuple[float, int, int]]:
+    """(time, kind, request id): kind 0 = end, 1 = arrival, 2 = start (ends first)."""
+    events: list[tuple[float, int, int]] = []
+    for req in out.requests:
+        events.append((req.at, 1, req.rid))
+        if req.rid in out.start:
+            events.append((out.start[req.rid], 2, req.rid))
+        if req.rid in out.end:
+            events.append((out.end[req.rid], 0, req.rid))
+    events.sort()
+    return events
+
+
+def _serving(out: Outcome) -> dict[int, bool]:
+    """In coalesced runs several requests share one execution: count it once."""
+    seen: set[str] = set()
+    first: dict[int, bool] = {}
+    for req in sorted(out.requests, key=lambda r: r.at):
+        run = out.run_of.get(req.rid)
+        first[req.rid] = run is not None and run not in seen
+        if run is not None:
+            seen.add(run)
+    return first
+
+
+def dispatch_delays(out: Outcome, limits: Limits) -> list[float]:
+    reqs = {r.rid: r for r in out.requests}
+    serving = _serving(out)
+    pools: dict[tuple[str, str], list[float]] = {}
+    caps: dict[tuple[str, str], float] = {}
+    taken: dict[int, list[tuple[str, str]]] = {}
+    delays: list[float] = []
+
+    def pool(key: tuple[str, str], cap: float) -> list[float]:
+        if key not in pools:
+            # A finite cap starts with that many slots free since time 0.
+            pools[key] = [0.0] * int(cap) if cap != INF else []
+            caps[key] = cap
+        return pools[key]
+
+    for at, kind, rid in _timeline(out):
+        req = reqs[rid]
+        if kind == 1 or not serving[rid]:
+            if kind == 2 and not serving[rid]:
+                delays.append(max(0.0, at - req.at))  # joined an existing run
+            continue
+        keys = [
+            (("global", ""), limits.global_cap),
+            (("plan", req.plan), limits.plan_caps.get(req.plan, INF)),
+            (("tenant", req.tenant), limits.tenant_caps.get(req.plan, INF)),
+        ]
+        if kind == 2:
+            free_since = 0.0
+            used: list[tuple[str, str]] = []
+            for key, cap in keys:
+                slots = pool(key, cap)
+                if cap == INF or not slots:
+                    continue  # unlimited, or over the cap (counted as a violation)
+                free_since = max(free_since, heapq.heappop(slots))
+                used.append(key)
+            taken[rid] = used
+            delays.append(max(0.0, at - max(req.at, free_since)))
+        else:
+            for key in taken.get(rid, []):
+                heapq.heappush(pools[key], at)
+    return delays
+
+
+@dataclass
+class Sweep:
+    utilisation: float  # running / attainable while something waits
+    backlogged_seconds: float
+    jain_mean: float
+    jain_samples: int
+    violations: dict[str, int]
+
+
+def sweep(
+    out: Outcome,
+    limits: Limits,
+    check: Limits,
+    focus_plan: str | None,
+    min_backlogged_s: float = 300.0,
+) -> Sweep:
+    """One pass over the timeline: utilisation (against ``limits``, the policy's
+    own), Jain's index, and violations (against ``check``, Trainyard's caps).
+
+    Jain's index is over each tenant's service *rate while backlogged* (slot-
+    seconds held while it had a request waiting, per second it had one waiting),
+    for tenants backlogged at least ``min_backlogged_s`` in total, per plan
+    (``focus_plan`` only, or the mean over plans)."""
+    reqs = {r.rid: r for r in out.requests}
+    serving = _serving(out)
+    running: dict[str, int] = defaultdict(int)
+    waiting: dict[str, int] = defaultdict(int)
+    plan_of: dict[str, str] = {r.tenant: r.plan for r in out.requests}
+    share: dict[str, float] = defaultdict(float)  # per plan: sum of min(tcap, r + w)
+    plan_running: dict[str, int] = defaultdict(int)
+    backlogged: dict[str, float] = defaultdict(float)
+    served: dict[str, float] = defaultdict(float)
+    touched: dict[str, float] = {}
+    total_running = 0
+    total_waiting = 0
+    violations = {"global": 0, "plan": 0, "tenant": 0}
+    busy = att_int = run_int = 0.0
+    last = 0.0
+
+    def attainable() -> float:
+        per_plan = sum(min(limits.plan_caps.get(p, INF), s) for p, s in share.items())
+        return min(limits.global_cap, per_plan)
+
+    def tenant_term(tenant: str) -> float:
+        return min(limits.tenant_caps.get(plan_of[tenant], INF), running[tenant] + waiting[tenant])
+
+    for at, kind, rid in _timeline(out):
+        if total_waiting > 0:
+            span = at - last
+            att = attainable()
+            busy += span
+            att_int += att * span
+            run_int += min(total_running, att) * span
+        last = at
+        req = reqs[rid]
+        tenant = req.tenant
+        # Accumulate this tenant's backlogged time and service up to now (lazily).
+        if waiting[tenant] > 0:
+            span = at - touched.get(tenant, at)
+            backlogged[tenant] += span
+            served[tenant] += running[tenant] * span
+        touched[tenant] = at
+        before = tenant_term(tenant)
+        if kind == 1:
+            waiting[tenant] += 1
+            total_waiting += 1
+        elif kind == 2:
+            waiting[tenant] -= 1
+            total_waiting -= 1
+            if serving[rid]:
+                running[tenant] += 1
+                plan_running[req.plan] += 1
+                total_running += 1
+                if total_running > check.global_cap:
+                    violations["global"] += 1
+                if plan_running[req.plan] > check.plan_caps.get(req.plan, INF):
+                    violations["plan"] += 1
+                if running[tenant] > check.tenant_caps.get(req.plan, INF):
+                    violations["tenant"] += 1
+        elif serving[rid]:
+            running[tenant] -= 1
+            plan_running[req.plan] -= 1
+            total_running -= 1
+        share[req.plan] += tenant_term(tenant) - before
+
+    indices: list[float] = []
+    for plan in [focus_plan] if focus_plan else list(limits.plan_caps):
+        rates = [
+            served[t] / backlogged[t]
+            for t in backlogged
+            if plan_of[t] == plan and backlogged[t] >= min_backlogged_s
+        ]
+        if len(rates) >= 2:
+            value = jain(rates)
+            if not math.isnan(value):
+                indices.append(value)
+    return Sweep(
+        utilisation=run_int / att_int if att_int > 0 else math.nan,
+        backlogged_seconds=busy,
+        jain_mean=sum(indices) / len(indices) if indices else math.nan,
+        jain_samples=len(indices),
+        violations=violations,
+    )
+
+
+def worst_tenant_wait(out: Outcome, exclude: str | None = None) -> float:
+    """The largest mean wait (arrival -> start) of any tenant but ``exclude``."""
+    waits: dict[str, list[float]] = defaultdict(list)
+    for req in out.requests:
+        if req.tenant != exclude and req.rid in out.start:
+            waits[req.tenant].append(out.start[req.rid] - req.at)
+    return max((sum(w) / len(w) for w in waits.values()), default=math.nan)
+
+
+@dataclass
+class Summary:
+    scenario: str
+    policy: str
+    requests: int
+    runs: int
+    unstarted: int
+    delay_p50: float
+    delay_p99: float
+    delay_max: float
+    utilisation: float
+    jain: float
+    worst_wait: float
+    violations: dict[str, int]
+    api_calls: int
+    api_per_run: float
+    starts_throttled: int
+    starts_refused: int
+    invocations: int
+    cpu_p50_ms: float
+    cpu_p99_ms: float
+    wall_seconds: float
+
+
+def summarise(
+    out: Outcome,
+    settings: Settings,
+    quota: int,
+    focus_plan: str | None = None,
+    heavy_tenant: str | None = None,
+) -> Summary:
+    own = (
+        Limits.trainyard(settings) if out.policy != "baseline" else Limits.baseline(settings, quota)
+    )
+    delays = dispatch_delays(out, own)
+    sw = sweep(out, own, Limits.trainyard(settings), focus_plan)
+    cpu = [c * 1000.0 for _, _, c in out.invocations]
+    return Summary(
+        scenario=out.scenario,
+        policy=out.policy,
+        requests=len(out.requests),
+        runs=out.runs_started,
+        unstarted=out.unstarted,
+        delay_p50=percentile(delays, 50),
+        delay_p99=percentile(delays, 99),
+        delay_max=max(delays, default=math.nan),
+        utilisation=sw.utilisation,
+        jain=sw.jain_mean,
+        worst_wait=worst_tenant_wait(out, heavy_tenant),
+        violations=sw.violations,
+        api_calls=out.calls.total,
+        api_per_run=out.calls.total / out.runs_started if out.runs_started else math.nan,
+        starts_throttled=out.calls.start_throttled,
+        starts_refused=out.calls.start_refused,
+        invocations=len(out.invocations) + len(out.reconcile_cpu),
+        cpu_p50_ms=percentile(cpu, 50),
+        cpu_p99_ms=percentile(cpu, 99),
+        wall_seconds=out.wall_seconds,
+    )
