@@ -84,16 +84,40 @@ class OnboardingApi(Construct):
                 resources=[f"{tenant_buckets}/*"],
             )
         )
+        # A plan change across isolation models moves the tenant's objects between
+        # its silo bucket and its prefix of the pool bucket (both match the pattern).
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="MigrateTenantObjects",
+                actions=["s3:GetObject", "s3:PutObject"],
+                resources=[f"{tenant_buckets}/*"],
+            )
+        )
         # The platform bucket matches the pattern above; it is never a tenant's to purge.
         onboarding.role.add_to_policy(
             iam.PolicyStatement(
                 sid="NeverPurgePlatformBucket",
                 effect=iam.Effect.DENY,
-                actions=["s3:DeleteBucket", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+                actions=[
+                    "s3:DeleteBucket",
+                    "s3:DeleteObject",
+                    "s3:DeleteObjectVersion",
+                    "s3:GetObject",
+                    "s3:PutObject",
+                ],
                 resources=[
                     f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}",
                     f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}/*",
                 ],
+            )
+        )
+        # Nor is the shared pool bucket: purges and moves touch one tenant's prefix only.
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="NeverDeletePoolBucket",
+                effect=iam.Effect.DENY,
+                actions=["s3:DeleteBucket"],
+                resources=[f"arn:{Aws.PARTITION}:s3:::{names.pool_bucket(Aws.ACCOUNT_ID)}"],
             )
         )
         acknowledge_findings(
@@ -106,7 +130,8 @@ class OnboardingApi(Construct):
                     "bucket is denied explicitly."
                 ),
                 f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>/*": (
-                    "Objects of the per-tenant buckets above, for purge on offboarding."
+                    "Objects of the per-tenant buckets above (and of the pool bucket), for "
+                    "purge on offboarding and data moves on plan changes."
                 ),
             },
         )
@@ -246,7 +271,7 @@ class OnboardingApi(Construct):
             iam.PolicyStatement(
                 sid="ReadTenantTemplate",
                 actions=["s3:GetObject"],
-                resources=[provisioning.template_object_arn],
+                resources=provisioning.template_object_arns,
             )
         )
         acknowledge_findings(

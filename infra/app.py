@@ -14,7 +14,7 @@ from infra.cdk_context import PROJECT_ROOT, cdk_json_context
 from infra.nag import NAG_CONTEXT_KEY, NAG_ENV, apply_aws_solutions
 from infra.platform_stack import PlatformStack
 from infra.tenant_stack import TenantStack
-from infra.tenant_template import TENANT_STACK_ID, tenant_isolation
+from infra.tenant_template import TENANT_STACK_IDS
 
 
 def context_override(app: App) -> dict[str, Any] | None:
@@ -47,8 +47,9 @@ def build_app(
     """The Trainyard CDK app (not yet synthesized).
 
     ``settings`` None: resolved like the CLI does (cdk.json, TRAINYARD_CONFIG, then
-    the ``trainyard`` context). ``include_tenant_stack`` adds the tenant stack as a
-    second stack for inspection and checks (tests); it is never deployed that way.
+    the ``trainyard`` context). ``include_tenant_stack`` adds the tenant stacks (silo
+    and pool) as extra stacks for inspection and checks (tests); they are never
+    deployed that way.
     """
     app = App(outdir=outdir, context={**cdk_json_context(), **(context or {})})
     if settings is None:
@@ -62,7 +63,8 @@ def build_app(
         env=Environment(region=settings.region),
     )
     if include_tenant_stack:
-        TenantStack(app, TENANT_STACK_ID, settings=settings, isolation=tenant_isolation(settings))
+        for isolation, stack_id in TENANT_STACK_IDS.items():
+            TenantStack(app, stack_id, settings=settings, isolation=isolation)
     if nag if nag is not None else nag_enabled(app):
         apply_aws_solutions(app)
     return app

@@ -53,7 +53,7 @@ class PlatformStack(Stack):
             # A literal, not a Ref: the pipeline depends on the recorder function.
             wiring.ENV_PIPELINE_NAME: names.pipeline_name,
             wiring.ENV_PLATFORM_BUCKET: self.storage.bucket.bucket_name,
-            wiring.ENV_TENANT_TEMPLATE_URL: self.provisioning.template_url,
+            wiring.ENV_TENANT_TEMPLATE_URLS: self.to_json_string(self.provisioning.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.provisioning.service_role.role_arn,
             wiring.ENV_ACCOUNT_ID: Aws.ACCOUNT_ID,
         }
@@ -111,7 +111,13 @@ class PlatformStack(Stack):
             ("ApiUrl", self.api.url, "Onboarding API base URL (SigV4)"),
             ("PipelineName", names.pipeline_name, "SageMaker pipeline"),
             ("PlatformBucketName", self.storage.bucket.bucket_name, "Platform bucket"),
-            ("TenantTemplateUrl", self.provisioning.template_url, "Tenant stack template"),
+            ("TenantTemplateUrl", self.provisioning.template_url, "Tenant stack template (silo)"),
+            (
+                "TenantPoolTemplateUrl",
+                self.provisioning.template_urls["pool"],
+                "Tenant stack template (pool)",
+            ),
+            ("PoolBucketName", self.storage.pool_bucket.bucket_name, "Shared pool bucket"),
             ("AlarmTopicArn", self.monitoring.topic.topic_arn, "Subscribe to get alarms"),
         ):
             CfnOutput(self, key, value=value, description=description)

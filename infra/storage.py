@@ -15,6 +15,8 @@ from infra.nag import acknowledge_findings
 CODE_PREFIX = "code/"
 ACCESS_LOGS_PREFIX = "access-logs/"
 ACCESS_LOG_RETENTION_DAYS = 365
+# access-logs/<name>/ of the pool bucket ("pool" is a reserved tenant id).
+POOL_LOGS_NAME = "pool"
 
 
 def platform_bucket_name(names: wiring.Names) -> str:
@@ -114,7 +116,50 @@ class Storage(Construct):
             )
         )
 
+        self.pool_bucket = self._pool_bucket(names)
         self._specs = wiring.tables(names)
+
+    def _pool_bucket(self, names: wiring.Names) -> s3.Bucket:
+        """The shared bucket of pool tenants (plans with `pool` isolation): each owns
+        tenants/<id>/, reachable only through its own role and rule (tenant stack)."""
+        bucket = s3.Bucket(
+            self,
+            "PoolBucket",
+            bucket_name=Fn.sub(names.pool_bucket("${AWS::AccountId}")),
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            enforce_ssl=True,
+            versioned=True,
+            # Tenant data: survives the platform stack; purges are per tenant prefix.
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        cfn_bucket = bucket.node.default_child
+        assert isinstance(cfn_bucket, s3.CfnBucket)
+        cfn_bucket.override_logical_id("PoolBucket")
+        # Native S3 -> EventBridge delivery (the L1 property, not CDK's custom resource);
+        # every pool tenant's own rule matches its own prefix.
+        cfn_bucket.add_property_override(
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
+        # Audited like the silo buckets: access logs into the platform bucket.
+        cfn_bucket.add_property_override(
+            "LoggingConfiguration",
+            {
+                "DestinationBucketName": {"Ref": "PlatformBucket"},
+                "LogFilePrefix": f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
+            },
+        )
+        Validations.of(bucket).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-S1",
+                reason=(
+                    "Server access logging is configured with an L1 override to the platform "
+                    "bucket (access-logs/pool/), which cdk-nag cannot see on the L2 bucket."
+                ),
+            )
+        )
+        return bucket
 
     @property
     def table_list(self) -> list[dynamodb.Table]:

@@ -6,9 +6,12 @@ PlanName, IntakeQueueArn in; bucket, prefix, output URI, role, model package
 group and upload rule out. No assets, no bootstrap: the template must deploy
 from a plain S3 URL with the onboarding Lambda's CloudFormation service role.
 
-Isolation variants: `silo` (dedicated bucket, built here). `pool` (a prefix in
-a shared bucket) plugs in as another `TenantStorage` builder; the rule, role and
-model package group below only consume the `TenantLocation` it returns.
+Isolation variants (`STORAGE_BY_ISOLATION`): `silo` (a dedicated bucket, built
+here) and `pool` (the prefix tenants/<id>/ of the platform's shared pool bucket).
+The rule, role and model package group only consume the `TenantLocation` a
+variant returns, and keep the same logical ids in both templates, so a plan
+change across isolation models is an in-place UpdateStack (the model package
+group, i.e. the model history, is untouched).
 """
 
 from __future__ import annotations
@@ -62,6 +65,10 @@ class TenantLocation:
     data_prefix: str  # key prefix of uploads (what the rule matches)
     output_prefix: str  # key prefix of pipeline output
     upload_pattern: str  # EventBridge wildcard on detail.object.key
+    # How cdk-nag prints "<bucket arn>/<data prefix>*" and ".../<output prefix>*"
+    # in IAM5 findings (for the acknowledgements of the scoped wildcards).
+    nag_data_objects: str = ""
+    nag_output_objects: str = ""
 
 
 class TenantStorage(Protocol):
@@ -119,10 +126,33 @@ def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names
         data_prefix=data_prefix,
         output_prefix=names.silo_output_prefix,
         upload_pattern=f"{data_prefix}*.csv",
+        nag_data_objects=f"<DataBucket.Arn>/{data_prefix}*",
+        nag_output_objects=f"<DataBucket.Arn>/{names.silo_output_prefix}*",
     )
 
 
-STORAGE_BY_ISOLATION: dict[Isolation, TenantStorage] = {"silo": silo_storage}
+def pool_storage(scope: Construct, params: TenantParameters, names: wiring.Names) -> TenantLocation:
+    """The prefix tenants/<id>/ of the shared pool bucket (created by the platform
+    stack, with native EventBridge notifications). No bucket here: the tenant's
+    isolation is its role (scoped to the prefix) and its rule (matching it)."""
+    bucket_name = Fn.sub(names.pool_bucket("${AWS::AccountId}"))
+    data_prefix = Fn.sub(names.pool_data_prefix("${TenantId}"))
+    nag_bucket = f"arn:<AWS::Partition>:s3:::{names.pool_bucket('<AWS::AccountId>')}"
+    return TenantLocation(
+        bucket_name=bucket_name,
+        bucket_arn=f"arn:{Aws.PARTITION}:s3:::{bucket_name}",
+        data_prefix=data_prefix,
+        output_prefix=Fn.sub(names.pool_output_prefix("${TenantId}")),
+        upload_pattern=Fn.sub(names.pool_data_prefix("${TenantId}") + "*.csv"),
+        nag_data_objects=f"{nag_bucket}/{names.pool_data_prefix('<TenantId>')}*",
+        nag_output_objects=f"{nag_bucket}/{names.pool_output_prefix('<TenantId>')}*",
+    )
+
+
+STORAGE_BY_ISOLATION: dict[Isolation, TenantStorage] = {
+    "silo": silo_storage,
+    "pool": pool_storage,
+}
 
 
 class TenantStack(Stack):
@@ -281,6 +311,18 @@ class TenantStack(Stack):
                     actions=["s3:GetObject"],
                     resources=[platform_code],
                 ),
+                # The code input is an S3Prefix input: SageMaker lists the prefix before
+                # downloading, so GetObject alone fails the job. Only under code/ (no
+                # listing of templates/ or the tenants' access-logs/).
+                iam.PolicyStatement(
+                    sid="ListPipelineCode",
+                    actions=["s3:ListBucket"],
+                    resources=[
+                        f"arn:{Aws.PARTITION}:s3:::"
+                        + Fn.sub(names.platform_bucket("${AWS::AccountId}"))
+                    ],
+                    conditions={"StringLike": {"s3:prefix": [f"{CODE_PREFIX}*"]}},
+                ),
                 iam.PolicyStatement(
                     sid="JobLogs",
                     actions=[
@@ -333,12 +375,14 @@ class TenantStack(Stack):
         cfn_role.override_logical_id("JobRole")
         for finding, reason in (
             (
-                f"Resource::<DataBucket.Arn>/{location.data_prefix}*",
-                "Scoped to the tenant's own upload prefix of its own bucket.",
+                f"Resource::{location.nag_data_objects}",
+                "Scoped to the tenant's own upload prefix (of its own bucket, or of its "
+                "tenants/<id>/ prefix in the pool bucket).",
             ),
             (
-                f"Resource::<DataBucket.Arn>/{location.output_prefix}*",
-                "Scoped to the tenant's own artifacts prefix of its own bucket.",
+                f"Resource::{location.nag_output_objects}",
+                "Scoped to the tenant's own artifacts prefix (of its own bucket, or of its "
+                "tenants/<id>/ prefix in the pool bucket).",
             ),
             (
                 f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-platform-<AWS::AccountId>"

@@ -27,6 +27,10 @@ from infra.nag import acknowledge_findings
 from infra.tenant_stack import TenantStack
 
 TENANT_STACK_ID = "TrainyardTenant"
+# Stack ids of the shipped templates, one per isolation model (the silo one keeps
+# the original id so its published template and tests stay where they were).
+TENANT_STACK_IDS: dict[Isolation, str] = {"silo": TENANT_STACK_ID, "pool": "TrainyardTenantPool"}
+ISOLATIONS: tuple[Isolation, ...] = ("silo", "pool")
 
 # Keep the published template free of CDK-internal metadata.
 _APP_CONTEXT = {
@@ -38,22 +42,13 @@ _APP_CONTEXT = {
 _DROPPED_METADATA = ("aws:cdk:path",)
 
 
-def tenant_isolation(settings: Settings) -> Isolation:
-    """The isolation model of the shipped template (one template per platform for now)."""
-    kinds = {plan.isolation for plan in settings.plans.values()}
-    if kinds != {"silo"}:
-        # Pool tenants need the pool variant of the stack and its own template.
-        raise NotImplementedError(f"tenant isolation {sorted(kinds)} is not implemented yet")
-    return "silo"
-
-
-def synth_tenant_template(settings: Settings) -> dict[str, Any]:
-    """The tenant stack template as a dict, synthesized in its own throwaway App."""
+def synth_tenant_template(settings: Settings, isolation: Isolation = "silo") -> dict[str, Any]:
+    """A tenant stack template as a dict, synthesized in its own throwaway App."""
     with tempfile.TemporaryDirectory(prefix="trainyard-tenant-") as outdir:
         # cdk.json's feature flags explicitly: same template with or without the CLI.
         app = App(outdir=outdir, context={**cdk_json_context(), **_APP_CONTEXT})
         stack = TenantStack(
-            app, TENANT_STACK_ID, settings=settings, isolation=tenant_isolation(settings)
+            app, TENANT_STACK_IDS[isolation], settings=settings, isolation=isolation
         )
         assembly = app.synth()
         template = assembly.get_stack_artifact(stack.artifact_id).template
@@ -71,20 +66,21 @@ def _without_cdk_metadata(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
-def render_tenant_template(settings: Settings) -> str:
-    return json.dumps(synth_tenant_template(settings), indent=1, sort_keys=True) + "\n"
+def render_tenant_template(settings: Settings, isolation: Isolation = "silo") -> str:
+    return json.dumps(synth_tenant_template(settings, isolation), indent=1, sort_keys=True) + "\n"
 
 
-def write_tenant_template(settings: Settings, path: Path) -> Path:
+def write_tenant_template(settings: Settings, path: Path, isolation: Isolation = "silo") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_tenant_template(settings))
+    path.write_text(render_tenant_template(settings, isolation))
     return path
 
 
 class TenantProvisioning(Construct):
-    """What the onboarding Lambda needs to create tenant stacks: the template as an
-    S3 asset (written at synth time) and the CloudFormation service role it passes.
+    """What the onboarding Lambda needs to create tenant stacks: both templates
+    (silo and pool) as S3 assets written at synth time, and the CloudFormation
+    service role it passes.
 
     The service role can manage tenant resources only (names from `wiring.Names`),
     so the onboarding Lambda itself holds no IAM/S3/EventBridge create rights.
@@ -97,19 +93,32 @@ class TenantProvisioning(Construct):
         staging = Path(tempfile.mkdtemp(prefix="trainyard-tenant-template-"))
         # CDK copies assets into the cloud assembly; the staging dir is only a source.
         atexit.register(shutil.rmtree, staging, ignore_errors=True)
-        path = write_tenant_template(settings, staging / "tenant-stack.template.json")
-        self.asset = s3_assets.Asset(self, "Template", path=str(path))
+        # Both templates always ship: a plan's isolation is config, and a plan change
+        # across isolation models swaps the tenant's template with UpdateStack.
+        self.assets: dict[Isolation, s3_assets.Asset] = {}
+        for isolation in ISOLATIONS:
+            path = write_tenant_template(
+                settings, staging / f"tenant-stack-{isolation}.template.json", isolation
+            )
+            # The silo asset keeps its original construct id (stable asset path).
+            asset_id = "Template" if isolation == "silo" else f"Template{isolation.capitalize()}"
+            self.assets[isolation] = s3_assets.Asset(self, asset_id, path=str(path))
         # The https form CloudFormation's TemplateURL expects.
-        self.template_url = self.asset.http_url
-        self.template_object_arn = (
-            f"arn:{Aws.PARTITION}:s3:::{self.asset.s3_bucket_name}/{self.asset.s3_object_key}"
-        )
+        self.template_urls: dict[Isolation, str] = {
+            isolation: asset.http_url for isolation, asset in self.assets.items()
+        }
+        self.template_url = self.template_urls["silo"]
+        self.template_object_arns = [
+            f"arn:{Aws.PARTITION}:s3:::{asset.s3_bucket_name}/{asset.s3_object_key}"
+            for asset in self.assets.values()
+        ]
 
         acct = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
         # Silo buckets are <prefix>-<tenant>-<account>; the platform bucket also
         # matches that shape, so it is denied explicitly below.
         tenant_buckets = f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*-{Aws.ACCOUNT_ID}"
         platform_bucket = f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}"
+        pool_bucket = f"arn:{Aws.PARTITION}:s3:::{names.pool_bucket(Aws.ACCOUNT_ID)}"
         tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
         tenant_rules = f"arn:{Aws.PARTITION}:events:{acct}:rule/{names.tenant_rule_prefix}*"
         groups = f"arn:{Aws.PARTITION}:sagemaker:{acct}:model-package-group/{names.prefix}-*"
@@ -134,6 +143,14 @@ class TenantProvisioning(Construct):
                     effect=iam.Effect.DENY,
                     actions=["s3:*"],
                     resources=[platform_bucket, f"{platform_bucket}/*"],
+                ),
+                # The shared pool bucket also matches the tenant-bucket pattern; it is
+                # the platform's, never a tenant stack's, to create or reconfigure.
+                iam.PolicyStatement(
+                    sid="NeverThePoolBucket",
+                    effect=iam.Effect.DENY,
+                    actions=["s3:*"],
+                    resources=[pool_bucket, f"{pool_bucket}/*"],
                 ),
                 iam.PolicyStatement(
                     sid="TenantRoles",
@@ -205,7 +222,7 @@ class TenantProvisioning(Construct):
                 "buckets (policy, versioning, logging, notifications, public access block).",
                 f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>": (
                     "Tenant silo buckets, named <prefix>-<tenant>-<account> at onboarding; "
-                    "the platform bucket is denied explicitly."
+                    "the platform and pool buckets are denied explicitly."
                 ),
                 "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role"
                 f"{names.tenant_role_path}*": "Tenant job roles, only under the tenant path.",

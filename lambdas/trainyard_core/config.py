@@ -65,6 +65,8 @@ class Settings(_Model):
     resource_prefix: str = Field(default="trainyard", pattern=r"^[a-z][a-z0-9-]{1,15}$")
     region: str = "us-east-1"
     global_max_concurrent_runs: int = Field(default=20, ge=1)
+    # Entry plans share the pool bucket (no per-tenant bucket to hit the account's
+    # bucket quota); premium buys a dedicated (silo) bucket.
     plans: dict[str, Plan] = Field(
         default_factory=lambda: {
             "basic": Plan(
@@ -72,7 +74,7 @@ class Settings(_Model):
                 max_concurrent_runs=4,
                 max_concurrent_runs_per_tenant=1,
                 weight=1,
-                isolation="silo",
+                isolation="pool",
                 training_instance_type="ml.m5.large",
                 monthly_training_hours=10,
             ),
@@ -81,7 +83,7 @@ class Settings(_Model):
                 max_concurrent_runs=8,
                 max_concurrent_runs_per_tenant=2,
                 weight=2,
-                isolation="silo",
+                isolation="pool",
                 training_instance_type="ml.m5.xlarge",
                 monthly_training_hours=50,
             ),
@@ -118,7 +120,8 @@ class Settings(_Model):
     )
     reconcile_interval_minutes: int = Field(default=1, ge=1)
     # A run stuck in STARTING this long is re-examined by the reconciler.
-    starting_timeout_seconds: int = Field(default=120, ge=10)
+    # One reconcile tick: a start lost in a crash is retried (same token) at the next tick.
+    starting_timeout_seconds: int = Field(default=60, ge=10)
     max_start_attempts: int = Field(default=5, ge=1)
     # Powertools layer (public, AWS-published) used by every Lambda.
     powertools_layer_version: int = 18

@@ -35,6 +35,7 @@ RESERVED_TENANT_IDS = frozenset(
         "sagemaker",
         "null",
         "none",
+        "pool",  # <prefix>-pool-<account> is the shared pool bucket
     }
 )
 
@@ -45,6 +46,8 @@ class TenantStatus(StrEnum):
     SUSPENDED = "SUSPENDED"
     OFFBOARDING = "OFFBOARDING"
     FAILED = "FAILED"
+    # A plan change across isolation models: stack update, then data move.
+    MIGRATING = "MIGRATING"
 
 
 class RunStatus(StrEnum):
@@ -127,10 +130,16 @@ class Tenant(_Wire):
     # Internal bookkeeping (not part of the API shape).
     queued_run_id: str | None = None
     version: int = 0
+    # While MIGRATING: the isolation model being moved to (the location fields
+    # above stay on the old storage until the data is verified at the new one).
+    migrating_to: Literal["silo", "pool"] | None = None
+    # When the tenant took its current location: S3 objects created there before
+    # it (migration copies) are not uploads and start no run.
+    location_since: str | None = None
 
     @classmethod
     def _internal_fields(cls) -> set[str]:
-        return {"queued_run_id", "version"}
+        return {"queued_run_id", "version", "location_since"}
 
 
 class TriggerObject(_Wire):

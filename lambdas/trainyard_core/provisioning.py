@@ -1,27 +1,59 @@
-"""CloudFormation data access: deploys, describes and deletes tenant stacks."""
+"""Data access for tenant lifecycle: CloudFormation (tenant stacks) and S3
+(purging and moving a tenant's objects)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-from trainyard_core.tenants import StackState
+from trainyard_core.config import Isolation
+from trainyard_core.tenants import StackState, StoredObject
+
+# CopyObject takes objects up to 5 GiB; larger ones need a multipart copy.
+MAX_SINGLE_COPY_BYTES = 5 * 1024**3
+
+
+def parse_template_urls(raw: str) -> dict[str, str]:
+    """The onboarding Lambda's TENANT_TEMPLATE_URLS: JSON {"silo": url, "pool": url}."""
+    urls = json.loads(raw)
+    if not isinstance(urls, dict) or not all(isinstance(v, str) for v in urls.values()):
+        raise ValueError("tenant template URLs must be a JSON object of strings")
+    return urls
 
 
 class CloudFormationProvisioner:
     def __init__(
-        self, *, template_url: str, role_arn: str | None = None, client: Any | None = None
+        self,
+        *,
+        template_urls: Mapping[str, str],
+        role_arn: str | None = None,
+        client: Any | None = None,
     ) -> None:
         self._cfn = client or boto3.client("cloudformation")
-        self._template_url = template_url
+        self._template_urls = dict(template_urls)
         self._role_arn = role_arn
 
-    def create(self, stack_name: str, parameters: dict[str, str], tags: dict[str, str]) -> None:
+    def _template_url(self, isolation: str) -> str:
+        try:
+            return self._template_urls[isolation]
+        except KeyError:
+            raise ValueError(f"no tenant template for {isolation!r} isolation") from None
+
+    def create(
+        self,
+        stack_name: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        isolation: Isolation = "silo",
+    ) -> None:
         kwargs: dict[str, Any] = {
             "StackName": stack_name,
-            "TemplateURL": self._template_url,
+            "TemplateURL": self._template_url(isolation),
             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             "Capabilities": ["CAPABILITY_NAMED_IAM"],
             "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
@@ -49,13 +81,18 @@ class CloudFormationProvisioner:
             status=stack["StackStatus"], outputs=outputs, reason=stack.get("StackStatusReason")
         )
 
-    def update(self, stack_name: str, parameters: dict[str, str]) -> None:
+    def update(
+        self, stack_name: str, parameters: dict[str, str], *, isolation: Isolation | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {
             "StackName": stack_name,
-            "UsePreviousTemplate": True,
             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             "Capabilities": ["CAPABILITY_NAMED_IAM"],
         }
+        if isolation is None:
+            kwargs["UsePreviousTemplate"] = True
+        else:
+            kwargs["TemplateURL"] = self._template_url(isolation)
         if self._role_arn:
             kwargs["RoleARN"] = self._role_arn
         try:
@@ -91,3 +128,100 @@ class S3DataPurger:
         if prefix == "":
             self._s3.delete_bucket(Bucket=bucket)
         return deleted
+
+
+def _missing_bucket(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in ("NoSuchBucket", "404")
+
+
+class S3DataMover:
+    """Moves a tenant's current objects between buckets/prefixes (same relative keys).
+
+    Idempotent: objects already at the destination with the same ETag are not
+    copied again, and only source objects still as copied are deleted.
+    """
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._s3 = client or boto3.client("s3")
+
+    def _current(self, bucket: str, root: str) -> dict[str, StoredObject]:
+        found: dict[str, StoredObject] = {}
+        paginator = self._s3.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket, Prefix=root):
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(root) :]
+                    found[rel] = StoredObject(key=rel, etag=obj["ETag"], size=obj["Size"])
+        except ClientError as exc:
+            if _missing_bucket(exc):
+                return {}  # a resumed move whose source bucket is already gone
+            raise
+        return found
+
+    def copy(
+        self, src_bucket: str, src_root: str, dst_bucket: str, dst_root: str
+    ) -> list[StoredObject]:
+        source = self._current(src_bucket, src_root)
+        present = self._current(dst_bucket, dst_root) if source else {}
+        for rel, obj in sorted(source.items()):
+            there = present.get(rel)
+            if there is not None and there.etag == obj.etag:
+                continue
+            src = {"Bucket": src_bucket, "Key": src_root + rel}
+            if obj.size <= MAX_SINGLE_COPY_BYTES:
+                self._s3.copy_object(CopySource=src, Bucket=dst_bucket, Key=dst_root + rel)
+            else:
+                self._s3.copy(src, dst_bucket, dst_root + rel)
+        return list(source.values())
+
+    def verify(self, objects: list[StoredObject], dst_bucket: str, dst_root: str) -> list[str]:
+        present = self._current(dst_bucket, dst_root)
+        bad = []
+        for obj in objects:
+            there = present.get(obj.key)
+            # A multipart copy gets a new ETag ("...-N"); then size is what compares.
+            etag_differs = there is not None and there.etag != obj.etag
+            multipart = "-" in obj.etag or (there is not None and "-" in there.etag)
+            if there is None or there.size != obj.size or (etag_differs and not multipart):
+                bad.append(obj.key)
+        return bad
+
+    def delete(self, objects: list[StoredObject], src_bucket: str, src_root: str) -> int:
+        wanted = {o.key: o.etag for o in objects}
+        doomed: list[dict[str, str]] = []
+        paginator = self._s3.get_paginator("list_object_versions")
+        try:
+            pages = list(paginator.paginate(Bucket=src_bucket, Prefix=src_root))
+        except ClientError as exc:
+            if _missing_bucket(exc):
+                return 0
+            raise
+        versions = [v for page in pages for v in page.get("Versions", [])]
+        markers = [m for page in pages for m in page.get("DeleteMarkers", [])]
+        # A key whose latest version changed since the copy was re-uploaded: keep it
+        # for the next round (it will be copied then).
+        changed = {
+            v["Key"]
+            for v in versions
+            if v.get("IsLatest") and wanted.get(v["Key"][len(src_root) :]) not in (None, v["ETag"])
+        }
+        for item in versions + markers:
+            rel = item["Key"][len(src_root) :]
+            if rel in wanted and item["Key"] not in changed:
+                entry = {"Key": item["Key"]}
+                if item.get("VersionId") and item["VersionId"] != "null":
+                    entry["VersionId"] = item["VersionId"]
+                doomed.append(entry)
+        for i in range(0, len(doomed), 1000):
+            self._s3.delete_objects(Bucket=src_bucket, Delete={"Objects": doomed[i : i + 1000]})
+        return len(doomed)
+
+    def delete_bucket(self, bucket: str) -> None:
+        if self._current(bucket, ""):
+            raise RuntimeError(f"bucket {bucket} still holds objects; not deleting it")
+        try:
+            # Noncurrent versions and delete markers of data deleted before the move.
+            S3DataPurger(self._s3).purge(bucket, "")
+        except ClientError as exc:
+            if not _missing_bucket(exc):
+                raise

@@ -1,16 +1,27 @@
 """Tenant lifecycle: validation, idempotent onboarding, provisioning state.
 
-Pure domain logic: it talks to a TenantRepository and a StackProvisioner port,
-never to boto3, so tests run it on in-memory fakes.
+Pure domain logic: it talks to a TenantRepository and StackProvisioner /
+DataPurger / DataMover ports, never to boto3, so tests run it on in-memory fakes.
+
+A plan change across isolation models (pool <-> silo) is a migration:
+PATCH marks the tenant MIGRATING and asks for an UpdateStack to the other
+isolation's template (role, rule and model package group keep their logical
+ids, so they update in place and the model history is untouched); once the
+stack is updated, the next read (or a retried PATCH) copies the tenant's
+objects to the new location, verifies them, deletes the old ones and
+activates the tenant on its new storage. Every step is idempotent, so an
+interrupted migration resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from trainyard_core.clock import Clock, SystemClock
-from trainyard_core.config import Settings
+from trainyard_core.config import Isolation, Settings
 from trainyard_core.errors import Conflict, InvalidRequest, NotFound
 from trainyard_core.models import (
     RESERVED_TENANT_IDS,
@@ -45,20 +56,66 @@ class StackState:
 
 
 class StackProvisioner(Protocol):
-    def create(self, stack_name: str, parameters: dict[str, str], tags: dict[str, str]) -> None: ...
+    def create(
+        self,
+        stack_name: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        isolation: Isolation = "silo",
+    ) -> None:
+        """Create the stack from the template of that isolation model."""
 
     def describe(self, stack_name: str) -> StackState | None:
         """None when the stack does not exist."""
 
-    def update(self, stack_name: str, parameters: dict[str, str]) -> None:
-        """Update parameters, keeping the template."""
+    def update(
+        self, stack_name: str, parameters: dict[str, str], *, isolation: Isolation | None = None
+    ) -> None:
+        """Update parameters; with an isolation, also switch to that template."""
 
     def delete(self, stack_name: str) -> None: ...
 
 
 class DataPurger(Protocol):
     def purge(self, bucket: str, prefix: str) -> int:
-        """Delete every object (and version) under prefix; returns how many."""
+        """Delete every object (and version) under prefix; returns how many.
+        An empty prefix means the whole bucket, which is then deleted too."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str  # relative to the tenant's root prefix, identical at both locations
+    etag: str
+    size: int
+
+
+class DataMover(Protocol):
+    """Moves a tenant's objects between locations (bucket + root prefix)."""
+
+    def copy(
+        self, src_bucket: str, src_root: str, dst_bucket: str, dst_root: str
+    ) -> list[StoredObject]:
+        """Copy every current object under src_root to the same relative key under
+        dst_root, skipping those already there with the same ETag. Returns all the
+        source objects (copied or already present); [] if there are none."""
+
+    def verify(self, objects: list[StoredObject], dst_bucket: str, dst_root: str) -> list[str]:
+        """Relative keys that are missing or differ at the destination."""
+
+    def delete(self, objects: list[StoredObject], src_bucket: str, src_root: str) -> int:
+        """Delete (every version of) the source objects that are still as copied."""
+
+    def delete_bucket(self, bucket: str) -> None:
+        """Remove an emptied bucket; refuses (raises) while it holds current objects."""
+
+
+class MigrationError(Exception):
+    pass
+
+
+# Laps of copy/verify/delete before giving up on a source that keeps changing.
+MAX_MOVE_ROUNDS = 5
 
 
 def validate_tenant_id(tenant_id: object) -> str:
@@ -89,6 +146,8 @@ class TenantService:
         account_id: str,
         clock: Clock | None = None,
         purger: DataPurger | None = None,
+        mover: DataMover | None = None,
+        sleep: Callable[[float], object] | None = None,
     ) -> None:
         self.settings = settings
         self.names = Names.from_settings(settings)
@@ -97,6 +156,9 @@ class TenantService:
         self.account_id = account_id
         self.clock = clock or SystemClock()
         self.purger = purger
+        self.mover = mover
+        # A virtual clock is advanced instead of sleeping (tests, benchmark).
+        self._sleep = sleep or getattr(self.clock, "advance", None) or time.sleep
 
     # --- helpers
     def _now(self) -> str:
@@ -106,6 +168,18 @@ class TenantService:
         return (
             f"arn:aws:sqs:{self.settings.region}:{self.account_id}:{self.names.intake_queue(plan)}"
         )
+
+    def root_prefix(self, isolation: str, tenant_id: str) -> str:
+        """Where everything a tenant owns lives in its bucket ("" = the whole bucket)."""
+        return self.names.tenant_location(isolation, tenant_id, self.account_id)[1]
+
+    def stack_parameters(self, tenant_id: str, plan: str) -> dict[str, str]:
+        # Both templates take exactly these (wiring.TENANT_STACK_PARAMETERS).
+        return {
+            "TenantId": tenant_id,
+            "PlanName": plan,
+            "IntakeQueueArn": self.intake_queue_arn(plan),
+        }
 
     def validate_plan(self, plan: object) -> str:
         if not isinstance(plan, str) or plan not in self.settings.plans:
@@ -174,12 +248,9 @@ class TenantService:
             if state is None:
                 self.provisioner.create(
                     stack_name,
-                    {
-                        "TenantId": tenant.tenant_id,
-                        "PlanName": tenant.plan,
-                        "IntakeQueueArn": self.intake_queue_arn(tenant.plan),
-                    },
+                    self.stack_parameters(tenant.tenant_id, tenant.plan),
                     {TENANT_TAG_KEY: tenant.tenant_id},
+                    isolation=tenant.isolation,
                 )
         except Exception as exc:  # the provisioner's failure becomes the tenant's reason
             return self._transition(
@@ -193,43 +264,171 @@ class TenantService:
         tenant = self.get(tenant_id)
         if plan is None and status is None:
             raise InvalidRequest("nothing to update: give plan and/or status", code="EmptyUpdate")
+        if tenant.status == TenantStatus.MIGRATING:
+            if status is not None or (plan is not None and plan != tenant.plan):
+                raise Conflict(
+                    f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
+                    "of that plan change is accepted until it completes",
+                    code="TenantMigrating",
+                )
+            # A retried PATCH resumes an interrupted migration.
+            return self._resume_migration(tenant)
         if tenant.status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
             raise Conflict(
                 f"tenant {tenant_id!r} is {tenant.status.value}; only ACTIVE or SUSPENDED "
                 "tenants can be updated",
                 code="TenantNotUpdatable",
             )
+        if status is not None and status not in (
+            TenantStatus.ACTIVE.value,
+            TenantStatus.SUSPENDED.value,
+        ):
+            raise InvalidRequest("status must be ACTIVE or SUSPENDED", code="InvalidStatus")
         changes: dict[str, object] = {}
         if plan is not None and plan != tenant.plan:
             self.validate_plan(plan)
-            if self.settings.plan(plan).isolation != tenant.isolation:
-                raise Conflict(
-                    f"moving from {tenant.isolation} to {self.settings.plan(plan).isolation} "
-                    "isolation needs a data migration, which this deployment does not offer yet",
-                    code="IsolationChangeUnsupported",
-                )
+            target = self.settings.plan(plan).isolation
+            if target != tenant.isolation:
+                return self._start_migration(tenant, plan, target, status)
             # The tenant's rule must feed the new plan's intake queue; data stays put.
             self.provisioner.update(
                 tenant.stack_name or self.names.tenant_stack(tenant_id),
-                {
-                    "TenantId": tenant_id,
-                    "PlanName": plan,
-                    "IntakeQueueArn": self.intake_queue_arn(plan),
-                },
+                self.stack_parameters(tenant_id, plan),
             )
             changes["plan"] = plan
-        new_status = tenant.status
-        if status is not None:
-            if status not in (TenantStatus.ACTIVE.value, TenantStatus.SUSPENDED.value):
-                raise InvalidRequest("status must be ACTIVE or SUSPENDED", code="InvalidStatus")
-            new_status = TenantStatus(status)
+        new_status = TenantStatus(status) if status is not None else tenant.status
         return self._transition(tenant, new_status, **changes)
+
+    # --- migration between isolation models
+    def _start_migration(
+        self, tenant: Tenant, plan: str, target: Isolation, status: str | None
+    ) -> Tenant:
+        if tenant.status != TenantStatus.ACTIVE or status == TenantStatus.SUSPENDED.value:
+            # The migration ends ACTIVE; a suspended tenant is resumed first, explicitly.
+            raise Conflict(
+                f"moving tenant {tenant.tenant_id!r} to {target} storage needs it ACTIVE; "
+                "resume it first, then change the plan",
+                code="TenantNotUpdatable",
+            )
+        if self.mover is None:
+            raise Conflict(
+                "this deployment cannot move tenant data between isolation models",
+                code="IsolationChangeUnsupported",
+            )
+        migrating = self._transition(
+            tenant, TenantStatus.MIGRATING, plan=plan, migrating_to=target, failure_reason=None
+        )
+        return self._request_stack_update(migrating)
+
+    def _request_stack_update(self, tenant: Tenant) -> Tenant:
+        assert tenant.migrating_to is not None
+        try:
+            self.provisioner.update(
+                tenant.stack_name or self.names.tenant_stack(tenant.tenant_id),
+                self.stack_parameters(tenant.tenant_id, tenant.plan),
+                isolation=tenant.migrating_to,
+            )
+        except Exception as exc:  # stays MIGRATING; a retried PATCH tries again
+            return self._interrupted(tenant, f"tenant stack update failed: {exc}")
+        if tenant.failure_reason:
+            tenant = self._transition(tenant, TenantStatus.MIGRATING, failure_reason=None)
+        return tenant
+
+    def _stack_at_target(self, tenant: Tenant, state: StackState) -> bool:
+        assert tenant.migrating_to is not None
+        bucket, _, data_prefix = self.names.tenant_location(
+            tenant.migrating_to, tenant.tenant_id, self.account_id
+        )
+        out = state.outputs
+        return out.get("DataBucketName") == bucket and out.get("DataPrefix") == data_prefix
+
+    def _resume_migration(self, tenant: Tenant) -> Tenant:
+        state = self.provisioner.describe(tenant.stack_name or "")
+        if state is not None and state.in_progress:
+            return tenant
+        if state is None or not (state.complete and self._stack_at_target(tenant, state)):
+            tenant = self._request_stack_update(tenant)
+        return self._advance_migration(tenant)
+
+    def _advance_migration(self, tenant: Tenant) -> Tenant:
+        """Move the data once the stack serves the new location (idempotent)."""
+        state = self.provisioner.describe(tenant.stack_name or "")
+        if state is None:
+            return self._interrupted(tenant, "the tenant stack does not exist")
+        if state.in_progress:
+            return tenant
+        if not state.complete:
+            # e.g. UPDATE_ROLLBACK_COMPLETE: the old stack still serves the old location.
+            reason = state.reason or state.status
+            return self._interrupted(tenant, f"tenant stack {state.status}: {reason}")
+        if not self._stack_at_target(tenant, state):
+            return tenant  # the update was not accepted yet; a retried PATCH requests it
+        assert tenant.migrating_to is not None
+        dst_bucket, dst_root, _ = self.names.tenant_location(
+            tenant.migrating_to, tenant.tenant_id, self.account_id
+        )
+        try:
+            self._move_objects(tenant, dst_bucket, dst_root)
+        except Exception as exc:  # partial progress is kept; the next attempt resumes
+            return self._interrupted(tenant, f"data migration interrupted: {exc}")
+        # Copies made above are not uploads: the intake ignores objects created at
+        # the new location before location_since. S3 event times have one-second
+        # precision, so the switch happens in a later second than the last copy.
+        now = self.clock.now()
+        self._sleep(1 - now.microsecond / 1_000_000)
+        out = state.outputs
+        return self._transition(
+            tenant,
+            TenantStatus.ACTIVE,
+            isolation=tenant.migrating_to,
+            migrating_to=None,
+            data_bucket=out.get("DataBucketName"),
+            data_prefix=out.get("DataPrefix"),
+            output_uri=out.get("OutputUri"),
+            role_arn=out.get("RoleArn") or tenant.role_arn,
+            model_package_group_name=out.get("ModelPackageGroupName")
+            or tenant.model_package_group_name,
+            location_since=self._now(),
+            failure_reason=None,
+        )
+
+    def _move_objects(self, tenant: Tenant, dst_bucket: str, dst_root: str) -> None:
+        assert self.mover is not None
+        src_bucket = tenant.data_bucket
+        if not src_bucket:
+            return  # never had storage: nothing to move
+        src_root = self.root_prefix(tenant.isolation, tenant.tenant_id)
+        # Copy, verify, then delete exactly what was verified; repeat until the old
+        # location is empty, so an upload landing there mid-move is carried over too.
+        for _ in range(MAX_MOVE_ROUNDS):
+            objects = self.mover.copy(src_bucket, src_root, dst_bucket, dst_root)
+            if not objects:
+                break
+            bad = self.mover.verify(objects, dst_bucket, dst_root)
+            if bad:
+                raise MigrationError(f"{len(bad)} object(s) differ after the copy, e.g. {bad[0]!r}")
+            self.mover.delete(objects, src_bucket, src_root)
+        else:
+            raise MigrationError(f"s3://{src_bucket}/{src_root} kept changing during the move")
+        if src_root == "":
+            # The retained silo bucket is empty now; it goes with the old isolation.
+            self.mover.delete_bucket(src_bucket)
+
+    def _interrupted(self, tenant: Tenant, reason: str) -> Tenant:
+        return self._transition(
+            tenant,
+            TenantStatus.MIGRATING,
+            failure_reason=f"{reason}; PATCH the same plan again to resume",
+        )
 
     def offboard(self, tenant_id: str, *, purge: bool) -> Tenant:
         """Delete the tenant's stack. Its bucket is retained unless purge is asked for."""
         tenant = self.get(tenant_id)
         if purge and tenant.data_bucket and self.purger is not None:
-            self.purger.purge(tenant.data_bucket, "")
+            # A silo bucket goes entirely; a pool tenant's prefix only.
+            self.purger.purge(
+                tenant.data_bucket, self.root_prefix(tenant.isolation, tenant.tenant_id)
+            )
         stack_name = tenant.stack_name or self.names.tenant_stack(tenant_id)
         if self.provisioner.describe(stack_name) is not None:
             self.provisioner.delete(stack_name)
@@ -237,7 +436,10 @@ class TenantService:
         return self.refresh(offboarding)
 
     def refresh(self, tenant: Tenant) -> Tenant:
-        """Advance a PROVISIONING or OFFBOARDING tenant from its stack's state (idempotent)."""
+        """Advance a PROVISIONING, MIGRATING or OFFBOARDING tenant from its stack's
+        state (idempotent)."""
+        if tenant.status == TenantStatus.MIGRATING:
+            return self._advance_migration(tenant)
         if tenant.status == TenantStatus.OFFBOARDING:
             if self.provisioner.describe(tenant.stack_name or "") is None:
                 # Stack gone: the tenant leaves the registry; its run history stays.

@@ -19,7 +19,8 @@ ENV_RUNS_TABLE = "RUNS_TABLE"
 ENV_STATE_TABLE = "STATE_TABLE"
 ENV_PIPELINE_NAME = "PIPELINE_NAME"
 ENV_PLATFORM_BUCKET = "PLATFORM_BUCKET"
-ENV_TENANT_TEMPLATE_URL = "TENANT_TEMPLATE_URL"
+# JSON {"silo": url, "pool": url}: one tenant template per isolation model.
+ENV_TENANT_TEMPLATE_URLS = "TENANT_TEMPLATE_URLS"
 ENV_ACCOUNT_ID = "PLATFORM_ACCOUNT_ID"
 # CloudFormation service role the onboarding Lambda passes to tenant stacks.
 ENV_TENANT_STACK_ROLE_ARN = "TENANT_STACK_ROLE_ARN"
@@ -140,9 +141,31 @@ class Names:
     def platform_bucket(self, account_id: str) -> str:
         return f"{self.prefix}-platform-{account_id}"
 
-    @property
-    def tenant_template_key(self) -> str:
-        return "templates/tenant-stack.template.json"
+    def pool_bucket(self, account_id: str) -> str:
+        # "pool" is a reserved tenant id, so no silo bucket can take this name.
+        return f"{self.prefix}-pool-{account_id}"
+
+    def pool_tenant_prefix(self, tenant_id: str) -> str:
+        return f"tenants/{tenant_id}/"
+
+    def pool_data_prefix(self, tenant_id: str) -> str:
+        return self.pool_tenant_prefix(tenant_id) + self.silo_data_prefix
+
+    def pool_output_prefix(self, tenant_id: str) -> str:
+        return self.pool_tenant_prefix(tenant_id) + self.silo_output_prefix
+
+    def tenant_location(
+        self, isolation: str, tenant_id: str, account_id: str
+    ) -> tuple[str, str, str]:
+        """(bucket, root prefix, data prefix) of a tenant under an isolation model.
+        The root holds everything the tenant owns (data/ and artifacts/)."""
+        if isolation == "pool":
+            root = self.pool_tenant_prefix(tenant_id)
+            return self.pool_bucket(account_id), root, root + self.silo_data_prefix
+        return self.silo_bucket(tenant_id, account_id), "", self.silo_data_prefix
+
+    def tenant_template_key(self, isolation: str = "silo") -> str:
+        return f"templates/tenant-stack-{isolation}.template.json"
 
     # Data layout inside a silo bucket: uploads under data/, pipeline output under
     # artifacts/ (outside the rule's prefix, so outputs never trigger runs).
@@ -211,7 +234,7 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             env_keys=common
             + (
                 ENV_PLATFORM_BUCKET,
-                ENV_TENANT_TEMPLATE_URL,
+                ENV_TENANT_TEMPLATE_URLS,
                 ENV_TENANT_STACK_ROLE_ARN,
                 ENV_PIPELINE_NAME,
                 ENV_ACCOUNT_ID,
@@ -254,7 +277,8 @@ def handler_environment(
     return env
 
 
-# The tenant stack template's interface: the onboarding Lambda passes these
+# The tenant stack templates' interface (identical for silo and pool, so a plan
+# change can swap templates with UpdateStack): the onboarding Lambda passes these
 # parameters to CreateStack and reads these outputs; infra/tenant_stack.py
 # declares exactly these (a test checks).
 TENANT_STACK_PARAMETERS = ("TenantId", "PlanName", "IntakeQueueArn")

@@ -55,18 +55,24 @@ def _settings() -> Settings:
 
 @cache
 def _tenant_service() -> TenantService:
-    from trainyard_core.provisioning import CloudFormationProvisioner, S3DataPurger
+    from trainyard_core.provisioning import (
+        CloudFormationProvisioner,
+        S3DataMover,
+        S3DataPurger,
+        parse_template_urls,
+    )
     from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
 
     return TenantService(
         settings=_settings(),
         tenants=DynamoTenantRepository(os.environ[wiring.ENV_TENANTS_TABLE]),
         provisioner=CloudFormationProvisioner(
-            template_url=os.environ[wiring.ENV_TENANT_TEMPLATE_URL],
+            template_urls=parse_template_urls(os.environ[wiring.ENV_TENANT_TEMPLATE_URLS]),
             role_arn=os.environ.get(wiring.ENV_TENANT_STACK_ROLE_ARN) or None,
         ),
         account_id=os.environ[wiring.ENV_ACCOUNT_ID],
         purger=S3DataPurger(),
+        mover=S3DataMover(),
     )
 
 

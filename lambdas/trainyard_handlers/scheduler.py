@@ -175,7 +175,12 @@ def _handle_event(body: dict[str, Any], state: _BatchState) -> None:
             event = parse(event=body, model=S3ObjectCreatedEvent)
             obj = event.detail.object
             result = service.handle_upload(
-                event.detail.bucket.name, obj.key, obj.etag, obj.size, obj.version_id
+                event.detail.bucket.name,
+                obj.key,
+                obj.etag,
+                obj.size,
+                obj.version_id,
+                event_time=event.time,
             )
             if result.run is not None:
                 logger.append_keys(tenant_id=result.run.tenant_id, run_id=result.run.run_id)

@@ -26,6 +26,10 @@ def test_aws_solutions_reports_no_unacknowledged_findings(synth: Synth) -> None:
     assert synth.error is None
 
 
-def test_aws_solutions_checked_both_stacks(synth: Synth) -> None:
-    # Both stacks were part of the validated synthesis (not silently skipped).
-    assert set(synth.templates) == {synth.settings.stack_name, "TrainyardTenant"}
+def test_aws_solutions_checked_the_platform_and_both_tenant_templates(synth: Synth) -> None:
+    # Every stack was part of the validated synthesis (not silently skipped).
+    assert set(synth.templates) == {
+        synth.settings.stack_name,
+        "TrainyardTenant",
+        "TrainyardTenantPool",
+    }

@@ -27,9 +27,13 @@ def _lint(path: Path) -> list[dict]:
     return json.loads(result.stdout or "[]")
 
 
-@pytest.mark.parametrize("stack", ["platform", "tenant"])
+@pytest.mark.parametrize("stack", ["platform", "tenant", "tenant-pool"])
 def test_synthesized_template_has_no_cfn_lint_errors(synth: Synth, stack: str) -> None:
-    name = synth.settings.stack_name if stack == "platform" else "TrainyardTenant"
+    name = {
+        "platform": synth.settings.stack_name,
+        "tenant": "TrainyardTenant",
+        "tenant-pool": "TrainyardTenantPool",
+    }[stack]
     path = synth.outdir / f"{name}.template.json"
     matches = _lint(path)
     errors = [

@@ -140,15 +140,23 @@ def test_handlers_receive_the_resolved_settings(synth: Synth) -> None:
             assert env[wiring.ENV_SETTINGS] == synth.settings.to_json()
 
 
-def test_onboarding_gets_an_https_template_url_and_the_stack_role(synth: Synth) -> None:
+def test_onboarding_gets_https_template_urls_per_isolation_and_the_stack_role(
+    synth: Synth,
+) -> None:
     onboarding = next(
         r
         for r in resources(synth.platform_json, "AWS::Lambda::Function").values()
         if r["Properties"].get("FunctionName") == synth.names.function("onboarding")
     )
     env = onboarding["Properties"]["Environment"]["Variables"]
-    url = env[wiring.ENV_TENANT_TEMPLATE_URL]["Fn::Sub"]
-    assert re.match(r"^https://s3\.[a-z0-9-]+\.\$\{AWS::URLSuffix\}/.+\.json$", url)
+    # JSON {"silo": url, "pool": url} assembled by CloudFormation from two assets.
+    parts = env[wiring.ENV_TENANT_TEMPLATE_URLS]["Fn::Join"][1]
+    literal = "".join(p if isinstance(p, str) else "URL" for p in parts)
+    assert json.loads(literal) == {"silo": "URL", "pool": "URL"}
+    urls = [p["Fn::Sub"] for p in parts if isinstance(p, dict)]
+    assert len(set(urls)) == 2
+    for url in urls:
+        assert re.match(r"^https://s3\.[a-z0-9-]+\.\$\{AWS::URLSuffix\}/.+\.json$", url)
     role_id = resolve_ref(synth.platform_json, env[wiring.ENV_TENANT_STACK_ROLE_ARN])
     trust = synth.platform_json["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
     assert [s["Principal"] for s in trust["Statement"]] == [

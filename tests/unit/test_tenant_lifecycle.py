@@ -9,6 +9,22 @@ from trainyard_core.errors import Conflict, InvalidRequest, NotFound
 from trainyard_core.models import TenantStatus
 from trainyard_core.store.tenants import InMemoryTenantRepository
 from trainyard_core.tenants import StackState, TenantService, validate_tenant_id
+from trainyard_core.wiring import Names
+
+ACCOUNT = "123456789012"
+NAMES = Names.from_settings(Settings())
+
+
+def stack_outputs(tenant: str, isolation: str) -> dict[str, str]:
+    """What each template outputs (silo: own bucket; pool: a prefix of the pool bucket)."""
+    bucket, root, data_prefix = NAMES.tenant_location(isolation, tenant, ACCOUNT)
+    return {
+        "DataBucketName": bucket,
+        "DataPrefix": data_prefix,
+        "OutputUri": f"s3://{bucket}/{root}artifacts/",
+        "RoleArn": f"arn:aws:iam::{ACCOUNT}:role/trainyard/tenants/tenant-{tenant}",
+        "ModelPackageGroupName": f"trainyard-{tenant}",
+    }
 
 
 class InMemoryProvisioner:
@@ -17,29 +33,45 @@ class InMemoryProvisioner:
     def __init__(self) -> None:
         self.stacks: dict[str, StackState] = {}
         self.created: list[tuple[str, dict[str, str]]] = []
+        self.isolations: dict[str, str] = {}
         self.deleted: list[str] = []
         self.updated: list[tuple[str, dict[str, str]]] = []
+        self.template_swaps: list[tuple[str, str]] = []
         self.fail_next_create: str | None = None
+        self.fail_next_update: str | None = None
         self.complete_immediately = True
 
-    def create(self, stack_name: str, parameters: dict[str, str], tags: dict[str, str]) -> None:
+    def create(
+        self,
+        stack_name: str,
+        parameters: dict[str, str],
+        tags: dict[str, str],
+        *,
+        isolation: str = "silo",
+    ) -> None:
         if self.fail_next_create:
             reason, self.fail_next_create = self.fail_next_create, None
             raise RuntimeError(reason)
         self.created.append((stack_name, parameters))
-        tenant = parameters["TenantId"]
-        outputs = {
-            "DataBucketName": f"trainyard-{tenant}-123456789012",
-            "DataPrefix": "data/",
-            "OutputUri": f"s3://trainyard-{tenant}-123456789012/artifacts/",
-            "RoleArn": f"arn:aws:iam::123456789012:role/trainyard/tenants/tenant-{tenant}",
-            "ModelPackageGroupName": f"trainyard-{tenant}",
-        }
+        self.isolations[stack_name] = isolation
         status = "CREATE_COMPLETE" if self.complete_immediately else "CREATE_IN_PROGRESS"
+        outputs = stack_outputs(parameters["TenantId"], isolation)
         self.stacks[stack_name] = StackState(status=status, outputs=outputs)
 
-    def update(self, stack_name: str, parameters: dict[str, str]) -> None:
-        self.updated.append((stack_name, parameters))
+    def update(
+        self, stack_name: str, parameters: dict[str, str], *, isolation: str | None = None
+    ) -> None:
+        if self.fail_next_update:
+            reason, self.fail_next_update = self.fail_next_update, None
+            raise RuntimeError(reason)
+        if isolation is None:
+            self.updated.append((stack_name, parameters))
+            return
+        self.template_swaps.append((stack_name, isolation))
+        self.isolations[stack_name] = isolation
+        status = "UPDATE_COMPLETE" if self.complete_immediately else "UPDATE_IN_PROGRESS"
+        outputs = stack_outputs(parameters["TenantId"], isolation)
+        self.stacks[stack_name] = StackState(status=status, outputs=outputs)
 
     def describe(self, stack_name: str) -> StackState | None:
         return self.stacks.get(stack_name)
@@ -194,7 +226,10 @@ def test_a_plan_change_repoints_the_tenant_rule_to_the_new_plan_queue(
     service.create("acme", "basic")
     tenant = service.update("acme", plan="standard", status=None)
     assert tenant.plan == "standard"
-    assert tenant.data_bucket == "trainyard-acme-123456789012"  # data stays where it is
+    # Both plans are pool: same template, the data stays where it is.
+    assert tenant.data_bucket == "trainyard-pool-123456789012"
+    assert tenant.data_prefix == "tenants/acme/data/"
+    assert provisioner.template_swaps == []
     assert provisioner.updated == [
         (
             "trainyard-tenant-acme",
@@ -228,11 +263,21 @@ def test_offboarding_deletes_the_stack_and_keeps_data_unless_purge_is_asked(
         clock=VirtualClock(),
         purger=purger,
     )
-    service.create("keep", "basic")
-    service.create("wipe", "basic")
+    service.create("keep", "premium")
+    service.create("wipe", "premium")
+    service.create("pooled", "basic")
     service.offboard("keep", purge=False)
     service.offboard("wipe", purge=True)
-    assert provisioner.deleted == ["trainyard-tenant-keep", "trainyard-tenant-wipe"]
-    assert purger.purged == [("trainyard-wipe-123456789012", "")]
+    service.offboard("pooled", purge=True)
+    assert provisioner.deleted == [
+        "trainyard-tenant-keep",
+        "trainyard-tenant-wipe",
+        "trainyard-tenant-pooled",
+    ]
+    # A silo tenant's whole bucket goes; a pool tenant's prefix only, never the pool bucket.
+    assert purger.purged == [
+        ("trainyard-wipe-123456789012", ""),
+        ("trainyard-pool-123456789012", "tenants/pooled/"),
+    ]
     with pytest.raises(NotFound):
         service.get("keep")

@@ -2,7 +2,8 @@
 
 CDK deploys the platform stack in AWS; locally, the resources it would create
 (tables, queues with their dead-letter queues, the platform bucket with code and
-the tenant template, the pipeline, the status-change rule) are created here
+both tenant templates, the shared pool bucket, the pipeline, the status-change
+rule) are created here
 from ``trainyard_core.wiring`` so both worlds share names, keys and routing.
 """
 
@@ -10,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainyard_core import wiring
-from trainyard_core.config import Settings
+from trainyard_core.config import Isolation, Settings
 from trainyard_core.wiring import Names
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +33,11 @@ class Platform:
     queue_arns: dict[str, str]
     pipeline_arn: str
     platform_bucket: str
-    template_url: str
+    template_url: str  # the silo template (kept for callers that predate pool)
     tenant_stack_role_arn: str
     pipeline_role_arn: str
+    template_urls: dict[str, str] = field(default_factory=dict)  # isolation -> url
+    pool_bucket: str = ""
 
 
 def _sha(*parts: bytes) -> str:
@@ -44,11 +47,16 @@ def _sha(*parts: bytes) -> str:
     return h.hexdigest()[:16]
 
 
-def tenant_template(settings: Settings, cache_dir: Path) -> dict[str, Any]:
-    """The tenant stack template, synthesized by the CDK code (cached: synth takes seconds)."""
-    source = (PROJECT_ROOT / "infra" / "tenant_stack.py").read_bytes()
-    key = _sha(settings.to_json().encode(), source)
-    cached = cache_dir / f"tenant-template-{key}.json"
+def tenant_template(
+    settings: Settings, cache_dir: Path, isolation: Isolation = "silo"
+) -> dict[str, Any]:
+    """A tenant stack template, synthesized by the CDK code (cached: synth takes seconds)."""
+    source = b"".join(
+        (PROJECT_ROOT / "infra" / name).read_bytes()
+        for name in ("tenant_stack.py", "tenant_template.py")
+    )
+    key = _sha(settings.to_json().encode(), source, isolation.encode())
+    cached = cache_dir / f"tenant-template-{isolation}-{key}.json"
     if cached.exists():
         return json.loads(cached.read_text())
     import os
@@ -58,7 +66,7 @@ def tenant_template(settings: Settings, cache_dir: Path) -> dict[str, Any]:
     os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
     from infra.tenant_template import synth_tenant_template
 
-    template = synth_tenant_template(settings)
+    template = synth_tenant_template(settings, isolation)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(template, indent=1, sort_keys=True))
     return template
@@ -171,9 +179,21 @@ def bootstrap_platform(
         s3.put_object(Bucket=bucket, Key=key, Body=(STEPS_DIR / script).read_bytes())
         code_uris[placeholder] = f"s3://{bucket}/{key}"
 
-    template = tenant_template(settings, cache_dir)
-    s3.put_object(Bucket=bucket, Key=names.tenant_template_key, Body=json.dumps(template).encode())
-    template_url = f"https://{bucket}.s3.amazonaws.com/{names.tenant_template_key}"
+    template_urls: dict[str, str] = {}
+    for isolation in ("silo", "pool"):
+        template = tenant_template(settings, cache_dir, isolation)
+        key = names.tenant_template_key(isolation)
+        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(template).encode())
+        template_urls[isolation] = f"https://{bucket}.s3.amazonaws.com/{key}"
+
+    # The shared pool bucket (the platform stack's PoolBucket): versioned, with
+    # native EventBridge notifications so each pool tenant's rule sees its uploads.
+    pool = names.pool_bucket(account_id)
+    s3.create_bucket(Bucket=pool)
+    s3.put_bucket_versioning(Bucket=pool, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_notification_configuration(
+        Bucket=pool, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
 
     iam = clients("iam")
     pipeline_role = _role(iam, f"{names.prefix}-pipeline", "sagemaker.amazonaws.com")
@@ -208,7 +228,9 @@ def bootstrap_platform(
         queue_arns=arns,
         pipeline_arn=pipeline_arn,
         platform_bucket=bucket,
-        template_url=template_url,
+        template_url=template_urls["silo"],
+        template_urls=template_urls,
+        pool_bucket=pool,
         tenant_stack_role_arn=stack_role,
         pipeline_role_arn=pipeline_role,
     )

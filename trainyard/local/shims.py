@@ -2,12 +2,15 @@
 
 moto's CloudFormation ignores a bucket's ``NotificationConfiguration`` and has
 no ``AWS::SageMaker::ModelPackageGroup``. In AWS the tenant stack creates both;
-locally we complete the stack the moment moto creates it, by wrapping moto's
-in-process ``create_stack`` so that a stack is never seen complete without them.
+locally we complete the stack the moment moto creates or updates it (a plan
+change across isolation models swaps the template and may add a bucket), by
+wrapping moto's in-process ``create_stack``/``update_stack`` so that a stack is
+never seen complete without them.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -48,6 +51,23 @@ def complete_tenant_stack(stack: Any, clients: Callable[[str], Any]) -> None:
                         raise
 
 
+def keep_retained_resources(stack: Any, new_template: Any) -> None:
+    """moto deletes a resource an update removes even with ``DeletionPolicy: Retain``
+    (a silo bucket when a tenant moves to pool); CloudFormation keeps it. Forget
+    such resources before moto's update, so moto leaves them alone."""
+    try:
+        new = json.loads(new_template) if isinstance(new_template, str) else new_template
+        new_ids = set((new or {}).get("Resources", {}))
+    except ValueError:
+        return
+    parsed = getattr(getattr(stack, "resource_map", None), "_parsed_resources", None)
+    if parsed is None:
+        return
+    for logical_id, resource in _resources(stack).items():
+        if logical_id not in new_ids and resource.get("DeletionPolicy") == "Retain":
+            parsed.pop(logical_id, None)
+
+
 def install_cloudformation_shim(clients: Callable[[str], Any], stack_prefix: str) -> None:
     """Wrap moto's CloudFormationBackend.create_stack (idempotent per process)."""
     from moto.cloudformation.models import CloudFormationBackend
@@ -57,18 +77,27 @@ def install_cloudformation_shim(clients: Callable[[str], Any], stack_prefix: str
             _installed[0][2]["clients"] = clients
             _installed[0][2]["prefix"] = stack_prefix
             return
-        original = CloudFormationBackend.create_stack
         state: dict[str, Any] = {"clients": clients, "prefix": stack_prefix}
 
-        def create_stack(self: Any, *args: Any, **kwargs: Any) -> Any:
-            stack = original(self, *args, **kwargs)
-            if getattr(stack, "name", "").startswith(state["prefix"]):
-                try:
-                    complete_tenant_stack(stack, state["clients"])
-                except Exception:
-                    log.exception("local tenant-stack shim failed for %s", stack.name)
-                    raise
-            return stack
+        def completing(original: Any) -> Any:
+            def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+                if original.__name__ == "update_stack":
+                    name = kwargs.get("name", args[0] if args else "")
+                    template = kwargs.get("template", args[1] if len(args) > 1 else None)
+                    if str(name).startswith(state["prefix"]):
+                        keep_retained_resources(self.get_stack(name), template)
+                stack = original(self, *args, **kwargs)
+                if getattr(stack, "name", "").startswith(state["prefix"]):
+                    try:
+                        complete_tenant_stack(stack, state["clients"])
+                    except Exception:
+                        log.exception("local tenant-stack shim failed for %s", stack.name)
+                        raise
+                return stack
 
-        CloudFormationBackend.create_stack = create_stack  # type: ignore[method-assign]
+            return wrapper
+
+        for method in ("create_stack", "update_stack"):
+            original = getattr(CloudFormationBackend, method)
+            setattr(CloudFormationBackend, method, completing(original))
         _installed.append((CloudFormationBackend, "create_stack", state))

@@ -78,6 +78,8 @@ def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> 
         return f"{WAIT_PREFIX}plan {run.plan!r} is not configured"
     if tenant.status == TenantStatus.SUSPENDED:
         return f"{WAIT_PREFIX}tenant is SUSPENDED; the run starts when it is reactivated"
+    if tenant.status == TenantStatus.MIGRATING:
+        return f"{WAIT_PREFIX}tenant data is being migrated; the run starts when it completes"
     if tenant.status != TenantStatus.ACTIVE:
         return f"{WAIT_PREFIX}tenant is {tenant.status.value}"
     if tenant.budget_hours is not None and tenant.used_hours >= tenant.budget_hours:

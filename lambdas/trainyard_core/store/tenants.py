@@ -11,6 +11,7 @@ import json
 import threading
 from typing import Any, Protocol
 
+from trainyard_core.errors import InvalidRequest
 from trainyard_core.models import Tenant
 
 
@@ -72,11 +73,26 @@ def encode_token(key: dict[str, Any] | str) -> str:
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
-def decode_token(token: str) -> Any:
+class InvalidTokenError(InvalidRequest, ValueError):
+    """A nextToken this API did not hand out (the API answers 400, not 500)."""
+
+    code = "InvalidNextToken"
+
+
+def decode_token(token: str, keys: tuple[str, ...] | None = None) -> Any:
+    """Decode a nextToken; with ``keys``, it must be an object of exactly those
+    string fields (a DynamoDB start key), so a forged one never reaches DynamoDB."""
     try:
-        return json.loads(base64.urlsafe_b64decode(token.encode()))
+        value = json.loads(base64.urlsafe_b64decode(token.encode()))
     except (ValueError, TypeError) as exc:
-        raise ValueError("invalid nextToken") from exc
+        raise InvalidTokenError("nextToken is not a token this API returned") from exc
+    if keys is not None and not (
+        isinstance(value, dict)
+        and set(value) == set(keys)
+        and all(isinstance(value[k], str) for k in keys)
+    ):
+        raise InvalidTokenError("nextToken is not a token this API returned")
+    return value
 
 
 class InMemoryTenantRepository:
@@ -116,6 +132,8 @@ class InMemoryTenantRepository:
         self, limit: int = 50, next_token: str | None = None
     ) -> tuple[list[Tenant], str | None]:
         start = decode_token(next_token) if next_token else ""
+        if not isinstance(start, str):
+            raise InvalidTokenError("nextToken is not a token this API returned")
         with self._lock:
             ids = sorted(i for i in self._items if i > start)
         page = ids[:limit]

@@ -83,7 +83,7 @@ class DynamoTenantRepository:
         # A scan is fine for the control plane's page sizes; order is by id within a page.
         kwargs: dict[str, Any] = {"Limit": limit}
         if next_token:
-            kwargs["ExclusiveStartKey"] = decode_token(next_token)
+            kwargs["ExclusiveStartKey"] = decode_token(next_token, ("tenantId",))
         page = self._table.scan(**kwargs)
         tenants = sorted(
             (item_to_tenant(_plain(i)) for i in page.get("Items", [])), key=lambda t: t.tenant_id
