@@ -1,0 +1,428 @@
+"""Tenant isolation harness: an offline IAM evaluator, moto deployments of the
+real tenant template, and a platform-template policy scanner.
+
+Two evaluators, on purpose (docs/isolation.md explains the split):
+
+- moto's identity-policy enforcement (`moto.core.enable_iam_authentication`):
+  real boto3 calls, signed with credentials of the deployed tenant role. It
+  matches actions and S3 resources well, but ignores every condition operator
+  except StringEquals (and even that only for trust policies), checks non-S3/SQS/IAM
+  services against resource "*", and signs CloudWatch as "monitoring:".
+- `evaluate()` below: a small offline evaluator of identity policies for the
+  cases moto cannot express (s3:prefix, cloudwatch:namespace, logs/ECR ARNs,
+  iam:PassRole). It fails closed: anything it does not model raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import boto3
+from botocore.exceptions import ClientError
+
+Decision = Literal["allow", "deny"]
+
+# --------------------------------------------------------------------------- #
+# Offline identity-policy evaluator
+# --------------------------------------------------------------------------- #
+
+
+class UnsupportedPolicyError(NotImplementedError):
+    """The policy uses something the offline evaluator does not model."""
+
+
+def _glob(pattern: str, value: str, *, case_sensitive: bool) -> bool:
+    """IAM wildcard match: `*` any run of characters (also none), `?` one character."""
+    if "${" in pattern:
+        raise UnsupportedPolicyError(f"policy variables are not modelled: {pattern!r}")
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    flags = 0 if case_sensitive else re.IGNORECASE
+    return re.fullmatch(regex, value, flags | re.DOTALL) is not None
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _string_equals(expected: str, actual: str) -> bool:
+    return expected == actual
+
+
+def _string_like(expected: str, actual: str) -> bool:
+    return _glob(expected, actual, case_sensitive=True)
+
+
+def _bool(expected: str, actual: str) -> bool:
+    return str(expected).lower() == str(actual).lower()
+
+
+# operator -> (value test, negated). ARN operators match the whole ARN as a glob,
+# which is at least as strict as AWS's per-segment match for the ARNs used here.
+_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
+    "StringEquals": (_string_equals, False),
+    "StringNotEquals": (_string_equals, True),
+    "StringLike": (_string_like, False),
+    "StringNotLike": (_string_like, True),
+    "ArnEquals": (_string_equals, False),
+    "ArnNotEquals": (_string_equals, True),
+    "ArnLike": (_string_like, False),
+    "ArnNotLike": (_string_like, True),
+    "Bool": (_bool, False),
+}
+
+
+def _condition_holds(operator: str, key: str, expected: Any, context: Mapping[str, str]) -> bool:
+    if operator.startswith(("ForAnyValue:", "ForAllValues:")):
+        raise UnsupportedPolicyError(f"set operators are not modelled: {operator}")
+    base = operator.removesuffix("IfExists")
+    if base not in _OPERATORS:
+        raise UnsupportedPolicyError(f"condition operator not modelled: {operator}")
+    test, negated = _OPERATORS[base]
+    if key not in context:
+        # AWS: a missing key fails a positive operator and satisfies a negated one;
+        # ...IfExists treats a missing key as a match.
+        return operator.endswith("IfExists") or negated
+    matched = any(test(str(value), context[key]) for value in _as_list(expected))
+    return not matched if negated else matched
+
+
+def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
+    if "Principal" in statement or "NotPrincipal" in statement:
+        raise UnsupportedPolicyError("resource-based statements are not identity policy")
+    if "NotAction" in statement:
+        if any(
+            _glob(a, request.action, case_sensitive=False) for a in _as_list(statement["NotAction"])
+        ):
+            return False
+    elif not any(
+        _glob(a, request.action, case_sensitive=False) for a in _as_list(statement["Action"])
+    ):
+        return False
+    if "NotResource" in statement:
+        if any(
+            _glob(r, request.resource, case_sensitive=True)
+            for r in _as_list(statement["NotResource"])
+        ):
+            return False
+    elif not any(
+        _glob(r, request.resource, case_sensitive=True) for r in _as_list(statement["Resource"])
+    ):
+        return False
+    return all(
+        _condition_holds(operator, key, expected, request.context)
+        for operator, keys in statement.get("Condition", {}).items()
+        for key, expected in keys.items()
+    )
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    resource: str
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+def evaluate(documents: Sequence[Mapping[str, Any]], request: Request) -> Decision:
+    """Identity-policy decision for one request: an explicit Deny wins, then any
+    Allow, else the implicit deny. (No SCPs, boundaries or session policies exist
+    for tenant roles; resource policies are checked structurally.)"""
+    allowed = False
+    for document in documents:
+        for statement in _as_list(document["Statement"]):
+            if statement["Effect"] not in ("Allow", "Deny"):
+                raise UnsupportedPolicyError(f"bad Effect {statement['Effect']!r}")
+            if _statement_applies(statement, request):
+                if statement["Effect"] == "Deny":
+                    return "deny"
+                allowed = True
+    return "allow" if allowed else "deny"
+
+
+def grants_action(statement: Mapping[str, Any], action: str) -> bool:
+    """Does an Allow statement cover `action` (wildcards included), any resource?"""
+    if statement.get("Effect") != "Allow":
+        return False
+    if "NotAction" in statement:
+        return not any(
+            _glob(a, action, case_sensitive=False) for a in _as_list(statement["NotAction"])
+        )
+    return any(_glob(a, action, case_sensitive=False) for a in _as_list(statement["Action"]))
+
+
+# --------------------------------------------------------------------------- #
+# CloudFormation values -> strings (for structural checks of synthesized templates)
+# --------------------------------------------------------------------------- #
+
+ACCOUNT = "123456789012"  # moto's default account; also used to render templates
+
+
+def render(value: Any, *, region: str, account: str = ACCOUNT) -> Any:
+    """Resolve the intrinsics CDK emits in IAM policies into concrete strings.
+    References to other resources render as `${LogicalId}` / `${LogicalId.Attr}`."""
+    pseudo = {
+        "AWS::Partition": "aws",
+        "AWS::AccountId": account,
+        "AWS::Region": region,
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+    if isinstance(value, list):
+        return [render(v, region=region, account=account) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return pseudo.get(value["Ref"], "${" + value["Ref"] + "}")
+    if set(value) == {"Fn::GetAtt"}:
+        return "${" + ".".join(value["Fn::GetAtt"]) + "}"
+    if set(value) == {"Fn::Join"}:
+        sep, parts = value["Fn::Join"]
+        return sep.join(str(render(p, region=region, account=account)) for p in parts)
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        return re.sub(r"\$\{([^}]+)\}", lambda m: pseudo.get(m[1], m[0]), value["Fn::Sub"])
+    return {k: render(v, region=region, account=account) for k, v in value.items()}
+
+
+def _ref_target(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return value["Ref"]
+        if "Fn::GetAtt" in value:
+            return value["Fn::GetAtt"][0]
+    return None
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        target = _ref_target(value)
+        if target:
+            yield target
+        for v in value.values():
+            yield from _references(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _references(v)
+
+
+@dataclass
+class Principal:
+    """One IAM role of a template, every statement that applies to it, and who uses it."""
+
+    logical_id: str
+    trust: list[dict[str, Any]]
+    statements: list[dict[str, Any]] = field(default_factory=list)
+    managed_policy_arns: list[Any] = field(default_factory=list)
+    used_by: list[str] = field(default_factory=list)  # "<Type> <name or logical id>"
+
+
+def principals(template: Mapping[str, Any]) -> dict[str, Principal]:
+    """Every role of the template with the statements of its inline policies and of
+    every AWS::IAM::Policy/ManagedPolicy attached to it. Raises on IAM users and
+    groups, or a policy attached to something that is not a role of this template,
+    so nothing escapes the scan."""
+    resources = template["Resources"]
+    out: dict[str, Principal] = {}
+    for lid, res in resources.items():
+        if res["Type"] in ("AWS::IAM::User", "AWS::IAM::Group", "AWS::IAM::AccessKey"):
+            raise AssertionError(f"{lid}: {res['Type']} in the template escapes the role scan")
+        if res["Type"] == "AWS::IAM::Role":
+            props = res["Properties"]
+            principal = Principal(lid, _as_list(props["AssumeRolePolicyDocument"]["Statement"]))
+            for policy in props.get("Policies", []):
+                principal.statements += _as_list(policy["PolicyDocument"]["Statement"])
+            principal.managed_policy_arns = list(props.get("ManagedPolicyArns", []))
+            out[lid] = principal
+    for lid, res in resources.items():
+        if res["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        props = res["Properties"]
+        if props.get("Users") or props.get("Groups"):
+            raise AssertionError(f"{lid} is attached to users or groups")
+        roles = [_ref_target(r) for r in props.get("Roles", [])]
+        if not roles or any(r not in out for r in roles):
+            raise AssertionError(
+                f"{lid} is attached to {props.get('Roles')!r}, not this template's roles"
+            )
+        for role in roles:
+            out[role].statements += _as_list(props["PolicyDocument"]["Statement"])
+    for lid, res in resources.items():
+        if res["Type"] in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+            continue
+        props = res.get("Properties", {})
+        name = props.get("FunctionName") or props.get("PipelineName") or lid
+        for target in set(_references(props)) & set(out):
+            out[target].used_by.append(f"{res['Type']} {name}")
+    return out
+
+
+def roles_granted(template: Mapping[str, Any], action: str) -> set[str]:
+    """Logical ids of the roles with an Allow statement covering `action`."""
+    return {
+        lid
+        for lid, principal in principals(template).items()
+        if any(grants_action(s, action) for s in principal.statements)
+    }
+
+
+# --------------------------------------------------------------------------- #
+# moto: the real tenant template, two tenants, credentials of their roles
+# --------------------------------------------------------------------------- #
+
+DENIED_CODES = {"AccessDenied", "AccessDeniedException"}
+# 403s that mean "the harness signed wrong", never "IAM said no".
+_AUTH_FAILURES = {
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "ExpiredToken",
+    "InvalidToken",
+}
+
+
+@dataclass
+class Observation:
+    decision: Decision
+    detail: str = ""
+
+
+def observe(call: Callable[[], Any], action: str) -> Observation:
+    """Run one AWS call with enforcement on; classify IAM's answer.
+
+    moto answers a denied JSON-protocol call with an XML body and the HTTP status
+    as error code; the IAM action it evaluated is in the message and must be the
+    one the case names, otherwise the case tests something else than it claims."""
+    from moto.core import enable_iam_authentication
+
+    try:
+        with enable_iam_authentication():
+            call()
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        message = str(error)
+        inner = re.search(r"<Code>([^<]+)</Code>", message)
+        code = inner[1] if inner and code == "403" else code
+        if code in _AUTH_FAILURES:
+            raise AssertionError(f"credentials rejected, not an IAM decision: {message}") from error
+        if code in DENIED_CODES:
+            named = re.search(r"not authorized to perform: ([\w-]+:\w+)", message)
+            if named and named[1].lower() != action.lower():
+                raise AssertionError(
+                    f"moto evaluated {named[1]}, the case says {action}"
+                ) from error
+            return Observation("deny", code)
+        # Authorized, then failed on the resource itself (moto authorizes first).
+        return Observation("allow", f"authorized, then {code}")
+    return Observation("allow")
+
+
+@dataclass
+class DeployedTenant:
+    tenant_id: str
+    stack_name: str
+    outputs: dict[str, str]
+    role_name: str
+    credentials: dict[str, str]
+    region: str
+
+    @property
+    def bucket(self) -> str:
+        return self.outputs["DataBucketName"]
+
+    @property
+    def role_arn(self) -> str:
+        return self.outputs["RoleArn"]
+
+    def client(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            region_name=self.region,
+            aws_access_key_id=self.credentials["AccessKeyId"],
+            aws_secret_access_key=self.credentials["SecretAccessKey"],
+            aws_session_token=self.credentials["SessionToken"],
+        )
+
+
+def iam_backend() -> Any:
+    from moto.iam.models import iam_backends
+
+    return iam_backends[ACCOUNT]["aws"]
+
+
+def inline_policies(role_name: str) -> dict[str, dict[str, Any]]:
+    """The role's inline policies as moto holds them (intrinsics resolved by CFN)."""
+    role = iam_backend().get_role(role_name)
+    return {
+        name: json.loads(doc) if isinstance(doc, str) else doc
+        for name, doc in role.policies.items()
+    }
+
+
+def store_inline_policies(role_name: str, documents: Mapping[str, Mapping[str, Any]]) -> None:
+    """(Re)store inline policies the way IAM's PutRolePolicy does.
+
+    moto gap: a role created by moto's CloudFormation keeps its `Policies` as dicts,
+    which its enforcement cannot read (KeyError 'policy_document'), and
+    GetRolePolicy returns their Python repr. Re-putting the same, CFN-resolved
+    documents through PutRolePolicy (which also validates them) fixes both."""
+    iam = boto3.client("iam", region_name="us-east-1")  # IAM is global
+    for name, document in documents.items():
+        iam.put_role_policy(
+            RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(document)
+        )
+
+
+def deploy_tenant(
+    template: Mapping[str, Any], tenant_id: str, *, plan: str, queue_arn: str, region: str
+) -> DeployedTenant:
+    """CreateStack of the synthesized tenant template in moto, then the role's
+    credentials (the test stands in for SageMaker assuming the role)."""
+    cfn = boto3.client("cloudformation", region_name=region)
+    # Not the "<prefix>-tenant-" stack names: the local runtime's CloudFormation shim
+    # (trainyard/local/shims.py) may be installed in this process and acts on those.
+    stack_name = f"isolation-{tenant_id}"
+    cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": "TenantId", "ParameterValue": tenant_id},
+            {"ParameterKey": "PlanName", "ParameterValue": plan},
+            {"ParameterKey": "IntakeQueueArn", "ParameterValue": queue_arn},
+        ],
+        Capabilities=["CAPABILITY_NAMED_IAM"],
+    )
+    (stack,) = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    if stack["StackStatus"] != "CREATE_COMPLETE":
+        raise AssertionError(f"{stack_name}: {stack['StackStatus']}")
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    role_name = outputs["RoleArn"].rsplit("/", 1)[1]
+    store_inline_policies(role_name, inline_policies(role_name))
+    # Assumed with enforcement off: moto cannot evaluate a Service principal in a
+    # trust policy (the trust policy is proven structurally instead).
+    credentials = boto3.client("sts", region_name=region).assume_role(
+        RoleArn=outputs["RoleArn"], RoleSessionName=f"sagemaker-job-{tenant_id}"
+    )["Credentials"]
+    return DeployedTenant(
+        tenant_id=tenant_id,
+        stack_name=stack_name,
+        outputs=outputs,
+        role_name=role_name,
+        credentials={k: credentials[k] for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")},
+        region=region,
+    )
+
+
+@contextmanager
+def policy_replaced(role_name: str, documents: Mapping[str, Mapping[str, Any]]) -> Iterator[None]:
+    """Temporarily give a deployed role other inline policies (mutation tests)."""
+    original = inline_policies(role_name)
+    store_inline_policies(role_name, documents)
+    try:
+        yield
+    finally:
+        iam = boto3.client("iam", region_name="us-east-1")
+        for name in set(documents) - set(original):
+            iam.delete_role_policy(RoleName=role_name, PolicyName=name)
+        store_inline_policies(role_name, original)
