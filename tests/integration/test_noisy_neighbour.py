@@ -81,7 +81,7 @@ def test_a_noisy_tenant_does_not_starve_quiet_tenants_and_caps_hold(
 
     # Every accepted upload is in exactly one run.
     noisy_keys = [o["key"] for r in runs["nn-noisy"] for o in r["trigger"]["objects"]]
-    assert sorted(noisy_keys) == [f"data/batch-{i:03d}.csv" for i in range(50)]
+    assert sorted(noisy_keys) == [f"{noisy['dataPrefix']}batch-{i:03d}.csv" for i in range(50)]
     assert all(r["status"] == "SUCCEEDED" for rs in runs.values() for r in rs)
 
     # Quiet tenants start before the noisy tenant's backlog has drained.

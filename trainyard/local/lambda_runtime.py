@@ -65,6 +65,9 @@ class LocalLambdaRuntime:
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self.invocations: list[InvocationRecord] = []
         self.errors = 0
+        # Called as hook(key, event) before each handler call; a hook may raise to
+        # make the invocation fail as the handler would (fault injection, faults.py).
+        self.interceptors: list[Callable[[str, dict[str, Any]], None]] = []
 
     def function_name(self, key: str) -> str:
         return f"{self.prefix}-{key}"
@@ -104,6 +107,8 @@ class LocalLambdaRuntime:
             started = time.monotonic()
             error: str | None = None
             try:
+                for hook in list(self.interceptors):
+                    hook(key, event)
                 return handler(event, context)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,7 @@ the standard AWS_ENDPOINT_URL setting, and receives the same event shapes.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from trainyard_core.config import Settings, load_project_settings
 from trainyard_core.wiring import Names
 
 from .bootstrap import PROJECT_ROOT, Platform, bootstrap_platform
+from .faults import Faults
 from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
 from .shims import install_cloudformation_shim
 
@@ -78,6 +80,8 @@ class EmbeddedStack:
         self._api: Any = None
         self._engine: Any = None
         self._started = False
+        # Fault-injection switches (all off unless a test or benchmark sets one).
+        self.faults = Faults()
 
     # --- clients
     def client(self, service: str) -> Any:
@@ -165,7 +169,7 @@ class EmbeddedStack:
             wiring.ENV_STATE_TABLE: self.names.state_table,
             wiring.ENV_PIPELINE_NAME: self.names.pipeline_name,
             wiring.ENV_PLATFORM_BUCKET: self.platform.platform_bucket,
-            wiring.ENV_TENANT_TEMPLATE_URL: self.platform.template_url,
+            wiring.ENV_TENANT_TEMPLATE_URLS: json.dumps(self.platform.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.platform.tenant_stack_role_arn,
             wiring.ENV_ACCOUNT_ID: self.account_id,
         }
@@ -186,6 +190,8 @@ class EmbeddedStack:
             lambda_invoker=self.runtime.invoke_arn,
         )
         self._engine.start()
+        # Before any handler builds a client: the hooks live on boto3's default session.
+        self.faults.attach(self)
 
         sqs = self.client("sqs")
         for key, spec in specs.items():
@@ -291,6 +297,7 @@ class EmbeddedStack:
                 self._api.stop()
             if self._engine is not None:
                 self._engine.stop()
+            self.faults.detach()
             if self._moto is not None:
                 self._moto.stop()
                 from moto.core.base_backend import BackendDict

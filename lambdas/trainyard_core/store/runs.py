@@ -45,7 +45,7 @@ from trainyard_core.scheduling.ports import (
     RunNotFoundError,
     RunNotQueuedError,
 )
-from trainyard_core.store.tenants import decode_token, encode_token
+from trainyard_core.store.tenants import InvalidTokenError, decode_token, encode_token
 
 COUNTER_PK = "counter"
 GLOBAL = "global"
@@ -111,6 +111,14 @@ def item_to_run(item: dict[str, Any]) -> Run:
     return Run.model_validate(clean)
 
 
+def _run_token(tenant_id: str, token: str) -> dict[str, Any]:
+    """A runs page token, only for the tenant it was issued for."""
+    key = decode_token(token, ("tenantId", "runId"))
+    if key["tenantId"] != tenant_id:
+        raise InvalidTokenError("nextToken belongs to another listing")
+    return dict(key)
+
+
 def _epoch(iso: str) -> int:
     moment = parse_iso(iso)
     return int(moment.timestamp()) if moment else int(time.time())
@@ -173,7 +181,7 @@ class InMemoryRunRepository:
     def list_runs(
         self, tenant_id: str, limit: int = 50, next_token: str | None = None
     ) -> tuple[list[Run], str | None]:
-        after = decode_token(next_token)["runId"] if next_token else None
+        after = _run_token(tenant_id, next_token)["runId"] if next_token else None
         with self._lock:
             ids = sorted((r for t, r in self._runs if t == tenant_id), reverse=True)
             if after is not None:
@@ -687,7 +695,7 @@ class DynamoRunRepository:
             "Limit": limit,
         }
         if next_token:
-            kwargs["ExclusiveStartKey"] = self._s(decode_token(next_token))
+            kwargs["ExclusiveStartKey"] = self._s(_run_token(tenant_id, next_token))
         page = self.client.query(**kwargs)
         runs = [item_to_run(self._d(i)) for i in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
