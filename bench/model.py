@@ -82,6 +82,8 @@ class SageMakerModel:
     running: int = 0
     # (start, end) of every execution, for the violation check against the quota.
     intervals: list[tuple[float, float]] = field(default_factory=list)
+    # Executions a CreatedAfter-bounded listing would return: live ones and recently ended.
+    _listable: dict[str, Execution] = field(default_factory=dict)
     _tokens: float = -1.0
     _refilled: float = 0.0
 
@@ -107,6 +109,7 @@ class SageMakerModel:
         ex = Execution(arn, client_request_token, run_id, now, duration, fails)
         self.executions[arn] = ex
         self.by_token[client_request_token] = arn
+        self._listable[arn] = ex
         self.running += 1
         self._emit(now + self.config.start_latency_s, ex, "Executing", display_name)
         end = now + self.config.start_latency_s + duration
@@ -120,6 +123,20 @@ class SageMakerModel:
             return None
         reason = "AlgorithmError: training failed" if ex.status == "Failed" else None
         return ExecutionInfo(ex.arn, ex.status, reason, None)
+
+    def list_statuses(self, since: object) -> dict[str, ExecutionInfo]:
+        """ListPipelineExecutions(CreatedAfter=...): 100 executions a call."""
+        now = self.now()
+        # Ended more than 15 minutes ago: outside any window the scheduler asks about.
+        for arn in [a for a, e in self._listable.items() if e.ended and now - e.ended > 900]:
+            del self._listable[arn]
+        self.calls.list += max(1, -(-len(self._listable) // 100))
+        return {
+            ex.arn: ExecutionInfo(
+                ex.arn, ex.status, "AlgorithmError: training failed" if ex.fails else None, None
+            )
+            for ex in self._listable.values()
+        }
 
     # --- what the baseline also uses
     def list_executions(self, page_size: int = 100) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from trainyard_core.scheduling.ports import ExecutionInfo, StartError
@@ -57,6 +58,32 @@ class SageMakerPipelinePort:
         except BotoCoreError as exc:  # connection errors, timeouts: transient
             raise StartError(str(exc), retryable=True) from exc
         return str(resp["PipelineExecutionArn"])
+
+    def list_statuses(self, since: datetime) -> dict[str, ExecutionInfo]:
+        out: dict[str, ExecutionInfo] = {}
+        kwargs: dict[str, Any] = {
+            "PipelineName": self.pipeline_name,
+            "CreatedAfter": since,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": 100,
+        }
+        while True:
+            resp = self.client.list_pipeline_executions(**kwargs)
+            for item in resp.get("PipelineExecutionSummaries", []):
+                reason = item.get("PipelineExecutionFailureReason")
+                arn = str(item["PipelineExecutionArn"])
+                out[arn] = ExecutionInfo(
+                    arn=arn,
+                    status=str(item.get("PipelineExecutionStatus", "")),
+                    # moto renders a missing reason as the string "None".
+                    failure_reason=reason if reason and reason != "None" else None,
+                    display_name=item.get("PipelineExecutionDisplayName"),
+                )
+            token = resp.get("NextToken")
+            if not token:
+                return out
+            kwargs["NextToken"] = token
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:
         from botocore.exceptions import ClientError

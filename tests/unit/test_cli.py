@@ -306,9 +306,17 @@ RUNS = [
 ]
 
 
-def test_runs_table_shows_status_auc_and_failure_reason(api: tuple[str, Routes]) -> None:
+def test_runs_table_shows_status_auc_and_failure_reason(
+    api: tuple[str, Routes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, routes = api
     routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": RUNS})
+    # The console is built at import; a wide one keeps the table's cells unwrapped.
+    from rich.console import Console
+
+    from trainyard import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=200))
     result = runner.invoke(app, ["--api-url", url, "runs", "acme"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("eeeeffff0001", "SUCCEEDED", "0.931", "FAILED", "no 'label' column"):

@@ -397,6 +397,26 @@ def test_reconcile_recovers_a_lost_completion_event(world: World) -> None:
     assert world.run(result.run).status == RunStatus.SUCCEEDED
 
 
+def test_reconcile_checks_many_runs_with_one_listing_not_one_describe_each() -> None:
+    world = World()
+    tenants = [f"t{i:02d}" for i in range(12)]
+    for tenant_id in tenants:
+        world.tenant(tenant_id, "premium")
+        world.upload(tenant_id)
+    world.service.dispatch()
+    running = [r for r in world.runs.all_runs() if r.status == RunStatus.RUNNING]
+    assert len(running) == 12
+    for run in running[:5]:  # five completion events are lost
+        assert run.execution_arn
+        world.pipeline.set_status(run.execution_arn, "Succeeded")
+    world.clock.advance(120)
+    describes_before = world.pipeline.describe_calls
+    report = world.service.reconcile()
+    assert sorted(report.finished) == sorted(r.run_id for r in running[:5])
+    assert world.pipeline.list_calls == 1
+    assert world.pipeline.describe_calls == describes_before
+
+
 def test_reconcile_heals_a_counter_that_drifted(world: World) -> None:
     world.runs.set_counter("global", 5, expected=None)
     world.runs.set_counter("tenant#ghost", -1, expected=None)

@@ -8,6 +8,7 @@ in-memory implementations of ``RunRepository``, ``sagemaker_port.py`` the boto3
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -226,6 +227,12 @@ class PipelinePort(Protocol):
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:
         """None if the execution is unknown."""
+        ...
+
+    def list_statuses(self, since: datetime) -> dict[str, ExecutionInfo]:
+        """Status of every execution created at or after ``since``, by ARN.
+        ListPipelineExecutions returns 100 a call, so reconciling N active runs costs
+        ceil(N/100) calls instead of N DescribePipelineExecution calls."""
         ...
 
 

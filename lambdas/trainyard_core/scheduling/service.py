@@ -40,6 +40,7 @@ from trainyard_core.scheduling.ports import (
     AdmitOutcome,
     Caps,
     DuplicateUploadError,
+    ExecutionInfo,
     MetricsSink,
     NullMetrics,
     PipelinePort,
@@ -54,8 +55,8 @@ from trainyard_core.store.tenants import TenantRepository
 
 DEDUPE_TTL_DAYS = 7
 REJECTION_TTL_DAYS = 30
-# Tenants whose uploads are accepted (a SUSPENDED tenant's runs wait).
-ACCEPTING = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
+# Tenants whose uploads are accepted (a SUSPENDED or MIGRATING tenant's runs wait).
+ACCEPTING = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.MIGRATING)
 TERMINAL_EXECUTION_STATUS = {
     "Succeeded": RunStatus.SUCCEEDED,
     "Failed": RunStatus.FAILED,
@@ -136,6 +137,7 @@ class SchedulerService:
         etag: str | None = None,
         size: int | None = None,
         version_id: str | None = None,
+        event_time: datetime | None = None,
     ) -> IntakeResult:
         if not key.lower().endswith(".csv"):
             self.log.info("ignoring non-CSV object", extra={"bucket": bucket, "key": key})
@@ -151,6 +153,12 @@ class SchedulerService:
                 key,
                 tenant.tenant_id,
             )
+        if _predates_location(tenant, event_time):
+            self.log.info(
+                "ignoring object created before the tenant moved here (migration copy)",
+                extra={"tenant_id": tenant.tenant_id, "bucket": bucket, "key": key},
+            )
+            return IntakeResult("ignored", reason="object predates the tenant's current location")
         obj = TriggerObject(key=key, etag=etag, size=size, bucket=bucket, version_id=version_id)
         return self._enqueue(tenant, "s3", obj, dedupe_key(bucket, key, etag, version_id))
 
@@ -476,6 +484,7 @@ class SchedulerService:
         report = ReconcileReport()
         now = self.clock.now()
         if self.pipeline is not None:
+            candidates = []
             for plan in self.settings.plans:
                 for run in self.runs.active_runs(plan):
                     if not run.execution_arn:
@@ -483,30 +492,43 @@ class SchedulerService:
                     changed = parse_iso(run.updated_at or run.started_at)
                     if changed and (now - changed).total_seconds() < self.describe_min_age_seconds:
                         continue
-                    info = self.pipeline.describe(run.execution_arn)
-                    if info is None:
-                        self.log.warning(
-                            "execution unknown to SageMaker", extra={"run_id": run.run_id}
-                        )
-                        continue
-                    self._log_keys(run)
-                    if info.status in TERMINAL_EXECUTION_STATUS:
-                        self.log.info(
-                            "missed status event recovered", extra={"status": info.status}
-                        )
-                        if self._finish(
-                            run,
-                            TERMINAL_EXECUTION_STATUS[info.status],
-                            run.execution_arn,
-                            info.failure_reason,
-                            None,
-                        ):
-                            report.finished.append(run.run_id)
-                    elif info.status == "Executing" and run.status == RunStatus.STARTING:
-                        self.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
+                    candidates.append(run)
+            listed = self._list_statuses(candidates)
+            for run in candidates:
+                assert run.execution_arn
+                info = listed.get(run.execution_arn)
+                if info is None or (info.status == "Failed" and not info.failure_reason):
+                    # Not in the listing (or no reason given): ask for this one only.
+                    info = self.pipeline.describe(run.execution_arn) or info
+                if info is None:
+                    self.log.warning("execution unknown to SageMaker", extra={"run_id": run.run_id})
+                    continue
+                self._log_keys(run)
+                if info.status in TERMINAL_EXECUTION_STATUS:
+                    self.log.info("missed status event recovered", extra={"status": info.status})
+                    if self._finish(
+                        run,
+                        TERMINAL_EXECUTION_STATUS[info.status],
+                        run.execution_arn,
+                        info.failure_reason,
+                        None,
+                    ):
+                        report.finished.append(run.run_id)
+                elif info.status == "Executing" and run.status == RunStatus.STARTING:
+                    self.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
         report.healed_counters = self.heal_counters()
         report.dispatch = self.dispatch()
         return report
+
+    def _list_statuses(self, runs: list[Run]) -> dict[str, ExecutionInfo]:
+        """One ListPipelineExecutions sweep covering every run to reconcile."""
+        lister = getattr(self.pipeline, "list_statuses", None)
+        starts = [parse_iso(r.started_at) for r in runs]
+        known = [s for s in starts if s is not None]
+        if not runs or lister is None or len(known) < len(runs):
+            return {}
+        # Margin: the run records its start after SageMaker created the execution.
+        return lister(min(known) - timedelta(minutes=5))
 
     def heal_counters(self) -> dict[str, int]:
         """Recount slots from the active runs. Raising a counter is safe at once
@@ -632,6 +654,19 @@ class SchedulerService:
         append = getattr(self.log, "append_keys", None)
         if append is not None:
             append(tenant_id=run.tenant_id, run_id=run.run_id)
+
+
+def _predates_location(tenant: Tenant, event_time: datetime | None) -> bool:
+    """An object created at the tenant's location before the tenant took it (a
+    migration's copy) is no upload. S3 event times have one-second precision and
+    the migration switches in a later second than its last copy, so whole seconds
+    are compared."""
+    since = parse_iso(tenant.location_since)
+    if since is None or event_time is None:
+        return False
+    if event_time.tzinfo is None:
+        event_time = event_time.replace(tzinfo=since.tzinfo)
+    return event_time < since.replace(microsecond=0)
 
 
 def _missing_start_inputs(tenant: Tenant | None, plan_known: bool) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from trainyard_core.models import Tenant, TenantStatus
 from trainyard_core.scheduling.ports import ExecutionInfo, StartError
@@ -33,6 +34,8 @@ class FakePipeline:
     executions: dict[str, FakeExecution] = field(default_factory=dict)
     by_token: dict[str, str] = field(default_factory=dict)
     start_calls: int = 0
+    list_calls: int = 0
+    describe_calls: int = 0
     throttle_next: int = 0
     fail_next: int = 0  # non-retryable (validation) failures
     # Simulated scheduler crashes (the Lambda dies; not a SageMaker error):
@@ -75,10 +78,19 @@ class FakePipeline:
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:
         with self._lock:
+            self.describe_calls += 1
             ex = self.executions.get(execution_arn)
         if ex is None:
             return None
         return ExecutionInfo(ex.arn, ex.status, ex.failure_reason, ex.display_name)
+
+    def list_statuses(self, since: datetime) -> dict[str, ExecutionInfo]:
+        with self._lock:
+            self.list_calls += 1
+            return {
+                ex.arn: ExecutionInfo(ex.arn, ex.status, ex.failure_reason, ex.display_name)
+                for ex in self.executions.values()
+            }
 
     def set_status(self, execution_arn: str, status: str, reason: str | None = None) -> None:
         with self._lock:
