@@ -459,3 +459,35 @@ def test_runs_are_listed_newest_first_with_paging(world: World) -> None:
     assert [r.run_id for r in page] == ids[::-1][:2] and token
     rest, token = world.service.list_runs("acme", limit=2, next_token=token)
     assert [r.run_id for r in rest] == ids[:1] and token is None
+
+
+def test_dispatch_reads_only_the_head_of_a_long_queue() -> None:
+    world = World()
+    reads: list[int | None] = []
+    original = world.runs.queued_runs
+
+    def counting(plan: str, limit: int | None = None):  # type: ignore[no-untyped-def]
+        reads.append(limit)
+        return original(plan, limit)
+
+    world.runs.queued_runs = counting  # type: ignore[method-assign]
+    for i in range(600):
+        world.tenant(f"t{i:03d}", "basic")
+        world.upload(f"t{i:03d}")
+    reads.clear()
+    report = world.service.dispatch()
+    assert len(report.started) == world.settings.plans["basic"].max_concurrent_runs
+    assert reads and all(limit is not None and limit <= 100 for limit in reads)
+
+
+def test_tenants_behind_a_head_of_waiting_runs_are_not_starved() -> None:
+    world = World()
+    for i in range(120):  # a long head of suspended tenants' runs...
+        world.tenant(f"s{i:03d}", "basic", TenantStatus.SUSPENDED)
+        world.upload(f"s{i:03d}")
+    world.clock.advance(1)
+    world.tenant("late", "basic")  # ...and one active tenant behind them
+    result = world.upload("late")
+    world.service.dispatch()
+    assert result.run is not None
+    assert world.run(result.run).status == RunStatus.RUNNING

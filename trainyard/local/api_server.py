@@ -10,6 +10,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -17,6 +18,19 @@ from urllib.parse import parse_qsl, urlsplit
 log = logging.getLogger("trainyard.local.api")
 
 MAX_REQUEST_BYTES = 1024 * 1024
+
+
+@cache
+def _api_docs() -> dict[str, tuple[bytes, str]]:
+    """The OpenAPI document and its HTML reference, built once from the code
+    (lazily: the generator imports the onboarding handler)."""
+    from trainyard.openapi import build_document, render_html, render_json
+
+    document = build_document()
+    return {
+        "/openapi.json": (render_json(document).encode(), "application/json"),
+        "/docs": (render_html(document).encode(), "text/html; charset=utf-8"),
+    }
 
 
 def apigw_event(
@@ -99,7 +113,13 @@ class LocalApiServer:
                     self.close_connection = True
                     return
                 body = self.rfile.read(length) if length else None
-                if urlsplit(self.path).path == "/health":
+                path = urlsplit(self.path).path
+                if self.command == "GET" and path in ("/openapi.json", "/docs"):
+                    # Local only (API Gateway has its own export): the API's description.
+                    content, content_type = _api_docs()[path]
+                    self._respond(200, content, {"Content-Type": content_type})
+                    return
+                if path == "/health":
                     if not server._ready():
                         self._error(503, "NotReady", "starting")
                         return

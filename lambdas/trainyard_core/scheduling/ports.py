@@ -80,8 +80,12 @@ class RunRepository(Protocol):
 
     def find_by_execution(self, execution_arn: str) -> Run | None: ...
 
-    def queued_runs(self, plan: str) -> list[Run]:
-        """QUEUED runs of a plan, oldest first."""
+    def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
+        """QUEUED runs of a plan, oldest first; at most ``limit`` (the head of the queue)."""
+        ...
+
+    def queue_depth(self, plan: str) -> int:
+        """How many runs of the plan are QUEUED."""
         ...
 
     def active_runs(self, plan: str) -> list[Run]:

@@ -358,11 +358,24 @@ class SchedulerService:
             for run in self.runs.due_starts(plan, iso_ms(now) or ""):
                 self._start(run, report)
 
+        # Work per invocation is bounded by the caps, not by the backlog: with every
+        # slot taken there is nothing to decide, and otherwise only the head of each
+        # plan's queue can be admitted now (a tenant has at most one QUEUED run).
+        counters = self.runs.counters()
+        if counters.global_running >= self.settings.global_max_concurrent_runs:
+            self._record_depths(report, None, counters)
+            return report
+        window = self._window()
         # A CAP_REACHED means a concurrent scheduler took capacity: re-plan on
         # fresh data (bounded) rather than trust our stale snapshot.
-        snapshot = self._snapshot()
+        snapshot = self._snapshot(window)
         for _ in range(3):
             decision = plan_dispatch(self.settings, snapshot)
+            if not decision.admissions and self._window_full(snapshot, window):
+                # Every run at the head must wait (suspended, over budget): look past
+                # it rather than starve the tenants behind. Rare, so a full read is fine.
+                snapshot = self._snapshot(None)
+                decision = plan_dispatch(self.settings, snapshot)
             for run, reason in decision.waiting.values():
                 self.runs.set_waiting_reason(run, reason)
                 if reason:
@@ -385,18 +398,35 @@ class SchedulerService:
                     admitted = self.runs.get_run(run.tenant_id, run.run_id)
                     if admitted is not None:
                         self._start(admitted, report)
-            snapshot = self._snapshot()
             if not contended:
                 break
-
-        for plan in self.settings.plans:
-            queued = sum(1 for r in snapshot.queued if r.plan == plan)
-            running = sum(1 for r in snapshot.active if r.plan == plan)
-            report.queued_by_plan[plan] = queued
-            report.running_by_plan[plan] = running
-            self.metrics.record("QueueDepth", queued, dimensions={"plan": plan})
-            self.metrics.record("RunningRuns", running, dimensions={"plan": plan})
+            snapshot = self._snapshot(window)
+        self._record_depths(report, window, self.runs.counters())
         return report
+
+    def _window_full(self, snapshot: Snapshot, window: int) -> bool:
+        per_plan: dict[str, int] = {}
+        for run in snapshot.queued:
+            per_plan[run.plan] = per_plan.get(run.plan, 0) + 1
+        return any(n >= window for n in per_plan.values())
+
+    def _window(self) -> int:
+        # Enough of each queue's head to fill every slot of the plan several times
+        # over, so runs that must wait (suspended, over budget) cannot hide the rest.
+        caps = [p.max_concurrent_runs for p in self.settings.plans.values()]
+        return max(100, 4 * max(caps))
+
+    def _record_depths(self, report: DispatchReport, window: int | None, counters: Any) -> None:
+        for plan in self.settings.plans:
+            running = counters.plans.get(plan, 0)
+            report.running_by_plan[plan] = running
+            self.metrics.record("RunningRuns", running, dimensions={"plan": plan})
+            if window is None:
+                continue
+            head = self.runs.queued_runs(plan, limit=window)
+            if len(head) < window:  # exact; a longer backlog is counted by reconcile
+                report.queued_by_plan[plan] = len(head)
+                self.metrics.record("QueueDepth", len(head), dimensions={"plan": plan})
 
     def _admit(self, run: Run, now: datetime) -> AdmitOutcome:
         plan = self.settings.plans[run.plan]
@@ -518,6 +548,12 @@ class SchedulerService:
                     self.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
         report.healed_counters = self.heal_counters()
         report.dispatch = self.dispatch()
+        for plan in self.settings.plans:
+            if plan not in report.dispatch.queued_by_plan:
+                # Dispatch only counts short queues; the full depth once a minute.
+                depth = self.runs.queue_depth(plan)
+                report.dispatch.queued_by_plan[plan] = depth
+                self.metrics.record("QueueDepth", depth, dimensions={"plan": plan})
         return report
 
     def _list_statuses(self, runs: list[Run]) -> dict[str, ExecutionInfo]:
@@ -617,11 +653,11 @@ class SchedulerService:
         }
 
     # ------------------------------------------------------------------ helpers
-    def _snapshot(self) -> Snapshot:
+    def _snapshot(self, limit: int | None = None) -> Snapshot:
         queued: list[Run] = []
         active: list[Run] = []
         for plan in self.settings.plans:
-            queued.extend(self.runs.queued_runs(plan))
+            queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
         views: dict[str, TenantView] = {}

@@ -25,6 +25,7 @@ pk                     sk              what
 
 from __future__ import annotations
 
+import bisect
 import copy
 import hashlib
 import secrets
@@ -144,13 +145,46 @@ class InMemoryRunRepository:
         self._runs: dict[tuple[str, str], dict[str, Any]] = {}
         self._state: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.RLock()
+        # The in-memory twins of the GSIs, so reads cost what a GSI query costs
+        # (the head of the queue, the active runs) rather than a scan of every run.
+        self._queue_idx: dict[str, list[tuple[str, tuple[str, str]]]] = {}
+        self._active_idx: dict[str, dict[tuple[str, str], str]] = {}
+        self._exec_idx: dict[str, tuple[str, str]] = {}
+        self._tenant_idx: dict[str, set[str]] = {}
 
     # --- helpers
     def _run_item(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
         return self._runs.get((tenant_id, run_id))
 
     def _put_run(self, run: Run, next_attempt_at: str | None = None) -> None:
-        self._runs[(run.tenant_id, run.run_id)] = run_to_item(run, next_attempt_at)
+        key = (run.tenant_id, run.run_id)
+        old = self._runs.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        item = run_to_item(run, next_attempt_at)
+        self._runs[key] = item
+        self._index(key, item)
+
+    def _index(self, key: tuple[str, str], item: dict[str, Any]) -> None:
+        if item.get("queuePlan"):
+            bisect.insort(
+                self._queue_idx.setdefault(item["queuePlan"], []), (item["queueKey"], key)
+            )
+        if item.get("activePlan"):
+            self._active_idx.setdefault(item["activePlan"], {})[key] = item["activeKey"]
+        if item.get("executionArn"):
+            self._exec_idx[item["executionArn"]] = key
+        self._tenant_idx.setdefault(key[0], set()).add(key[1])
+
+    def _unindex(self, key: tuple[str, str], item: dict[str, Any]) -> None:
+        if item.get("queuePlan"):
+            entries = self._queue_idx.get(item["queuePlan"], [])
+            entry = (item["queueKey"], key)
+            at = bisect.bisect_left(entries, entry)
+            if at < len(entries) and entries[at] == entry:
+                del entries[at]
+        if item.get("activePlan"):
+            self._active_idx.get(item["activePlan"], {}).pop(key, None)
 
     def _load(self, tenant_id: str, run_id: str) -> Run | None:
         item = self._run_item(tenant_id, run_id)
@@ -183,7 +217,7 @@ class InMemoryRunRepository:
     ) -> tuple[list[Run], str | None]:
         after = _run_token(tenant_id, next_token)["runId"] if next_token else None
         with self._lock:
-            ids = sorted((r for t, r in self._runs if t == tenant_id), reverse=True)
+            ids = sorted(self._tenant_idx.get(tenant_id, ()), reverse=True)
             if after is not None:
                 ids = [r for r in ids if r < after]
             page = [self._load(tenant_id, r) for r in ids[:limit]]
@@ -197,29 +231,33 @@ class InMemoryRunRepository:
 
     def find_by_execution(self, execution_arn: str) -> Run | None:
         with self._lock:
-            for item in self._runs.values():
-                if item.get("executionArn") == execution_arn:
-                    return item_to_run(item)
+            key = self._exec_idx.get(execution_arn)
+            item = self._runs.get(key) if key else None
+            if item is not None and item.get("executionArn") == execution_arn:
+                return item_to_run(item)
         return None
 
-    def queued_runs(self, plan: str) -> list[Run]:
+    def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
         with self._lock:
-            items = [i for i in self._runs.values() if i.get("queuePlan") == plan]
-        return [item_to_run(i) for i in sorted(items, key=lambda i: i["queueKey"])]
+            entries = self._queue_idx.get(plan, [])
+            head = entries if limit is None else entries[:limit]
+            items = [self._runs[key] for _, key in head]
+        return [item_to_run(i) for i in items]
+
+    def queue_depth(self, plan: str) -> int:
+        with self._lock:
+            return len(self._queue_idx.get(plan, []))
+
+    def _active_items(self, plan: str) -> list[dict[str, Any]]:
+        with self._lock:
+            keys = sorted(self._active_idx.get(plan, {}).items(), key=lambda kv: kv[1])
+            return [self._runs[key] for key, _ in keys]
 
     def active_runs(self, plan: str) -> list[Run]:
-        with self._lock:
-            items = [i for i in self._runs.values() if i.get("activePlan") == plan]
-        return [item_to_run(i) for i in sorted(items, key=lambda i: i["activeKey"])]
+        return [item_to_run(i) for i in self._active_items(plan)]
 
     def due_starts(self, plan: str, now_iso: str) -> list[Run]:
-        with self._lock:
-            items = [
-                i
-                for i in self._runs.values()
-                if i.get("activePlan") == plan and _is_due(i, now_iso)
-            ]
-        return [item_to_run(i) for i in sorted(items, key=lambda i: i["activeKey"])]
+        return [item_to_run(i) for i in self._active_items(plan) if _is_due(i, now_iso)]
 
     def queued_run_id(self, tenant_id: str) -> str | None:
         with self._lock:
@@ -365,6 +403,7 @@ class InMemoryRunRepository:
                     item = self._run_item(run.tenant_id, run.run_id)
                     assert item is not None
                     item["executionArn"] = execution_arn
+                    self._exec_idx[execution_arn] = (run.tenant_id, run.run_id)
                 return False
             self._put_run(
                 current.model_copy(
@@ -716,16 +755,37 @@ class DynamoRunRepository:
         # The GSI is eventually consistent; read the base item for the truth.
         return self.get_run(items[0]["tenantId"], items[0]["runId"])
 
-    def queued_runs(self, plan: str) -> list[Run]:
-        return [
-            item_to_run(i)
-            for i in self._query_all(
-                TableName=self.runs_table,
-                IndexName="byQueue",
-                KeyConditionExpression="queuePlan = :p",
-                ExpressionAttributeValues=self._s({":p": plan}),
-            )
-        ]
+    def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.runs_table,
+            "IndexName": "byQueue",
+            "KeyConditionExpression": "queuePlan = :p",
+            "ExpressionAttributeValues": self._s({":p": plan}),
+        }
+        if limit is not None:
+            kwargs["Limit"] = limit  # only the head of the queue is read (and paid for)
+        runs: list[Run] = []
+        for item in self._query_all(**kwargs):
+            runs.append(item_to_run(item))
+            if limit is not None and len(runs) >= limit:
+                break
+        return runs
+
+    def queue_depth(self, plan: str) -> int:
+        kwargs: dict[str, Any] = {
+            "TableName": self.runs_table,
+            "IndexName": "byQueue",
+            "KeyConditionExpression": "queuePlan = :p",
+            "ExpressionAttributeValues": self._s({":p": plan}),
+            "Select": "COUNT",
+        }
+        total = 0
+        while True:
+            page = self.client.query(**kwargs)
+            total += int(page.get("Count", 0))
+            if not page.get("LastEvaluatedKey"):
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _active_items(self, plan: str) -> list[dict[str, Any]]:
         return list(
