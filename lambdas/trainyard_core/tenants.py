@@ -241,10 +241,14 @@ class TenantService:
         stack_name = tenant.stack_name or self.names.tenant_stack(tenant.tenant_id)
         state = self.provisioner.describe(stack_name)
         try:
-            if state is not None and state.failed:
+            retrying = tenant.status == TenantStatus.FAILED
+            if state is not None and (state.failed or (retrying and not state.complete)):
                 # Partial resources of a failed attempt are removed before retrying.
                 self.provisioner.delete(stack_name)
-                state = None
+                state = self.provisioner.describe(stack_name)
+                if state is not None:
+                    # Deletion takes a while in AWS; the next read creates the stack.
+                    return self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
             if state is None:
                 self.provisioner.create(
                     stack_name,
@@ -448,7 +452,10 @@ class TenantService:
         if tenant.status != TenantStatus.PROVISIONING:
             return tenant
         state = self.provisioner.describe(tenant.stack_name or "")
-        if state is None or state.in_progress:
+        if state is None:
+            # The leftovers of a failed attempt are gone: create the stack now.
+            return self._provision(tenant)
+        if state.in_progress:
             return tenant
         if state.complete:
             out = state.outputs

@@ -179,7 +179,12 @@ def get_tenant(tenant_id: str) -> dict[str, Any]:
 def update_tenant(tenant_id: str) -> dict[str, Any]:
     logger.append_keys(tenant_id=tenant_id)
     request = _json_body(UpdateTenantRequest)
-    return _tenant_service().update(tenant_id, plan=request.plan, status=request.status).api_dict()
+    tenant = _tenant_service().update(tenant_id, plan=request.plan, status=request.status)
+    if tenant.status.value == "ACTIVE":
+        # A resumed tenant's waiting runs (or a plan with free room) start now,
+        # not at the next one-minute reconcile.
+        _request_dispatch(tenant.plan)
+    return tenant.api_dict()
 
 
 @app.delete("/tenants/<tenant_id>")

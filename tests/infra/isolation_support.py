@@ -426,3 +426,47 @@ def policy_replaced(role_name: str, documents: Mapping[str, Mapping[str, Any]]) 
         for name in set(documents) - set(original):
             iam.delete_role_policy(RoleName=role_name, PolicyName=name)
         store_inline_policies(role_name, original)
+
+
+# --------------------------------------------------------------------------- #
+# Shared fixtures of the pool world (additive: the silo tests do not use these)
+# --------------------------------------------------------------------------- #
+
+
+def create_bucket(name: str, *, region: str, eventbridge: bool = False) -> None:
+    """A bucket the platform stack owns (created here, as moto has no platform stack).
+    `eventbridge` turns on native S3 -> EventBridge delivery, as the pool bucket has."""
+    s3 = boto3.client("s3", region_name=region)
+    if region == "us-east-1":
+        s3.create_bucket(Bucket=name)
+    else:
+        s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    if eventbridge:
+        s3.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+        )
+
+
+def create_queue(name: str, *, region: str) -> tuple[str, str]:
+    """(url, arn) of a new SQS queue."""
+    sqs = boto3.client("sqs", region_name=region)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return url, arn
+
+
+def drain(queue_url: str, *, region: str) -> list[dict[str, Any]]:
+    """Every message body (JSON) on the queue, removing them."""
+    sqs = boto3.client("sqs", region_name=region)
+    bodies: list[dict[str, Any]] = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        )
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])

@@ -281,3 +281,16 @@ def test_offboarding_deletes_the_stack_and_keeps_data_unless_purge_is_asked(
     ]
     with pytest.raises(NotFound):
         service.get("keep")
+
+
+def test_a_retry_after_a_create_that_left_a_stuck_stack_deletes_and_recreates_it(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.fail_next_create = "BucketAlreadyExists"
+    failed, _ = service.create("acme", "premium")
+    assert failed.status == TenantStatus.FAILED
+    # The failed attempt left a stack behind that never finished.
+    provisioner.stacks["trainyard-tenant-acme"] = StackState("CREATE_IN_PROGRESS")
+    retried, _ = service.create("acme", "premium")
+    assert provisioner.deleted == ["trainyard-tenant-acme"]
+    assert retried.status == TenantStatus.ACTIVE

@@ -1,0 +1,90 @@
+"""Tenant lifecycle over the HTTP API on the embedded stack: suspend/resume and a
+provisioning failure that ends FAILED with a reason and heals on retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from trainyard.data import tenant_csv
+from trainyard.local.stack import EmbeddedStack
+
+from .conftest import Api, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _only_run(api: Api, tenant_id: str) -> dict[str, Any] | None:
+    runs = api.get(f"/tenants/{tenant_id}/runs").json()["runs"]
+    return runs[0] if runs else None
+
+
+def test_a_suspended_tenants_upload_waits_and_starts_on_resume(
+    stack: EmbeddedStack, api: Api, onboard: Any
+) -> None:
+    tenant = onboard("lc-suspend", "premium")
+    resp = api.call("PATCH", "/tenants/lc-suspend", json={"status": "SUSPENDED"})
+    assert resp.status_code == 200 and resp.json()["status"] == "SUSPENDED"
+
+    stack.client("s3").put_object(
+        Bucket=tenant["dataBucket"],
+        Key=f"{tenant['dataPrefix']}train.csv",
+        Body=tenant_csv("lc-suspend"),
+    )
+    waiting = wait_for(
+        lambda: (
+            (r := _only_run(api, "lc-suspend")) and "SUSPENDED" in (r["failureReason"] or "") and r
+        ),
+        timeout=30,
+        what="a run waiting because the tenant is suspended",
+    )
+    assert waiting["status"] == "QUEUED" and waiting["queuePosition"] >= 1
+
+    assert api.call("PATCH", "/tenants/lc-suspend", json={"status": "ACTIVE"}).status_code == 200
+    done = wait_for(
+        lambda: (r := _only_run(api, "lc-suspend")) and r["status"] == "SUCCEEDED" and r,
+        timeout=120,
+        interval=1,
+        what="the resumed tenant's run to succeed",
+    )
+    assert done["failureReason"] is None
+
+
+def test_a_failed_provisioning_is_reported_and_a_retry_succeeds(
+    stack: EmbeddedStack, api: Api
+) -> None:
+    from botocore.exceptions import ClientError
+    from trainyard_handlers import onboarding
+
+    # Fault: CloudFormation throttles the onboarding Lambda's CreateStack call.
+    cfn = onboarding._tenant_service().provisioner._cfn
+
+    def throttled(**_: Any) -> None:
+        raise ClientError(
+            {"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "CreateStack"
+        )
+
+    cfn.meta.events.register_first(
+        "before-call.cloudformation.CreateStack", throttled, unique_id="lc-throttle"
+    )
+    try:
+        first = api.post("/tenants", json={"tenantId": "lc-retry", "plan": "premium"})
+    finally:
+        cfn.meta.events.unregister(
+            "before-call.cloudformation.CreateStack", unique_id="lc-throttle"
+        )
+    assert first.status_code == 202, first.text
+    failed = api.get("/tenants/lc-retry").json()
+    assert failed["status"] == "FAILED"
+    assert "Rate exceeded" in failed["failureReason"]
+
+    retry = api.post("/tenants", json={"tenantId": "lc-retry", "plan": "premium"})
+    assert retry.status_code in (200, 201, 202), retry.text
+    healed = wait_for(
+        lambda: (t := api.get("/tenants/lc-retry").json())["status"] == "ACTIVE" and t,
+        timeout=30,
+        what="the retried tenant to be ACTIVE",
+    )
+    assert healed["failureReason"] is None
+    assert healed["dataBucket"] == f"{stack.names.prefix}-lc-retry-{stack.account_id}"
