@@ -1,4 +1,8 @@
-"""Alarms and a small dashboard: dead letters, intake backlog age, handler errors."""
+"""Alarms and a dashboard: dead letters, intake backlog age, handler errors, and the
+scheduler's own metrics (runs stuck, failure rate, throttled starts) per plan.
+
+Every alarm has a runbook section in docs/runbook.md, named by the alarm's name
+without the stack prefix (a test checks that each one exists)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,13 @@ from infra.queues import Queues
 # consuming (errors, throttling): the event-driven path should take seconds.
 INTAKE_OLDEST_MESSAGE_ALARM = Duration.minutes(15)
 PERIOD = Duration.minutes(1)
+# Failure rate: share of runs ending FAILED per hour, judged only once enough
+# runs ended that one bad upload (a tenant's problem, not ours) cannot page.
+FAILURE_RATE_PERCENT = 50
+FAILURE_RATE_MIN_RUNS = 5
+# Throttled starts are retried with backoff, so one is harmless; throttling in
+# three 5-minute periods in a row means the account quota is below the cap.
+THROTTLED_PERIODS = 3
 
 
 class Monitoring(Construct):
@@ -30,6 +41,7 @@ class Monitoring(Construct):
         functions: dict[str, TrainyardFunction],
     ) -> None:
         super().__init__(scope, construct_id)
+        self.names = names
         # Subscribe e-mail / chat / paging to this topic after deployment.
         self.topic = sns.Topic(
             self,
@@ -43,10 +55,10 @@ class Monitoring(Construct):
         self.alarms: list[cloudwatch.Alarm] = []
 
         def alarm(construct_id: str, **kwargs: object) -> cloudwatch.Alarm:
+            kwargs.setdefault("evaluation_periods", 1)
             created = cloudwatch.Alarm(
                 self,
                 construct_id,
-                evaluation_periods=1,
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 **kwargs,  # type: ignore[arg-type]
             )
@@ -88,6 +100,53 @@ class Monitoring(Construct):
                 comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             )
 
+        for plan in queues.intake:
+            alarm(
+                f"RunsStuck{plan.capitalize()}",
+                alarm_name=f"{names.prefix}-{plan}-runs-stuck",
+                alarm_description=(
+                    f"Runs of plan {plan} execute longer than stuck_run_hours or their "
+                    "execution is unknown to SageMaker; the run's failureReason says which"
+                ),
+                metric=self.scheduler_metric("RunsStuck", plan, "Maximum", Duration.minutes(5)),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            )
+            failed = self.scheduler_metric("RunsFailed", plan, "Sum", Duration.hours(1))
+            succeeded = self.scheduler_metric("RunsSucceeded", plan, "Sum", Duration.hours(1))
+            alarm(
+                f"FailureRate{plan.capitalize()}",
+                alarm_name=f"{names.prefix}-{plan}-failure-rate",
+                alarm_description=(
+                    f"Over {FAILURE_RATE_PERCENT}% of plan {plan}'s runs failed in the last "
+                    f"hour (at least {FAILURE_RATE_MIN_RUNS} ended)"
+                ),
+                metric=cloudwatch.MathExpression(
+                    expression=(
+                        f"IF((FILL(f, 0) + FILL(s, 0)) >= {FAILURE_RATE_MIN_RUNS}, "
+                        "100 * FILL(f, 0) / (FILL(f, 0) + FILL(s, 0)), 0)"
+                    ),
+                    using_metrics={"f": failed, "s": succeeded},
+                    label=f"{plan} failure rate (%)",
+                    period=Duration.hours(1),
+                ),
+                threshold=FAILURE_RATE_PERCENT,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            )
+            alarm(
+                f"StartsThrottled{plan.capitalize()}",
+                alarm_name=f"{names.prefix}-{plan}-starts-throttled",
+                alarm_description=(
+                    f"StartPipelineExecution for plan {plan} was throttled in "
+                    f"{THROTTLED_PERIODS} consecutive 5-minute periods"
+                ),
+                metric=self.scheduler_metric("StartsThrottled", plan, "Sum", Duration.minutes(5)),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=THROTTLED_PERIODS,
+                datapoints_to_alarm=THROTTLED_PERIODS,
+            )
+
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
@@ -127,5 +186,55 @@ class Monitoring(Construct):
                 ],
                 width=12,
             ),
+            cloudwatch.GraphWidget(
+                title="Running runs / queued runs per plan",
+                left=[
+                    self.scheduler_metric("RunningRuns", plan, "Maximum", PERIOD)
+                    for plan in queues.intake
+                ],
+                right=[
+                    self.scheduler_metric("QueueDepth", plan, "Maximum", PERIOD)
+                    for plan in queues.intake
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Dispatch delay p99 (s)",
+                left=[
+                    self.scheduler_metric("DispatchDelay", plan, "p99", Duration.minutes(5))
+                    for plan in queues.intake
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                title="Runs started / failed / stuck, starts throttled",
+                left=[
+                    self.scheduler_metric(name, plan, stat, Duration.minutes(5))
+                    for name, stat in (
+                        ("RunsStarted", "Sum"),
+                        ("RunsFailed", "Sum"),
+                        ("RunsStuck", "Maximum"),
+                        ("StartsThrottled", "Sum"),
+                    )
+                    for plan in queues.intake
+                ],
+                width=12,
+            ),
             cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=12),
+        )
+
+    def scheduler_metric(
+        self, name: str, plan: str, statistic: str, period: Duration
+    ) -> cloudwatch.Metric:
+        """A per-plan metric the scheduler emits (dimensions exactly as Powertools writes them)."""
+        return cloudwatch.Metric(
+            namespace=wiring.METRICS_NAMESPACE,
+            metric_name=name,
+            dimensions_map={
+                "plan": plan,
+                "service": wiring.service_name(self.names.prefix, "scheduler"),
+            },
+            statistic=statistic,
+            period=period,
+            label=f"{plan} {name}",
         )

@@ -82,7 +82,7 @@ class PlatformStack(Stack):
             bucket=self.storage.bucket,
             recorder=self.functions["recorder"].function,
         )
-        self.storage.grant_tables(self.functions["recorder"].role)
+        self.storage.grant_run_results(self.functions["recorder"].role)
         self.scheduling = Scheduling(
             self,
             "Scheduling",

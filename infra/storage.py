@@ -34,6 +34,7 @@ class Storage(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, names: wiring.Names) -> None:
         super().__init__(scope, construct_id)
+        self.names = names
         self.tables: dict[str, dynamodb.Table] = {}
         for table_name, spec in wiring.tables(names).items():
             table = dynamodb.Table(
@@ -164,6 +165,21 @@ class Storage(Construct):
     @property
     def table_list(self) -> list[dynamodb.Table]:
         return list(self.tables.values())
+
+    def grant_run_results(self, role: iam.IRole) -> None:
+        """The recorder only writes a run's metrics and model package (UpdateItem)."""
+        # Not Table.grant: it adds the indexes ("/index/*"), which UpdateItem never uses.
+        iam.Policy(
+            self,
+            "RunResultsWriter",
+            statements=[
+                iam.PolicyStatement(
+                    actions=["dynamodb:UpdateItem"],
+                    resources=[self.tables[self.names.runs_table].table_arn],
+                )
+            ],
+            roles=[role],  # type: ignore[list-item]
+        )
 
     def grant_tables(self, role: iam.IRole) -> None:
         """Read/write on every table and its indexes (the handlers share the data layer)."""

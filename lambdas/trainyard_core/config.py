@@ -123,6 +123,9 @@ class Settings(_Model):
     # One reconcile tick: a start lost in a crash is retried (same token) at the next tick.
     starting_timeout_seconds: int = Field(default=60, ge=10)
     max_start_attempts: int = Field(default=5, ge=1)
+    # A run executing longer than this is reported stuck (metric RunsStuck, alarm,
+    # reason on the run). SageMaker's own job limits default to 24 h.
+    stuck_run_hours: float = Field(default=24, gt=0)
     # Powertools layer (public, AWS-published) used by every Lambda.
     powertools_layer_version: int = 18
     log_retention_days: int = 30

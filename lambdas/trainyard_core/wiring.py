@@ -272,9 +272,19 @@ def handler_environment(
         if key not in values:
             raise KeyError(f"handler {spec.key} needs env {key}")
         env[key] = values[key]
-    env["POWERTOOLS_SERVICE_NAME"] = f"trainyard-{spec.key}"
-    env["POWERTOOLS_METRICS_NAMESPACE"] = "Trainyard"
+    env["POWERTOOLS_SERVICE_NAME"] = service_name(settings.resource_prefix, spec.key)
+    env["POWERTOOLS_METRICS_NAMESPACE"] = METRICS_NAMESPACE
     return env
+
+
+# Custom metrics (Powertools EMF). Each carries the dimension ``service`` (the
+# handler's service name, unique per deployment through the prefix) and, for
+# per-plan metrics, ``plan``: the alarms in infra/monitoring.py name exactly these.
+METRICS_NAMESPACE = "Trainyard"
+
+
+def service_name(prefix: str, handler_key: str) -> str:
+    return f"{prefix}-{handler_key}"
 
 
 # The tenant stack templates' interface (identical for silo and pool, so a plan

@@ -274,6 +274,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             extra={
                 "finished": report.finished,
                 "healed": report.healed_counters,
+                "stuck": report.stuck,
                 "started": len(report.dispatch.started) if report.dispatch else 0,
             },
         )

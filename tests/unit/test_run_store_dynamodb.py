@@ -208,6 +208,30 @@ def test_starting_then_finishing_releases_the_slot_and_adds_usage_once(store: An
     }
 
 
+def test_a_stuck_note_shows_on_an_active_run_but_never_on_an_ended_one(store: Any) -> None:
+    run = enqueue(store, queued_run())
+    store.set_stuck_reason(run, "stuck")  # QUEUED: not ours to note
+    assert store.get_run("acme", run.run_id).failure_reason is None
+    admit(store, run)
+    arn = "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/x1"
+    assert store.mark_started(run, arn, NOW, "ml.m5.large", 1)
+    store.set_stuck_reason(run, "executing too long")
+    current = store.get_run("acme", run.run_id)
+    assert current.status == RunStatus.RUNNING
+    assert current.failure_reason == "executing too long"
+    assert store.finish(
+        current,
+        RunStatus.SUCCEEDED,
+        ended_at="2026-03-10T13:00:00.000Z",
+        month="2026-03",
+        training_seconds=1.0,
+        cost_usd=0.0,
+        failure_reason=None,
+    )
+    store.set_stuck_reason(run, "late note")
+    assert store.get_run("acme", run.run_id).failure_reason is None
+
+
 def test_a_failed_start_attempt_keeps_the_run_starting_until_due(store: Any) -> None:
     run = enqueue(store, queued_run())
     admit(store, run)

@@ -417,6 +417,44 @@ def test_reconcile_checks_many_runs_with_one_listing_not_one_describe_each() -> 
     assert world.pipeline.describe_calls == describes_before
 
 
+def test_a_run_executing_past_the_stuck_limit_is_reported_with_a_reason(world: World) -> None:
+    world.tenant("acme")
+    result = world.upload("acme")
+    world.service.dispatch()
+    assert result.run
+    world.clock.advance(3600)
+    assert world.service.reconcile().stuck == {}
+    assert world.metrics.values("RunsStuck")[-3:] == [0, 0, 0]  # one per plan, zeros too
+    world.clock.advance(world.settings.stuck_run_hours * 3600)
+    report = world.service.reconcile()
+    run = world.run(result.run)
+    assert run.status == RunStatus.RUNNING  # still holds its slot: only an operator decides
+    assert run.failure_reason == report.stuck[run.run_id]
+    assert "stuck_run_hours" in (run.failure_reason or "")
+    stuck = [(v, d) for n, v, _, d in world.metrics.points if n == "RunsStuck"][-3:]
+    assert (1, {"plan": "basic"}) in stuck
+    world.pipeline.set_status(run.execution_arn or "", "Succeeded")
+    world.service.handle_status(run.execution_arn or "", "Succeeded", display_name=run.display_name)
+    done = world.run(result.run)
+    assert done.status == RunStatus.SUCCEEDED and done.failure_reason is None
+
+
+def test_a_run_whose_execution_sagemaker_does_not_know_is_reported_stuck(world: World) -> None:
+    world.tenant("acme")
+    result = world.upload("acme")
+    world.service.dispatch()
+    assert result.run
+    arn = world.run(result.run).execution_arn
+    assert arn
+    del world.pipeline.executions[arn]  # e.g. deleted by hand in another tool
+    world.clock.advance(120)
+    report = world.service.reconcile()
+    run = world.run(result.run)
+    assert run.status == RunStatus.RUNNING
+    assert "unknown to SageMaker" in (report.stuck[run.run_id])
+    assert run.failure_reason == report.stuck[run.run_id]
+
+
 def test_reconcile_heals_a_counter_that_drifted(world: World) -> None:
     world.runs.set_counter("global", 5, expected=None)
     world.runs.set_counter("tenant#ghost", -1, expected=None)

@@ -145,6 +145,10 @@ class RunRepository(Protocol):
         """Show why a QUEUED run waits (no-op if it left QUEUED)."""
         ...
 
+    def set_stuck_reason(self, run: Run, reason: str) -> None:
+        """Show why a STARTING/RUNNING run looks stuck (no-op once it ended)."""
+        ...
+
     def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
         """QUEUED -> FAILED (tenant gone) and clear the pointer."""
         ...

@@ -97,6 +97,8 @@ class ReconcileReport:
     finished: list[str] = field(default_factory=list)
     healed_counters: dict[str, int] = field(default_factory=dict)
     dispatch: DispatchReport | None = None
+    # run id -> why it looks stuck (still active; an operator should look).
+    stuck: dict[str, str] = field(default_factory=dict)
 
 
 def month_of(moment: datetime) -> str:
@@ -348,6 +350,8 @@ class SchedulerService:
             )
             if status == RunStatus.FAILED:
                 self.metrics.record("RunsFailed", 1, dimensions={"plan": run.plan})
+            elif status == RunStatus.SUCCEEDED:
+                self.metrics.record("RunsSucceeded", 1, dimensions={"plan": run.plan})
         return done
 
     # ------------------------------------------------------------------ dispatch
@@ -531,7 +535,12 @@ class SchedulerService:
                     # Not in the listing (or no reason given): ask for this one only.
                     info = self.pipeline.describe(run.execution_arn) or info
                 if info is None:
-                    self.log.warning("execution unknown to SageMaker", extra={"run_id": run.run_id})
+                    self._stuck(
+                        run,
+                        f"pipeline execution {run.execution_arn} is unknown to SageMaker; "
+                        "stop the run's execution or fail the run by hand",
+                        report,
+                    )
                     continue
                 self._log_keys(run)
                 if info.status in TERMINAL_EXECUTION_STATUS:
@@ -544,8 +553,25 @@ class SchedulerService:
                         None,
                     ):
                         report.finished.append(run.run_id)
-                elif info.status == "Executing" and run.status == RunStatus.STARTING:
+                    continue
+                if info.status == "Executing" and run.status == RunStatus.STARTING:
                     self.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
+                started = parse_iso(run.started_at)
+                limit = self.settings.stuck_run_hours
+                if started and (now - started).total_seconds() > limit * 3600:
+                    self._stuck(
+                        run,
+                        f"executing since {run.started_at}, longer than stuck_run_hours "
+                        f"({limit:g} h); check the execution in SageMaker, stop it if it hangs",
+                        report,
+                    )
+            stuck_by_plan = {plan: 0 for plan in self.settings.plans}
+            for run in candidates:
+                if run.run_id in report.stuck:
+                    stuck_by_plan[run.plan] = stuck_by_plan.get(run.plan, 0) + 1
+            for plan, count in stuck_by_plan.items():
+                # Every minute, zeros included, so the RunsStuck alarm clears by itself.
+                self.metrics.record("RunsStuck", count, dimensions={"plan": plan})
         report.healed_counters = self.heal_counters()
         report.dispatch = self.dispatch()
         for plan in self.settings.plans:
@@ -555,6 +581,12 @@ class SchedulerService:
                 report.dispatch.queued_by_plan[plan] = depth
                 self.metrics.record("QueueDepth", depth, dimensions={"plan": plan})
         return report
+
+    def _stuck(self, run: Run, reason: str, report: ReconcileReport) -> None:
+        report.stuck[run.run_id] = reason
+        self.log.warning("run stuck", extra={"run_id": run.run_id, "reason": reason})
+        if run.failure_reason != reason:
+            self.runs.set_stuck_reason(run, reason)
 
     def _list_statuses(self, runs: list[Run]) -> dict[str, ExecutionInfo]:
         """One ListPipelineExecutions sweep covering every run to reconcile."""

@@ -367,6 +367,12 @@ class InMemoryRunRepository:
             if current is not None and current.status == RunStatus.QUEUED:
                 self._put_run(current.model_copy(update={"failure_reason": reason}))
 
+    def set_stuck_reason(self, run: Run, reason: str) -> None:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is not None and current.status.holds_slot:
+                self._put_run(current.model_copy(update={"failure_reason": reason}))
+
     def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -978,6 +984,23 @@ class DynamoRunRepository:
             ConditionExpression="#status = :queued",
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=self._s(values),
+        )
+
+    def set_stuck_reason(self, run: Run, reason: str) -> None:
+        # updatedAt is left alone: it dates the last state change, not this note.
+        self._update(
+            TableName=self.runs_table,
+            Key=self._run_key(run.tenant_id, run.run_id),
+            UpdateExpression="SET failureReason = :r",
+            ConditionExpression="#status IN (:starting, :running)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=self._s(
+                {
+                    ":r": reason,
+                    ":starting": RunStatus.STARTING.value,
+                    ":running": RunStatus.RUNNING.value,
+                }
+            ),
         )
 
     def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:

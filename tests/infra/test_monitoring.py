@@ -1,0 +1,150 @@
+"""Alarms watch what the code really emits, and each has a runbook section."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from trainyard_core import wiring
+from trainyard_core.clock import VirtualClock
+from trainyard_core.scheduling.service import SchedulerService
+from trainyard_core.scheduling.testing import FakePipeline, make_tenant
+from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.store.tenants import InMemoryTenantRepository
+from trainyard_handlers import scheduler as scheduler_handler
+
+from tests.infra.synth_support import Synth, resources
+
+pytestmark = pytest.mark.infra
+
+RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
+
+MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
+
+
+def _alarms(synth: Synth) -> list[dict[str, Any]]:
+    return [
+        r["Properties"] for r in resources(synth.platform_json, "AWS::CloudWatch::Alarm").values()
+    ]
+
+
+def _custom_metrics_watched(synth: Synth) -> set[MetricKey]:
+    watched: set[MetricKey] = set()
+    for alarm in _alarms(synth):
+        for query in alarm.get("Metrics", []):
+            metric = query.get("MetricStat", {}).get("Metric")
+            if metric and metric["Namespace"] == wiring.METRICS_NAMESPACE:
+                dims = frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"])
+                watched.add((metric["Namespace"], metric["MetricName"], dims))
+    return watched
+
+
+def _function_env(synth: Synth, key: str) -> dict[str, Any]:
+    for fn in resources(synth.platform_json, "AWS::Lambda::Function").values():
+        if fn["Properties"].get("FunctionName") == synth.names.function(key):
+            return fn["Properties"]["Environment"]["Variables"]
+    raise AssertionError(f"no function {key}")
+
+
+def test_alarms_cover_runs_stuck_failure_rate_and_throttled_starts_per_plan(
+    synth: Synth,
+) -> None:
+    names = {a["AlarmName"] for a in _alarms(synth)}
+    for plan in synth.settings.plans:
+        for kind in ("runs-stuck", "failure-rate", "starts-throttled"):
+            assert f"{synth.names.prefix}-{plan}-{kind}" in names
+    failure_rate = next(a for a in _alarms(synth) if a["AlarmName"].endswith("-failure-rate"))
+    [expression] = [q["Expression"] for q in failure_rate["Metrics"] if "Expression" in q]
+    # A rate over few runs would page for one tenant's bad upload.
+    assert re.search(r">= *\d+", expression)
+    throttled = next(a for a in _alarms(synth) if a["AlarmName"].endswith("-starts-throttled"))
+    assert throttled["EvaluationPeriods"] == throttled["DatapointsToAlarm"] > 1
+
+
+def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
+    synth: Synth, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Run the real scheduler service with the real Powertools sink under the
+    # synthesized function's environment, through a scenario that produces every
+    # per-plan signal, and read back the EMF records it prints.
+    env = _function_env(synth, "scheduler")
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", env["POWERTOOLS_SERVICE_NAME"])
+    monkeypatch.setattr(scheduler_handler.metrics, "namespace", env["POWERTOOLS_METRICS_NAMESPACE"])
+    settings = synth.settings
+    clock = VirtualClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    runs, tenants, pipeline = InMemoryRunRepository(), InMemoryTenantRepository(), FakePipeline()
+    service = SchedulerService(
+        settings,
+        runs,
+        tenants,
+        pipeline,
+        clock=clock,
+        metrics=scheduler_handler.PowertoolsMetricsSink(),
+    )
+    capsys.readouterr()
+    for plan in settings.plans:
+        for name in ("ok", "bad", "slow"):
+            tenant = make_tenant(f"{plan}-{name}", plan)
+            tenants.create(tenant)
+            assert tenant.data_bucket
+            service.handle_upload(tenant.data_bucket, "data/a.csv", "e", 1, None)
+        pipeline.throttle_next = 1  # one throttled start in each plan
+        service.dispatch()
+    clock.advance(10)
+    service.dispatch()  # the retries
+    for run in runs.all_runs():
+        assert run.execution_arn, run
+        status = {"ok": "Succeeded", "bad": "Failed", "slow": None}[run.tenant_id.split("-")[1]]
+        if status:
+            pipeline.set_status(run.execution_arn, status, "boom" if status == "Failed" else None)
+            service.handle_status(run.execution_arn, status, display_name=run.display_name)
+    clock.advance(settings.stuck_run_hours * 3600 + 60)
+    service.reconcile()
+
+    emitted: set[MetricKey] = set()
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for dim_set in directive["Dimensions"]:
+                dims = frozenset((d, record[d]) for d in dim_set)
+                for metric in directive["Metrics"]:
+                    emitted.add((directive["Namespace"], metric["Name"], dims))
+    watched = _custom_metrics_watched(synth)
+    assert {name for _, name, _ in watched} >= {
+        "RunsStuck",
+        "RunsFailed",
+        "RunsSucceeded",
+        "StartsThrottled",
+    }
+    assert watched <= emitted, watched - emitted
+
+
+def _runbook_patterns() -> list[re.Pattern[str]]:
+    headings = re.findall(r"^## `([^`]+)`$", RUNBOOK.read_text(), flags=re.MULTILINE)
+    patterns = []
+    for heading in headings:
+        regex = re.escape(heading)
+        for placeholder in ("<prefix>", "<plan>", "<handler>"):
+            regex = regex.replace(re.escape(placeholder), "[a-z0-9]+")
+        patterns.append(re.compile(regex))
+    return patterns
+
+
+def test_every_alarm_has_exactly_one_runbook_section(synth: Synth) -> None:
+    patterns = _runbook_patterns()
+    assert patterns
+    for alarm in _alarms(synth):
+        name = alarm["AlarmName"]
+        matching = [p.pattern for p in patterns if p.fullmatch(name)]
+        assert len(matching) == 1, (name, matching)
+    # ...and no section describes an alarm that does not exist.
+    names = [a["AlarmName"] for a in _alarms(synth)]
+    for pattern in patterns:
+        assert any(pattern.fullmatch(n) for n in names), pattern.pattern
