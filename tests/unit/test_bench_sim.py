@@ -111,3 +111,25 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile(values, 99) == 99
     assert percentile(values, 100) == 100
     assert math.isnan(percentile([], 50))
+
+
+def test_the_report_marks_each_target_met_or_missed_from_the_figures() -> None:
+    from bench.cpu import CpuPoint
+    from bench.run import verdicts
+
+    sc = _tiny()
+    rows = [
+        summarise(run_baseline(sc), sc.settings, 20),
+        summarise(run_trainyard(sc), sc.settings, 20),
+    ]
+    for row in rows:
+        row.scenario = "noisy"
+    flat = [CpuPoint(1_000, 10.0, 1.0, 10.0), CpuPoint(100_000, 20.0, 5.0, 0.2)]
+    steep = [CpuPoint(1_000, 10.0, 1.0, 10.0), CpuPoint(100_000, 900.0, 5.0, 9.0)]
+    met = verdicts(rows, flat)
+    assert len(met) == 6
+    assert met[3].startswith("- **MET** zero limit violations: 0 starts")
+    assert met[5].startswith("- **MET**") and "x2.0" in met[5]
+    assert verdicts(rows, steep)[5].startswith("- **MISSED**")
+    rows[1].violations = {"global": 1, "plan": 0, "tenant": 0}
+    assert verdicts(rows, flat)[3].startswith("- **MISSED**")
