@@ -180,6 +180,14 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
     logger.append_keys(tenant_id=tenant_id)
     request = _json_body(UpdateTenantRequest)
     tenant = _tenant_service().update(tenant_id, plan=request.plan, status=request.status)
+    if request.plan is not None:
+        try:
+            moved = _runs().follow_plan_change(tenant_id)
+            if moved is not None:
+                logger.info("queued run follows the plan change", extra={"run_id": moved.run_id})
+        except Exception:
+            # The plan change stands; dispatch moves the run when it next sees it.
+            logger.exception("could not move the queued run to the new plan")
     if tenant.status.value == "ACTIVE":
         # A resumed tenant's waiting runs (or a plan with free room) start now,
         # not at the next one-minute reconcile.

@@ -51,6 +51,42 @@ def test_a_suspended_tenants_upload_waits_and_starts_on_resume(
     assert done["failureReason"] is None
 
 
+def test_a_run_waiting_during_a_plan_change_runs_under_the_new_plan(
+    stack: EmbeddedStack, api: Api, onboard: Any
+) -> None:
+    tenant = onboard("lc-upgrade", "basic")
+    assert api.call("PATCH", "/tenants/lc-upgrade", json={"status": "SUSPENDED"}).status_code == 200
+    stack.client("s3").put_object(
+        Bucket=tenant["dataBucket"],
+        Key=f"{tenant['dataPrefix']}train.csv",
+        Body=tenant_csv("lc-upgrade"),
+    )
+    waiting = wait_for(
+        lambda: (r := _only_run(api, "lc-upgrade")) and r["status"] == "QUEUED" and r,
+        timeout=30,
+        what="the suspended tenant's run to wait",
+    )
+    assert waiting["plan"] == "basic"
+
+    resp = api.call("PATCH", "/tenants/lc-upgrade", json={"plan": "standard"})
+    assert resp.status_code == 200 and resp.json()["plan"] == "standard"
+    moved = _only_run(api, "lc-upgrade")
+    assert moved is not None and moved["runId"] == waiting["runId"]
+    assert moved["plan"] == "standard" and moved["status"] == "QUEUED"
+    queue = api.get("/queue").json()
+    assert waiting["runId"] in [r["runId"] for r in queue["standard"]["runs"]]
+    assert waiting["runId"] not in [r["runId"] for r in queue["basic"]["runs"]]
+
+    assert api.call("PATCH", "/tenants/lc-upgrade", json={"status": "ACTIVE"}).status_code == 200
+    done = wait_for(
+        lambda: (r := _only_run(api, "lc-upgrade")) and r["status"] == "SUCCEEDED" and r,
+        timeout=120,
+        interval=1,
+        what="the run to succeed under the new plan",
+    )
+    assert done["plan"] == "standard" and done["instanceType"] == "ml.m5.xlarge"
+
+
 def test_a_failed_provisioning_is_reported_and_a_retry_succeeds(
     stack: EmbeddedStack, api: Api
 ) -> None:

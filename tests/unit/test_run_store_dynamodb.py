@@ -208,6 +208,21 @@ def test_starting_then_finishing_releases_the_slot_and_adds_usage_once(store: An
     }
 
 
+def test_a_queued_run_moves_to_another_plans_queue_keeping_its_place(store: Any) -> None:
+    early = enqueue(store, queued_run(tenant="acme", plan="basic"))
+    later = queued_run(tenant="zeta", plan="premium").model_copy(
+        update={"queued_at": "2026-03-10T12:00:30.000Z"}
+    )
+    late = enqueue(store, later)
+    assert store.move_queued_run(early, "premium")
+    assert store.queued_runs("basic") == []
+    assert [r.run_id for r in store.queued_runs("premium")] == [early.run_id, late.run_id]
+    assert store.get_run("acme", early.run_id).plan == "premium"
+    admit(store, late, Caps(global_cap=20, plan_cap=12, tenant_cap=4))
+    assert not store.move_queued_run(late, "basic")  # started: it stays where it runs
+    assert store.get_run("zeta", late.run_id).plan == "premium"
+
+
 def test_a_stuck_note_shows_on_an_active_run_but_never_on_an_ended_one(store: Any) -> None:
     run = enqueue(store, queued_run())
     store.set_stuck_reason(run, "stuck")  # QUEUED: not ours to note

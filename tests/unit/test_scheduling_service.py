@@ -377,6 +377,44 @@ def test_an_unmatched_status_event_is_retried_unless_it_is_not_ours(world: World
     assert world.service.handle_status("arn:y", "Succeeded", display_name="Console_Run_1") is None
 
 
+def _fill_basic(world: World) -> None:
+    for i in range(world.settings.plans["basic"].max_concurrent_runs):
+        world.tenant(f"busy{i}")
+        world.upload(f"busy{i}")
+    world.service.dispatch()
+
+
+def test_an_upgrade_moves_the_waiting_run_to_the_new_plan_and_it_starts_there(
+    world: World,
+) -> None:
+    _fill_basic(world)  # basic is full: acme's run waits
+    tenant = world.tenant("acme")
+    result = world.upload("acme")
+    world.service.dispatch()
+    assert result.run and world.run(result.run).status == RunStatus.QUEUED
+    world.tenants.save(tenant.model_copy(update={"plan": "premium"}))
+    moved = world.service.follow_plan_change("acme")
+    assert moved is not None and moved.plan == "premium"
+    world.service.dispatch()
+    run = world.run(result.run)
+    assert run.status == RunStatus.RUNNING and run.plan == "premium"
+    execution = world.pipeline.execution_for_run(run.run_id)
+    assert execution is not None
+    premium = world.settings.plans["premium"]
+    assert execution.parameters["TrainingInstanceType"] == premium.training_instance_type
+    assert world.service.follow_plan_change("acme") is None  # nothing left to move
+
+
+def test_a_waiting_run_follows_a_plan_change_even_if_the_move_was_missed(world: World) -> None:
+    _fill_basic(world)
+    tenant = world.tenant("acme")
+    result = world.upload("acme")
+    world.tenants.save(tenant.model_copy(update={"plan": "standard"}))  # API crashed before
+    world.service.dispatch()
+    run = world.run(result.run)
+    assert run.plan == "standard" and run.status == RunStatus.RUNNING
+
+
 # --- reconcile -------------------------------------------------------------
 
 

@@ -145,6 +145,11 @@ class RunRepository(Protocol):
         """Show why a QUEUED run waits (no-op if it left QUEUED)."""
         ...
 
+    def move_queued_run(self, run: Run, plan: str) -> bool:
+        """A QUEUED run joins ``plan``'s queue (its tenant changed plan), keeping its
+        queued time; False if it left QUEUED meanwhile."""
+        ...
+
     def set_stuck_reason(self, run: Run, reason: str) -> None:
         """Show why a STARTING/RUNNING run looks stuck (no-op once it ended)."""
         ...

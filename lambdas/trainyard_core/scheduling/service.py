@@ -693,11 +693,13 @@ class SchedulerService:
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
         views: dict[str, TenantView] = {}
+        plan_of: dict[str, str] = {}
         for tenant_id in {r.tenant_id for r in queued}:
             tenant = self.tenants.get(tenant_id)
             if tenant is None:
                 views[tenant_id] = TenantView(status=None)
                 continue
+            plan_of[tenant_id] = tenant.plan
             plan = self.settings.plans.get(tenant.plan)
             budget = plan.monthly_training_hours if plan else None
             used = (
@@ -706,7 +708,40 @@ class SchedulerService:
                 else 0.0
             )
             views[tenant_id] = TenantView(tenant.status, used, budget, month)
+        # Safety net for a plan change whose move was not made (the API calls
+        # follow_plan_change): a waiting run goes by its tenant's plan now.
+        queued = [
+            self._follow_plan(r, plan_of[r.tenant_id]) if r.tenant_id in plan_of else r
+            for r in queued
+        ]
         return Snapshot(queued=queued, active=active, tenants=views)
+
+    def _follow_plan(self, run: Run, plan: str) -> Run:
+        if run.plan == plan or plan not in self.settings.plans:
+            return run
+        if self.runs.move_queued_run(run, plan):
+            self.log.info(
+                "queued run moved to the tenant's new plan",
+                extra={
+                    "tenant_id": run.tenant_id,
+                    "run_id": run.run_id,
+                    "from": run.plan,
+                    "to": plan,
+                },
+            )
+            return run.model_copy(update={"plan": plan})
+        return run
+
+    def follow_plan_change(self, tenant_id: str) -> Run | None:
+        """After a plan change: the tenant's QUEUED run (if any) moves to the new
+        plan's queue, so it starts under the new plan's caps, weight and instance."""
+        tenant = self.tenants.get(tenant_id)
+        run_id = self.runs.queued_run_id(tenant_id)
+        run = self.runs.get_run(tenant_id, run_id) if run_id else None
+        if tenant is None or run is None or run.status != RunStatus.QUEUED:
+            return None
+        moved = self._follow_plan(run, tenant.plan)
+        return moved if moved.plan != run.plan else None
 
     def _with_positions(self, runs: list[Run]) -> list[Run]:
         positions = queue_positions(self.settings, self._snapshot())

@@ -367,6 +367,14 @@ class InMemoryRunRepository:
             if current is not None and current.status == RunStatus.QUEUED:
                 self._put_run(current.model_copy(update={"failure_reason": reason}))
 
+    def move_queued_run(self, run: Run, plan: str) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.QUEUED:
+                return False
+            self._put_run(current.model_copy(update={"plan": plan}))
+            return True
+
     def set_stuck_reason(self, run: Run, reason: str) -> None:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -985,6 +993,18 @@ class DynamoRunRepository:
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=self._s(values),
         )
+
+    def move_queued_run(self, run: Run, plan: str) -> bool:
+        # queueKey (queued time) stays: the run keeps its seniority in the new queue.
+        done = self._update(
+            TableName=self.runs_table,
+            Key=self._run_key(run.tenant_id, run.run_id),
+            UpdateExpression="SET #plan = :plan, queuePlan = :plan",
+            ConditionExpression="#status = :queued",
+            ExpressionAttributeNames={"#plan": "plan", "#status": "status"},
+            ExpressionAttributeValues=self._s({":plan": plan, ":queued": RunStatus.QUEUED.value}),
+        )
+        return done is not None
 
     def set_stuck_reason(self, run: Run, reason: str) -> None:
         # updatedAt is left alone: it dates the last state change, not this note.
