@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from trainyard_core.scheduling.ports import ExecutionInfo, StartError
@@ -102,4 +102,11 @@ class SageMakerPipelinePort:
             status=str(resp.get("PipelineExecutionStatus", "")),
             failure_reason=resp.get("FailureReason") or None,
             display_name=resp.get("PipelineExecutionDisplayName"),
+            last_modified=_utc(resp.get("LastModifiedTime")),
         )
+
+
+def _utc(moment: Any) -> datetime | None:
+    if not isinstance(moment, datetime):
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

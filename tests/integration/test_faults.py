@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -171,10 +172,14 @@ def test_a_lost_completion_event_is_recovered_by_the_next_reconcile(
     (stuck,) = _runs(stack, tid)
     assert stuck["status"] == "RUNNING" and _slots(stack, tid) == 1
     # ... and the next one-minute tick finds the end by describing the execution.
+    ended_by = datetime.now(UTC)
     _tick(stack, TICK)
     (run,) = _runs(stack, tid)
     assert run["status"] == outcome
     assert _slots(stack, tid) == 0
+    # endedAt (and so duration and cost) is when the execution ended, not the tick.
+    ended = datetime.fromisoformat(run["endedAt"].replace("Z", "+00:00"))
+    assert ended <= ended_by + timedelta(seconds=1) < ended + timedelta(seconds=TICK / 2)
     if outcome == "FAILED":
         assert "Step Train failed" in run["failureReason"]
         assert "out of memory" in run["failureReason"]

@@ -425,14 +425,21 @@ def test_reconcile_recovers_a_lost_completion_event(world: World) -> None:
     assert result.run
     arn = world.run(result.run).execution_arn
     assert arn
-    world.pipeline.set_status(arn, "Succeeded")  # ...and the event never arrives
+    started = world.clock.now()
+    world.clock.advance(20)
+    ended = world.clock.now()
+    world.pipeline.set_status(arn, "Succeeded", ended_at=ended)  # ...and the event never arrives
     world.clock.advance(30)
     world.service.reconcile()
     assert world.run(result.run).status == RunStatus.RUNNING  # too fresh: the event may come
     world.clock.advance(60)
     report = world.service.reconcile()
     assert report.finished == [result.run.run_id]
-    assert world.run(result.run).status == RunStatus.SUCCEEDED
+    done = world.run(result.run)
+    assert done.status == RunStatus.SUCCEEDED
+    # Duration and cost end when the execution ended, not when reconcile noticed.
+    assert done.training_seconds == pytest.approx((ended - started).total_seconds(), abs=1)
+    assert done.ended_at is not None and done.ended_at.startswith(ended.strftime("%Y-%m-%dT%H:%M"))
 
 
 def test_reconcile_checks_many_runs_with_one_listing_not_one_describe_each() -> None:
@@ -452,7 +459,8 @@ def test_reconcile_checks_many_runs_with_one_listing_not_one_describe_each() -> 
     report = world.service.reconcile()
     assert sorted(report.finished) == sorted(r.run_id for r in running[:5])
     assert world.pipeline.list_calls == 1
-    assert world.pipeline.describe_calls == describes_before
+    # Only the five that ended are described (for their end time), not all twelve.
+    assert world.pipeline.describe_calls == describes_before + 5
 
 
 def test_a_run_executing_past_the_stuck_limit_is_reported_with_a_reason(world: World) -> None:

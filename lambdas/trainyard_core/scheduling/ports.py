@@ -222,6 +222,9 @@ class ExecutionInfo:
     status: str  # Executing | Stopping | Stopped | Failed | Succeeded
     failure_reason: str | None = None
     display_name: str | None = None
+    # DescribePipelineExecution's LastModifiedTime (the listing has none): for an
+    # ended execution, when it ended.
+    last_modified: datetime | None = None
 
 
 class StartError(Exception):

@@ -544,13 +544,17 @@ class SchedulerService:
                     continue
                 self._log_keys(run)
                 if info.status in TERMINAL_EXECUTION_STATUS:
+                    if info.last_modified is None:
+                        # The listing has no end time: ask (lost events are rare), so
+                        # duration and cost end when the execution did, not now.
+                        info = self.pipeline.describe(run.execution_arn) or info
                     self.log.info("missed status event recovered", extra={"status": info.status})
                     if self._finish(
                         run,
                         TERMINAL_EXECUTION_STATUS[info.status],
                         run.execution_arn,
                         info.failure_reason,
-                        None,
+                        info.last_modified,
                     ):
                         report.finished.append(run.run_id)
                     continue

@@ -18,6 +18,7 @@ class FakeExecution:
     parameters: dict[str, str]
     status: str = "Executing"
     failure_reason: str | None = None
+    ended_at: datetime | None = None
 
 
 class SchedulerCrash(BaseException):
@@ -82,7 +83,7 @@ class FakePipeline:
             ex = self.executions.get(execution_arn)
         if ex is None:
             return None
-        return ExecutionInfo(ex.arn, ex.status, ex.failure_reason, ex.display_name)
+        return ExecutionInfo(ex.arn, ex.status, ex.failure_reason, ex.display_name, ex.ended_at)
 
     def list_statuses(self, since: datetime) -> dict[str, ExecutionInfo]:
         with self._lock:
@@ -92,11 +93,18 @@ class FakePipeline:
                 for ex in self.executions.values()
             }
 
-    def set_status(self, execution_arn: str, status: str, reason: str | None = None) -> None:
+    def set_status(
+        self,
+        execution_arn: str,
+        status: str,
+        reason: str | None = None,
+        ended_at: datetime | None = None,
+    ) -> None:
         with self._lock:
             ex = self.executions[execution_arn]
             ex.status = status
             ex.failure_reason = reason
+            ex.ended_at = ended_at
 
     def execution_for_run(self, run_id: str) -> FakeExecution | None:
         arn = self.by_token.get(run_id)
