@@ -8,7 +8,7 @@ import os
 from typing import Any
 
 from aws_cdk import App, Environment
-from trainyard_core.config import CONTEXT_KEY, Settings, load_project_settings
+from trainyard_core.config import CONTEXT_KEY, Settings, load_project_settings, read_cdk_context
 
 from infra.cdk_context import PROJECT_ROOT, cdk_json_context
 from infra.nag import NAG_CONTEXT_KEY, NAG_ENV, apply_aws_solutions
@@ -18,13 +18,20 @@ from infra.tenant_template import TENANT_STACK_IDS
 
 
 def context_override(app: App) -> dict[str, Any] | None:
-    """`-c trainyard='{"plans": ...}'` arrives as a JSON string; cdk.json gives a dict."""
+    """`-c trainyard='{"plans": ...}'` arrives as a JSON string; cdk.json gives a dict.
+
+    The app's context always holds cdk.json's own block (the CLI passes it, and
+    build_app merges it); that block is the *first* source of settings, not an
+    override, or it would win over TRAINYARD_CONFIG here but not in the local
+    runtime. Only a value that differs from it is an override."""
     raw = app.node.try_get_context(CONTEXT_KEY)
     if raw is None or raw == "":
         return None
     value = json.loads(raw) if isinstance(raw, str) else raw
     if not isinstance(value, dict):
         raise ValueError(f"context {CONTEXT_KEY!r} must be a JSON object, got {value!r}")
+    if value == read_cdk_context(PROJECT_ROOT):
+        return None
     return value
 
 

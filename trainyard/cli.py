@@ -575,6 +575,9 @@ def demo(
 def port_is_free(port: int) -> bool:
     """Checked up front: a busy port would otherwise surface as a vague start-up timeout."""
     with socket.socket() as probe:
+        # Like the servers themselves: connections of a stopped stack lingering in
+        # TIME_WAIT must not block an immediate restart on the same port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

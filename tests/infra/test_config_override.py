@@ -78,3 +78,30 @@ def test_context_override_adds_a_plan_queue_and_changes_caps(tmp_path, monkeypat
     rules = resources(result.platform_json, "AWS::Events::Rule").values()
     assert "rate(5 minutes)" in {r["Properties"].get("ScheduleExpression") for r in rules}
     assert "enterprise" in result.tenant_json["Parameters"]["PlanName"]["AllowedValues"]
+
+
+def test_cdk_app_and_local_runtime_resolve_the_same_settings_from_every_source(
+    tmp_path, monkeypatch
+) -> None:
+    from trainyard_core.config import load_project_settings
+
+    import infra.app as cdk_app
+    from infra.cdk_context import cdk_json_context
+
+    # A project whose cdk.json sets the cap (30) and a config file that sets it again (7).
+    (tmp_path / "cdk.json").write_text(
+        json.dumps({"app": "x", "context": {"trainyard": {"globalMaxConcurrentRuns": 30}}})
+    )
+    monkeypatch.setattr(cdk_app, "PROJECT_ROOT", tmp_path)
+    monkeypatch.setattr(cdk_app, "cdk_json_context", lambda: cdk_json_context(tmp_path))
+    config = tmp_path / "trainyard.json"
+    config.write_text(json.dumps({"globalMaxConcurrentRuns": 7}))
+    monkeypatch.setenv("TRAINYARD_CONFIG", str(config))
+    # No -c: cdk.json, then the file (later wins), in both.
+    cdk = build_app(nag=False).node.find_child("TrainyardPlatform").settings
+    local = load_project_settings(tmp_path)
+    assert cdk.global_max_concurrent_runs == local.global_max_concurrent_runs == 7
+    assert cdk == local
+    # -c wins over both.
+    app = build_app(context={"trainyard": json.dumps({"globalMaxConcurrentRuns": 9})}, nag=False)
+    assert app.node.find_child("TrainyardPlatform").settings.global_max_concurrent_runs == 9

@@ -423,3 +423,23 @@ def test_queue_renders_the_per_plan_mapping_the_api_returns(api: tuple[str, Rout
     assert result.exit_code == 0, result.output
     for text in ("basic", "premium", "cap", "eeeeffff0007", "acme"):
         assert text in result.output
+
+
+def test_a_port_left_in_time_wait_by_a_stopped_stack_counts_as_free() -> None:
+    import socket
+
+    from trainyard.cli import port_is_free
+
+    listener = socket.socket()
+    # As the stack's servers (werkzeug, http.server) do: reuse-address listeners.
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    assert not port_is_free(port)  # a live server is still refused
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server side closes first: its port enters TIME_WAIT
+    client.close()
+    listener.close()
+    assert port_is_free(port)

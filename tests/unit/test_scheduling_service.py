@@ -143,6 +143,15 @@ def test_a_manual_run_coalesces_with_a_queued_upload(world: World) -> None:
     assert upload.run and manual.run_id == upload.run.run_id
 
 
+def test_a_manual_run_that_must_wait_is_answered_with_its_queue_position(
+    world: World,
+) -> None:
+    _fill_basic(world)
+    world.tenant("acme")
+    run = world.service.submit_manual_run(world.tenants.get("acme"))
+    assert run.status == RunStatus.QUEUED and run.queue_position == 1
+
+
 def test_a_manual_run_for_an_offboarding_tenant_is_refused(world: World) -> None:
     tenant = world.tenant("leaving", status=TenantStatus.OFFBOARDING)
     with pytest.raises(TenantNotAcceptingError):

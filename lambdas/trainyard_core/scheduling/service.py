@@ -170,7 +170,8 @@ class SchedulerService:
             raise TenantNotAcceptingError(f"tenant {tenant.tenant_id} is {tenant.status.value}")
         result = self._enqueue(tenant, "manual", None, None)
         assert result.run is not None
-        return result.run
+        # The 202 shows where it waits, like GET does.
+        return self._with_positions([result.run])[0]
 
     def _enqueue(
         self,
