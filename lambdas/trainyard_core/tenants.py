@@ -148,8 +148,11 @@ class TenantService:
         purger: DataPurger | None = None,
         mover: DataMover | None = None,
         sleep: Callable[[float], object] | None = None,
+        used_before: Callable[[str], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # Whether an id has history (runs) from an earlier, offboarded tenant.
+        self.used_before = used_before
         self.names = Names.from_settings(settings)
         self.tenants = tenants
         self.provisioner = provisioner
@@ -206,6 +209,14 @@ class TenantService:
         existing = self.tenants.get(tenant_id)
         if existing is not None:
             return self._same_or_conflict(existing, plan), False
+        if self.used_before is not None and self.used_before(tenant_id):
+            # Runs, usage and retained data are keyed by the id: a new tenant under an
+            # old id would see (and, in the pool, read) what its predecessor left.
+            raise Conflict(
+                f"tenantId {tenant_id!r} belonged to an offboarded tenant whose run "
+                "history, usage and retained data stay under that id; choose another id",
+                code="TenantIdRetired",
+            )
         now = self._now()
         tenant = Tenant(
             tenant_id=tenant_id,

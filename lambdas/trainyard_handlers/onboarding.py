@@ -73,6 +73,7 @@ def _tenant_service() -> TenantService:
         account_id=os.environ[wiring.ENV_ACCOUNT_ID],
         purger=S3DataPurger(),
         mover=S3DataMover(),
+        used_before=lambda tenant_id: bool(_runs().runs.list_runs(tenant_id, limit=1)[0]),
     )
 
 

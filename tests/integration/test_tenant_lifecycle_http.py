@@ -87,6 +87,32 @@ def test_a_run_waiting_during_a_plan_change_runs_under_the_new_plan(
     assert done["plan"] == "standard" and done["instanceType"] == "ml.m5.xlarge"
 
 
+def test_an_offboarded_tenants_id_with_history_is_not_given_to_a_new_tenant(
+    stack: EmbeddedStack, api: Api, onboard: Any
+) -> None:
+    onboard("lc-reuse", "basic")
+    assert api.call("PATCH", "/tenants/lc-reuse", json={"status": "SUSPENDED"}).status_code == 200
+    assert api.call("POST", "/tenants/lc-reuse/runs").status_code == 202  # history
+    assert api.call("DELETE", "/tenants/lc-reuse").status_code == 202
+    wait_for(
+        lambda: api.get("/tenants/lc-reuse").status_code == 404,
+        timeout=60,
+        what="the tenant to be offboarded",
+    )
+    again = api.call("POST", "/tenants", json={"tenantId": "lc-reuse", "plan": "basic"})
+    assert again.status_code == 409
+    assert again.json()["error"]["code"] == "TenantIdRetired"
+    # An id that never ran anything is free again after offboarding.
+    onboard("lc-fresh", "basic")
+    assert api.call("DELETE", "/tenants/lc-fresh").status_code == 202
+    wait_for(
+        lambda: api.get("/tenants/lc-fresh").status_code == 404,
+        timeout=60,
+        what="the unused tenant to be offboarded",
+    )
+    assert onboard("lc-fresh", "basic")["status"] == "ACTIVE"
+
+
 def test_a_failed_provisioning_is_reported_and_a_retry_succeeds(
     stack: EmbeddedStack, api: Api
 ) -> None:
