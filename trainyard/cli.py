@@ -531,6 +531,50 @@ def runs(
 
 @app.command()
 @handles_errors
+def train(ctx: typer.Context, tenant: str = typer.Argument(...)) -> None:
+    """Start a training run on the tenant's current data (joins a run already waiting)."""
+    opts = _opts(ctx)
+    run = opts.api().trigger_run(tenant)
+    if opts.json_output:
+        _print_json(run)
+        return
+    line = f"{tenant} run {short_id(run.get('runId'))} {run.get('status')}"
+    if run.get("queuePosition"):
+        line += f", position {run['queuePosition']} in the {run.get('plan')} queue"
+    if run.get("failureReason"):
+        line += f" ({run['failureReason']})"
+    console.print(line)
+    console.print(f"follow it with: trainyard runs {tenant} --watch")
+
+
+@app.command()
+@handles_errors
+def usage(
+    ctx: typer.Context,
+    tenant: str = typer.Argument(...),
+    month: str | None = typer.Option(None, "--month", help="YYYY-MM (default: this month)."),
+) -> None:
+    """Training used in a month: runs, hours against the plan's budget, cost estimate."""
+    opts = _opts(ctx)
+    body = opts.api().usage(tenant, month=month)
+    if opts.json_output:
+        _print_json(body)
+        return
+    budget = body.get("budgetHours")
+    table = Table(title=f"Usage of {tenant} in {body.get('month')}")
+    for column in ("runs", "training hours", "budget hours", "cost estimate (USD)"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(body.get("runs")),
+        f"{body.get('trainingHours', 0):.2f}",
+        "unlimited" if budget is None else f"{budget:g}",
+        f"{body.get('costEstimateUsd', 0):.2f}",
+    )
+    console.print(table)
+
+
+@app.command()
+@handles_errors
 def queue(ctx: typer.Context) -> None:
     """The backlog per plan and queue positions."""
     opts = _opts(ctx)

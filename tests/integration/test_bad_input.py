@@ -267,3 +267,20 @@ def test_bad_api_requests_get_a_4xx_with_a_code_and_message(
     error = resp.json()["error"]
     assert error["code"] == code
     assert error["message"] and "Traceback" not in error["message"]
+
+
+def test_a_request_with_a_non_numeric_content_length_gets_a_400(stack: EmbeddedStack) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(stack.api_url)
+    with socket.create_connection((where.hostname, where.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /tenants HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+            b"Content-Length: abc\r\n\r\n{}"
+        )
+        reply = conn.recv(65536).decode()
+    status_line, _, rest = reply.partition("\r\n")
+    assert status_line.split()[1] == "400"
+    body = json.loads(rest.split("\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "InvalidRequest"

@@ -116,7 +116,17 @@ def invoke(url: str, *args: str, env: dict[str, str] | None = None) -> Any:
 def test_help_lists_every_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("tenants", "upload", "runs", "queue", "plans", "demo", "local"):
+    for command in (
+        "tenants",
+        "upload",
+        "runs",
+        "train",
+        "usage",
+        "queue",
+        "plans",
+        "demo",
+        "local",
+    ):
         assert command in result.output
     tenants_help = runner.invoke(app, ["tenants", "--help"]).output
     for command in ("create", "list", "show", "update", "delete"):
@@ -443,3 +453,43 @@ def test_a_port_left_in_time_wait_by_a_stopped_stack_counts_as_free() -> None:
     client.close()
     listener.close()
     assert port_is_free(port)
+
+
+def test_train_starts_a_run_and_says_where_it_waits(api: tuple[str, Routes]) -> None:
+    url, routes = api
+    routes.table[("POST", "/tenants/acme/runs")] = (
+        202,
+        {
+            "runId": "0190aaaabbbbccccddddeeeeffff0009",
+            "tenantId": "acme",
+            "plan": "basic",
+            "status": "QUEUED",
+            "queuePosition": 3,
+        },
+    )
+    result = invoke(url, "train", "acme")
+    assert result.exit_code == 0, result.output
+    assert "QUEUED" in result.output and "position 3 in the basic queue" in result.output
+    assert ("POST", "/tenants/acme/runs") in [(m, p) for m, p, _ in routes.seen]
+
+
+def test_usage_shows_hours_against_the_budget_and_cost(api: tuple[str, Routes]) -> None:
+    url, routes = api
+    body = {
+        "tenantId": "acme",
+        "month": "2026-11",
+        "runs": 4,
+        "trainingSeconds": 5400.0,
+        "trainingHours": 1.5,
+        "costEstimateUsd": 0.1725,
+        "budgetHours": 10,
+    }
+    routes.table[("GET", "/tenants/acme/usage?month=2026-11")] = (200, body)
+    result = runner.invoke(
+        app, ["--api-url", url, "usage", "acme", "--month", "2026-11"], env={"COLUMNS": "200"}
+    )
+    assert result.exit_code == 0, result.output
+    for text in ("2026-11", "1.50", "10", "0.17"):
+        assert text in result.output
+    as_json = invoke(url, "--json", "usage", "acme", "--month", "2026-11")
+    assert json.loads(as_json.output) == body

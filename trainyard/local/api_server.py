@@ -106,7 +106,14 @@ class LocalApiServer:
                 self._respond(status, body, {"Content-Type": "application/json"})
 
             def _handle(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if length < 0:
+                    self._error(400, "InvalidRequest", "Content-Length is not a number")
+                    self.close_connection = True
+                    return
                 if length > MAX_REQUEST_BYTES:
                     # API Gateway refuses payloads over its limit before Lambda runs.
                     self._error(413, "PayloadTooLarge", "request body too large")
