@@ -1,10 +1,11 @@
 """Local Lambda runtime: runs the real handler functions the way AWS would.
 
 - ``invoke(key, event)`` calls the handler named in ``wiring.handlers()`` with a
-  Lambda-like context. Invocations of one function are serialized: moto's
-  DynamoDB transactions are not atomic across threads (DESIGN §4), and
-  serializing is the local stand-in for that atomicity, not for correctness
-  the code relies on in AWS.
+  Lambda-like context. Invocations of one function are serialized (one
+  container per function, as a reserved concurrency of 1 would do); moto's
+  DynamoDB operations are made atomic across threads by
+  ``shims.install_dynamodb_serializer`` (DESIGN §4), so different functions may
+  run side by side as they do in AWS.
 - ``QueuePoller`` is the local SQS event source mapping: long-polls a queue,
   hands batches to the handler in the SQS event shape and deletes only the
   messages that did not come back as ``batchItemFailures``; the rest become

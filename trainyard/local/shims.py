@@ -101,3 +101,42 @@ def install_cloudformation_shim(clients: Callable[[str], Any], stack_prefix: str
             original = getattr(CloudFormationBackend, method)
             setattr(CloudFormationBackend, method, completing(original))
         _installed.append((CloudFormationBackend, "create_stack", state))
+
+
+# DynamoDB operations that must see and leave a consistent table. moto's
+# transact_write_items snapshots whole tables for its rollback, so a write or a
+# transaction running beside it in another server thread can be lost or half
+# seen; DynamoDB itself makes transactions and conditional writes atomic.
+_DYNAMODB_OPS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "get_item",
+    "query",
+    "scan",
+    "transact_get_items",
+)
+_dynamodb_lock = threading.RLock()
+
+
+def install_dynamodb_serializer() -> None:
+    """Serialize moto's DynamoDB item operations in this process (idempotent)."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    with _lock:
+        for name in _DYNAMODB_OPS:
+            original = getattr(DynamoDBBackend, name, None)
+            if original is None or getattr(original, "_trainyard_serialized", False):
+                continue
+
+            def serialized(original: Any = original) -> Any:
+                def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+                    with _dynamodb_lock:
+                        return original(self, *args, **kwargs)
+
+                wrapper._trainyard_serialized = True  # type: ignore[attr-defined]
+                wrapper.__name__ = original.__name__
+                return wrapper
+
+            setattr(DynamoDBBackend, name, serialized())

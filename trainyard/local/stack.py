@@ -30,7 +30,7 @@ from trainyard_core.wiring import Names
 from .bootstrap import PROJECT_ROOT, Platform, bootstrap_platform
 from .faults import Faults
 from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
-from .shims import install_cloudformation_shim
+from .shims import install_cloudformation_shim, install_dynamodb_serializer
 
 log = logging.getLogger("trainyard.local")
 
@@ -156,6 +156,7 @@ class EmbeddedStack:
             specs, region=self.region, account_id=self.account_id, prefix=self.names.prefix
         )
         install_cloudformation_shim(self.client, self.names.tenant_stack(""))
+        install_dynamodb_serializer()
         self.platform = bootstrap_platform(
             self.client,
             settings=self.settings,
