@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -509,8 +509,12 @@ def runs(
                     return
     # Not a TTY (CI, pipes): one plain line per change, no cursor tricks.
     seen: dict[str, str] = {}
+    waiting_said = False
     for _ in _poll(interval):
         items = fetch()
+        if not items and not waiting_said and not opts.json_output:
+            print(f"no runs for {tenant} yet; waiting for one (Ctrl-C to stop)", flush=True)
+            waiting_said = True
         for run in reversed(items):  # oldest first reads naturally in a log
             state = f"{run.get('status')}|{auc_of(run)}"
             if seen.get(run.get("runId", "")) == state:
@@ -573,17 +577,53 @@ def usage(
     console.print(table)
 
 
+def _backlog(body: dict[str, Any]) -> int:
+    return sum(int(e.get("queued") or 0) + int(e.get("running") or 0) for e in _plan_entries(body))
+
+
 @app.command()
 @handles_errors
-def queue(ctx: typer.Context) -> None:
+def queue(
+    ctx: typer.Context,
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Refresh until nothing is queued or running."
+    ),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes."),
+) -> None:
     """The backlog per plan and queue positions."""
     opts = _opts(ctx)
-    body = opts.api().queue()
-    if opts.json_output:
-        _print_json(body)
+    api = opts.api()
+    if not watch:
+        body = api.queue()
+        if opts.json_output:
+            _print_json(body)
+            return
+        for table in queue_tables(body):
+            console.print(table)
         return
-    for table in queue_tables(body):
-        console.print(table)
+    if console.is_terminal and not opts.json_output:
+        with Live(Group(*queue_tables(api.queue())), console=console, refresh_per_second=4) as live:
+            for _ in _poll(interval):
+                body = api.queue()
+                live.update(Group(*queue_tables(body)))
+                if _backlog(body) == 0:
+                    return
+    # Not a TTY: one line per plan whenever its numbers change.
+    seen: dict[str, str] = {}
+    for _ in _poll(interval):
+        body = api.queue()
+        for entry in _plan_entries(body):
+            plan = str(entry.get("plan") or "?")
+            running = f"{entry.get('running')}/{entry.get('cap')}"
+            line = f"{plan}: queued={entry.get('queued')} running={running}"
+            if seen.get(plan) != line:
+                seen[plan] = line
+                if opts.json_output:
+                    print(json.dumps(entry, sort_keys=True), flush=True)
+                else:
+                    print(line, flush=True)
+        if _backlog(body) == 0:
+            return
 
 
 @app.command()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -493,3 +494,50 @@ def test_usage_shows_hours_against_the_budget_and_cost(api: tuple[str, Routes]) 
         assert text in result.output
     as_json = invoke(url, "--json", "usage", "acme", "--month", "2026-11")
     assert json.loads(as_json.output) == body
+
+
+def test_queue_watch_follows_the_backlog_until_it_drains(api: tuple[str, Routes]) -> None:
+    url, routes = api
+
+    def body(queued: int, running: int) -> dict[str, Any]:
+        return {"basic": {"cap": 4, "queued": queued, "running": running, "runs": []}}
+
+    routes.table[("GET", "/queue")] = (200, body(2, 4))
+
+    def drain() -> None:
+        time.sleep(0.5)
+        routes.table[("GET", "/queue")] = (200, body(0, 1))
+        time.sleep(0.5)
+        routes.table[("GET", "/queue")] = (200, body(0, 0))
+
+    threading.Thread(target=drain, daemon=True).start()
+    result = invoke(url, "queue", "--watch", "--interval", "0.1")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "basic: queued=2 running=4/4",
+        "basic: queued=0 running=1/4",
+        "basic: queued=0 running=0/4",
+    ]
+
+
+def test_runs_watch_says_it_waits_when_the_tenant_has_no_run_yet(
+    api: tuple[str, Routes],
+) -> None:
+    url, routes = api
+    routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": []})
+    done = {
+        "runId": "0190aaaabbbbccccddddeeeeffff0001",
+        "status": "SUCCEEDED",
+        "metrics": {"auc": 0.9},
+    }
+
+    def appear() -> None:
+        time.sleep(0.4)
+        routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": [done]})
+
+    threading.Thread(target=appear, daemon=True).start()
+    result = invoke(url, "runs", "acme", "--watch", "--interval", "0.1")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "no runs for acme yet; waiting for one (Ctrl-C to stop)"
+    assert "SUCCEEDED" in lines[-1] and len(lines) == 2
