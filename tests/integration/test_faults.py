@@ -88,6 +88,18 @@ def _engine_done(stack: EmbeddedStack, tenant: str, count: int = 1) -> None:
     wait_for(finished, timeout=90, interval=0.3, what=f"{tenant}'s execution to end")
 
 
+def _dropped(stack: EmbeddedStack, count: int) -> list[dict[str, Any]]:
+    """The dropped status events once ``count`` are in (emitted just after the
+    execution's status changes, so they can trail ``_engine_done`` slightly)."""
+    wait_for(
+        lambda: len(stack.faults.dropped_status_events) >= count,
+        timeout=15,
+        interval=0.1,
+        what=f"{count} dropped status event(s)",
+    )
+    return list(stack.faults.dropped_status_events)
+
+
 def _random_label_csv(rows: int = 2000, features: int = 6, seed: int = 7) -> bytes:
     # Labels independent of the features: no model beats AUC 0.5 by much.
     rng = np.random.default_rng(seed)
@@ -135,6 +147,7 @@ def test_out_of_order_status_events_leave_the_run_in_its_final_state(
     stack.faults.drop_status_events(tenant=tid)
     _upload(stack, tenant, "a.csv", tenant_csv(tid))
     _engine_done(stack, tid)
+    _dropped(stack, 2)  # the engine emits the final event just after the status changes
     assert [
         json.loads(e["Detail"])["currentPipelineExecutionStatus"]
         for e in stack.faults.dropped_status_events
@@ -165,7 +178,7 @@ def test_a_lost_completion_event_is_recovered_by_the_next_reconcile(
         stack.faults.fail_step(tid, "Train", "AlgorithmError: out of memory")
     _upload(stack, tenant, "a.csv", tenant_csv(tid))
     _engine_done(stack, tid)
-    dropped = [json.loads(e["Detail"]) for e in stack.faults.dropped_status_events]
+    dropped = [json.loads(e["Detail"]) for e in _dropped(stack, 1)]
     assert len(dropped) == 1, dropped
 
     # Without the event the run still holds its slot ...
