@@ -10,8 +10,14 @@
   limits would allow given who is waiting (``min(global, sum over plans of
   min(plan cap, sum over tenants of min(tenant cap, running + waiting)))``),
   integrated over the time anything waits.
-- Jain's index, per plan, of each tenant's service rate while backlogged
-  (slot-seconds held while it had a request waiting / time it had one waiting).
+- Jain's index, per plan, of each tenant's service while backlogged, two ways:
+  raw (slot-seconds held while it had a request waiting / time it had one
+  waiting) and normalised to its fair share, as Jain, Chiu and Hawe define the
+  index for unequal fair allocations (x_i = T_i / O_i): the slot-seconds it
+  held over the slot-seconds a max-min fair division of what its plan was
+  running, under the tenant caps, would have given it over the same time. The
+  raw form counts a tenant that is backlogged alone at its tenant cap as
+  over-served; the normalised one does not.
 - Violations: starts that took the running count above a configured cap.
 """
 
@@ -140,13 +146,26 @@ def dispatch_delays(out: Outcome, limits: Limits) -> list[float]:
     return delays
 
 
+def max_min_fair(capacity: float, demands: dict[str, float]) -> dict[str, float]:
+    """Water-filling: each gets min(demand, an equal share of what the smaller demands leave)."""
+    alloc: dict[str, float] = {}
+    left = max(0.0, capacity)
+    pending = sorted(demands.items(), key=lambda kv: kv[1])
+    for i, (name, demand) in enumerate(pending):
+        give = min(demand, left / (len(pending) - i))
+        alloc[name] = give
+        left -= give
+    return alloc
+
+
 @dataclass
 class Sweep:
     utilisation: float  # running / attainable while something waits
     backlogged_seconds: float
-    jain_mean: float
+    jain_mean: float  # raw service rates while backlogged
     jain_samples: int
     violations: dict[str, int]
+    jain_fair_mean: float = math.nan  # service over max-min fair share while backlogged
 
 
 def sweep(
@@ -162,7 +181,10 @@ def sweep(
     Jain's index is over each tenant's service *rate while backlogged* (slot-
     seconds held while it had a request waiting, per second it had one waiting),
     for tenants backlogged at least ``min_backlogged_s`` in total, per plan
-    (``focus_plan`` only, or the mean over plans)."""
+    (``focus_plan`` only, or the mean over plans). The fair-share form divides
+    each tenant's slot-seconds by its max-min fair share of the slots its plan
+    held (demand = min(tenant cap, running + waiting), ``limits``' caps),
+    integrated over the same backlogged time."""
     reqs = {r.rid: r for r in out.requests}
     serving = _serving(out)
     running: dict[str, int] = defaultdict(int)
@@ -173,6 +195,12 @@ def sweep(
     backlogged: dict[str, float] = defaultdict(float)
     served: dict[str, float] = defaultdict(float)
     touched: dict[str, float] = {}
+    # Fair share: per plan, the max-min division of its running slots among its
+    # active tenants, constant between two events of that plan.
+    active: dict[str, set[str]] = defaultdict(set)
+    fair_alloc: dict[str, dict[str, float]] = {}
+    plan_last: dict[str, float] = {}
+    fair_int: dict[str, float] = defaultdict(float)
     total_running = 0
     total_waiting = 0
     violations = {"global": 0, "plan": 0, "tenant": 0}
@@ -202,6 +230,14 @@ def sweep(
             backlogged[tenant] += span
             served[tenant] += running[tenant] * span
         touched[tenant] = at
+        plan = req.plan
+        alloc = fair_alloc.get(plan)
+        if alloc:
+            span = at - plan_last.get(plan, at)
+            for name, fair in alloc.items():
+                if waiting[name] > 0:
+                    fair_int[name] += fair * span
+        plan_last[plan] = at
         before = tenant_term(tenant)
         if kind == 1:
             waiting[tenant] += 1
@@ -224,8 +260,19 @@ def sweep(
             plan_running[req.plan] -= 1
             total_running -= 1
         share[req.plan] += tenant_term(tenant) - before
+        if running[tenant] + waiting[tenant] > 0:
+            active[plan].add(tenant)
+        else:
+            active[plan].discard(tenant)
+        if any(waiting[name] > 0 for name in active[plan]):
+            fair_alloc[plan] = max_min_fair(
+                plan_running[plan], {name: tenant_term(name) for name in active[plan]}
+            )
+        else:
+            fair_alloc.pop(plan, None)  # nobody backlogged: nothing to integrate
 
     indices: list[float] = []
+    fair_indices: list[float] = []
     for plan in [focus_plan] if focus_plan else list(limits.plan_caps):
         rates = [
             served[t] / backlogged[t]
@@ -236,12 +283,22 @@ def sweep(
             value = jain(rates)
             if not math.isnan(value):
                 indices.append(value)
+        ratios = [
+            served[t] / fair_int[t]
+            for t in backlogged
+            if plan_of[t] == plan and backlogged[t] >= min_backlogged_s and fair_int[t] > 0
+        ]
+        if len(ratios) >= 2:
+            value = jain(ratios)
+            if not math.isnan(value):
+                fair_indices.append(value)
     return Sweep(
         utilisation=run_int / att_int if att_int > 0 else math.nan,
         backlogged_seconds=busy,
         jain_mean=sum(indices) / len(indices) if indices else math.nan,
         jain_samples=len(indices),
         violations=violations,
+        jain_fair_mean=sum(fair_indices) / len(fair_indices) if fair_indices else math.nan,
     )
 
 
@@ -266,6 +323,7 @@ class Summary:
     delay_max: float
     utilisation: float
     jain: float
+    jain_fair: float
     worst_wait: float
     violations: dict[str, int]
     api_calls: int
@@ -302,6 +360,7 @@ def summarise(
         delay_max=max(delays, default=math.nan),
         utilisation=sw.utilisation,
         jain=sw.jain_mean,
+        jain_fair=sw.jain_fair_mean,
         worst_wait=worst_tenant_wait(out, heavy_tenant),
         violations=sw.violations,
         api_calls=out.calls.total,

@@ -6,7 +6,15 @@ import math
 
 import pytest
 
-from bench.metrics import Limits, dispatch_delays, jain, percentile, summarise, sweep
+from bench.metrics import (
+    Limits,
+    dispatch_delays,
+    jain,
+    max_min_fair,
+    percentile,
+    summarise,
+    sweep,
+)
 from bench.model import ApiCalls, ModelConfig
 from bench.scenarios import bench_settings
 from bench.sim import Outcome, Request, Scenario, run_baseline, run_trainyard
@@ -96,6 +104,32 @@ def test_sweep_utilisation_violations_and_jain_on_a_hand_made_trace() -> None:
     assert sw.violations == {"global": 1, "plan": 1, "tenant": 1}
     # a: backlogged 100 s holding 1 slot -> rate 1; b: 50 s holding 0 -> rate 0.
     assert sw.jain_mean == pytest.approx(jain([1.0, 0.0]))
+
+
+def test_fair_share_jain_does_not_count_a_tenant_alone_at_its_cap_as_over_served() -> None:
+    limits = Limits(global_cap=3, plan_caps={"basic": 3}, tenant_caps={"basic": 2})
+    out = _outcome(
+        [
+            ("a", "basic", 0.0, 0.0, 1000.0),
+            ("a", "basic", 0.0, 0.0, 1000.0),
+            ("a", "basic", 0.0, 1000.0, 2000.0),  # a waits [0, 1000) holding its cap of 2
+            ("b", "basic", 500.0, 500.0, 1500.0),
+            ("b", "basic", 500.0, 1000.0, 2000.0),  # b waits [500, 1000) holding 1
+        ]
+    )
+    sw = sweep(out, limits, limits, focus_plan="basic", min_backlogged_s=0.0)
+    # Raw rates: a 2 slots, b 1 slot -> a looks over-served.
+    assert sw.jain_mean == pytest.approx(jain([2.0, 1.0]))
+    # Fair share: a alone is owed its cap (2 x 500 s), then 1.5 each of the plan's 3
+    # running slots (500 s): a got 2000 of 1750, b 500 of 750.
+    assert sw.jain_fair_mean == pytest.approx(jain([2000.0 / 1750.0, 500.0 / 750.0]))
+    assert sw.jain_fair_mean > sw.jain_mean
+
+
+def test_max_min_fair_share_fills_small_demands_first() -> None:
+    assert max_min_fair(5, {"a": 1, "b": 3, "c": 3}) == {"a": 1, "b": 2, "c": 2}
+    assert max_min_fair(10, {"a": 1, "b": 2}) == {"a": 1, "b": 2}
+    assert max_min_fair(0, {"a": 1}) == {"a": 0}
 
 
 def test_jain_index_formula() -> None:

@@ -18,7 +18,12 @@ from trainyard_core.scheduling.ports import (
     RunNotFoundError,
     RunNotQueuedError,
 )
-from trainyard_core.store.runs import DynamoRunRepository, InMemoryRunRepository, dedupe_key
+from trainyard_core.store.runs import (
+    DynamoRunRepository,
+    InMemoryRunRepository,
+    dedupe_key,
+    tenant_counter,
+)
 from trainyard_core.wiring import Names, tables
 
 NOW = "2026-03-10T12:00:00.000Z"
@@ -158,6 +163,19 @@ def test_admission_moves_the_run_to_starting_and_counts_the_slot(store: Any) -> 
     assert [r.run_id for r in store.active_runs("basic")] == [run.run_id]
     counters = store.counters()
     assert (counters.global_running, counters.plans["basic"], counters.tenants["acme"]) == (1, 1, 1)
+
+
+def test_admission_stamps_when_the_tenant_was_last_served_and_healing_keeps_it(
+    store: Any,
+) -> None:
+    run = enqueue(store, queued_run())
+    assert store.counters().last_admitted == {}
+    assert admit(store, run) == AdmitOutcome.ADMITTED
+    assert store.counters().last_admitted == {"acme": NOW}
+    # Reconcile heals the running count without forgetting the fair-order stamp.
+    assert store.set_counter(tenant_counter("acme"), 0, expected=1)
+    assert store.counters().last_admitted == {"acme": NOW}
+    assert store.counters().tenants["acme"] == 0
 
 
 def test_admission_refuses_to_exceed_any_cap_and_leaves_the_run_queued(store: Any) -> None:

@@ -107,6 +107,23 @@ def test_within_a_plan_the_oldest_queued_goes_first_among_equals() -> None:
     assert [r.tenant_id for r in decision.admissions] == ["early", "middle"]
 
 
+def test_among_tenants_running_as_many_the_one_served_longest_ago_goes_first() -> None:
+    # "busy" queued its next run first (it queues one behind every start), but it
+    # was just served; "fresh" was never served and "old" long ago: round robin,
+    # not seniority, decides who gets the freed slots.
+    s = settings(20, standard={"maxConcurrentRuns": 2, "maxConcurrentRunsPerTenant": 2})
+    backlog = [run("busy", "standard", 1), run("old", "standard", 5), run("fresh", "standard", 9)]
+    tenants = {
+        "busy": TenantView(TenantStatus.ACTIVE, last_admitted_at="2026-01-01T00:00:50.000Z"),
+        "old": TenantView(TenantStatus.ACTIVE, last_admitted_at="2025-12-31T23:00:00.000Z"),
+        "fresh": ACTIVE,
+    }
+    decision = plan_dispatch(s, Snapshot(backlog, [], tenants))
+    assert [r.tenant_id for r in decision.admissions] == ["fresh", "old"]
+    positions = queue_positions(s, Snapshot(backlog, [], tenants))
+    assert [positions[r.run_id] for r in backlog] == [3, 2, 1]
+
+
 def test_a_suspended_tenant_waits_with_a_visible_reason() -> None:
     s = settings()
     backlog = [run("sleepy", "basic", 1)]

@@ -9,9 +9,12 @@ that enforces the caps under concurrency; this module decides *fairness*:
   under its own cap. When the global cap binds, plans therefore share it in
   proportion to their weights; a plan without backlog leaves its share to the
   others (borrowing), but no plan ever exceeds its own cap.
-- Within a plan: fewest running runs per tenant first, then oldest queued, so a
-  tenant uploading 500 files (coalesced into one QUEUED run anyway) cannot
-  starve the others; the per-tenant cap is respected.
+- Within a plan: fewest running runs per tenant first, then the tenant served
+  longest ago (never served first: round robin over tenants), then oldest
+  queued, so a tenant uploading 500 files (coalesced into one QUEUED run anyway)
+  cannot starve the others, and a tenant that keeps a run queued behind each
+  of its starts does not take every freed slot by seniority; the per-tenant cap
+  is respected.
 - Suspended tenants and tenants over their monthly training budget wait, with
   the reason written on the run; runs of offboarded/unknown tenants are cancelled.
 """
@@ -37,6 +40,7 @@ class TenantView:
     used_hours: float = 0.0
     budget_hours: float | None = None
     month: str = ""
+    last_admitted_at: str = ""  # ISO time its latest run was admitted ("" = never)
 
 
 @dataclass(frozen=True)
@@ -66,8 +70,12 @@ class DispatchPlan:
     cancellations: list[tuple[Run, str]] = field(default_factory=list)
 
 
-def _fair_key(run: Run, running_by_tenant: Mapping[str, int]) -> tuple[int, str, str]:
-    return (running_by_tenant.get(run.tenant_id, 0), run.queued_at, run.run_id)
+def _fair_key(
+    run: Run, running_by_tenant: Mapping[str, int], tenants: Mapping[str, TenantView]
+) -> tuple[int, str, str, str]:
+    view = tenants.get(run.tenant_id)
+    served = view.last_admitted_at if view is not None else ""
+    return (running_by_tenant.get(run.tenant_id, 0), served, run.queued_at, run.run_id)
 
 
 def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> str | None:
@@ -99,14 +107,20 @@ def _cancel_reason(tenant: TenantView | None) -> str | None:
     return None
 
 
-def order_within_plan(runs: Iterable[Run], running_by_tenant: Mapping[str, int]) -> list[Run]:
+def order_within_plan(
+    runs: Iterable[Run],
+    running_by_tenant: Mapping[str, int],
+    tenants: Mapping[str, TenantView] | None = None,
+) -> list[Run]:
     """Dispatch order inside one plan: repeatedly the run whose tenant has the
-    fewest running runs (counting the ones just ordered), then the oldest."""
+    fewest running runs (counting the ones just ordered), then the tenant served
+    longest ago, then the oldest."""
     pending = list(runs)
     running = dict(running_by_tenant)
+    views = tenants or {}
     ordered: list[Run] = []
     while pending:
-        nxt = min(pending, key=lambda r: _fair_key(r, running))
+        nxt = min(pending, key=lambda r: _fair_key(r, running, views))
         pending.remove(nxt)
         ordered.append(nxt)
         running[nxt.tenant_id] = running.get(nxt.tenant_id, 0) + 1
@@ -157,7 +171,7 @@ def plan_dispatch(settings: Settings, snapshot: Snapshot) -> DispatchPlan:
         if not eligible:
             candidates[name] = []  # everyone left in this plan is at its tenant cap
             continue
-        chosen = min(eligible, key=lambda r: _fair_key(r, running_tenant))
+        chosen = min(eligible, key=lambda r: _fair_key(r, running_tenant, snapshot.tenants))
         candidates[name].remove(chosen)
         result.admissions.append(chosen)
         running_plan[name] = running_plan.get(name, 0) + 1
@@ -182,7 +196,7 @@ def queue_positions(settings: Settings, snapshot: Snapshot) -> dict[str, int]:
                 blocked.append(run)
             else:
                 ready.append(run)
-        ordered = order_within_plan(ready, running_tenant) + sorted(
+        ordered = order_within_plan(ready, running_tenant, snapshot.tenants) + sorted(
             blocked, key=lambda r: (r.queued_at, r.run_id)
         )
         for index, run in enumerate(ordered, start=1):

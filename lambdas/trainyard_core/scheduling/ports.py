@@ -53,6 +53,8 @@ class Counters:
     global_running: int = 0
     plans: dict[str, int] = field(default_factory=dict)
     tenants: dict[str, int] = field(default_factory=dict)
+    # tenant id -> when its latest run was admitted (ISO): the fair order's tie-break
+    last_admitted: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from trainyard_core.scheduling.policy import (
 from trainyard_core.scheduling.ports import (
     AdmitOutcome,
     Caps,
+    Counters,
     DuplicateUploadError,
     ExecutionInfo,
     MetricsSink,
@@ -373,7 +374,7 @@ class SchedulerService:
         window = self._window()
         # A CAP_REACHED means a concurrent scheduler took capacity: re-plan on
         # fresh data (bounded) rather than trust our stale snapshot.
-        snapshot = self._snapshot(window)
+        snapshot = self._snapshot(window, counters)
         for _ in range(3):
             decision = plan_dispatch(self.settings, snapshot)
             if not decision.admissions and self._window_full(snapshot, window):
@@ -690,13 +691,14 @@ class SchedulerService:
         }
 
     # ------------------------------------------------------------------ helpers
-    def _snapshot(self, limit: int | None = None) -> Snapshot:
+    def _snapshot(self, limit: int | None = None, counters: Counters | None = None) -> Snapshot:
         queued: list[Run] = []
         active: list[Run] = []
         for plan in self.settings.plans:
             queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
+        last_admitted = (counters or self.runs.counters()).last_admitted
         views: dict[str, TenantView] = {}
         plan_of: dict[str, str] = {}
         for tenant_id in {r.tenant_id for r in queued}:
@@ -712,7 +714,9 @@ class SchedulerService:
                 if budget is not None
                 else 0.0
             )
-            views[tenant_id] = TenantView(tenant.status, used, budget, month)
+            views[tenant_id] = TenantView(
+                tenant.status, used, budget, month, last_admitted.get(tenant_id, "")
+            )
         # Safety net for a plan change whose move was not made (the API calls
         # follow_plan_change): a waiting run goes by its tenant's plan now.
         queued = [

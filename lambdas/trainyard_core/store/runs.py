@@ -265,12 +265,8 @@ class InMemoryRunRepository:
 
     def counters(self) -> Counters:
         with self._lock:
-            names = {
-                sk: int(v.get("running", 0))
-                for (pk, sk), v in self._state.items()
-                if pk == COUNTER_PK
-            }
-        return _counters_from(names)
+            items = [{"sk": sk, **v} for (pk, sk), v in self._state.items() if pk == COUNTER_PK]
+        return _counters_from(items)
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
         with self._lock:
@@ -347,6 +343,7 @@ class InMemoryRunRepository:
                 return AdmitOutcome.CAP_REACHED
             for name in (GLOBAL, plan_counter(run.plan), tenant_counter(run.tenant_id)):
                 self._add_counter(name, 1)
+            self._state[(COUNTER_PK, tenant_counter(run.tenant_id))]["lastAdmittedAt"] = now_iso
             if self._pointer(run.tenant_id) == run.run_id:
                 del self._state[(f"tenant#{run.tenant_id}", "queued")]
             self._put_run(
@@ -540,7 +537,7 @@ class InMemoryRunRepository:
         with self._lock:
             if expected is not None and self._counter(name) != expected:
                 return False
-            self._state[(COUNTER_PK, name)] = {"running": value}
+            self._state.setdefault((COUNTER_PK, name), {})["running"] = value
             return True
 
     def drift_marker(self, name: str) -> tuple[int, int] | None:
@@ -561,10 +558,18 @@ class InMemoryRunRepository:
             return [item_to_run(copy.deepcopy(i)) for i in self._runs.values()]
 
 
-def _counters_from(names: dict[str, int]) -> Counters:
+def _counters_from(items: list[dict[str, Any]]) -> Counters:
+    names = {str(i["sk"]): int(i.get("running", 0)) for i in items}
     plans = {k.split("#", 1)[1]: v for k, v in names.items() if k.startswith("plan#")}
     tenants = {k.split("#", 1)[1]: v for k, v in names.items() if k.startswith("tenant#")}
-    return Counters(global_running=names.get(GLOBAL, 0), plans=plans, tenants=tenants)
+    last = {
+        str(i["sk"]).split("#", 1)[1]: str(i["lastAdmittedAt"])
+        for i in items
+        if str(i["sk"]).startswith("tenant#") and i.get("lastAdmittedAt")
+    }
+    return Counters(
+        global_running=names.get(GLOBAL, 0), plans=plans, tenants=tenants, last_admitted=last
+    )
 
 
 def _usage_from(item: dict[str, Any]) -> dict[str, float]:
@@ -703,13 +708,18 @@ class DynamoRunRepository:
             }
         }
 
-    def _counter_update(self, name: str, delta: int, cap: int | None) -> dict[str, Any]:
+    def _counter_update(
+        self, name: str, delta: int, cap: int | None, stamp: str | None = None
+    ) -> dict[str, Any]:
         update: dict[str, Any] = {
             "TableName": self.state_table,
             "Key": self._state_key(COUNTER_PK, name),
             "UpdateExpression": "ADD running :delta",
         }
         values: dict[str, Any] = {":delta": delta}
+        if stamp is not None:  # same write, so the fair order costs no extra request
+            update["UpdateExpression"] += " SET lastAdmittedAt = :stamp"
+            values[":stamp"] = stamp
         if cap is not None:
             update["ConditionExpression"] = "attribute_not_exists(running) OR running < :cap"
             values[":cap"] = cap
@@ -826,13 +836,15 @@ class DynamoRunRepository:
         return self._d(resp["Item"]).get("runId") if "Item" in resp else None
 
     def counters(self) -> Counters:
-        items = self._query_all(
-            TableName=self.state_table,
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues=self._s({":pk": COUNTER_PK}),
-            ConsistentRead=True,
+        items = list(
+            self._query_all(
+                TableName=self.state_table,
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues=self._s({":pk": COUNTER_PK}),
+                ConsistentRead=True,
+            )
         )
-        return _counters_from({i["sk"]: int(i.get("running", 0)) for i in items})
+        return _counters_from(items)
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
         resp = self.client.get_item(
@@ -966,7 +978,7 @@ class DynamoRunRepository:
             run_update,
             self._counter_update(GLOBAL, 1, caps.global_cap),
             self._counter_update(plan_counter(run.plan), 1, caps.plan_cap),
-            self._counter_update(tenant_counter(run.tenant_id), 1, caps.tenant_cap),
+            self._counter_update(tenant_counter(run.tenant_id), 1, caps.tenant_cap, now_iso),
             *self._pointer_delete_if(run.tenant_id, run.run_id),
         ]
         codes = self._transact(items)
