@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
@@ -146,6 +148,19 @@ class TrainyardFunction(Construct):
                     report_batch_item_failures=True,
                 )
             )
+
+    def add_schedule_source(self, minutes: int) -> events.Rule | None:
+        """The EventBridge schedule of `spec.schedule_rule` (name from wiring)."""
+        if wiring.Source.SCHEDULE not in self.spec.sources:
+            return None
+        return events.Rule(
+            self,
+            "Schedule",
+            rule_name=self.spec.schedule_rule,
+            description=self.spec.schedule_purpose,
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            targets=[targets.LambdaFunction(self.function, retry_attempts=2)],
+        )
 
 
 def powertools_layer(scope: Construct, settings: Settings) -> lambda_.ILayerVersion:

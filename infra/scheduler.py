@@ -3,7 +3,6 @@ pipeline-status rule and the reconcile schedule) and what it may do."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -45,15 +44,8 @@ class Scheduling(Construct):
             ),
             targets=[targets.SqsQueue(queues.status.queue)],
         )
-        # Safety net only (lost events, throttled starts, stuck runs).
-        self.reconcile_rule = events.Rule(
-            self,
-            "ReconcileRule",
-            rule_name=names.reconcile_rule,
-            description="Trainyard scheduler reconciliation",
-            schedule=events.Schedule.rate(Duration.minutes(settings.reconcile_interval_minutes)),
-            targets=[targets.LambdaFunction(scheduler.function, retry_attempts=2)],
-        )
+        # The reconcile schedule (safety net only: lost events, throttled starts,
+        # stuck runs) comes from the handler's wiring: TrainyardFunction.add_schedule_source.
 
         storage.grant_tables(scheduler.role)
         executions = f"{pipeline_arn}/execution/*"

@@ -7,7 +7,7 @@ A plan change across isolation models (pool <-> silo) is a migration:
 PATCH marks the tenant MIGRATING and asks for an UpdateStack to the other
 isolation's template (role, rule and model package group keep their logical
 ids, so they update in place and the model history is untouched); once the
-stack is updated, the next read (or a retried PATCH) copies the tenant's
+stack is updated, the lifecycle schedule (or a read, or a retried PATCH) copies the tenant's
 objects to the new location, verifies them, deletes the old ones and
 activates the tenant on its new storage. Every step is idempotent, so an
 interrupted migration resumes where it stopped.
@@ -32,7 +32,12 @@ from trainyard_core.models import (
     TenantStatus,
     iso_ms,
 )
-from trainyard_core.store.tenants import StaleTenantError, TenantExistsError, TenantRepository
+from trainyard_core.store.tenants import (
+    PENDING_STATUSES,
+    StaleTenantError,
+    TenantExistsError,
+    TenantRepository,
+)
 from trainyard_core.wiring import TENANT_TAG_KEY, Names
 
 
@@ -258,7 +263,8 @@ class TenantService:
                 self.provisioner.delete(stack_name)
                 state = self.provisioner.describe(stack_name)
                 if state is not None:
-                    # Deletion takes a while in AWS; the next read creates the stack.
+                    # Deletion takes a while in AWS; the lifecycle schedule (or the
+                    # next read) creates the stack once it is gone.
                     return self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
             if state is None:
                 self.provisioner.create(
@@ -485,6 +491,41 @@ class TenantService:
         return self._transition(
             tenant, TenantStatus.FAILED, failure_reason=f"tenant stack {state.status}: {reason}"
         )
+
+    def advance_pending(
+        self, time_left: Callable[[], float] | None = None, reserve_seconds: float = 5.0
+    ) -> dict[str, list[str]]:
+        """The lifecycle schedule: advance every PROVISIONING, MIGRATING and
+        OFFBOARDING tenant without waiting for someone to read it. One tenant's
+        failure does not stop the others; a data move cut short by ``time_left``
+        resumes on the next call (every step is idempotent).
+
+        Returns {"advanced": ids whose status changed, "waiting": ids still
+        pending, "errors": "<id>: <error>" for each refresh that raised, "deferred":
+        ids not reached}."""
+        report: dict[str, list[str]] = {"advanced": [], "waiting": [], "errors": [], "deferred": []}
+        for listed in self.tenants.pending():
+            if time_left is not None and time_left() < reserve_seconds:
+                report["deferred"].append(listed.tenant_id)
+                continue
+            # The index lags the table: act on the consistent read.
+            tenant = self.tenants.get(listed.tenant_id)
+            if tenant is None or tenant.status not in PENDING_STATUSES:
+                continue
+            try:
+                after = self.refresh(tenant)
+            except Exception as exc:  # isolate tenants from each other; logged by the caller
+                report["errors"].append(f"{tenant.tenant_id}: {type(exc).__name__}: {exc}")
+                continue
+            gone = (
+                after.status == TenantStatus.OFFBOARDING
+                and self.tenants.get(tenant.tenant_id) is None
+            )
+            if gone or after.status != tenant.status:
+                report["advanced"].append(tenant.tenant_id)
+            else:
+                report["waiting"].append(tenant.tenant_id)
+        return report
 
     def _transition(self, tenant: Tenant, status: TenantStatus, **changes: object) -> Tenant:
         updated = tenant.model_copy(update={"status": status, "updated_at": self._now(), **changes})

@@ -52,6 +52,9 @@ class HandlerSpec:
     queues: tuple[str, ...] = ()  # physical queue names feeding this handler
     sources: tuple[Source, ...] = ()
     env_keys: tuple[str, ...] = field(default_factory=tuple)
+    # Source.SCHEDULE: the EventBridge rule (physical name) and what it is for.
+    schedule_rule: str = ""
+    schedule_purpose: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,11 @@ class Names:
     @property
     def reconcile_rule(self) -> str:
         return f"{self.prefix}-reconcile"
+
+    @property
+    def lifecycle_rule(self) -> str:
+        # Not "<prefix>-tenant-...": that namespace belongs to the tenants' own rules.
+        return f"{self.prefix}-lifecycle"
 
     @property
     def tenant_rule_prefix(self) -> str:
@@ -197,8 +205,13 @@ def tables(names: Names) -> dict[str, TableSpec]:
         names.tenants_table: TableSpec(
             logical_id="TenantsTable",
             partition_key="tenantId",
-            # Resolves an S3 object to its tenant: locationKey = "<bucket>/<prefix>".
-            indexes=(IndexSpec("byLocation", "locationKey"),),
+            indexes=(
+                # Resolves an S3 object to its tenant: locationKey = "<bucket>/<prefix>".
+                IndexSpec("byLocation", "locationKey"),
+                # Sparse: only tenants in a transitional state (provisioning, migrating,
+                # offboarding) carry lifecycleStatus; the lifecycle schedule advances them.
+                IndexSpec("byLifecycle", "lifecycleStatus"),
+            ),
         ),
         names.runs_table: TableSpec(
             logical_id="RunsTable",
@@ -230,7 +243,9 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             handler="trainyard_handlers.onboarding.handler",
             timeout_seconds=29,
             memory_mb=512,
-            sources=(Source.API,),
+            sources=(Source.API, Source.SCHEDULE),
+            schedule_rule=names.lifecycle_rule,
+            schedule_purpose="Trainyard tenant lifecycle (provisioning, migration, offboarding)",
             env_keys=common
             + (
                 ENV_PLATFORM_BUCKET,
@@ -247,6 +262,8 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             memory_mb=512,
             queues=tuple(names.intake_queues.values()) + (names.status_queue,),
             sources=(Source.QUEUE, Source.SCHEDULE),
+            schedule_rule=names.reconcile_rule,
+            schedule_purpose="Trainyard scheduler reconciliation",
             env_keys=common + (ENV_PIPELINE_NAME, ENV_ACCOUNT_ID),
         ),
         "recorder": HandlerSpec(

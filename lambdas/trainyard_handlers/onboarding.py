@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, ValidationError
 from trainyard_core import wiring
@@ -299,8 +300,40 @@ def _unexpected(exc: Exception) -> Response:
     return _json(500, {"error": {"code": "InternalError", "message": "internal error"}})
 
 
+class TenantLifecycleError(RuntimeError):
+    """A tenant's provisioning, migration or offboarding step raised."""
+
+
+def _is_lifecycle_schedule(event: dict[str, Any]) -> bool:
+    return event.get("source") == "aws.events" and event.get("detail-type") == "Scheduled Event"
+
+
+@tracer.capture_method
+def advance_tenants(context: LambdaContext) -> dict[str, Any]:
+    """The lifecycle schedule: tenants finish provisioning, migrating and
+    offboarding on their own, not only when someone reads them."""
+    report = _tenant_service().advance_pending(
+        time_left=lambda: context.get_remaining_time_in_millis() / 1000.0
+    )
+    for error in report["errors"]:
+        tenant_id, _, reason = error.partition(": ")
+        logger.error(
+            "tenant lifecycle step failed", extra={"tenant_id": tenant_id, "reason": reason}
+        )
+    if report["advanced"] or report["errors"] or report["deferred"]:
+        logger.info("tenant lifecycle advanced", extra={"report": report})
+    metrics.add_metric("TenantsPending", MetricUnit.Count, len(report["waiting"]))
+    if report["errors"]:
+        # After every other tenant had its turn: fail the invocation so the
+        # <prefix>-onboarding-errors alarm sees it (the next minute retries anyway).
+        raise TenantLifecycleError(f"{len(report['errors'])} tenant(s) failed: {report['errors']}")
+    return {key: len(ids) for key, ids in report.items()}
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if _is_lifecycle_schedule(event):
+        return advance_tenants(context)
     return app.resolve(event, context)

@@ -97,18 +97,33 @@ def test_status_rule_matches_only_this_pipelines_status_changes(synth: Synth) ->
     assert [resolve_ref(synth.platform_json, t["Arn"]) for t in targets] == [status_id]
 
 
-def test_reconcile_rule_runs_the_scheduler_at_the_configured_rate(synth: Synth) -> None:
+@pytest.mark.parametrize(
+    ("rule", "function"),
+    [("reconcile_rule", "scheduler"), ("lifecycle_rule", "onboarding")],
+    ids=["reconcile-runs-the-scheduler", "lifecycle-advances-tenants"],
+)
+def test_schedules_run_their_handler_at_the_configured_rate(
+    synth: Synth, rule: str, function: str
+) -> None:
     minutes = synth.settings.reconcile_interval_minutes
-    rule = next(
+    found = next(
         r
         for r in resources(synth.platform_json, "AWS::Events::Rule").values()
-        if r["Properties"]["Name"] == synth.names.reconcile_rule
+        if r["Properties"]["Name"] == getattr(synth.names, rule)
     )
     unit = "minute" if minutes == 1 else "minutes"
-    assert rule["Properties"]["ScheduleExpression"] == f"rate({minutes} {unit})"
-    target = resolve_ref(synth.platform_json, rule["Properties"]["Targets"][0]["Arn"])
-    function = synth.platform_json["Resources"][target]["Properties"]
-    assert function["FunctionName"] == synth.names.function("scheduler")
+    assert found["Properties"]["ScheduleExpression"] == f"rate({minutes} {unit})"
+    (target,) = found["Properties"]["Targets"]
+    fn = synth.platform_json["Resources"][resolve_ref(synth.platform_json, target["Arn"])]
+    assert fn["Properties"]["FunctionName"] == synth.names.function(function)
+    # EventBridge may invoke it: without the permission the rule fires into nothing.
+    permissions = resources(synth.platform_json, "AWS::Lambda::Permission").values()
+    assert any(
+        p["Properties"]["Principal"] == "events.amazonaws.com"
+        and resolve_ref(synth.platform_json, p["Properties"]["FunctionName"])
+        == resolve_ref(synth.platform_json, target["Arn"])
+        for p in permissions
+    )
 
 
 def test_every_handler_has_powertools_layer_tracing_and_retained_logs(synth: Synth) -> None:

@@ -140,6 +140,12 @@ def test_env_table_values_point_at_the_wiring_tables(synth: Synth) -> None:
 def test_rule_and_pipeline_names_match_wiring(synth: Synth) -> None:
     found = resources(synth.platform_json, "AWS::Events::Rule")
     rules = {r["Properties"]["Name"] for r in found.values()}
-    assert rules == {synth.names.status_rule, synth.names.reconcile_rule}
+    scheduled = {
+        spec.schedule_rule
+        for spec in wiring.handlers(synth.names).values()
+        if wiring.Source.SCHEDULE in spec.sources
+    }
+    assert scheduled == {synth.names.reconcile_rule, synth.names.lifecycle_rule}
+    assert rules == {synth.names.status_rule} | scheduled
     (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
     assert pipeline["Properties"]["PipelineName"] == synth.names.pipeline_name

@@ -102,3 +102,29 @@ def test_a_basic_tenant_upsold_to_premium_keeps_its_data_and_models_and_trains_i
     assert sorted(_models(stack, group)) == sorted(
         [first["modelPackageArn"], second["modelPackageArn"]]
     )
+
+
+def test_a_plan_change_completes_on_the_lifecycle_schedule_without_anyone_reading_the_tenant(
+    stack: EmbeddedStack, api: Api, onboard: Any
+) -> None:
+    tenant_id = "mig-quiet"
+    onboard(tenant_id, "basic")
+    pool = stack.names.pool_bucket(stack.account_id)
+    # Outside the data prefix: history to carry over, not an upload that starts a run.
+    stack.client("s3").put_object(
+        Bucket=pool, Key=f"tenants/{tenant_id}/artifacts/old/model.tar.gz", Body=b"model"
+    )
+    patched = api.call("PATCH", f"/tenants/{tenant_id}", json={"plan": "premium"})
+    assert patched.status_code == 200 and patched.json()["status"] == "MIGRATING", patched.text
+
+    # No GET from here on: the schedule's event, through the real handler, finishes it.
+    stack.advance_tenants_now()
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.names.tenants_table, Key={"tenantId": {"S": tenant_id}}
+    )["Item"]
+    assert item["status"]["S"] == "ACTIVE"
+    assert item["isolation"]["S"] == "silo"
+    assert "lifecycleStatus" not in item  # out of the lifecycle index again
+    silo = item["dataBucket"]["S"]
+    assert _keys(stack, silo) == ["artifacts/old/model.tar.gz"]
+    assert _keys(stack, pool, f"tenants/{tenant_id}/") == []

@@ -294,3 +294,66 @@ def test_a_retry_after_a_create_that_left_a_stuck_stack_deletes_and_recreates_it
     retried, _ = service.create("acme", "premium")
     assert provisioner.deleted == ["trainyard-tenant-acme"]
     assert retried.status == TenantStatus.ACTIVE
+
+
+def test_the_lifecycle_schedule_finishes_provisioning_nobody_is_watching(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    service.create("acme", "basic")
+    service.create("globex", "basic")
+    assert [t.tenant_id for t in service.tenants.pending()] == ["acme", "globex"]
+    # Nothing finished yet: the schedule leaves both waiting.
+    assert service.advance_pending()["waiting"] == ["acme", "globex"]
+    stack = provisioner.stacks["trainyard-tenant-acme"]
+    provisioner.stacks["trainyard-tenant-acme"] = StackState("CREATE_COMPLETE", stack.outputs)
+    report = service.advance_pending()
+    assert report["advanced"] == ["acme"] and report["waiting"] == ["globex"]
+    # Read the registry directly: no GET was needed for acme to become usable.
+    acme = service.tenants.get("acme")
+    assert acme is not None and acme.status == TenantStatus.ACTIVE and acme.data_bucket
+    assert [t.tenant_id for t in service.tenants.pending()] == ["globex"]
+
+
+def test_the_lifecycle_schedule_removes_offboarded_tenants_once_their_stack_is_gone(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    service.create("acme", "premium")
+    # CloudFormation takes its time deleting the stack.
+    original_delete = provisioner.delete
+    provisioner.delete = lambda name: provisioner.deleted.append(name)  # type: ignore[method-assign]
+    service.offboard("acme", purge=False)
+    assert service.advance_pending()["waiting"] == ["acme"]
+    original_delete("trainyard-tenant-acme")
+    assert service.advance_pending()["advanced"] == ["acme"]
+    assert service.tenants.get("acme") is None
+    assert service.tenants.pending() == []
+
+
+def test_one_tenant_failing_does_not_stop_the_schedule_and_a_short_budget_defers_the_rest(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    for tenant_id in ("aaa", "bbb", "ccc"):
+        service.create(tenant_id, "basic")
+        stack = provisioner.stacks[f"trainyard-tenant-{tenant_id}"]
+        provisioner.stacks[f"trainyard-tenant-{tenant_id}"] = StackState(
+            "CREATE_COMPLETE", stack.outputs
+        )
+    original = provisioner.describe
+
+    def flaky(stack_name: str) -> StackState | None:
+        if stack_name == "trainyard-tenant-aaa":
+            raise RuntimeError("Throttling: Rate exceeded")
+        return original(stack_name)
+
+    provisioner.describe = flaky  # type: ignore[method-assign]
+    # Enough time for two tenants only.
+    budget = iter([60.0, 60.0, 1.0])
+    report = service.advance_pending(time_left=lambda: next(budget))
+    assert report["errors"] == ["aaa: RuntimeError: Throttling: Rate exceeded"]
+    assert report["advanced"] == ["bbb"]
+    assert report["deferred"] == ["ccc"]
+    provisioner.describe = original  # type: ignore[method-assign]
+    assert sorted(service.advance_pending()["advanced"]) == ["aaa", "ccc"]
+    assert service.tenants.pending() == []

@@ -268,3 +268,21 @@ def test_the_new_location_is_owned_from_a_later_second_than_the_last_copy(
     assert since is not None
     assert since.replace(microsecond=0) > last_copy.replace(microsecond=0)
     assert since - last_copy < timedelta(seconds=1)
+
+
+def test_the_lifecycle_schedule_finishes_a_migration_nobody_reads_and_resumes_a_cut_copy(
+    service: TenantService, mover: InMemoryMover
+) -> None:
+    _pool_tenant_with_history(service, mover)
+    mover.fail_copy_after = 1
+    service.update("acme", plan="premium", status=None)
+    first = service.advance_pending()
+    assert first["waiting"] == ["acme"]  # the copy was cut short: still MIGRATING, with why
+    stuck = service.tenants.get("acme")
+    assert stuck is not None and "connection reset" in (stuck.failure_reason or "")
+    assert service.advance_pending()["advanced"] == ["acme"]
+    moved = service.tenants.get("acme")
+    assert moved is not None and moved.status == TenantStatus.ACTIVE
+    assert (moved.isolation, moved.data_bucket) == ("silo", SILO)
+    assert mover.keys(SILO) == ["artifacts/run1/model.tar.gz", "data/a.csv", "data/b.csv"]
+    assert mover.keys(POOL, "tenants/acme/") == [] and mover.copies == 3

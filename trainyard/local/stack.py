@@ -208,10 +208,7 @@ class EmbeddedStack:
                 poller.start()
                 self._threads.append(poller)
             if wiring.Source.SCHEDULE in spec.sources:
-                rule_arn = (
-                    f"arn:aws:events:{self.region}:{self.account_id}:rule/"
-                    f"{self.names.reconcile_rule}"
-                )
+                rule_arn = self._rule_arn(spec.schedule_rule)
                 ticker = Ticker(
                     f"schedule-{key}",
                     self.reconcile_seconds,
@@ -246,15 +243,23 @@ class EmbeddedStack:
             time.sleep(0.1)
         raise RuntimeError("embedded stack did not become healthy")
 
-    def reconcile_now(self) -> Any:
-        """Fire the schedule once (tests and the CLI use it instead of waiting a minute)."""
+    def _rule_arn(self, rule_name: str) -> str:
+        return f"arn:aws:events:{self.region}:{self.account_id}:rule/{rule_name}"
+
+    def fire_schedule(self, key: str) -> Any:
+        """Fire a handler's schedule once (tests and the CLI use it instead of waiting)."""
         assert self.runtime is not None
-        rule_arn = (
-            f"arn:aws:events:{self.region}:{self.account_id}:rule/{self.names.reconcile_rule}"
-        )
-        return self.runtime.invoke(
-            "scheduler", scheduled_event(rule_arn, self.region, self.account_id)
-        )
+        spec = wiring.handlers(self.names)[key]
+        event = scheduled_event(self._rule_arn(spec.schedule_rule), self.region, self.account_id)
+        return self.runtime.invoke(key, event)
+
+    def reconcile_now(self) -> Any:
+        """The scheduler's reconcile, now."""
+        return self.fire_schedule("scheduler")
+
+    def advance_tenants_now(self) -> Any:
+        """The tenant lifecycle schedule, now."""
+        return self.fire_schedule("onboarding")
 
     def queue_depths(self) -> dict[str, int]:
         assert self.platform is not None

@@ -12,7 +12,7 @@ import threading
 from typing import Any, Protocol
 
 from trainyard_core.errors import InvalidRequest
-from trainyard_core.models import Tenant
+from trainyard_core.models import Tenant, TenantStatus
 
 
 class TenantExistsError(Exception):
@@ -56,16 +56,28 @@ class TenantRepository(Protocol):
 
     def delete(self, tenant_id: str) -> None: ...
 
+    def pending(self) -> list[Tenant]:
+        """Tenants in a state of PENDING_STATUSES (provisioning, migrating, offboarding)."""
+        ...
+
+
+# States that finish on their own (a stack operation, a data move): the
+# lifecycle schedule advances tenants in them without anyone reading them.
+PENDING_STATUSES = (TenantStatus.PROVISIONING, TenantStatus.MIGRATING, TenantStatus.OFFBOARDING)
+_INDEX_ONLY = ("locationKey", "lifecycleStatus")
+
 
 def tenant_to_item(tenant: Tenant) -> dict[str, Any]:
     item = tenant.model_dump(by_alias=True, mode="json", exclude_none=True)
     if tenant.data_bucket and tenant.data_prefix is not None:
         item["locationKey"] = location_key(tenant.data_bucket, tenant.data_prefix)
+    if tenant.status in PENDING_STATUSES:
+        item["lifecycleStatus"] = tenant.status.value
     return item
 
 
 def item_to_tenant(item: dict[str, Any]) -> Tenant:
-    clean = {k: (int(v) if k == "version" else v) for k, v in item.items() if k != "locationKey"}
+    clean = {k: (int(v) if k == "version" else v) for k, v in item.items() if k not in _INDEX_ONLY}
     return Tenant.model_validate(clean)
 
 
@@ -143,3 +155,8 @@ class InMemoryTenantRepository:
     def delete(self, tenant_id: str) -> None:
         with self._lock:
             self._items.pop(tenant_id, None)
+
+    def pending(self) -> list[Tenant]:
+        with self._lock:
+            items = [i for i in self._items.values() if i.get("lifecycleStatus")]
+        return sorted((item_to_tenant(i) for i in items), key=lambda t: t.tenant_id)

@@ -10,6 +10,7 @@ from botocore.exceptions import ClientError
 
 from trainyard_core.models import Tenant
 from trainyard_core.store.tenants import (
+    PENDING_STATUSES,
     StaleTenantError,
     TenantExistsError,
     candidate_location_keys,
@@ -20,6 +21,7 @@ from trainyard_core.store.tenants import (
 )
 
 LOCATION_INDEX = "byLocation"
+LIFECYCLE_INDEX = "byLifecycle"
 
 
 def _conditional_failed(exc: ClientError) -> bool:
@@ -93,3 +95,18 @@ class DynamoTenantRepository:
 
     def delete(self, tenant_id: str) -> None:
         self._table.delete_item(Key={"tenantId": tenant_id})
+
+    def pending(self) -> list[Tenant]:
+        found: list[Tenant] = []
+        for status in PENDING_STATUSES:
+            kwargs: dict[str, Any] = {
+                "IndexName": LIFECYCLE_INDEX,
+                "KeyConditionExpression": Key("lifecycleStatus").eq(status.value),
+            }
+            while True:
+                page = self._table.query(**kwargs)
+                found.extend(item_to_tenant(_plain(i)) for i in page.get("Items", []))
+                if not page.get("LastEvaluatedKey"):
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return sorted(found, key=lambda t: t.tenant_id)

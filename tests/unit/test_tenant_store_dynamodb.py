@@ -1,0 +1,57 @@
+"""The DynamoDB tenant registry on moto, against the same table schema as CDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from trainyard_core.config import Settings
+from trainyard_core.models import Tenant, TenantStatus
+from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
+from trainyard_core.wiring import Names
+
+from trainyard.local.bootstrap import create_tables
+
+
+@pytest.fixture
+def repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoTenantRepository]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        names = Names.from_settings(Settings())
+        create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
+        yield DynamoTenantRepository(
+            names.tenants_table, resource=boto3.resource("dynamodb", region_name="us-east-1")
+        )
+
+
+def tenant(tenant_id: str, status: TenantStatus) -> Tenant:
+    return Tenant(
+        tenant_id=tenant_id,
+        plan="basic",
+        status=status,
+        isolation="pool",
+        created_at="2026-01-01T00:00:00.000Z",
+        updated_at="2026-01-01T00:00:00.000Z",
+    )
+
+
+def test_only_tenants_in_a_transitional_state_are_pending(repo: DynamoTenantRepository) -> None:
+    for tenant_id, status in (
+        ("prov", TenantStatus.PROVISIONING),
+        ("move", TenantStatus.MIGRATING),
+        ("gone", TenantStatus.OFFBOARDING),
+        ("live", TenantStatus.ACTIVE),
+        ("nap", TenantStatus.SUSPENDED),
+        ("broke", TenantStatus.FAILED),
+    ):
+        repo.create(tenant(tenant_id, status))
+    assert [t.tenant_id for t in repo.pending()] == ["gone", "move", "prov"]
+    # Leaving the state drops the tenant from the (sparse) index.
+    prov = repo.get("prov")
+    assert prov is not None
+    repo.save(prov.model_copy(update={"status": TenantStatus.ACTIVE}))
+    assert [t.tenant_id for t in repo.pending()] == ["gone", "move"]
+    # The index attribute never leaks into the tenant.
+    assert repo.get("move") == repo.pending()[1]
