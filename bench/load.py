@@ -170,6 +170,14 @@ def _report(
         (r.get("failureReason") or "")[:80] for r in runs if r["status"] != "SUCCEEDED"
     )
 
+    # A SUCCEEDED run must have trained: a model registered and its metric recorded
+    # (a run marked finished early, e.g. from a stale listing, would lack both).
+    hollow = [
+        r["runId"]
+        for r in runs
+        if r["status"] == "SUCCEEDED" and not (r.get("modelPackageArn") and r.get("metrics"))
+    ]
+    errors = stack.runtime.errors if stack.runtime is not None else 0
     by_plan = "/".join(str(sum(1 for p in plans.values() if p == x)) for x in PLANS)
     in_runs = sum(placed.values())
     peak = max_overlap(s for v in spans.values() for s in v)
@@ -181,6 +189,7 @@ def _report(
         ("uploads in more than one run", str(len(twice))),
         ("runs (uploads per run)", f"{len(runs)} ({len(sent) / max(1, len(runs)):.1f})"),
         ("runs by status", ", ".join(f"{k} {v}" for k, v in sorted(status.items()))),
+        ("succeeded runs without a model or metric", str(len(hollow))),
         ("time to drain (first upload -> all ended)", f"{drained:.0f}s"),
         ("throughput", f"{len(runs) / busy * 60:.1f} runs/min, {len(sent) / busy * 60:.1f} "
                        "uploads/min"),
@@ -192,7 +201,7 @@ def _report(
             for p in PLANS
         ],
         ("cap violations", "none" if not violations else "; ".join(violations)),
-        ("queues drained / handler errors", f"{idle} / {stack.runtime.errors}"),
+        ("queues drained / handler errors", f"{idle} / {errors}"),
         ("onboarding time", f"{onboard_seconds:.0f}s"),
     ]  # fmt: skip
     width = max(len(k) for k, _ in rows)
@@ -204,7 +213,7 @@ def _report(
         for reason, n in failures.most_common(5):
             print(f"  {n:>4}  {reason}")
 
-    ok = not missing and not twice and not violations and not timed_out
+    ok = not (missing or twice or violations or timed_out or hollow or errors)
     lines = [
         "# Load test on the embedded stack",
         "",
@@ -217,7 +226,8 @@ def _report(
         *[f"| {k.strip()} | {v} |" for k, v in rows],
         "",
         f"Result: {'PASS' if ok else 'FAIL'} (every upload accounted for exactly once, "
-        "no cap exceeded, drained before the timeout).",
+        "every succeeded run with its model and metric, no cap exceeded, no handler error, "
+        "drained before the timeout).",
         "",
     ]
     RESULTS.write_text("\n".join(lines))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -402,6 +403,55 @@ def test_engine_does_not_rerun_executions_recorded_before_it_started(
         engine.stop()
 
     assert recorder.calls == [(RECORDER_ARN, {"run_id": "new"})]
+
+
+def test_an_execution_waiting_for_a_worker_is_already_executing_not_finished(
+    aws: Callable[[str], Any], endpoint: str, tmp_path: Path
+) -> None:
+    # moto creates executions "Succeeded"; a reconcile reading that before a
+    # worker picked the execution up would end a run that never trained.
+    release = threading.Event()
+    recorder = Recorder()
+
+    def slow(function_arn: str, payload: dict[str, Any]) -> dict[str, Any]:
+        release.wait(30)
+        return recorder(function_arn, payload)
+
+    sagemaker = aws("sagemaker")
+    pipeline = f"busy-{uuid.uuid4().hex[:6]}"
+    sagemaker.create_pipeline(
+        PipelineName=pipeline,
+        PipelineDefinition=json.dumps(LAMBDA_ONLY),
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/p",
+    )
+    engine = LocalPipelineEngine(endpoint, REGION, ACCOUNT, tmp_path / "e", slow, max_workers=1)
+    engine.start()
+    try:
+        arns = [
+            sagemaker.start_pipeline_execution(
+                PipelineName=pipeline,
+                PipelineParameters=[{"Name": "RunId", "Value": run_id}],
+                ClientRequestToken=run_id.ljust(32, "0"),
+            )["PipelineExecutionArn"]
+            for run_id in ("first-run", "second-run")
+        ]
+        # The one worker is held by the first; the second waits, Executing.
+        listed = sagemaker.list_pipeline_executions(PipelineName=pipeline)
+        assert {e["PipelineExecutionStatus"] for e in listed["PipelineExecutionSummaries"]} == {
+            "Executing"
+        }
+        for arn in arns:
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+            assert described["PipelineExecutionStatus"] == "Executing"
+        release.set()
+        assert engine.wait_idle(timeout=60)
+    finally:
+        release.set()
+        engine.stop()
+    for arn in arns:
+        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        assert described["PipelineExecutionStatus"] == "Succeeded"
+    assert sorted(p["run_id"] for _, p in recorder.calls) == ["first-run", "second-run"]
 
 
 # ------------------------------------------------------------- the interpreter

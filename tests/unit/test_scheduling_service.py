@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import pytest
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings, resolve_settings
 from trainyard_core.models import Run, RunStatus, TenantStatus
-from trainyard_core.scheduling.ports import RecordingMetrics
+from trainyard_core.scheduling.ports import ExecutionInfo, RecordingMetrics
 from trainyard_core.scheduling.service import (
     RunNotFoundYetError,
     SchedulerService,
@@ -449,6 +450,30 @@ def test_reconcile_recovers_a_lost_completion_event(world: World) -> None:
     # Duration and cost end when the execution ended, not when reconcile noticed.
     assert done.training_seconds == pytest.approx((ended - started).total_seconds(), abs=1)
     assert done.ended_at is not None and done.ended_at.startswith(ended.strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_reconcile_trusts_describe_over_a_stale_listing_that_says_finished(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The listing (eventually consistent, no end time) says Succeeded; Describe,
+    # asked for the end time, says the execution is still running: the run goes on.
+    world.tenant("acme")
+    result = world.upload("acme")
+    world.service.dispatch()
+    assert result.run
+    arn = world.run(result.run).execution_arn
+    assert arn
+    world.clock.advance(120)
+    listing = world.pipeline.list_statuses
+
+    def stale(since: datetime) -> dict[str, ExecutionInfo]:
+        return {a: dataclasses.replace(i, status="Succeeded") for a, i in listing(since).items()}
+
+    monkeypatch.setattr(world.pipeline, "list_statuses", stale)
+    report = world.service.reconcile()
+    assert report.finished == []
+    assert world.run(result.run).status == RunStatus.RUNNING
+    assert world.pipeline.describe_calls == 1
 
 
 def test_reconcile_checks_many_runs_with_one_listing_not_one_describe_each() -> None:

@@ -17,10 +17,12 @@ execution (``PipelineRunner``) on a bounded worker pool, then Succeeded/Failed
 exactly like AWS (source ``aws.sagemaker``, detail-type ``SageMaker Model
 Building Pipeline Execution Status Change``), so moto's rules deliver it.
 
-Two moto gaps are closed on the watched backend while the engine runs:
+Three moto gaps are closed on the watched backend while the engine runs:
 - StartPipelineExecution is made idempotent on ClientRequestToken per pipeline
   (moto records the token but creates a new execution each time); a repeat
   returns the first execution's ARN, as AWS does.
+- A new execution is Executing at once (moto: "Succeeded"), so Describe/List
+  never report a queued execution as finished.
 - DescribePipelineExecution returns the real FailureReason (moto always "").
 """
 
@@ -182,6 +184,12 @@ class LocalPipelineEngine:
                     parallelism_configuration,
                     client_request_token,
                 )
+                # moto creates it "Succeeded"; in AWS it is Executing from the start,
+                # also while it waits here for a free worker.
+                created = self._find_execution(backend, response["PipelineExecutionArn"])
+                if created is not None:
+                    created.pipeline_execution_status = EXECUTING
+                    created.last_modified_time = datetime.now(UTC).replace(tzinfo=None)
             wake.set()  # no need to wait for the next poll
             return response
 

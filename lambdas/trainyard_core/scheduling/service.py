@@ -545,11 +545,12 @@ class SchedulerService:
                     )
                     continue
                 self._log_keys(run)
+                if info.status in TERMINAL_EXECUTION_STATUS and info.last_modified is None:
+                    # The listing has no end time: ask (lost events are rare), so
+                    # duration and cost end when the execution did, not now. The
+                    # answer is fresher than the listing, so it decides.
+                    info = self.pipeline.describe(run.execution_arn) or info
                 if info.status in TERMINAL_EXECUTION_STATUS:
-                    if info.last_modified is None:
-                        # The listing has no end time: ask (lost events are rare), so
-                        # duration and cost end when the execution did, not now.
-                        info = self.pipeline.describe(run.execution_arn) or info
                     self.log.info("missed status event recovered", extra={"status": info.status})
                     if self._finish(
                         run,
