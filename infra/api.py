@@ -62,6 +62,10 @@ class OnboardingApi(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._grant(names, onboarding, storage, provisioning)
+        # Provisioning, migrations and offboarding finish without anyone reading the tenant.
+        self.lifecycle_rule = onboarding.schedule(
+            self, "LifecycleRule", settings.reconcile_interval_minutes
+        )
         # A manual run wakes the scheduler through its plan's intake queue.
         for pair in queues.intake.values():
             pair.queue.grant_send_messages(onboarding.role)

@@ -149,13 +149,18 @@ class TrainyardFunction(Construct):
                 )
             )
 
-    def add_schedule_source(self, minutes: int) -> events.Rule | None:
-        """The EventBridge schedule of `spec.schedule_rule` (name from wiring)."""
-        if wiring.Source.SCHEDULE not in self.spec.sources:
-            return None
+    def schedule(self, scope: Construct, construct_id: str, minutes: int) -> events.Rule:
+        """The EventBridge schedule of `spec.schedule_rule` (name and purpose from wiring).
+
+        Created in ``scope`` so its logical id stays where the stack first put it
+        (a fixed rule name cannot be replaced in place). No async retries: the
+        next tick is the retry, and a retried sweep would overlap it."""
+        if wiring.Source.SCHEDULE not in self.spec.sources or not self.spec.schedule_rule:
+            raise ValueError(f"handler {self.spec.key} has no schedule in wiring")
+        self.function.configure_async_invoke(retry_attempts=0)
         return events.Rule(
-            self,
-            "Schedule",
+            scope,
+            construct_id,
             rule_name=self.spec.schedule_rule,
             description=self.spec.schedule_purpose,
             schedule=events.Schedule.rate(Duration.minutes(minutes)),

@@ -72,7 +72,6 @@ class PlatformStack(Stack):
                 env_values=env_values,
             )
             fn.add_queue_sources(self.queues.by_name)
-            fn.add_schedule_source(settings.reconcile_interval_minutes)
             self.functions[key] = fn
 
         self.pipeline = TrainingPipeline(

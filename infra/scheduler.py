@@ -44,8 +44,10 @@ class Scheduling(Construct):
             ),
             targets=[targets.SqsQueue(queues.status.queue)],
         )
-        # The reconcile schedule (safety net only: lost events, throttled starts,
-        # stuck runs) comes from the handler's wiring: TrainyardFunction.add_schedule_source.
+        # Safety net only (lost events, throttled starts, stuck runs).
+        self.reconcile_rule = scheduler.schedule(
+            self, "ReconcileRule", settings.reconcile_interval_minutes
+        )
 
         storage.grant_tables(scheduler.role)
         executions = f"{pipeline_arn}/execution/*"

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import boto3
@@ -62,7 +62,13 @@ class CloudFormationProvisioner:
         }
         if self._role_arn:
             kwargs["RoleARN"] = self._role_arn
-        self._cfn.create_stack(**kwargs)
+        try:
+            self._cfn.create_stack(**kwargs)
+        except ClientError as exc:
+            # The API call and the lifecycle schedule may both create it: one
+            # stack either way, and its status tells the rest.
+            if exc.response.get("Error", {}).get("Code") != "AlreadyExistsException":
+                raise
 
     def describe(self, stack_name: str) -> StackState | None:
         try:
@@ -159,20 +165,28 @@ class S3DataMover:
         return found
 
     def copy(
-        self, src_bucket: str, src_root: str, dst_bucket: str, dst_root: str
+        self,
+        src_bucket: str,
+        src_root: str,
+        dst_bucket: str,
+        dst_root: str,
+        stop: Callable[[], bool] | None = None,
     ) -> list[StoredObject]:
         source = self._current(src_bucket, src_root)
         present = self._current(dst_bucket, dst_root) if source else {}
+        handled: list[StoredObject] = []
         for rel, obj in sorted(source.items()):
+            if handled and stop is not None and stop():
+                break  # out of time: at least one object always makes progress
             there = present.get(rel)
-            if there is not None and there.etag == obj.etag:
-                continue
-            src = {"Bucket": src_bucket, "Key": src_root + rel}
-            if obj.size <= MAX_SINGLE_COPY_BYTES:
-                self._s3.copy_object(CopySource=src, Bucket=dst_bucket, Key=dst_root + rel)
-            else:
-                self._s3.copy(src, dst_bucket, dst_root + rel)
-        return list(source.values())
+            if there is None or there.etag != obj.etag:
+                src = {"Bucket": src_bucket, "Key": src_root + rel}
+                if obj.size <= MAX_SINGLE_COPY_BYTES:
+                    self._s3.copy_object(CopySource=src, Bucket=dst_bucket, Key=dst_root + rel)
+                else:
+                    self._s3.copy(src, dst_bucket, dst_root + rel)
+            handled.append(obj)
+        return handled
 
     def verify(self, objects: list[StoredObject], dst_bucket: str, dst_root: str) -> list[str]:
         present = self._current(dst_bucket, dst_root)

@@ -99,11 +99,18 @@ class DataMover(Protocol):
     """Moves a tenant's objects between locations (bucket + root prefix)."""
 
     def copy(
-        self, src_bucket: str, src_root: str, dst_bucket: str, dst_root: str
+        self,
+        src_bucket: str,
+        src_root: str,
+        dst_bucket: str,
+        dst_root: str,
+        stop: Callable[[], bool] | None = None,
     ) -> list[StoredObject]:
         """Copy every current object under src_root to the same relative key under
-        dst_root, skipping those already there with the same ETag. Returns all the
-        source objects (copied or already present); [] if there are none."""
+        dst_root, skipping those already there with the same ETag. Returns the
+        source objects now at the destination (copied or already present); [] only
+        if there are none. Once ``stop()`` is true it returns early, after at least
+        one object."""
 
     def verify(self, objects: list[StoredObject], dst_bucket: str, dst_root: str) -> list[str]:
         """Relative keys that are missing or differ at the destination."""
@@ -117,6 +124,15 @@ class DataMover(Protocol):
 
 class MigrationError(Exception):
     pass
+
+
+class MigrationPaused(Exception):
+    """The time budget ran out mid-move; the next attempt resumes (not a failure)."""
+
+
+# Data moved per API-driven attempt (a GET or PATCH must answer within API
+# Gateway's 29 s); the lifecycle schedule passes its own remaining time.
+MOVE_BUDGET_SECONDS = 15.0
 
 
 # Laps of copy/verify/delete before giving up on a source that keeps changing.
@@ -154,6 +170,7 @@ class TenantService:
         mover: DataMover | None = None,
         sleep: Callable[[float], object] | None = None,
         used_before: Callable[[str], bool] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         # Whether an id has history (runs) from an earlier, offboarded tenant.
@@ -167,6 +184,7 @@ class TenantService:
         self.mover = mover
         # A virtual clock is advanced instead of sleeping (tests, benchmark).
         self._sleep = sleep or getattr(self.clock, "advance", None) or time.sleep
+        self._monotonic = monotonic
 
     # --- helpers
     def _now(self) -> str:
@@ -371,8 +389,10 @@ class TenantService:
             tenant = self._request_stack_update(tenant)
         return self._advance_migration(tenant)
 
-    def _advance_migration(self, tenant: Tenant) -> Tenant:
+    def _advance_migration(self, tenant: Tenant, move_until: float | None = None) -> Tenant:
         """Move the data once the stack serves the new location (idempotent)."""
+        if move_until is None:
+            move_until = self._monotonic() + MOVE_BUDGET_SECONDS
         state = self.provisioner.describe(tenant.stack_name or "")
         if state is None:
             return self._interrupted(tenant, "the tenant stack does not exist")
@@ -389,7 +409,9 @@ class TenantService:
             tenant.migrating_to, tenant.tenant_id, self.account_id
         )
         try:
-            self._move_objects(tenant, dst_bucket, dst_root)
+            self._move_objects(tenant, dst_bucket, dst_root, move_until)
+        except MigrationPaused:
+            return tenant  # out of time, nothing wrong: the next attempt carries on
         except Exception as exc:  # partial progress is kept; the next attempt resumes
             return self._interrupted(tenant, f"data migration interrupted: {exc}")
         # Copies made above are not uploads: the intake ignores objects created at
@@ -413,22 +435,32 @@ class TenantService:
             failure_reason=None,
         )
 
-    def _move_objects(self, tenant: Tenant, dst_bucket: str, dst_root: str) -> None:
+    def _move_objects(
+        self, tenant: Tenant, dst_bucket: str, dst_root: str, move_until: float
+    ) -> None:
         assert self.mover is not None
         src_bucket = tenant.data_bucket
         if not src_bucket:
             return  # never had storage: nothing to move
         src_root = self.root_prefix(tenant.isolation, tenant.tenant_id)
+
         # Copy, verify, then delete exactly what was verified; repeat until the old
         # location is empty, so an upload landing there mid-move is carried over too.
-        for _ in range(MAX_MOVE_ROUNDS):
-            objects = self.mover.copy(src_bucket, src_root, dst_bucket, dst_root)
+        def out_of_time() -> bool:
+            return self._monotonic() >= move_until
+
+        rounds = 0
+        while rounds < MAX_MOVE_ROUNDS:
+            objects = self.mover.copy(src_bucket, src_root, dst_bucket, dst_root, out_of_time)
             if not objects:
                 break
             bad = self.mover.verify(objects, dst_bucket, dst_root)
             if bad:
                 raise MigrationError(f"{len(bad)} object(s) differ after the copy, e.g. {bad[0]!r}")
             self.mover.delete(objects, src_bucket, src_root)
+            if out_of_time():
+                raise MigrationPaused  # what was verified is moved; the rest next time
+            rounds += 1
         else:
             raise MigrationError(f"s3://{src_bucket}/{src_root} kept changing during the move")
         if src_root == "":
@@ -436,11 +468,10 @@ class TenantService:
             self.mover.delete_bucket(src_bucket)
 
     def _interrupted(self, tenant: Tenant, reason: str) -> Tenant:
-        return self._transition(
-            tenant,
-            TenantStatus.MIGRATING,
-            failure_reason=f"{reason}; PATCH the same plan again to resume",
-        )
+        failure = f"{reason}; PATCH the same plan again to resume"
+        if tenant.status == TenantStatus.MIGRATING and tenant.failure_reason == failure:
+            return tenant  # already says so: the schedule must not rewrite it every minute
+        return self._transition(tenant, TenantStatus.MIGRATING, failure_reason=failure)
 
     def offboard(self, tenant_id: str, *, purge: bool) -> Tenant:
         """Delete the tenant's stack. Its bucket is retained unless purge is asked for."""
@@ -456,11 +487,12 @@ class TenantService:
         offboarding = self._transition(tenant, TenantStatus.OFFBOARDING)
         return self.refresh(offboarding)
 
-    def refresh(self, tenant: Tenant) -> Tenant:
+    def refresh(self, tenant: Tenant, *, move_until: float | None = None) -> Tenant:
         """Advance a PROVISIONING, MIGRATING or OFFBOARDING tenant from its stack's
-        state (idempotent)."""
+        state (idempotent). A data move stops at ``move_until`` (monotonic time;
+        default: MOVE_BUDGET_SECONDS from now) and resumes on the next call."""
         if tenant.status == TenantStatus.MIGRATING:
-            return self._advance_migration(tenant)
+            return self._advance_migration(tenant, move_until)
         if tenant.status == TenantStatus.OFFBOARDING:
             if self.provisioner.describe(tenant.stack_name or "") is None:
                 # Stack gone: the tenant leaves the registry; its run history stays.
@@ -496,31 +528,38 @@ class TenantService:
         self, time_left: Callable[[], float] | None = None, reserve_seconds: float = 5.0
     ) -> dict[str, list[str]]:
         """The lifecycle schedule: advance every PROVISIONING, MIGRATING and
-        OFFBOARDING tenant without waiting for someone to read it. One tenant's
-        failure does not stop the others; a data move cut short by ``time_left``
-        resumes on the next call (every step is idempotent).
+        OFFBOARDING tenant without waiting for someone to read it. Quick stack
+        checks come first and data moves last, so a long move cannot hold up the
+        others; a move stops ``reserve_seconds`` before ``time_left`` runs out and
+        resumes on the next call. One tenant's failure does not stop the others.
 
         Returns {"advanced": ids whose status changed, "waiting": ids still
-        pending, "errors": "<id>: <error>" for each refresh that raised, "deferred":
-        ids not reached}."""
+        pending, "errors": "<id>: <error>" for each tenant that raised,
+        "deferred": ids not reached}."""
         report: dict[str, list[str]] = {"advanced": [], "waiting": [], "errors": [], "deferred": []}
-        for listed in self.tenants.pending():
-            if time_left is not None and time_left() < reserve_seconds:
+        pending = sorted(
+            self.tenants.pending(),
+            key=lambda t: (t.status == TenantStatus.MIGRATING, t.updated_at, t.tenant_id),
+        )
+        for listed in pending:
+            remaining = time_left() - reserve_seconds if time_left is not None else None
+            if remaining is not None and remaining <= 0:
                 report["deferred"].append(listed.tenant_id)
                 continue
-            # The index lags the table: act on the consistent read.
-            tenant = self.tenants.get(listed.tenant_id)
-            if tenant is None or tenant.status not in PENDING_STATUSES:
-                continue
+            move_until = self._monotonic() + remaining if remaining is not None else None
             try:
-                after = self.refresh(tenant)
+                # The index lags the table: act on the consistent read.
+                tenant = self.tenants.get(listed.tenant_id)
+                if tenant is None or tenant.status not in PENDING_STATUSES:
+                    continue
+                after = self.refresh(tenant, move_until=move_until)
+                gone = (
+                    after.status == TenantStatus.OFFBOARDING
+                    and self.tenants.get(tenant.tenant_id) is None
+                )
             except Exception as exc:  # isolate tenants from each other; logged by the caller
-                report["errors"].append(f"{tenant.tenant_id}: {type(exc).__name__}: {exc}")
+                report["errors"].append(f"{listed.tenant_id}: {type(exc).__name__}: {exc}")
                 continue
-            gone = (
-                after.status == TenantStatus.OFFBOARDING
-                and self.tenants.get(tenant.tenant_id) is None
-            )
             if gone or after.status != tenant.status:
                 report["advanced"].append(tenant.tenant_id)
             else:

@@ -98,19 +98,24 @@ def test_status_rule_matches_only_this_pipelines_status_changes(synth: Synth) ->
 
 
 @pytest.mark.parametrize(
-    ("rule", "function"),
-    [("reconcile_rule", "scheduler"), ("lifecycle_rule", "onboarding")],
+    ("rule", "function", "logical_id"),
+    [
+        ("reconcile_rule", "scheduler", "SchedulingReconcileRule"),
+        ("lifecycle_rule", "onboarding", "OnboardingLifecycleRule"),
+    ],
     ids=["reconcile-runs-the-scheduler", "lifecycle-advances-tenants"],
 )
 def test_schedules_run_their_handler_at_the_configured_rate(
-    synth: Synth, rule: str, function: str
+    synth: Synth, rule: str, function: str, logical_id: str
 ) -> None:
     minutes = synth.settings.reconcile_interval_minutes
-    found = next(
-        r
-        for r in resources(synth.platform_json, "AWS::Events::Rule").values()
+    rule_id, found = next(
+        (lid, r)
+        for lid, r in resources(synth.platform_json, "AWS::Events::Rule").items()
         if r["Properties"]["Name"] == getattr(synth.names, rule)
     )
+    # A rule with a fixed name cannot be replaced in place: its logical id must not move.
+    assert rule_id.startswith(logical_id)
     unit = "minute" if minutes == 1 else "minutes"
     assert found["Properties"]["ScheduleExpression"] == f"rate({minutes} {unit})"
     (target,) = found["Properties"]["Targets"]
@@ -123,6 +128,14 @@ def test_schedules_run_their_handler_at_the_configured_rate(
         and resolve_ref(synth.platform_json, p["Properties"]["FunctionName"])
         == resolve_ref(synth.platform_json, target["Arn"])
         for p in permissions
+    )
+    # The next tick is the retry: no async retries that would overlap it.
+    configs = resources(synth.platform_json, "AWS::Lambda::EventInvokeConfig").values()
+    assert any(
+        resolve_ref(synth.platform_json, c["Properties"]["FunctionName"])
+        == resolve_ref(synth.platform_json, target["Arn"])
+        and c["Properties"]["MaximumRetryAttempts"] == 0
+        for c in configs
     )
 
 

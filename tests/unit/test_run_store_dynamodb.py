@@ -178,6 +178,23 @@ def test_admission_stamps_when_the_tenant_was_last_served_and_healing_keeps_it(
     assert store.counters().tenants["acme"] == 0
 
 
+def test_counters_for_some_tenants_read_the_slots_and_only_those_tenants(store: Any) -> None:
+    caps = Caps(global_cap=5, plan_cap=5, tenant_cap=1)
+    for tenant in ("t1", "t2", "t3"):
+        assert admit(store, enqueue(store, queued_run(tenant)), caps) == AdmitOutcome.ADMITTED
+    some = store.counters({"t1", "t3", "never-ran"})
+    assert (some.global_running, some.plans) == (3, {"basic": 3})
+    assert some.tenants == {"t1": 1, "t3": 1}
+    assert set(some.last_admitted) == {"t1", "t3"}
+    slots_only = store.counters(())
+    assert (slots_only.global_running, slots_only.plans, slots_only.tenants) == (
+        3,
+        {"basic": 3},
+        {},
+    )
+    assert set(store.counters().tenants) == {"t1", "t2", "t3"}
+
+
 def test_admission_refuses_to_exceed_any_cap_and_leaves_the_run_queued(store: Any) -> None:
     first = enqueue(store, queued_run("t1"))
     second = enqueue(store, queued_run("t2"))

@@ -3,6 +3,7 @@ data and model history survive, retries are safe, interruptions resume."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict
 from trainyard_core.models import TenantStatus, parse_iso
 from trainyard_core.store.tenants import InMemoryTenantRepository
-from trainyard_core.tenants import StoredObject, TenantService
+from trainyard_core.tenants import StackState, StoredObject, TenantService
 
 from tests.unit.test_tenant_lifecycle import ACCOUNT, InMemoryProvisioner
 
@@ -36,7 +37,12 @@ class InMemoryMover:
         return sorted(k for k in self.buckets.get(bucket, {}) if k.startswith(prefix))
 
     def copy(
-        self, src_bucket: str, src_root: str, dst_bucket: str, dst_root: str
+        self,
+        src_bucket: str,
+        src_root: str,
+        dst_bucket: str,
+        dst_root: str,
+        stop: Callable[[], bool] | None = None,
     ) -> list[StoredObject]:
         source = {
             k[len(src_root) :]: v
@@ -44,7 +50,11 @@ class InMemoryMover:
             if k.startswith(src_root)
         }
         dst = self.buckets.setdefault(dst_bucket, {})
+        handled: list[StoredObject] = []
         for rel, (etag, size) in sorted(source.items()):
+            if handled and stop is not None and stop():
+                break
+            handled.append(StoredObject(rel, etag, size))
             if dst.get(dst_root + rel, (None,))[0] == etag:
                 continue
             if self.fail_copy_after is not None and self.copies >= self.fail_copy_after:
@@ -55,7 +65,11 @@ class InMemoryMover:
                 etag = "garbled"
             dst[dst_root + rel] = (etag, size)
             self.copies += 1
-        return [StoredObject(rel, etag, size) for rel, (etag, size) in source.items()]
+            self.on_copy()
+        return handled
+
+    def on_copy(self) -> None:
+        """Called after each copied object (a test can advance time here)."""
 
     def verify(self, objects: list[StoredObject], dst_bucket: str, dst_root: str) -> list[str]:
         dst = self.buckets.get(dst_bucket, {})
@@ -286,3 +300,59 @@ def test_the_lifecycle_schedule_finishes_a_migration_nobody_reads_and_resumes_a_
     assert (moved.isolation, moved.data_bucket) == ("silo", SILO)
     assert mover.keys(SILO) == ["artifacts/run1/model.tar.gz", "data/a.csv", "data/b.csv"]
     assert mover.keys(POOL, "tenants/acme/") == [] and mover.copies == 3
+
+
+def test_a_move_longer_than_its_time_budget_pauses_without_a_failure_and_resumes(
+    provisioner: InMemoryProvisioner, mover: InMemoryMover, clock: VirtualClock
+) -> None:
+    now = [0.0]
+    service = TenantService(
+        settings=Settings(),
+        tenants=InMemoryTenantRepository(),
+        provisioner=provisioner,
+        account_id=ACCOUNT,
+        clock=clock,
+        mover=mover,
+        monotonic=lambda: now[0],
+    )
+    _pool_tenant_with_history(service, mover)
+
+    def tick() -> None:
+        now[0] += 10.0  # each object takes 10 s to copy
+
+    mover.on_copy = tick  # type: ignore[method-assign]
+    service.update("acme", plan="premium", status=None)
+    # 15 s left minus the 5 s reserve: time for one object, then the move pauses.
+    report = service.advance_pending(time_left=lambda: 15.0)
+    assert report["waiting"] == ["acme"] and report["errors"] == []
+    paused = service.tenants.get("acme")
+    assert paused is not None and paused.status == TenantStatus.MIGRATING
+    assert paused.failure_reason is None  # out of time is not a failure
+    assert mover.keys(SILO) == ["artifacts/run1/model.tar.gz"]  # verified, moved ...
+    assert mover.keys(POOL, "tenants/acme/") == [  # ... and gone from the old place
+        "tenants/acme/data/a.csv",
+        "tenants/acme/data/b.csv",
+    ]
+    assert service.advance_pending(time_left=lambda: 60.0)["advanced"] == ["acme"]
+    assert mover.keys(SILO) == ["artifacts/run1/model.tar.gz", "data/a.csv", "data/b.csv"]
+    assert mover.keys(POOL, "tenants/acme/") == [] and mover.copies == 3
+
+
+def test_a_rolled_back_migration_is_reported_once_not_rewritten_every_minute(
+    service: TenantService, provisioner: InMemoryProvisioner, mover: InMemoryMover
+) -> None:
+    _pool_tenant_with_history(service, mover)
+    provisioner.complete_immediately = False
+    service.update("acme", plan="premium", status=None)
+    stack = provisioner.stacks["trainyard-tenant-acme"]
+    provisioner.stacks["trainyard-tenant-acme"] = StackState(
+        "UPDATE_ROLLBACK_COMPLETE", stack.outputs, reason="bucket name taken"
+    )
+    service.advance_pending()
+    reported = service.tenants.get("acme")
+    assert reported is not None and "UPDATE_ROLLBACK_COMPLETE" in (reported.failure_reason or "")
+    for _ in range(3):
+        assert service.advance_pending()["waiting"] == ["acme"]
+    again = service.tenants.get("acme")
+    assert again is not None and again.version == reported.version
+    assert len(mover.keys(POOL, "tenants/acme/")) == 3  # nothing moved off the old storage

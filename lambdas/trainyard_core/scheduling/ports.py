@@ -7,6 +7,7 @@ in-memory implementations of ``RunRepository``, ``sagemaker_port.py`` the boto3
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -102,7 +103,10 @@ class RunRepository(Protocol):
         """The tenant's current QUEUED run (the coalescing pointer)."""
         ...
 
-    def counters(self) -> Counters: ...
+    def counters(self, tenant_ids: Collection[str] | None = None) -> Counters:
+        """The global and plan counters, and the counters of ``tenant_ids`` (None:
+        of every tenant; reads grow with the tenant count, so only reconcile does)."""
+        ...
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
         """{"runs", "trainingSeconds", "costEstimateUsd"} recorded for a tenant-month."""

@@ -39,7 +39,6 @@ from trainyard_core.scheduling.policy import (
 from trainyard_core.scheduling.ports import (
     AdmitOutcome,
     Caps,
-    Counters,
     DuplicateUploadError,
     ExecutionInfo,
     MetricsSink,
@@ -367,14 +366,14 @@ class SchedulerService:
         # Work per invocation is bounded by the caps, not by the backlog: with every
         # slot taken there is nothing to decide, and otherwise only the head of each
         # plan's queue can be admitted now (a tenant has at most one QUEUED run).
-        counters = self.runs.counters()
+        counters = self.runs.counters(())  # global and plans only: cheap
         if counters.global_running >= self.settings.global_max_concurrent_runs:
             self._record_depths(report, None, counters)
             return report
         window = self._window()
         # A CAP_REACHED means a concurrent scheduler took capacity: re-plan on
         # fresh data (bounded) rather than trust our stale snapshot.
-        snapshot = self._snapshot(window, counters)
+        snapshot = self._snapshot(window)
         for _ in range(3):
             decision = plan_dispatch(self.settings, snapshot)
             if not decision.admissions and self._window_full(snapshot, window):
@@ -407,7 +406,7 @@ class SchedulerService:
             if not contended:
                 break
             snapshot = self._snapshot(window)
-        self._record_depths(report, window, self.runs.counters())
+        self._record_depths(report, window, self.runs.counters(()))
         return report
 
     def _window_full(self, snapshot: Snapshot, window: int) -> bool:
@@ -692,14 +691,15 @@ class SchedulerService:
         }
 
     # ------------------------------------------------------------------ helpers
-    def _snapshot(self, limit: int | None = None, counters: Counters | None = None) -> Snapshot:
+    def _snapshot(self, limit: int | None = None) -> Snapshot:
         queued: list[Run] = []
         active: list[Run] = []
         for plan in self.settings.plans:
             queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
-        last_admitted = (counters or self.runs.counters()).last_admitted
+        # Only the queued tenants' counters: the fair order's "served longest ago".
+        last_admitted = self.runs.counters({r.tenant_id for r in queued}).last_admitted
         views: dict[str, TenantView] = {}
         plan_of: dict[str, str] = {}
         for tenant_id in {r.tenant_id for r in queued}:

@@ -31,7 +31,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -144,6 +144,7 @@ class InMemoryRunRepository:
     def __init__(self) -> None:
         self._runs: dict[tuple[str, str], dict[str, Any]] = {}
         self._state: dict[tuple[str, str], dict[str, Any]] = {}
+        self._counter_names: set[str] = set()  # counters live in _state; this indexes them
         self._lock = threading.RLock()
         # The in-memory twins of the GSIs, so reads cost what a GSI query costs
         # (the head of the queue, the active runs) rather than a scan of every run.
@@ -195,6 +196,7 @@ class InMemoryRunRepository:
 
     def _add_counter(self, name: str, delta: int) -> None:
         item = self._state.setdefault((COUNTER_PK, name), {"running": 0})
+        self._counter_names.add(name)
         item["running"] = int(item.get("running", 0)) + delta
 
     def _pointer(self, tenant_id: str) -> str | None:
@@ -263,9 +265,18 @@ class InMemoryRunRepository:
         with self._lock:
             return self._pointer(tenant_id)
 
-    def counters(self) -> Counters:
+    def counters(self, tenant_ids: Collection[str] | None = None) -> Counters:
         with self._lock:
-            items = [{"sk": sk, **v} for (pk, sk), v in self._state.items() if pk == COUNTER_PK]
+            if tenant_ids is None:
+                names: Iterable[str] = list(self._counter_names)
+            else:
+                slots = [n for n in self._counter_names if not n.startswith("tenant#")]
+                names = slots + [tenant_counter(t) for t in set(tenant_ids)]
+            items = [
+                {"sk": name, **self._state[(COUNTER_PK, name)]}
+                for name in names
+                if (COUNTER_PK, name) in self._state
+            ]
         return _counters_from(items)
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
@@ -538,6 +549,7 @@ class InMemoryRunRepository:
             if expected is not None and self._counter(name) != expected:
                 return False
             self._state.setdefault((COUNTER_PK, name), {})["running"] = value
+            self._counter_names.add(name)
             return True
 
     def drift_marker(self, name: str) -> tuple[int, int] | None:
@@ -835,16 +847,52 @@ class DynamoRunRepository:
         )
         return self._d(resp["Item"]).get("runId") if "Item" in resp else None
 
-    def counters(self) -> Counters:
+    def counters(self, tenant_ids: Collection[str] | None = None) -> Counters:
+        if tenant_ids is None:
+            items = list(
+                self._query_all(
+                    TableName=self.state_table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues=self._s({":pk": COUNTER_PK}),
+                    ConsistentRead=True,
+                )
+            )
+            return _counters_from(items)
+        # "global" and "plan#..." sort before "tenant#": one small query, and the
+        # tenants asked for by key, so the read does not grow with the tenant count.
         items = list(
             self._query_all(
                 TableName=self.state_table,
-                KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues=self._s({":pk": COUNTER_PK}),
+                KeyConditionExpression="pk = :pk AND sk < :tenants",
+                ExpressionAttributeValues=self._s({":pk": COUNTER_PK, ":tenants": "tenant#"}),
                 ConsistentRead=True,
             )
         )
+        items.extend(self._get_many([(COUNTER_PK, tenant_counter(t)) for t in set(tenant_ids)]))
         return _counters_from(items)
+
+    def _get_many(self, keys: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """BatchGetItem on the state table (100 keys a call, unprocessed keys retried)."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.state_table: {
+                    "Keys": [self._state_key(pk, sk) for pk, sk in keys[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            for attempt in range(8):
+                resp = self.client.batch_get_item(RequestItems=request)
+                found.extend(
+                    self._d(i) for i in resp.get("Responses", {}).get(self.state_table, [])
+                )
+                request = resp.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+            else:
+                raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+        return found
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
         resp = self.client.get_item(

@@ -1,0 +1,40 @@
+"""The CloudFormation provisioner on moto: what the onboarding service relies on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+from trainyard_core.provisioning import CloudFormationProvisioner
+
+TEMPLATE = {
+    "Parameters": {"TenantId": {"Type": "String"}},
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {"Tenant": {"Value": {"Ref": "TenantId"}}},
+}
+
+
+@pytest.fixture
+def provisioner(monkeypatch: pytest.MonkeyPatch) -> Iterator[CloudFormationProvisioner]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="templates")
+        s3.put_object(Bucket="templates", Key="silo.json", Body=json.dumps(TEMPLATE))
+        url = "https://templates.s3.amazonaws.com/silo.json"
+        yield CloudFormationProvisioner(template_urls={"silo": url, "pool": url})
+
+
+def test_creating_a_stack_that_already_exists_is_not_an_error(
+    provisioner: CloudFormationProvisioner,
+) -> None:
+    # The API call and the lifecycle schedule can race to create the same tenant stack.
+    provisioner.create("trainyard-tenant-acme", {"TenantId": "acme"}, {"trainyard:tenant": "acme"})
+    provisioner.create("trainyard-tenant-acme", {"TenantId": "acme"}, {"trainyard:tenant": "acme"})
+    stacks = boto3.client("cloudformation", region_name="us-east-1").list_stacks()
+    assert [s["StackName"] for s in stacks["StackSummaries"]] == ["trainyard-tenant-acme"]
+    state = provisioner.describe("trainyard-tenant-acme")
+    assert state is not None and state.complete and state.outputs["Tenant"] == "acme"
