@@ -9,11 +9,12 @@ that enforces the caps under concurrency; this module decides *fairness*:
   under its own cap. When the global cap binds, plans therefore share it in
   proportion to their weights; a plan without backlog leaves its share to the
   others (borrowing), but no plan ever exceeds its own cap.
-- Within a plan: fewest running runs per tenant first, then the tenant served
-  longest ago (never served first: round robin over tenants), then oldest
-  queued, so a tenant uploading 500 files (coalesced into one QUEUED run anyway)
-  cannot starve the others, and a tenant that keeps a run queued behind each
-  of its starts does not take every freed slot by seniority; the per-tenant cap
+- Within a plan: fewest running runs per tenant first, then the earliest
+  fair tag (the queued time, but no earlier than the tenant's last admission
+  plus FAIR_SHARE_QUANTUM), so a tenant uploading 500 files (coalesced into one
+  QUEUED run anyway) cannot starve the others, a tenant that keeps a run queued
+  behind each of its starts does not take every freed slot by seniority, and
+  nobody waits behind newcomers for more than one quantum; the per-tenant cap
   is respected.
 - Suspended tenants and tenants over their monthly training budget wait, with
   the reason written on the run; runs of offboarded/unknown tenants are cancelled.
@@ -21,11 +22,13 @@ that enforces the caps under concurrency; this module decides *fairness*:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from trainyard_core.config import Settings
-from trainyard_core.models import Run, TenantStatus
+from trainyard_core.models import Run, TenantStatus, iso_ms, parse_iso
 
 # Prefixes of reasons this module writes on QUEUED runs; only these are cleared
 # again when the condition goes away (a start failure reason is never touched).
@@ -70,12 +73,28 @@ class DispatchPlan:
     cancellations: list[tuple[Run, str]] = field(default_factory=list)
 
 
+# Fair queuing's "virtual start time", simplified: a tenant whose previous run was
+# admitted at T queues its next run as if it had asked at T + this quantum (about
+# one run's length) at the earliest. Tenants that were not served recently go
+# first; a tenant served recently still waits at most one quantum behind
+# newcomers, so a stream of new tenants cannot starve it (plain "served longest
+# ago" would: never-served always wins).
+FAIR_SHARE_QUANTUM = timedelta(minutes=10)
+
+
+def fair_tag(run: Run, view: TenantView | None) -> str:
+    """When the run counts as having asked, for ordering among equals (ISO)."""
+    served = parse_iso(view.last_admitted_at) if view is not None else None
+    if served is None:
+        return run.queued_at
+    return max(run.queued_at, iso_ms(served + FAIR_SHARE_QUANTUM) or "")
+
+
 def _fair_key(
     run: Run, running_by_tenant: Mapping[str, int], tenants: Mapping[str, TenantView]
-) -> tuple[int, str, str, str]:
-    view = tenants.get(run.tenant_id)
-    served = view.last_admitted_at if view is not None else ""
-    return (running_by_tenant.get(run.tenant_id, 0), served, run.queued_at, run.run_id)
+) -> tuple[int, str, str]:
+    tag = fair_tag(run, tenants.get(run.tenant_id))
+    return (running_by_tenant.get(run.tenant_id, 0), tag, run.run_id)
 
 
 def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> str | None:
@@ -113,17 +132,23 @@ def order_within_plan(
     tenants: Mapping[str, TenantView] | None = None,
 ) -> list[Run]:
     """Dispatch order inside one plan: repeatedly the run whose tenant has the
-    fewest running runs (counting the ones just ordered), then the tenant served
-    longest ago, then the oldest."""
-    pending = list(runs)
+    fewest running runs (counting the ones just ordered), then the earliest fair
+    tag (``fair_tag``)."""
     running = dict(running_by_tenant)
     views = tenants or {}
+    # A heap with lazy re-keying: O(n log n) for a backlog of any size. A key goes
+    # stale only when its tenant got another run ordered ahead (running + 1).
+    heap = [(_fair_key(r, running, views), i, r) for i, r in enumerate(runs)]
+    heapq.heapify(heap)
     ordered: list[Run] = []
-    while pending:
-        nxt = min(pending, key=lambda r: _fair_key(r, running, views))
-        pending.remove(nxt)
-        ordered.append(nxt)
-        running[nxt.tenant_id] = running.get(nxt.tenant_id, 0) + 1
+    while heap:
+        key, i, run = heapq.heappop(heap)
+        fresh = _fair_key(run, running, views)
+        if fresh != key:
+            heapq.heappush(heap, (fresh, i, run))
+            continue
+        ordered.append(run)
+        running[run.tenant_id] = running.get(run.tenant_id, 0) + 1
     return ordered
 
 

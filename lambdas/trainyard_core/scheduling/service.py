@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -691,10 +692,10 @@ class SchedulerService:
         }
 
     # ------------------------------------------------------------------ helpers
-    def _snapshot(self, limit: int | None = None) -> Snapshot:
+    def _snapshot(self, limit: int | None = None, plans: Iterable[str] | None = None) -> Snapshot:
         queued: list[Run] = []
         active: list[Run] = []
-        for plan in self.settings.plans:
+        for plan in self.settings.plans if plans is None else plans:
             queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
@@ -754,7 +755,12 @@ class SchedulerService:
         return moved if moved.plan != run.plan else None
 
     def _with_positions(self, runs: list[Run]) -> list[Run]:
-        positions = queue_positions(self.settings, self._snapshot())
+        plans = {r.plan for r in runs if r.status == RunStatus.QUEUED}
+        if not plans:
+            return runs
+        # A position is within the run's own plan: read only those queues.
+        known = [p for p in self.settings.plans if p in plans]
+        positions = queue_positions(self.settings, self._snapshot(plans=known))
         return [
             r.model_copy(update={"queue_position": positions.get(r.run_id)})
             if r.status == RunStatus.QUEUED

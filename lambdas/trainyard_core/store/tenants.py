@@ -110,7 +110,18 @@ def decode_token(token: str, keys: tuple[str, ...] | None = None) -> Any:
 class InMemoryTenantRepository:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
+        # locationKey -> tenant id, like the byLocation index (lookups stay O(1)).
+        self._by_location: dict[str, str] = {}
         self._lock = threading.Lock()
+
+    def _store(self, tenant_id: str, item: dict[str, Any] | None) -> None:
+        old = self._items.pop(tenant_id, None)
+        if old is not None and old.get("locationKey"):
+            self._by_location.pop(old["locationKey"], None)
+        if item is not None:
+            self._items[tenant_id] = item
+            if item.get("locationKey"):
+                self._by_location[item["locationKey"]] = tenant_id
 
     def get(self, tenant_id: str) -> Tenant | None:
         with self._lock:
@@ -118,18 +129,19 @@ class InMemoryTenantRepository:
         return item_to_tenant(item) if item else None
 
     def find_by_location(self, bucket: str, key: str) -> Tenant | None:
-        with self._lock:
-            by_loc = {i.get("locationKey"): i for i in self._items.values() if i.get("locationKey")}
         for candidate in candidate_location_keys(bucket, key):
-            if candidate in by_loc:
-                return item_to_tenant(by_loc[candidate])
+            with self._lock:
+                tenant_id = self._by_location.get(candidate)
+                item = self._items.get(tenant_id) if tenant_id else None
+            if item is not None:
+                return item_to_tenant(item)
         return None
 
     def create(self, tenant: Tenant) -> None:
         with self._lock:
             if tenant.tenant_id in self._items:
                 raise TenantExistsError(tenant.tenant_id)
-            self._items[tenant.tenant_id] = tenant_to_item(tenant)
+            self._store(tenant.tenant_id, tenant_to_item(tenant))
 
     def save(self, tenant: Tenant) -> Tenant:
         with self._lock:
@@ -137,7 +149,7 @@ class InMemoryTenantRepository:
             if current is None or int(current.get("version", 0)) != tenant.version:
                 raise StaleTenantError(tenant.tenant_id)
             stored = tenant.model_copy(update={"version": tenant.version + 1})
-            self._items[tenant.tenant_id] = tenant_to_item(stored)
+            self._store(tenant.tenant_id, tenant_to_item(stored))
             return stored
 
     def list(
@@ -154,7 +166,7 @@ class InMemoryTenantRepository:
 
     def delete(self, tenant_id: str) -> None:
         with self._lock:
-            self._items.pop(tenant_id, None)
+            self._store(tenant_id, None)
 
     def pending(self) -> list[Tenant]:
         with self._lock:
