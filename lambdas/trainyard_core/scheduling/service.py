@@ -699,7 +699,7 @@ class SchedulerService:
             queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
-        # Only the queued tenants' counters: the fair order's "served longest ago".
+        # Only the queued tenants' counters: their last admission feeds the fair order.
         last_admitted = self.runs.counters({r.tenant_id for r in queued}).last_admitted
         views: dict[str, TenantView] = {}
         plan_of: dict[str, str] = {}
