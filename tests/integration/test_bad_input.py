@@ -190,6 +190,7 @@ API_CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("id-underscore", "POST", "/tenants", _create("a_b_c"), BAD, "InvalidTenantId"),
     ("id-leading-hyphen", "POST", "/tenants", _create("-abc"), BAD, "InvalidTenantId"),
     ("id-trailing-hyphen", "POST", "/tenants", _create("abc-"), BAD, "InvalidTenantId"),
+    ("id-double-hyphen", "POST", "/tenants", _create("ab--cd"), BAD, "InvalidTenantId"),
     ("id-reserved", "POST", "/tenants", _create("admin"), BAD, "ReservedTenantId"),
     ("id-reserved-aws", "POST", "/tenants", _create("aws"), BAD, "ReservedTenantId"),
     ("unknown-plan", "POST", "/tenants", _create("okay-id", "gold"), BAD, "UnknownPlan"),
