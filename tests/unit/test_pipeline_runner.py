@@ -350,16 +350,22 @@ LAMBDA_ONLY = {
 }
 
 
-def test_repeated_client_request_token_starts_one_execution(
-    aws: Callable[[str], Any], engine: LocalPipelineEngine, recorder: Recorder
-) -> None:
-    sagemaker = aws("sagemaker")
-    pipeline = f"tokens-{uuid.uuid4().hex[:6]}"
+def lambda_only_pipeline(sagemaker: Any, prefix: str) -> str:
+    """A fresh pipeline of LAMBDA_ONLY in moto; returns its name."""
+    pipeline = f"{prefix}-{uuid.uuid4().hex[:6]}"
     sagemaker.create_pipeline(
         PipelineName=pipeline,
         PipelineDefinition=json.dumps(LAMBDA_ONLY),
         RoleArn=f"arn:aws:iam::{ACCOUNT}:role/p",
     )
+    return pipeline
+
+
+def test_repeated_client_request_token_starts_one_execution(
+    aws: Callable[[str], Any], engine: LocalPipelineEngine, recorder: Recorder
+) -> None:
+    sagemaker = aws("sagemaker")
+    pipeline = lambda_only_pipeline(sagemaker, "tokens")
     token = uuid.uuid4().hex
 
     def start() -> str:
@@ -382,12 +388,7 @@ def test_engine_does_not_rerun_executions_recorded_before_it_started(
     aws: Callable[[str], Any], endpoint: str, tmp_path: Path
 ) -> None:
     sagemaker = aws("sagemaker")
-    pipeline = f"old-{uuid.uuid4().hex[:6]}"
-    sagemaker.create_pipeline(
-        PipelineName=pipeline,
-        PipelineDefinition=json.dumps(LAMBDA_ONLY),
-        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/p",
-    )
+    pipeline = lambda_only_pipeline(sagemaker, "old")
     sagemaker.start_pipeline_execution(
         PipelineName=pipeline, PipelineParameters=[{"Name": "RunId", "Value": "old"}]
     )
@@ -418,12 +419,7 @@ def test_an_execution_waiting_for_a_worker_is_already_executing_not_finished(
         return recorder(function_arn, payload)
 
     sagemaker = aws("sagemaker")
-    pipeline = f"busy-{uuid.uuid4().hex[:6]}"
-    sagemaker.create_pipeline(
-        PipelineName=pipeline,
-        PipelineDefinition=json.dumps(LAMBDA_ONLY),
-        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/p",
-    )
+    pipeline = lambda_only_pipeline(sagemaker, "busy")
     engine = LocalPipelineEngine(endpoint, REGION, ACCOUNT, tmp_path / "e", slow, max_workers=1)
     engine.start()
     try:

@@ -53,6 +53,16 @@ class World:
             tenant.data_bucket, f"data/{name}", etag=etag, size=10, version_id=version
         )
 
+    def started(self, tenant_id: str) -> tuple[Run, str]:
+        """A new tenant's upload, dispatched: its run and the execution it started."""
+        self.tenant(tenant_id)
+        result = self.upload(tenant_id)
+        self.service.dispatch()
+        assert result.run
+        arn = self.run(result.run).execution_arn
+        assert arn
+        return result.run, arn
+
     def run(self, run: Run) -> Run:
         got = self.runs.get_run(run.tenant_id, run.run_id)
         assert got is not None
@@ -338,15 +348,10 @@ def test_duplicate_and_out_of_order_status_events_are_harmless(world: World) -> 
 
 
 def test_a_failure_without_a_reason_in_the_event_is_described(world: World) -> None:
-    world.tenant("acme")
-    result = world.upload("acme")
-    world.service.dispatch()
-    assert result.run
-    arn = world.run(result.run).execution_arn
-    assert arn
+    run, arn = world.started("acme")
     world.pipeline.set_status(arn, "Failed", "Step Train failed: AlgorithmError")
     world.service.handle_status(arn, "Failed")
-    failed = world.run(result.run)
+    failed = world.run(run)
     assert failed.status == RunStatus.FAILED
     assert failed.failure_reason == "Step Train failed: AlgorithmError"
     assert world.metrics.values("RunsFailed") == [1]
@@ -429,23 +434,18 @@ def test_a_waiting_run_follows_a_plan_change_even_if_the_move_was_missed(world: 
 
 
 def test_reconcile_recovers_a_lost_completion_event(world: World) -> None:
-    world.tenant("acme")
-    result = world.upload("acme")
-    world.service.dispatch()
-    assert result.run
-    arn = world.run(result.run).execution_arn
-    assert arn
+    run, arn = world.started("acme")
     started = world.clock.now()
     world.clock.advance(20)
     ended = world.clock.now()
     world.pipeline.set_status(arn, "Succeeded", ended_at=ended)  # ...and the event never arrives
     world.clock.advance(30)
     world.service.reconcile()
-    assert world.run(result.run).status == RunStatus.RUNNING  # too fresh: the event may come
+    assert world.run(run).status == RunStatus.RUNNING  # too fresh: the event may come
     world.clock.advance(60)
     report = world.service.reconcile()
-    assert report.finished == [result.run.run_id]
-    done = world.run(result.run)
+    assert report.finished == [run.run_id]
+    done = world.run(run)
     assert done.status == RunStatus.SUCCEEDED
     # Duration and cost end when the execution ended, not when reconcile noticed.
     assert done.training_seconds == pytest.approx((ended - started).total_seconds(), abs=1)
@@ -457,12 +457,7 @@ def test_reconcile_trusts_describe_over_a_stale_listing_that_says_finished(
 ) -> None:
     # The listing (eventually consistent, no end time) says Succeeded; Describe,
     # asked for the end time, says the execution is still running: the run goes on.
-    world.tenant("acme")
-    result = world.upload("acme")
-    world.service.dispatch()
-    assert result.run
-    arn = world.run(result.run).execution_arn
-    assert arn
+    run, _ = world.started("acme")
     world.clock.advance(120)
     listing = world.pipeline.list_statuses
 
@@ -472,7 +467,7 @@ def test_reconcile_trusts_describe_over_a_stale_listing_that_says_finished(
     monkeypatch.setattr(world.pipeline, "list_statuses", stale)
     report = world.service.reconcile()
     assert report.finished == []
-    assert world.run(result.run).status == RunStatus.RUNNING
+    assert world.run(run).status == RunStatus.RUNNING
     assert world.pipeline.describe_calls == 1
 
 
@@ -520,16 +515,11 @@ def test_a_run_executing_past_the_stuck_limit_is_reported_with_a_reason(world: W
 
 
 def test_a_run_whose_execution_sagemaker_does_not_know_is_reported_stuck(world: World) -> None:
-    world.tenant("acme")
-    result = world.upload("acme")
-    world.service.dispatch()
-    assert result.run
-    arn = world.run(result.run).execution_arn
-    assert arn
+    run, arn = world.started("acme")
     del world.pipeline.executions[arn]  # e.g. deleted by hand in another tool
     world.clock.advance(120)
     report = world.service.reconcile()
-    run = world.run(result.run)
+    run = world.run(run)
     assert run.status == RunStatus.RUNNING
     assert "unknown to SageMaker" in (report.stuck[run.run_id])
     assert run.failure_reason == report.stuck[run.run_id]

@@ -208,13 +208,10 @@ class EmbeddedStack:
                 poller.start()
                 self._threads.append(poller)
             if wiring.Source.SCHEDULE in spec.sources:
-                rule_arn = self._rule_arn(spec.schedule_rule)
                 ticker = Ticker(
                     f"schedule-{key}",
                     self.reconcile_seconds,
-                    lambda k=key, r=rule_arn: self.runtime.invoke(  # type: ignore[union-attr]
-                        k, scheduled_event(r, self.region, self.account_id)
-                    ),
+                    lambda k=key: self.fire_schedule(k),
                 )
                 ticker.start()
                 self._threads.append(ticker)
@@ -249,9 +246,8 @@ class EmbeddedStack:
     def fire_schedule(self, key: str) -> Any:
         """Fire a handler's schedule once (tests and the CLI use it instead of waiting)."""
         assert self.runtime is not None
-        spec = wiring.handlers(self.names)[key]
-        event = scheduled_event(self._rule_arn(spec.schedule_rule), self.region, self.account_id)
-        return self.runtime.invoke(key, event)
+        rule_arn = self._rule_arn(self.runtime.specs[key].schedule_rule)
+        return self.runtime.invoke(key, scheduled_event(rule_arn, self.region, self.account_id))
 
     def reconcile_now(self) -> Any:
         """The scheduler's reconcile, now."""

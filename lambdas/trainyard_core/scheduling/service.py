@@ -699,11 +699,12 @@ class SchedulerService:
             queued.extend(self.runs.queued_runs(plan, limit=limit))
             active.extend(self.runs.active_runs(plan))
         month = month_of(self.clock.now())
+        waiting_tenants = {r.tenant_id for r in queued}
         # Only the queued tenants' counters: their last admission feeds the fair order.
-        last_admitted = self.runs.counters({r.tenant_id for r in queued}).last_admitted
+        last_admitted = self.runs.counters(waiting_tenants).last_admitted
         views: dict[str, TenantView] = {}
         plan_of: dict[str, str] = {}
-        for tenant_id in {r.tenant_id for r in queued}:
+        for tenant_id in waiting_tenants:
             tenant = self.tenants.get(tenant_id)
             if tenant is None:
                 views[tenant_id] = TenantView(status=None)
@@ -755,12 +756,12 @@ class SchedulerService:
         return moved if moved.plan != run.plan else None
 
     def _with_positions(self, runs: list[Run]) -> list[Run]:
-        plans = {r.plan for r in runs if r.status == RunStatus.QUEUED}
-        if not plans:
+        waiting_in = {r.plan for r in runs if r.status == RunStatus.QUEUED}
+        if not waiting_in:
             return runs
         # A position is within the run's own plan: read only those queues.
-        known = [p for p in self.settings.plans if p in plans]
-        positions = queue_positions(self.settings, self._snapshot(plans=known))
+        plans = [p for p in self.settings.plans if p in waiting_in]
+        positions = queue_positions(self.settings, self._snapshot(plans=plans))
         return [
             r.model_copy(update={"queue_position": positions.get(r.run_id)})
             if r.status == RunStatus.QUEUED
