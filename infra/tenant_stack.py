@@ -78,7 +78,7 @@ class TenantStorage(Protocol):
 
 
 def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names) -> TenantLocation:
-    """A dedicated, retained bucket with native EventBridge notifications."""
+    """A dedicated bucket (retained on offboarding) with native EventBridge notifications."""
     bucket_name = Fn.sub(names.silo_bucket("${TenantId}", "${AWS::AccountId}"))
     bucket = s3.Bucket(
         scope,
@@ -89,8 +89,10 @@ def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         enforce_ssl=True,
         versioned=True,
-        # Tenant data survives offboarding; purging is an explicit API action.
-        removal_policy=RemovalPolicy.RETAIN,
+        # Tenant data survives offboarding and replacement (purging is an explicit API
+        # action), but not the rollback of the create that made it: a kept bucket of
+        # a failed create would make every retry fail on its fixed name.
+        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
     )
     cfn_bucket = bucket.node.default_child
     assert isinstance(cfn_bucket, s3.CfnBucket)
@@ -192,7 +194,9 @@ class TenantStack(Stack):
         )
         # Registered models are tenant data too: deleting the stack must neither
         # fail on a non-empty group nor lose them (a purge removes them explicitly).
-        group.apply_removal_policy(RemovalPolicy.RETAIN)
+        # Deleted only when the create that made it rolls back (nothing registered yet,
+        # and a kept group would block the retry's fixed name).
+        group.apply_removal_policy(RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE)
         # Cost allocation and ownership: every taggable resource names its tenant.
         Tags.of(self).add(wiring.TENANT_TAG_KEY, params.tenant_id)
 

@@ -9,21 +9,23 @@ tenant stack does.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from aws_cdk import App, Aws
+from aws_cdk import App
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 from trainyard_core import wiring
 from trainyard_core.config import Isolation, Settings
 
 from infra.cdk_context import cdk_json_context
+from infra.cfn_permissions import service_role_statements
 from infra.nag import acknowledge_findings
+from infra.platform_files import PlatformFiles
 from infra.tenant_stack import TenantStack
 
 TENANT_STACK_ID = "TrainyardTenant"
@@ -66,8 +68,13 @@ def _without_cdk_metadata(template: dict[str, Any]) -> dict[str, Any]:
     return template
 
 
+def template_text(template: dict[str, Any]) -> str:
+    """The published form of a template (what the platform bucket holds)."""
+    return json.dumps(template, indent=1, sort_keys=True) + "\n"
+
+
 def render_tenant_template(settings: Settings, isolation: Isolation = "silo") -> str:
-    return json.dumps(synth_tenant_template(settings, isolation), indent=1, sort_keys=True) + "\n"
+    return template_text(synth_tenant_template(settings, isolation))
 
 
 def write_tenant_template(settings: Settings, path: Path, isolation: Isolation = "silo") -> Path:
@@ -77,10 +84,31 @@ def write_tenant_template(settings: Settings, path: Path, isolation: Isolation =
     return path
 
 
+def templates_version(rendered: dict[Isolation, str]) -> str:
+    """Content hash of both templates: each version gets its own templates/ prefix,
+    so an UpdateStack with UsePreviousTemplate never depends on a replaced object."""
+    digest = hashlib.sha256()
+    for isolation in sorted(rendered):
+        digest.update(isolation.encode() + b"\0" + rendered[isolation].encode())
+    return digest.hexdigest()[:16]
+
+
+def template_files(settings: Settings, names: wiring.Names, staging: Path) -> dict[str, Path]:
+    """Object key in the platform bucket -> rendered template, for both isolations."""
+    rendered = {isolation: render_tenant_template(settings, isolation) for isolation in ISOLATIONS}
+    version = templates_version(rendered)
+    files: dict[str, Path] = {}
+    for isolation, text in rendered.items():
+        path = staging / f"tenant-stack-{isolation}.template.json"
+        path.write_text(text)
+        files[names.tenant_template_key(isolation, version)] = path
+    return files
+
+
 class TenantProvisioning(Construct):
     """What the onboarding Lambda needs to create tenant stacks: both templates
-    (silo and pool) as S3 assets written at synth time, and the CloudFormation
-    service role it passes.
+    (silo and pool), shipped into the platform bucket by `PlatformFiles` (see why
+    there), and the CloudFormation service role it passes.
 
     The service role can manage tenant resources only (names from `wiring.Names`),
     so the onboarding Lambda itself holds no IAM/S3/EventBridge create rights.
@@ -95,131 +123,40 @@ class TenantProvisioning(Construct):
         atexit.register(shutil.rmtree, staging, ignore_errors=True)
         # Both templates always ship: a plan's isolation is config, and a plan change
         # across isolation models swaps the tenant's template with UpdateStack.
-        self.assets: dict[Isolation, s3_assets.Asset] = {}
-        for isolation in ISOLATIONS:
-            path = write_tenant_template(
-                settings, staging / f"tenant-stack-{isolation}.template.json", isolation
-            )
-            # The silo asset keeps its original construct id (stable asset path).
-            asset_id = "Template" if isolation == "silo" else f"Template{isolation.capitalize()}"
-            self.assets[isolation] = s3_assets.Asset(self, asset_id, path=str(path))
-        # The https form CloudFormation's TemplateURL expects.
-        self.template_urls: dict[Isolation, str] = {
-            isolation: asset.http_url for isolation, asset in self.assets.items()
+        self.files = template_files(settings, names, staging)
+        self._keys: dict[Isolation, str] = {
+            isolation: key
+            for key in self.files
+            for isolation in ISOLATIONS
+            if key.endswith(f"tenant-stack-{isolation}.template.json")
         }
-        self.template_url = self.template_urls["silo"]
-        self.template_object_arns = [
-            f"arn:{Aws.PARTITION}:s3:::{asset.s3_bucket_name}/{asset.s3_object_key}"
-            for asset in self.assets.values()
-        ]
+        self.template_urls: dict[Isolation, str] = {}
+        self.template_object_arns: list[str] = []
 
-        acct = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
-        # Silo buckets are <prefix>-<tenant>-<account>; the platform bucket also
-        # matches that shape, so it is denied explicitly below.
-        tenant_buckets = f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*-{Aws.ACCOUNT_ID}"
-        platform_bucket = f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}"
-        pool_bucket = f"arn:{Aws.PARTITION}:s3:::{names.pool_bucket(Aws.ACCOUNT_ID)}"
-        tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
-        tenant_rules = f"arn:{Aws.PARTITION}:events:{acct}:rule/{names.tenant_rule_prefix}*"
-        groups = f"arn:{Aws.PARTITION}:sagemaker:{acct}:model-package-group/{names.prefix}-*"
-        policy = iam.PolicyDocument(
-            statements=[
-                iam.PolicyStatement(
-                    sid="TenantBuckets",
-                    actions=[
-                        "s3:CreateBucket",
-                        "s3:DeleteBucket",
-                        "s3:DeleteBucketPolicy",
-                        "s3:GetBucket*",
-                        "s3:GetEncryptionConfiguration",
-                        "s3:ListBucket",
-                        "s3:PutBucket*",
-                        "s3:PutEncryptionConfiguration",
-                    ],
-                    resources=[tenant_buckets],
-                ),
-                iam.PolicyStatement(
-                    sid="NeverThePlatformBucket",
-                    effect=iam.Effect.DENY,
-                    actions=["s3:*"],
-                    resources=[platform_bucket, f"{platform_bucket}/*"],
-                ),
-                # The shared pool bucket also matches the tenant-bucket pattern; it is
-                # the platform's, never a tenant stack's, to create or reconfigure.
-                iam.PolicyStatement(
-                    sid="NeverThePoolBucket",
-                    effect=iam.Effect.DENY,
-                    actions=["s3:*"],
-                    resources=[pool_bucket, f"{pool_bucket}/*"],
-                ),
-                iam.PolicyStatement(
-                    sid="TenantRoles",
-                    actions=[
-                        "iam:CreateRole",
-                        "iam:DeleteRole",
-                        "iam:GetRole",
-                        "iam:UpdateRole",
-                        "iam:UpdateRoleDescription",
-                        "iam:UpdateAssumeRolePolicy",
-                        "iam:PutRolePolicy",
-                        "iam:GetRolePolicy",
-                        "iam:DeleteRolePolicy",
-                        "iam:ListRolePolicies",
-                        "iam:ListAttachedRolePolicies",
-                        "iam:TagRole",
-                        "iam:UntagRole",
-                    ],
-                    resources=[tenant_roles],
-                ),
-                iam.PolicyStatement(
-                    sid="TenantRules",
-                    actions=[
-                        "events:PutRule",
-                        "events:DeleteRule",
-                        "events:DescribeRule",
-                        "events:EnableRule",
-                        "events:DisableRule",
-                        "events:PutTargets",
-                        "events:RemoveTargets",
-                        "events:ListTargetsByRule",
-                        "events:TagResource",
-                        "events:UntagResource",
-                        "events:ListTagsForResource",
-                    ],
-                    resources=[tenant_rules],
-                ),
-                iam.PolicyStatement(
-                    sid="TenantModelPackageGroups",
-                    actions=[
-                        "sagemaker:CreateModelPackageGroup",
-                        "sagemaker:DescribeModelPackageGroup",
-                        "sagemaker:DeleteModelPackageGroup",
-                        "sagemaker:AddTags",
-                        "sagemaker:DeleteTags",
-                        "sagemaker:ListTags",
-                    ],
-                    resources=[groups],
-                ),
-            ]
-        )
+        # What CloudFormation's resource handlers call, derived from AWS's registry
+        # schemas for exactly the resources both templates declare (see cfn_permissions).
+        template_resources = [
+            resource
+            for path in self.files.values()
+            for resource in json.loads(path.read_text())["Resources"].values()
+        ]
+        policy = iam.PolicyDocument(statements=service_role_statements(names, template_resources))
         self.service_role = iam.Role(
             self,
             "StackRole",
             description="CloudFormation service role for Trainyard tenant stacks",
-            assumed_by=iam.ServicePrincipal(
-                "cloudformation.amazonaws.com",
-                conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
-            ),
+            # No condition: CloudFormation's service-role docs and the CDK bootstrap's
+            # execution role trust the bare principal, and no AWS document says which
+            # condition keys CloudFormation sets when it assumes a stack role. What
+            # keeps this role to tenant stacks is that only the onboarding Lambda may
+            # iam:PassRole it (infra/api.py, PassTenantStackRole).
+            assumed_by=iam.ServicePrincipal("cloudformation.amazonaws.com"),
             inline_policies={"TenantResourcesOnly": policy},
         )
         acknowledge_findings(
             self.service_role,
             "IAM5",
             {
-                "Action::s3:GetBucket*": "Reads of bucket configuration CloudFormation performs "
-                "on tenant buckets (encryption, versioning, policy, notifications, ...).",
-                "Action::s3:PutBucket*": "Bucket configuration CloudFormation applies to tenant "
-                "buckets (policy, versioning, logging, notifications, public access block).",
                 f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>": (
                     "Tenant silo buckets, named <prefix>-<tenant>-<account> at onboarding; "
                     "the platform and pool buckets are denied explicitly."
@@ -232,3 +169,12 @@ class TenantProvisioning(Construct):
                 f"model-package-group/{names.prefix}-*": "Tenant model package groups.",
             },
         )
+
+    def serve_from(self, files: PlatformFiles) -> None:
+        """Where the templates are, once `PlatformFiles` deploys them."""
+        self.template_urls = {iso: files.url(key) for iso, key in self._keys.items()}
+        self.template_object_arns = [files.object_arn(key) for key in self._keys.values()]
+
+    @property
+    def template_url(self) -> str:
+        return self.template_urls["silo"]

@@ -2,9 +2,11 @@
 
 One source of truth. Defaults live here; a platform team overrides them with
 the ``trainyard`` key of ``cdk.json`` context and/or a JSON file named by
-``TRAINYARD_CONFIG``. The CDK app resolves the settings once and hands the
-resolved JSON to every Lambda through ``TRAINYARD_SETTINGS``; the local
-runtime does exactly the same, so both worlds run on identical settings.
+``TRAINYARD_CONFIG``. The CDK app resolves the settings once and ships the
+resolved JSON *inside* every Lambda's code asset (``trainyard_settings.json``,
+named by ``TRAINYARD_SETTINGS_FILE``): not in the environment, whose 4 KB limit
+a larger plan table would break. The local runtime does the same with a file of
+its own, so both worlds run on identical settings.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+# Inline JSON (tests and tools); deployed handlers read the file below instead.
 SETTINGS_ENV = "TRAINYARD_SETTINGS"
+# Path of the resolved settings (relative paths: from the Lambda task root).
+SETTINGS_FILE_ENV = "TRAINYARD_SETTINGS_FILE"
+DEPLOYED_SETTINGS_FILE = "trainyard_settings.json"
 CONFIG_FILE_ENV = "TRAINYARD_CONFIG"
 CONTEXT_KEY = "trainyard"
 
@@ -123,12 +129,27 @@ class Settings(_Model):
     # One reconcile tick: a start lost in a crash is retried (same token) at the next tick.
     starting_timeout_seconds: int = Field(default=60, ge=10)
     max_start_attempts: int = Field(default=5, ge=1)
+    # A tenant stack whose create fails (a resource's error: a missing permission, a
+    # taken name) is deleted and created again by the lifecycle schedule, this many
+    # attempts in all; then the tenant is FAILED (a repeated POST /tenants starts over).
+    provisioning_attempts: int = Field(default=5, ge=1)
+    # The first retry runs at the next lifecycle run; each later one waits twice as long
+    # as the one before, starting with this (60, 120, 240 s after the failure).
+    provisioning_retry_seconds: int = Field(default=60, ge=0)
     # A run executing longer than this is reported stuck (metric RunsStuck, alarm,
     # reason on the run). SageMaker's own job limits default to 24 h.
     stuck_run_hours: float = Field(default=24, gt=0)
     # Powertools layer (public, AWS-published) used by every Lambda.
     powertools_layer_version: int = 18
+    # Full layer ARN instead (partitions where AWS publishes it from other accounts,
+    # or a copy in your own account).
+    powertools_layer_arn: str | None = None
     log_retention_days: int = 30
+    # API Gateway logging needs the account-wide API Gateway CloudWatch role
+    # (AWS::ApiGateway::Account, one per account and region): "off" touches nothing
+    # account-wide; "useAccountRole" logs with the role the account already has;
+    # "createAccountRole" also sets that role (overwriting any existing one).
+    api_logging: Literal["off", "useAccountRole", "createAccountRole"] = "off"
 
     @field_validator("plans")
     @classmethod
@@ -227,8 +248,14 @@ def load_project_settings(
 
 
 def settings_from_env() -> Settings:
-    """What a Lambda calls: the resolved settings its deployer put in the environment."""
+    """What a Lambda calls: the resolved settings its deployer shipped with it."""
     raw = os.environ.get(SETTINGS_ENV)
-    if not raw:
+    if raw:
+        return Settings.model_validate_json(raw)
+    path = os.environ.get(SETTINGS_FILE_ENV)
+    if not path:
         return Settings()
-    return Settings.model_validate_json(raw)
+    file = Path(path)
+    if not file.is_absolute():
+        file = Path(os.environ.get("LAMBDA_TASK_ROOT", ".")) / file
+    return Settings.model_validate_json(file.read_text())

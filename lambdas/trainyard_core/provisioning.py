@@ -57,8 +57,9 @@ class CloudFormationProvisioner:
             "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
             "Capabilities": ["CAPABILITY_NAMED_IAM"],
             "Tags": [{"Key": k, "Value": v} for k, v in tags.items()],
-            # Keep partial resources out of the way on failure; we delete and retry.
-            "OnFailure": "DELETE",
+            # Roll back, but keep the failed stack and its events: the lifecycle reads
+            # the failing resource's reason, then deletes the stack and retries.
+            "OnFailure": "ROLLBACK",
         }
         if self._role_arn:
             kwargs["RoleARN"] = self._role_arn
@@ -83,9 +84,33 @@ class CloudFormationProvisioner:
         if stack["StackStatus"] == "DELETE_COMPLETE":
             return None
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-        return StackState(
+        state = StackState(
             status=stack["StackStatus"], outputs=outputs, reason=stack.get("StackStatusReason")
         )
+        if state.failed:
+            # The stack's own reason only names the resource ("The following resource(s)
+            # failed to create: [X]"); the resource's event says why.
+            reason = self.first_failure(stack["StackId"])
+            if reason:
+                state = StackState(status=state.status, outputs=outputs, reason=reason)
+        return state
+
+    def first_failure(self, stack_id: str) -> str | None:
+        """The first resource failure of the stack's latest operation, from its events."""
+        first: str | None = None
+        paginator = self._cfn.get_paginator("describe_stack_events")
+        for page in paginator.paginate(StackName=stack_id):
+            for event in page["StackEvents"]:  # newest first
+                if event.get("ResourceType") == "AWS::CloudFormation::Stack":
+                    if event.get("ResourceStatusReason") == "User Initiated":
+                        return first  # the start of the latest operation
+                    continue
+                reason = event.get("ResourceStatusReason") or ""
+                if event["ResourceStatus"].endswith("_FAILED") and not reason.startswith(
+                    "Resource creation cancelled"
+                ):
+                    first = f"{event['LogicalResourceId']} {event['ResourceStatus']}: {reason}"
+        return first
 
     def update(
         self, stack_name: str, parameters: dict[str, str], *, isolation: Isolation | None = None

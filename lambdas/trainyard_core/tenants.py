@@ -15,11 +15,14 @@ interrupted migration resumes where it stopped.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Protocol
 
+from trainyard_core.arns import arn
 from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Isolation, Settings
 from trainyard_core.errors import Conflict, InvalidRequest, NotFound
@@ -31,6 +34,7 @@ from trainyard_core.models import (
     Tenant,
     TenantStatus,
     iso_ms,
+    parse_iso,
 )
 from trainyard_core.store.tenants import (
     PENDING_STATUSES,
@@ -52,12 +56,16 @@ class StackState:
         return self.status in ("CREATE_COMPLETE", "UPDATE_COMPLETE")
 
     @property
-    def failed(self) -> bool:
-        return self.status.endswith("_FAILED") or "ROLLBACK" in self.status
+    def in_progress(self) -> bool:
+        # Rollbacks and cleanups in progress too: CloudFormation accepts no new
+        # operation (a DeleteStack to retry, say) until they end.
+        return self.status.endswith("_IN_PROGRESS")
 
     @property
-    def in_progress(self) -> bool:
-        return self.status.endswith("_IN_PROGRESS") and not self.failed
+    def failed(self) -> bool:
+        return not self.in_progress and (
+            self.status.endswith("_FAILED") or "ROLLBACK" in self.status
+        )
 
 
 class StackProvisioner(Protocol):
@@ -122,6 +130,11 @@ class DataMover(Protocol):
         """Remove an emptied bucket; refuses (raises) while it holds current objects."""
 
 
+class ModelPurger(Protocol):
+    def purge(self, group: str) -> int:
+        """Delete the group's model packages and the group itself (idempotent)."""
+
+
 class MigrationError(Exception):
     pass
 
@@ -170,11 +183,16 @@ class TenantService:
         mover: DataMover | None = None,
         sleep: Callable[[float], object] | None = None,
         used_before: Callable[[str], bool] | None = None,
+        models: ModelPurger | None = None,
+        retained: Callable[[str], list[str]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         # Whether an id has history (runs) from an earlier, offboarded tenant.
         self.used_before = used_before
+        # What an offboarded id still owns (retained group, bucket, pool objects).
+        self.retained = retained
+        self.models = models
         self.names = Names.from_settings(settings)
         self.tenants = tenants
         self.provisioner = provisioner
@@ -191,9 +209,7 @@ class TenantService:
         return iso_ms(self.clock.now()) or ""
 
     def intake_queue_arn(self, plan: str) -> str:
-        return (
-            f"arn:aws:sqs:{self.settings.region}:{self.account_id}:{self.names.intake_queue(plan)}"
-        )
+        return arn("sqs", self.settings.region, self.account_id, self.names.intake_queue(plan))
 
     def root_prefix(self, isolation: str, tenant_id: str) -> str:
         """Where everything a tenant owns lives in its bucket ("" = the whole bucket)."""
@@ -238,6 +254,16 @@ class TenantService:
             raise Conflict(
                 f"tenantId {tenant_id!r} belonged to an offboarded tenant whose run "
                 "history, usage and retained data stay under that id; choose another id",
+                code="TenantIdRetired",
+            )
+        left = self.retained(tenant_id) if self.retained is not None else []
+        if left:
+            # The tenant stack would collide with them, and a new tenant must never
+            # inherit its predecessor's models or data.
+            raise Conflict(
+                f"tenantId {tenant_id!r} still owns {', '.join(left)}, kept when an earlier "
+                "tenant of that id was offboarded without purge; delete them or choose "
+                "another id",
                 code="TenantIdRetired",
             )
         now = self._now()
@@ -297,7 +323,80 @@ class TenantService:
             )
         if tenant.status != TenantStatus.PROVISIONING:
             tenant = self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
-        return self.refresh(tenant)
+        return self._advance_provisioning(tenant, retry=False, created=True)
+
+    # "provisioning attempt 2 of 5 failed: <why>; ...": the failed stack is deleted
+    # before the retry, so the tenant's reason is where the attempts are counted.
+    _ATTEMPT = re.compile(r"^provisioning attempt (\d+) of \d+ failed: ")
+
+    def _failed_attempts(self, tenant: Tenant) -> int:
+        found = self._ATTEMPT.match(tenant.failure_reason or "")
+        return int(found[1]) if found else 0
+
+    def _retry_delay(self, failed_attempts: int) -> float:
+        """Wait after the n-th failure: the next lifecycle run, then doubling."""
+        if failed_attempts <= 1:
+            return 0.0
+        return float(self.settings.provisioning_retry_seconds * 2 ** (failed_attempts - 2))
+
+    def _advance_provisioning(
+        self, tenant: Tenant, *, retry: bool, created: bool = False
+    ) -> Tenant:
+        """A PROVISIONING tenant from its stack: ACTIVE when complete; a failed create
+        is recorded, deleted and (by the lifecycle schedule, ``retry``) created again."""
+        stack_name = tenant.stack_name or self.names.tenant_stack(tenant.tenant_id)
+        state = self.provisioner.describe(stack_name)
+        failed = self._failed_attempts(tenant)
+        if state is None:
+            if created:
+                return tenant  # just created, not listed yet
+            if failed:
+                failed_at = parse_iso(tenant.updated_at)
+                due = failed_at is None or self.clock.now() >= failed_at + timedelta(
+                    seconds=self._retry_delay(failed)
+                )
+                if not (retry and due):
+                    return tenant  # retries are the lifecycle schedule's, after the backoff
+            # No stack (yet, or any more after a failed attempt): create it now.
+            return self._provision(tenant)
+        if state.in_progress:
+            return tenant
+        if state.complete:
+            out = state.outputs
+            return self._transition(
+                tenant,
+                TenantStatus.ACTIVE,
+                data_bucket=out.get("DataBucketName"),
+                data_prefix=out.get("DataPrefix"),
+                output_uri=out.get("OutputUri"),
+                role_arn=out.get("RoleArn"),
+                model_package_group_name=out.get("ModelPackageGroupName")
+                or tenant.model_package_group_name,
+                failure_reason=None,
+            )
+        reason = state.reason or state.status
+        if state.status == "DELETE_FAILED":
+            # Cleaning up a failed attempt failed: something needs a person.
+            return self._transition(
+                tenant,
+                TenantStatus.FAILED,
+                failure_reason=f"tenant stack DELETE_FAILED while retrying: {reason}",
+            )
+        attempt, attempts = failed + 1, self.settings.provisioning_attempts
+        failure = f"provisioning attempt {attempt} of {attempts} failed: {reason}"
+        if attempt >= attempts:
+            # The failed stack stays for inspection; a repeated POST /tenants starts over.
+            return self._transition(tenant, TenantStatus.FAILED, failure_reason=failure)
+        # Deleted before the failure is recorded: a delete that raises is retried, and
+        # the same failed stack is never counted twice.
+        self.provisioner.delete(stack_name)
+        wait = self._retry_delay(attempt)
+        when = f" after {iso_ms(self.clock.now() + timedelta(seconds=wait))}" if wait else ""
+        return self._transition(
+            tenant,
+            TenantStatus.PROVISIONING,
+            failure_reason=f"{failure}; the lifecycle schedule retries{when}",
+        )
 
     def update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
         tenant = self.get(tenant_id)
@@ -474,8 +573,12 @@ class TenantService:
         return self._transition(tenant, TenantStatus.MIGRATING, failure_reason=failure)
 
     def offboard(self, tenant_id: str, *, purge: bool) -> Tenant:
-        """Delete the tenant's stack. Its bucket is retained unless purge is asked for."""
+        """Delete the tenant's stack. Its data (bucket or pool prefix) and its model
+        package group are retained unless purge is asked for."""
         tenant = self.get(tenant_id)
+        if purge and tenant.model_package_group_name and self.models is not None:
+            # Retained by the stack: its models go only when asked for.
+            self.models.purge(tenant.model_package_group_name)
         if purge and tenant.data_bucket and self.purger is not None:
             # A silo bucket goes entirely; a pool tenant's prefix only.
             self.purger.purge(
@@ -487,10 +590,13 @@ class TenantService:
         offboarding = self._transition(tenant, TenantStatus.OFFBOARDING)
         return self.refresh(offboarding)
 
-    def refresh(self, tenant: Tenant, *, move_until: float | None = None) -> Tenant:
+    def refresh(
+        self, tenant: Tenant, *, move_until: float | None = None, retry: bool = False
+    ) -> Tenant:
         """Advance a PROVISIONING, MIGRATING or OFFBOARDING tenant from its stack's
         state (idempotent). A data move stops at ``move_until`` (monotonic time;
-        default: MOVE_BUDGET_SECONDS from now) and resumes on the next call."""
+        default: MOVE_BUDGET_SECONDS from now) and resumes on the next call. Only with
+        ``retry`` (the lifecycle schedule) is a failed provisioning attempt retried."""
         if tenant.status == TenantStatus.MIGRATING:
             return self._advance_migration(tenant, move_until)
         if tenant.status == TenantStatus.OFFBOARDING:
@@ -500,29 +606,7 @@ class TenantService:
             return tenant
         if tenant.status != TenantStatus.PROVISIONING:
             return tenant
-        state = self.provisioner.describe(tenant.stack_name or "")
-        if state is None:
-            # The leftovers of a failed attempt are gone: create the stack now.
-            return self._provision(tenant)
-        if state.in_progress:
-            return tenant
-        if state.complete:
-            out = state.outputs
-            return self._transition(
-                tenant,
-                TenantStatus.ACTIVE,
-                data_bucket=out.get("DataBucketName"),
-                data_prefix=out.get("DataPrefix"),
-                output_uri=out.get("OutputUri"),
-                role_arn=out.get("RoleArn"),
-                model_package_group_name=out.get("ModelPackageGroupName")
-                or tenant.model_package_group_name,
-                failure_reason=None,
-            )
-        reason = state.reason or state.status
-        return self._transition(
-            tenant, TenantStatus.FAILED, failure_reason=f"tenant stack {state.status}: {reason}"
-        )
+        return self._advance_provisioning(tenant, retry=retry)
 
     def advance_pending(
         self, time_left: Callable[[], float] | None = None, reserve_seconds: float = 5.0
@@ -552,7 +636,7 @@ class TenantService:
                 tenant = self.tenants.get(listed.tenant_id)
                 if tenant is None or tenant.status not in PENDING_STATUSES:
                     continue
-                after = self.refresh(tenant, move_until=move_until)
+                after = self.refresh(tenant, move_until=move_until, retry=True)
                 gone = (
                     after.status == TenantStatus.OFFBOARDING
                     and self.tenants.get(tenant.tenant_id) is None

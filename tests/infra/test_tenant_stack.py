@@ -59,7 +59,9 @@ def test_bucket_uses_native_eventbridge_notifications_and_survives_deletion(
                     },
                 }
             ),
-            "DeletionPolicy": "Retain",
+            # Retained on offboarding and replacement, not after the failed create that
+            # made it (a kept bucket would make every retry fail on its fixed name).
+            "DeletionPolicy": "RetainExceptOnCreate",
             "UpdateReplacePolicy": "Retain",
         },
     )
@@ -149,7 +151,8 @@ def test_model_package_group_is_named_per_tenant_and_kept(synth: Synth) -> None:
         "AWS::SageMaker::ModelPackageGroup",
         {
             "Properties": Match.object_like({"ModelPackageGroupName": name}),
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
+            "UpdateReplacePolicy": "Retain",
         },
     )
 

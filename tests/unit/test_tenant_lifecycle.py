@@ -39,6 +39,8 @@ class InMemoryProvisioner:
         self.template_swaps: list[tuple[str, str]] = []
         self.fail_next_create: str | None = None
         self.fail_next_update: str | None = None
+        # Every stack created rolls back with this reason (a resource's failure).
+        self.roll_back_with: str | None = None
         self.complete_immediately = True
 
     def create(
@@ -56,7 +58,9 @@ class InMemoryProvisioner:
         self.isolations[stack_name] = isolation
         status = "CREATE_COMPLETE" if self.complete_immediately else "CREATE_IN_PROGRESS"
         outputs = stack_outputs(parameters["TenantId"], isolation)
-        self.stacks[stack_name] = StackState(status=status, outputs=outputs)
+        if self.roll_back_with:
+            status, outputs = "ROLLBACK_COMPLETE", {}
+        self.stacks[stack_name] = StackState(status, outputs, reason=self.roll_back_with)
 
     def update(
         self, stack_name: str, parameters: dict[str, str], *, isolation: str | None = None
@@ -156,21 +160,116 @@ def test_a_failed_provisioning_is_recorded_with_its_reason_and_a_retry_works(
     assert retried.failure_reason is None
 
 
-def test_a_rolled_back_stack_fails_the_tenant_and_the_retry_removes_the_leftovers(
+DENIED = (
+    'ModelPackageGroup CREATE_FAILED: Resource handler returned message: "User: '
+    "arn:aws:sts::123456789012:assumed-role/trainyard-tenant-stacks/AWSCloudFormation is not "
+    "authorized to perform: sagemaker:GetModelPackageGroupPolicy on resource: ... because no "
+    'identity-based policy allows the sagemaker:GetModelPackageGroupPolicy action" '
+    "(RequestToken: 1, HandlerErrorCode: AccessDenied)"
+)
+STACK = "trainyard-tenant-acme"
+
+
+def retrying_service(provisioner: InMemoryProvisioner, attempts: int = 5) -> TenantService:
+    return TenantService(
+        settings=Settings(provisioning_attempts=attempts, provisioning_retry_seconds=60),
+        tenants=InMemoryTenantRepository(),
+        provisioner=provisioner,
+        account_id=ACCOUNT,
+        clock=VirtualClock(),
+    )
+
+
+def test_a_rolled_back_create_is_deleted_and_retried_by_the_lifecycle_schedule(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    service.create("acme", "premium")
+    provisioner.stacks[STACK] = StackState("ROLLBACK_COMPLETE", reason=DENIED)
+    waiting = service.get("acme")
+    # Still provisioning: the failed stack is gone and the reason says which attempt and why.
+    assert waiting.status == TenantStatus.PROVISIONING
+    assert (waiting.failure_reason or "").startswith("provisioning attempt 1 of 5 failed: ")
+    assert "HandlerErrorCode: AccessDenied" in (waiting.failure_reason or "")
+    assert provisioner.deleted == [STACK] and STACK not in provisioner.stacks
+    # A read does not retry; the lifecycle schedule does, at its next run.
+    assert service.get("acme").status == TenantStatus.PROVISIONING
+    assert len(provisioner.created) == 1
+    provisioner.complete_immediately = True
+    assert service.advance_pending()["advanced"] == ["acme"]
+    assert len(provisioner.created) == 2
+    healed = service.get("acme")
+    assert healed.status == TenantStatus.ACTIVE and healed.failure_reason is None
+    assert healed.data_bucket == "trainyard-acme-123456789012"
+
+
+def test_an_in_progress_rollback_is_waited_for_not_deleted(
     service: TenantService, provisioner: InMemoryProvisioner
 ) -> None:
     provisioner.complete_immediately = False
     service.create("acme", "basic")
-    provisioner.stacks["trainyard-tenant-acme"] = StackState(
-        "ROLLBACK_COMPLETE", reason="Bucket name already taken"
+    provisioner.stacks[STACK] = StackState("ROLLBACK_IN_PROGRESS", reason="JobRole failed")
+    assert service.advance_pending()["waiting"] == ["acme"]
+    tenant = service.get("acme")
+    assert tenant.status == TenantStatus.PROVISIONING and tenant.failure_reason is None
+    assert provisioner.deleted == []
+
+
+def test_retries_back_off_and_the_last_attempt_fails_the_tenant(
+    provisioner: InMemoryProvisioner,
+) -> None:
+    service = retrying_service(provisioner, attempts=4)
+    clock = service.clock
+    assert isinstance(clock, VirtualClock)
+    provisioner.roll_back_with = "UploadRule CREATE_FAILED: rule already exists"
+    tenant, _ = service.create("acme", "basic")
+    assert tenant.failure_reason is not None
+    assert tenant.failure_reason.startswith("provisioning attempt 1 of 4 failed: UploadRule")
+    # The first retry needs no wait beyond the next lifecycle run.
+    service.advance_pending()
+    assert len(provisioner.created) == 2
+    second = service.tenants.get("acme")
+    assert second is not None and second.status == TenantStatus.PROVISIONING
+    assert (second.failure_reason or "").startswith("provisioning attempt 2 of 4 failed: ")
+    assert "retries after 2026-01-01T00:01:00.000Z" in (second.failure_reason or "")
+    # Then it waits 60 s, then 120 s: runs before that do nothing.
+    for wait, expected_creates in ((59, 2), (1, 3), (119, 3), (1, 4)):
+        clock.advance(wait)
+        service.advance_pending()
+        assert len(provisioner.created) == expected_creates, wait
+    failed = service.tenants.get("acme")
+    assert failed is not None and failed.status == TenantStatus.FAILED
+    assert (failed.failure_reason or "").startswith("provisioning attempt 4 of 4 failed: ")
+    # The last failed stack stays for inspection; nothing retries a FAILED tenant.
+    assert provisioner.stacks[STACK].status == "ROLLBACK_COMPLETE"
+    clock.advance(3600)
+    assert service.advance_pending() == {
+        "advanced": [],
+        "waiting": [],
+        "errors": [],
+        "deferred": [],
+    }
+    assert len(provisioner.created) == 4
+    # A repeated POST starts over, from attempt 1.
+    provisioner.roll_back_with = None
+    retried, _ = service.create("acme", "basic")
+    assert retried.status == TenantStatus.ACTIVE and retried.failure_reason is None
+    assert provisioner.deleted.count(STACK) == 4
+
+
+def test_a_failed_cleanup_of_an_attempt_fails_the_tenant_with_the_reason(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    provisioner.complete_immediately = False
+    service.create("acme", "premium")
+    provisioner.stacks[STACK] = StackState(
+        "DELETE_FAILED",
+        reason="DataBucket DELETE_FAILED: The bucket you tried to delete is not empty",
     )
     failed = service.get("acme")
     assert failed.status == TenantStatus.FAILED
-    assert "Bucket name already taken" in (failed.failure_reason or "")
-    provisioner.complete_immediately = True
-    retried, _ = service.create("acme", "basic")
-    assert provisioner.deleted == ["trainyard-tenant-acme"]
-    assert retried.status == TenantStatus.ACTIVE
+    assert "not empty" in (failed.failure_reason or "")
+    assert provisioner.deleted == []
 
 
 def test_unknown_tenants_are_not_found(service: TenantService) -> None:

@@ -1,106 +1,213 @@
 """Local shims for measured moto gaps (DESIGN §4), kept in one place.
 
-moto's CloudFormation ignores a bucket's ``NotificationConfiguration`` and has
-no ``AWS::SageMaker::ModelPackageGroup``. In AWS the tenant stack creates both;
-locally we complete the stack the moment moto creates or updates it (a plan
-change across isolation models swaps the template and may add a bucket), by
-wrapping moto's in-process ``create_stack``/``update_stack`` so that a stack is
-never seen complete without them.
+- SageMaker's model registry: moto has no ``DeleteModelPackageGroup``,
+  ``DeleteModelPackage`` or ``Get/Put/DeleteModelPackageGroupPolicy``, and its
+  ``CreateModelPackageGroup`` silently replaces an existing group. The operations
+  below are added to moto's backend and API (reachable with plain boto3) with AWS's
+  behaviour: a group that still holds model packages cannot be deleted
+  (ConflictException), a group without a policy has none to get (ValidationException).
+- S3 access logging: moto's PutBucketLogging accepts a target bucket policy only if
+  its Resource is spelled exactly ``<bucket>/<prefix>*`` (the platform bucket grants
+  ``access-logs/*`` to log delivery, with source conditions, which S3 accepts); the
+  target's policy is evaluated with the embedded IAM evaluator instead.
+- DynamoDB: moto's transactions are not atomic across its server threads; the
+  item operations are serialized in process.
+
+moto's CloudFormation is not shimmed here: tenant stacks run on the embedded stack's
+own engine (``trainyard/local/cloudformation``).
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
-import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
-log = logging.getLogger("trainyard.local.shims")
-
 _lock = threading.Lock()
-_installed: list[tuple[Any, str, Any]] = []
 
 
-def _resources(stack: Any) -> dict[str, Any]:
-    return (getattr(stack, "template_dict", None) or {}).get("Resources", {})
+# ------------------------------------------------------------- SageMaker registry
 
 
-def complete_tenant_stack(stack: Any, clients: Callable[[str], Any]) -> None:
-    """Apply what moto skipped, using the stack's own outputs and template."""
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in (stack.outputs or [])}
-    resources = _resources(stack)
-    for resource in resources.values():
-        props = resource.get("Properties", {})
-        if resource.get("Type") == "AWS::S3::Bucket":
-            eventbridge = props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration")
-            bucket = outputs.get("DataBucketName")
-            if eventbridge and bucket:
-                clients("s3").put_bucket_notification_configuration(
-                    Bucket=bucket,
-                    NotificationConfiguration={"EventBridgeConfiguration": {}},
-                )
-        if resource.get("Type") == "AWS::SageMaker::ModelPackageGroup":
-            group = outputs.get("ModelPackageGroupName")
-            if group:
-                sm = clients("sagemaker")
-                try:
-                    sm.create_model_package_group(ModelPackageGroupName=group)
-                except sm.exceptions.ClientError as exc:
-                    if "already exists" not in str(exc).lower():
-                        raise
+def _group(backend: Any, name: str) -> Any:
+    # Raises moto's ValidationException "ModelPackageGroup <arn> does not exist."
+    return backend.describe_model_package_group(_group_name(name))
 
 
-def keep_retained_resources(stack: Any, new_template: Any) -> None:
-    """moto deletes a resource an update removes even with ``DeletionPolicy: Retain``
-    (a silo bucket when a tenant moves to pool); CloudFormation keeps it. Forget
-    such resources before moto's update, so moto leaves them alone."""
+def _group_name(name_or_arn: str) -> str:
+    return name_or_arn.rsplit("/", 1)[-1] if name_or_arn.startswith("arn:") else name_or_arn
+
+
+def _delete_model_package_group(self: Any, model_package_group_name: str) -> None:
+    from moto.sagemaker.exceptions import ConflictException
+
+    group = _group(self, model_package_group_name)
+    held = [
+        p
+        for p in self.model_packages.values()
+        if p.model_package_group_name == group.model_package_group_name
+    ]
+    if held:
+        raise ConflictException(
+            f"Model Package Group {group.arn} cannot be deleted while it contains "
+            f"{len(held)} model package(s); delete them first."
+        )
+    del self.model_package_groups[group.model_package_group_name]
+
+
+def _delete_model_package(self: Any, model_package_name: str) -> None:
+    package = self.describe_model_package(model_package_name)  # ValidationException if absent
+    del self.model_packages[package.arn]
+    for key, arn in list(self.model_package_name_mapping.items()):
+        if arn == package.arn:
+            del self.model_package_name_mapping[key]
+
+
+def _get_model_package_group_policy(self: Any, model_package_group_name: str) -> str:
+    from moto.sagemaker.exceptions import ValidationError
+
+    group = _group(self, model_package_group_name)
+    policy = getattr(group, "resource_policy", None)
+    if policy is None:
+        raise ValidationError(
+            f"Model Package Group {group.model_package_group_name} does not have a resource policy."
+        )
+    return str(policy)
+
+
+def _put_model_package_group_policy(
+    self: Any, model_package_group_name: str, resource_policy: str
+) -> str:
+    from moto.sagemaker.exceptions import ValidationError
+
+    group = _group(self, model_package_group_name)
     try:
-        new = json.loads(new_template) if isinstance(new_template, str) else new_template
-        new_ids = set((new or {}).get("Resources", {}))
+        json.loads(resource_policy)
     except ValueError:
-        return
-    parsed = getattr(getattr(stack, "resource_map", None), "_parsed_resources", None)
-    if parsed is None:
-        return
-    for logical_id, resource in _resources(stack).items():
-        if logical_id not in new_ids and resource.get("DeletionPolicy") == "Retain":
-            parsed.pop(logical_id, None)
+        raise ValidationError("ResourcePolicy is not valid JSON.") from None
+    group.resource_policy = resource_policy
+    return str(group.arn)
 
 
-def install_cloudformation_shim(clients: Callable[[str], Any], stack_prefix: str) -> None:
-    """Wrap moto's CloudFormationBackend.create_stack (idempotent per process)."""
-    from moto.cloudformation.models import CloudFormationBackend
+def _delete_model_package_group_policy(self: Any, model_package_group_name: str) -> None:
+    self.get_model_package_group_policy(model_package_group_name)  # none -> ValidationException
+    _group(self, model_package_group_name).resource_policy = None
+
+
+def _create_model_package_group_once(original: Any) -> Any:
+    def create(self: Any, model_package_group_name: str, *args: Any, **kwargs: Any) -> Any:
+        from moto.sagemaker.exceptions import ValidationError
+
+        existing = self.model_package_groups.get(model_package_group_name)
+        if existing is not None:
+            raise ValidationError(f"Model Package Group already exists: {existing.arn}")
+        return original(self, model_package_group_name, *args, **kwargs)
+
+    create._trainyard_shim = True  # type: ignore[attr-defined]
+    return create
+
+
+def _response(backend_method: str, *params: str, result: str | None = None) -> Any:
+    def respond(self: Any) -> Any:
+        from moto.core.responses import ActionResult, EmptyResult
+
+        value = getattr(self.sagemaker_backend, backend_method)(
+            *(self._get_param(p) for p in params)
+        )
+        return ActionResult({result: value}) if result else EmptyResult()
+
+    respond.__name__ = backend_method
+    return respond
+
+
+def install_sagemaker_registry_shims() -> None:
+    """Add the model registry operations moto lacks (idempotent, process-wide)."""
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.responses import SageMakerResponse
 
     with _lock:
-        if _installed:
-            _installed[0][2]["clients"] = clients
-            _installed[0][2]["prefix"] = stack_prefix
+        if getattr(SageMakerModelBackend, "_trainyard_registry", False):
             return
-        state: dict[str, Any] = {"clients": clients, "prefix": stack_prefix}
+        for name, function in (
+            ("delete_model_package_group", _delete_model_package_group),
+            ("delete_model_package", _delete_model_package),
+            ("get_model_package_group_policy", _get_model_package_group_policy),
+            ("put_model_package_group_policy", _put_model_package_group_policy),
+            ("delete_model_package_group_policy", _delete_model_package_group_policy),
+        ):
+            setattr(SageMakerModelBackend, name, function)
+        SageMakerModelBackend.create_model_package_group = _create_model_package_group_once(
+            SageMakerModelBackend.create_model_package_group
+        )
+        # moto dispatches an API action to the response method of the same name.
+        for name, params, result in (
+            ("delete_model_package_group", ("ModelPackageGroupName",), None),
+            ("delete_model_package", ("ModelPackageName",), None),
+            ("get_model_package_group_policy", ("ModelPackageGroupName",), "ResourcePolicy"),
+            (
+                "put_model_package_group_policy",
+                ("ModelPackageGroupName", "ResourcePolicy"),
+                "ModelPackageGroupArn",
+            ),
+            ("delete_model_package_group_policy", ("ModelPackageGroupName",), None),
+        ):
+            setattr(SageMakerResponse, name, _response(name, *params, result=result))
+        SageMakerModelBackend._trainyard_registry = True  # type: ignore[attr-defined]
 
-        def completing(original: Any) -> Any:
-            def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-                if original.__name__ == "update_stack":
-                    name = kwargs.get("name", args[0] if args else "")
-                    template = kwargs.get("template", args[1] if len(args) > 1 else None)
-                    if str(name).startswith(state["prefix"]):
-                        keep_retained_resources(self.get_stack(name), template)
-                stack = original(self, *args, **kwargs)
-                if getattr(stack, "name", "").startswith(state["prefix"]):
-                    try:
-                        complete_tenant_stack(stack, state["clients"])
-                    except Exception:
-                        log.exception("local tenant-stack shim failed for %s", stack.name)
-                        raise
-                return stack
 
-            return wrapper
+# ------------------------------------------------------------ S3 access logging
 
-        for method in ("create_stack", "update_stack"):
-            original = getattr(CloudFormationBackend, method)
-            setattr(CloudFormationBackend, method, completing(original))
-        _installed.append((CloudFormationBackend, "create_stack", state))
+_logging_source: contextvars.ContextVar[Any] = contextvars.ContextVar("trainyard_logging_source")
+
+
+def _log_delivery_allowed(target_bucket: Any, target_prefix: str | None) -> bool:
+    """Whether the target bucket's policy lets S3's log delivery write this source
+    bucket's logs, decided by the embedded IAM evaluator (moto only accepts a Resource
+    spelled exactly ``<bucket>/<prefix>*`` and ignores the conditions)."""
+    from .iam.policy import Request, RequestPrincipal, evaluate_resource_policy
+
+    source = _logging_source.get(None)
+    if not target_bucket.policy or source is None:
+        return False
+    raw = target_bucket.policy
+    document = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    partition = target_bucket.partition
+    # A key as log delivery writes it: <prefix><date and time>-<unique id>.
+    key = f"{target_prefix or ''}2026-01-01-00-00-00-0123456789ABCDEF"
+    request = Request(
+        "s3:PutObject",
+        f"arn:{partition}:s3:::{target_bucket.name}/{key}",
+        {
+            "aws:SourceArn": f"arn:{partition}:s3:::{source.name}",
+            "aws:SourceAccount": str(source.account_id),
+            "aws:SecureTransport": "true",
+        },
+    )
+    who = RequestPrincipal(service="logging.s3.amazonaws.com")
+    return evaluate_resource_policy(document, request, who).allowed
+
+
+def install_s3_logging_policy_check() -> None:
+    """PutBucketLogging accepts a target whose bucket policy admits log delivery for
+    this source bucket, as S3 decides it (idempotent, process-wide)."""
+    from moto.s3.models import FakeBucket
+
+    with _lock:
+        if getattr(FakeBucket, "_trainyard_logging", False):
+            return
+        original = FakeBucket.set_logging
+
+        def set_logging(self: Any, logging_config: Any, bucket_backend: Any) -> None:
+            token = _logging_source.set(self)
+            try:
+                original(self, logging_config, bucket_backend)
+            finally:
+                _logging_source.reset(token)
+
+        FakeBucket.set_logging = set_logging  # type: ignore[method-assign]
+        FakeBucket._log_permissions_enabled_policy = staticmethod(_log_delivery_allowed)  # type: ignore[method-assign]
+        FakeBucket._trainyard_logging = True  # type: ignore[attr-defined]
 
 
 # DynamoDB operations that must see and leave a consistent table. moto's
