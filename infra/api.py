@@ -14,7 +14,7 @@ from trainyard_core.config import Settings
 from infra.lambdas import TrainyardFunction, retention
 from infra.nag import acknowledge, acknowledge_findings
 from infra.queues import Queues
-from infra.storage import Storage
+from infra.storage import ACCESS_LOGS_PREFIX, CODE_PREFIX, Storage
 from infra.tenant_template import TenantProvisioning
 
 STAGE_NAME = "v1"
@@ -97,7 +97,10 @@ class OnboardingApi(Construct):
                 resources=[f"{tenant_buckets}/*"],
             )
         )
-        # The platform bucket matches the pattern above; it is never a tenant's to purge.
+        # The platform bucket matches the pattern above; it is never a tenant's to purge,
+        # nor a source of data moves (its code/ and access-logs/); templates/ is read
+        # for CreateStack (ReadTenantTemplates).
+        platform = f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}"
         onboarding.role.add_to_policy(
             iam.PolicyStatement(
                 sid="NeverPurgePlatformBucket",
@@ -106,13 +109,43 @@ class OnboardingApi(Construct):
                     "s3:DeleteBucket",
                     "s3:DeleteObject",
                     "s3:DeleteObjectVersion",
-                    "s3:GetObject",
                     "s3:PutObject",
                 ],
-                resources=[
-                    f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}",
-                    f"arn:{Aws.PARTITION}:s3:::{names.platform_bucket(Aws.ACCOUNT_ID)}/*",
+                resources=[platform, f"{platform}/*"],
+            )
+        )
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="NeverMovePlatformObjects",
+                effect=iam.Effect.DENY,
+                actions=["s3:GetObject"],
+                resources=[f"{platform}/{CODE_PREFIX}*", f"{platform}/{ACCESS_LOGS_PREFIX}*"],
+            )
+        )
+        # Offboarding with ?purge=true also removes the tenant's retained model registry
+        # (packages first: SageMaker refuses to delete a group holding any); creating
+        # a tenant checks that no earlier tenant of that id left a group behind.
+        acct = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
+        sm = f"arn:{Aws.PARTITION}:sagemaker:{acct}"
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="PurgeTenantModels",
+                actions=[
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:DeleteModelPackageGroup",
+                    "sagemaker:DeleteModelPackage",
                 ],
+                resources=[
+                    f"{sm}:model-package-group/{names.prefix}-*",
+                    f"{sm}:model-package/{names.prefix}-*/*",
+                ],
+            )
+        )
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListTenantModels",
+                actions=["sagemaker:ListModelPackages"],
+                resources=["*"],  # a list action without resource-level permissions
             )
         )
         # Nor is the shared pool bucket: purges and moves touch one tenant's prefix only.
@@ -137,34 +170,37 @@ class OnboardingApi(Construct):
                     "Objects of the per-tenant buckets above (and of the pool bucket), for "
                     "purge on offboarding and data moves on plan changes."
                 ),
+                "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                f"model-package-group/{names.prefix}-*": (
+                    "Tenant model package groups, named <prefix>-<tenant> at onboarding; "
+                    "described and deleted only by a purge."
+                ),
+                "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                f"model-package/{names.prefix}-*/*": (
+                    "The model versions inside those groups, deleted by a purge."
+                ),
+                "Resource::*": (
+                    "sagemaker:ListModelPackages supports no resource-level permissions; it "
+                    "only lists, and deletion is scoped to tenant groups above."
+                ),
             },
         )
 
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=retention(settings.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN,
-        )
-        self.api = apigw.RestApi(
-            self,
-            "Api",
-            rest_api_name=f"{names.prefix}-onboarding",
-            description="Trainyard onboarding API (tenants, plans, runs, queue)",
-            endpoint_types=[apigw.EndpointType.REGIONAL],
-            # Execution logs need the account-level API Gateway CloudWatch role.
-            cloud_watch_role=True,
-            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
-            deploy_options=apigw.StageOptions(
-                stage_name=STAGE_NAME,
-                tracing_enabled=True,
-                metrics_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.ERROR,
-                data_trace_enabled=False,  # bodies may carry tenant details
-                throttling_rate_limit=THROTTLE_RATE_LIMIT,
-                throttling_burst_limit=THROTTLE_BURST_LIMIT,
-                access_log_destination=apigw.LogGroupLogDestination(access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+        # Logging (access and execution) needs the account's API Gateway CloudWatch
+        # role, an account-wide setting: only "createAccountRole" sets it.
+        logging_on = settings.api_logging != "off"
+        logging: dict[str, object] = {"logging_level": apigw.MethodLoggingLevel.OFF}
+        if logging_on:
+            access_logs = logs.LogGroup(
+                self,
+                "AccessLogs",
+                retention=retention(settings.log_retention_days),
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            )
+            logging = {
+                "logging_level": apigw.MethodLoggingLevel.ERROR,
+                "access_log_destination": apigw.LogGroupLogDestination(access_logs),
+                "access_log_format": apigw.AccessLogFormat.json_with_standard_fields(
                     caller=True,
                     http_method=True,
                     ip=True,
@@ -175,6 +211,25 @@ class OnboardingApi(Construct):
                     status=True,
                     user=True,
                 ),
+            }
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{names.prefix}-onboarding",
+            description="Trainyard onboarding API (tenants, plans, runs, queue)",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            cloud_watch_role=settings.api_logging == "createAccountRole",
+            cloud_watch_role_removal_policy=(
+                RemovalPolicy.RETAIN if settings.api_logging == "createAccountRole" else None
+            ),
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                tracing_enabled=True,
+                metrics_enabled=True,
+                data_trace_enabled=False,  # bodies may carry tenant details
+                throttling_rate_limit=THROTTLE_RATE_LIMIT,
+                throttling_burst_limit=THROTTLE_BURST_LIMIT,
+                **logging,  # type: ignore[arg-type]
             ),
             default_method_options=apigw.MethodOptions(
                 authorization_type=apigw.AuthorizationType.IAM
@@ -219,16 +274,26 @@ class OnboardingApi(Construct):
             "Machine-to-machine control plane: AWS_IAM authorization (SigV4) on every method "
             "instead of a Cognito user pool.",
         )
-        acknowledge_findings(
-            self.api,
-            "IAM4",
-            [
-                "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                "AmazonAPIGatewayPushToCloudWatchLogs"
-            ],
-            "Account-level API Gateway logging role; AWS's managed policy is the documented "
-            "minimum for it.",
-        )
+        if settings.api_logging == "createAccountRole":
+            acknowledge_findings(
+                self.api,
+                "IAM4",
+                [
+                    "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                    "AmazonAPIGatewayPushToCloudWatchLogs"
+                ],
+                "Account-level API Gateway logging role; AWS's managed policy is the "
+                "documented minimum for it.",
+            )
+        if not logging_on:
+            why = (
+                "API Gateway logging needs the account-wide API Gateway CloudWatch role, which "
+                "this stack does not set unless apiLogging=createAccountRole (it would replace "
+                "a platform team's own); set apiLogging=useAccountRole where the account has "
+                "one. Every request still reaches the onboarding Lambda, which logs it."
+            )
+            acknowledge(self.api, "APIG1", why)
+            acknowledge(self.api, "APIG6", why)
 
     @property
     def url(self) -> str:
@@ -256,6 +321,8 @@ class OnboardingApi(Construct):
                     "cloudformation:DeleteStack",
                     "cloudformation:DescribeStacks",
                     "cloudformation:DescribeStackEvents",
+                    # CreateStack with Tags also authorizes TagResource (tag on create).
+                    "cloudformation:TagResource",
                 ],
                 resources=[tenant_stacks],
             )
@@ -273,7 +340,7 @@ class OnboardingApi(Construct):
         # CreateStack(TemplateURL=...) reads the template with the caller's rights.
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="ReadTenantTemplate",
+                sid="ReadTenantTemplates",
                 actions=["s3:GetObject"],
                 resources=provisioning.template_object_arns,
             )

@@ -3,25 +3,20 @@ role, and `AWS::SageMaker::Pipeline` with the SDK-built definition."""
 
 from __future__ import annotations
 
-import atexit
 import hashlib
-import shutil
-import tempfile
 from pathlib import Path
 
-from aws_cdk import Aws, Fn, Stack
+from aws_cdk import Aws, Fn
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_deployment as s3deploy
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 from trainyard_core import wiring
 from trainyard_core.config import Settings
 
-from infra.lambdas import retention
-from infra.nag import acknowledge, acknowledge_findings
+from infra.nag import acknowledge_findings
+from infra.platform_files import PlatformFiles
 from infra.storage import CODE_PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,14 +48,14 @@ def step_code_version() -> str:
     return digest.hexdigest()[:16]
 
 
-def _staged_step_scripts() -> str:
-    # Only the scripts the definition references (not __pycache__ or helpers).
-    staging = Path(tempfile.mkdtemp(prefix="trainyard-steps-"))
-    # CDK copies assets into the cloud assembly; the staging dir is only a source.
-    atexit.register(shutil.rmtree, staging, ignore_errors=True)
-    for script in STEP_SCRIPTS.values():
-        shutil.copyfile(STEPS_DIR / script, staging / script)
-    return str(staging)
+def step_code_prefix() -> str:
+    return f"{CODE_PREFIX}pipeline/{step_code_version()}/"
+
+
+def step_script_files() -> dict[str, Path]:
+    """Object key in the platform bucket -> script, for `PlatformFiles`."""
+    prefix = step_code_prefix()
+    return {f"{prefix}{script}": STEPS_DIR / script for script in STEP_SCRIPTS.values()}
 
 
 class TrainingPipeline(Construct):
@@ -73,10 +68,10 @@ class TrainingPipeline(Construct):
         names: wiring.Names,
         bucket: s3.IBucket,
         recorder: lambda_.IFunction,
+        files: PlatformFiles,
     ) -> None:
         super().__init__(scope, construct_id)
-        code_prefix = f"{CODE_PREFIX}pipeline/{step_code_version()}/"
-        self.code = self._deploy_step_code(settings, bucket, code_prefix)
+        code_prefix = step_code_prefix()
         self.pipeline_arn = pipeline_arn(names)
 
         self.role = iam.Role(
@@ -112,64 +107,7 @@ class TrainingPipeline(Construct):
         policy = self.role.node.try_find_child("DefaultPolicy")
         if policy is not None:
             self.pipeline.node.add_dependency(policy)
-        self.pipeline.node.add_dependency(self.code)
-
-    def _deploy_step_code(
-        self, settings: Settings, bucket: s3.IBucket, prefix: str
-    ) -> s3deploy.BucketDeployment:
-        # Own role and log group: the deployment Lambda gets no AWS-managed policy.
-        log_group = logs.LogGroup(
-            self, "CodeDeploymentLogs", retention=retention(settings.log_retention_days)
-        )
-        role = iam.Role(
-            self,
-            "CodeDeploymentRole",
-            description="Copies the pipeline step scripts into the platform bucket",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-        )
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-                resources=[log_group.log_group_arn],
-            )
-        )
-        deployment = s3deploy.BucketDeployment(
-            self,
-            "StepCode",
-            sources=[s3deploy.Source.asset(_staged_step_scripts())],
-            destination_bucket=bucket,
-            destination_key_prefix=prefix,
-            # Older versions stay for executions still running on them.
-            prune=False,
-            retain_on_delete=True,
-            role=role,
-            log_group=log_group,
-            memory_limit=256,
-        )
-        acknowledge_findings(
-            role,
-            "IAM5",
-            {
-                "Action::s3:GetBucket*": "BucketDeployment's read grant on the CDK asset bucket.",
-                "Action::s3:GetObject*": "BucketDeployment's read grant on the CDK asset bucket.",
-                "Action::s3:List*": "BucketDeployment lists the source asset and destination.",
-                "Action::s3:Abort*": "BucketDeployment's write grant on the platform bucket.",
-                "Action::s3:DeleteObject*": "BucketDeployment's write grant (prune is off).",
-                "Resource::arn:aws:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-"
-                f"{Stack.of(self).region}/*": "Objects of the CDK asset bucket (source zip).",
-                "Resource::<PlatformBucket.Arn>/*": "Objects of the platform bucket (code/).",
-            },
-        )
-        # The deployment's provider function is a stack-level singleton CDK creates.
-        for child in Stack.of(self).node.children:
-            if child.node.id.startswith("Custom::CDKBucketDeployment"):
-                acknowledge(
-                    child,
-                    "L1",
-                    "CDK-managed BucketDeployment provider; its runtime is chosen by aws-cdk-lib "
-                    "and it runs only at deploy time to copy the step scripts.",
-                )
-        return deployment
+        self.pipeline.node.add_dependency(files.deployment)
 
     def _grant(self, names: wiring.Names, bucket: s3.IBucket, recorder: lambda_.IFunction) -> None:
         arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
@@ -178,6 +116,17 @@ class TrainingPipeline(Construct):
         packages = f"{arn}:model-package/{names.prefix}-*/*"
         tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
         code = bucket.arn_for_objects(f"{CODE_PREFIX}*")
+        from pipeline.definition import EVALUATION_FILE, EVALUATION_SUFFIX
+
+        # <OutputUri><RunId>/evaluation/evaluation.json: silo buckets keep it under
+        # artifacts/, the pool under tenants/<id>/artifacts/ (wiring.Names).
+        report = f"*{EVALUATION_SUFFIX}/{EVALUATION_FILE}"
+        silo_buckets = f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*-{Aws.ACCOUNT_ID}"
+        pool_bucket = f"arn:{Aws.PARTITION}:s3:::{names.pool_bucket(Aws.ACCOUNT_ID)}"
+        reports = [
+            f"{silo_buckets}/{names.silo_output_prefix}{report}",
+            f"{pool_bucket}/{names.pool_output_prefix('*')}{report}",
+        ]
         statements = [
             iam.PolicyStatement(
                 sid="TenantJobs",
@@ -220,6 +169,14 @@ class TrainingPipeline(Construct):
                 actions=["s3:GetObject"],
                 resources=[code],
             ),
+            # SageMaker Pipelines resolves Std:JsonGet on a PropertyFile (the metric
+            # condition, the Fail message, RecordRun's arguments) by reading the file
+            # from S3 with the pipeline role: the evaluation report only, no data.
+            iam.PolicyStatement(
+                sid="ReadEvaluationReports",
+                actions=["s3:GetObject"],
+                resources=reports,
+            ),
         ]
         for statement in statements:
             self.role.add_to_policy(statement)
@@ -251,6 +208,15 @@ class TrainingPipeline(Construct):
                 ),
                 f"Resource::<PlatformBucket.Arn>/{CODE_PREFIX}*": (
                     "Read-only access to the versioned step scripts under code/."
+                ),
+                f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>/"
+                f"{names.silo_output_prefix}{report}": (
+                    "Only the evaluation report of a run (<run>/evaluation/evaluation.json) in "
+                    "tenant buckets, which SageMaker reads as the pipeline role for JsonGet."
+                ),
+                f"Resource::arn:<AWS::Partition>:s3:::{names.pool_bucket('<AWS::AccountId>')}/"
+                f"{names.pool_output_prefix('*')}{report}": (
+                    "Only the evaluation reports of pool tenants' runs, read for JsonGet."
                 ),
             },
         )

@@ -8,12 +8,13 @@ from typing import Any
 from aws_cdk import Aws, CfnOutput, Duration, Stack, Tags
 from constructs import Construct
 from trainyard_core import wiring
-from trainyard_core.config import Settings
+from trainyard_core.config import DEPLOYED_SETTINGS_FILE, Settings
 
 from infra.api import OnboardingApi
 from infra.lambdas import TrainyardFunction, lambdas_code, powertools_layer
 from infra.monitoring import Monitoring
-from infra.pipeline import TrainingPipeline, pipeline_arn
+from infra.pipeline import TrainingPipeline, pipeline_arn, step_script_files
+from infra.platform_files import PlatformFiles
 from infra.queues import Queues
 from infra.scheduler import Scheduling
 from infra.storage import Storage
@@ -44,6 +45,15 @@ class PlatformStack(Stack):
         self.provisioning = TenantProvisioning(
             self, "TenantProvisioning", settings=settings, names=names
         )
+        # Step scripts and tenant templates, versioned, in the platform bucket.
+        self.files = PlatformFiles(
+            self,
+            "PlatformFiles",
+            settings=settings,
+            bucket=self.storage.bucket,
+            files={**step_script_files(), **self.provisioning.files},
+        )
+        self.provisioning.serve_from(self.files)
 
         # Every env value a handler may ask for (wiring picks each handler's keys).
         env_values = {
@@ -56,8 +66,10 @@ class PlatformStack(Stack):
             wiring.ENV_TENANT_TEMPLATE_URLS: self.to_json_string(self.provisioning.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.provisioning.service_role.role_arn,
             wiring.ENV_ACCOUNT_ID: Aws.ACCOUNT_ID,
+            # Relative to the task root: the file ships inside the code asset.
+            wiring.ENV_SETTINGS_FILE: DEPLOYED_SETTINGS_FILE,
         }
-        code = lambdas_code()
+        code = lambdas_code(settings)
         layer = powertools_layer(self, settings)
         self.functions: dict[str, TrainyardFunction] = {}
         for key, spec in specs.items():
@@ -81,7 +93,10 @@ class PlatformStack(Stack):
             names=names,
             bucket=self.storage.bucket,
             recorder=self.functions["recorder"].function,
+            files=self.files,
         )
+        # Onboarding creates stacks from the templates: never before they are there.
+        self.functions["onboarding"].function.node.add_dependency(self.files.deployment)
         self.storage.grant_run_results(self.functions["recorder"].role)
         self.scheduling = Scheduling(
             self,

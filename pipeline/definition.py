@@ -65,6 +65,9 @@ FAIL_STEP = "MetricBelowThreshold"
 
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
 EVALUATION_FILE = "evaluation.json"
+# Where the evaluation report lands, under <OutputUri><RunId>: SageMaker reads it
+# (the PropertyFile) with the pipeline's role, whose policy names this path.
+EVALUATION_SUFFIX = "/evaluation"
 AUC_JSON_PATH = "metrics.auc.value"
 RUN_TAG_KEY = "trainyard:run-id"
 
@@ -325,7 +328,7 @@ def _build_with_sdk(settings: Settings) -> str:
                 s3_in("test", split_uri("test"), f"{_PROCESSING}/input/test"),
                 s3_in("code", _SCRIPT_SENTINELS["EvaluateScriptUri"], _CODE_DIR),
             ],
-            outputs=[s3_out("evaluation", f"{_PROCESSING}/evaluation", run_uri("/evaluation"))],
+            outputs=[s3_out("evaluation", f"{_PROCESSING}/evaluation", run_uri(EVALUATION_SUFFIX))],
             arguments=[
                 "--model-dir",
                 f"{_PROCESSING}/input/model",

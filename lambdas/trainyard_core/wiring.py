@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from trainyard_core.config import SETTINGS_ENV, Settings
+from trainyard_core.config import SETTINGS_ENV, SETTINGS_FILE_ENV, Settings
 
 # Environment variable names every handler may read.
 ENV_TENANTS_TABLE = "TENANTS_TABLE"
@@ -24,7 +24,11 @@ ENV_TENANT_TEMPLATE_URLS = "TENANT_TEMPLATE_URLS"
 ENV_ACCOUNT_ID = "PLATFORM_ACCOUNT_ID"
 # CloudFormation service role the onboarding Lambda passes to tenant stacks.
 ENV_TENANT_STACK_ROLE_ARN = "TENANT_STACK_ROLE_ARN"
-ENV_SETTINGS = SETTINGS_ENV
+# The resolved settings travel as a file in the code asset (4 KB environment limit).
+ENV_SETTINGS_FILE = SETTINGS_FILE_ENV
+ENV_SETTINGS = SETTINGS_ENV  # inline JSON: tests and tools only, never deployed
+# Lambda: "The total size of the set [of environment variables] does not exceed 4 KB."
+LAMBDA_ENVIRONMENT_LIMIT_BYTES = 4096
 
 SAGEMAKER_STATUS_SOURCE = "aws.sagemaker"
 SAGEMAKER_STATUS_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
@@ -172,8 +176,9 @@ class Names:
             return self.pool_bucket(account_id), root, root + self.silo_data_prefix
         return self.silo_bucket(tenant_id, account_id), "", self.silo_data_prefix
 
-    def tenant_template_key(self, isolation: str = "silo") -> str:
-        return f"templates/tenant-stack-{isolation}.template.json"
+    def tenant_template_key(self, isolation: str, version: str) -> str:
+        """Key of a tenant template in the platform bucket (version: content hash)."""
+        return f"templates/{version}/tenant-stack-{isolation}.template.json"
 
     # Data layout inside a silo bucket: uploads under data/, pipeline output under
     # artifacts/ (outside the rule's prefix, so outputs never trigger runs).
@@ -236,7 +241,7 @@ def tables(names: Names) -> dict[str, TableSpec]:
 
 # Which handler runs what, fed by what. CDK and the local runtime both iterate this.
 def handlers(names: Names) -> dict[str, HandlerSpec]:
-    common = (ENV_SETTINGS, ENV_TENANTS_TABLE, ENV_RUNS_TABLE, ENV_STATE_TABLE)
+    common = (ENV_SETTINGS_FILE, ENV_TENANTS_TABLE, ENV_RUNS_TABLE, ENV_STATE_TABLE)
     return {
         "onboarding": HandlerSpec(
             key="onboarding",
@@ -281,17 +286,29 @@ def handler_environment(
     spec: HandlerSpec, settings: Settings, values: dict[str, str]
 ) -> dict[str, str]:
     """The environment of one handler. ``values`` maps env keys to concrete
-    values (strings locally, CDK tokens in the stack); settings are always added."""
-    env = {ENV_SETTINGS: settings.to_json()}
+    values (strings locally, CDK tokens in the stack)."""
+    env: dict[str, str] = {}
     for key in spec.env_keys:
-        if key == ENV_SETTINGS:
-            continue
         if key not in values:
             raise KeyError(f"handler {spec.key} needs env {key}")
         env[key] = values[key]
     env["POWERTOOLS_SERVICE_NAME"] = service_name(settings.resource_prefix, spec.key)
     env["POWERTOOLS_METRICS_NAMESPACE"] = METRICS_NAMESPACE
     return env
+
+
+def environment_bytes(env: dict[str, str]) -> int:
+    return sum(len(k.encode()) + len(str(v).encode()) for k, v in env.items())
+
+
+def check_environment_size(function: str, size: int) -> None:
+    """Fail before deploying a function whose environment Lambda would refuse."""
+    if size > LAMBDA_ENVIRONMENT_LIMIT_BYTES:
+        raise ValueError(
+            f"the environment of {function} would take {size} bytes, over Lambda's "
+            f"{LAMBDA_ENVIRONMENT_LIMIT_BYTES}-byte limit; move the large values into the "
+            "code asset (as the settings are) or SSM"
+        )
 
 
 # Custom metrics (Powertools EMF). Each carries the dimension ``service`` (the

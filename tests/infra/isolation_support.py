@@ -8,9 +8,10 @@ Two evaluators, on purpose (docs/isolation.md explains the split):
   matches actions and S3 resources well, but ignores every condition operator
   except StringEquals (and even that only for trust policies), checks non-S3/SQS/IAM
   services against resource "*", and signs CloudWatch as "monitoring:".
-- `evaluate()` below: a small offline evaluator of identity policies for the
-  cases moto cannot express (s3:prefix, cloudwatch:namespace, logs/ECR ARNs,
-  iam:PassRole). It fails closed: anything it does not model raises.
+- `evaluate()` below: the project's own evaluator (`trainyard/local/iam/policy.py`,
+  the one the embedded stack enforces) for the cases moto cannot express
+  (s3:prefix, cloudwatch:namespace, logs/ECR ARNs, iam:PassRole). It fails
+  closed: anything it does not model raises.
 """
 
 from __future__ import annotations
@@ -25,122 +26,24 @@ from typing import Any, Literal
 import boto3
 from botocore.exceptions import ClientError
 
+from trainyard.local.iam import policy
+from trainyard.local.iam.policy import Request, UnsupportedPolicyError
+
+__all__ = ["Request", "UnsupportedPolicyError", "evaluate", "grants_action"]
+
 Decision = Literal["allow", "deny"]
 
 # --------------------------------------------------------------------------- #
-# Offline identity-policy evaluator
+# Offline identity-policy evaluator: the project's one evaluator
+# (trainyard/local/iam/policy.py, also enforced by the embedded stack)
 # --------------------------------------------------------------------------- #
-
-
-class UnsupportedPolicyError(NotImplementedError):
-    """The policy uses something the offline evaluator does not model."""
-
-
-def _glob(pattern: str, value: str, *, case_sensitive: bool) -> bool:
-    """IAM wildcard match: `*` any run of characters (also none), `?` one character."""
-    if "${" in pattern:
-        raise UnsupportedPolicyError(f"policy variables are not modelled: {pattern!r}")
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    flags = 0 if case_sensitive else re.IGNORECASE
-    return re.fullmatch(regex, value, flags | re.DOTALL) is not None
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def _string_equals(expected: str, actual: str) -> bool:
-    return expected == actual
-
-
-def _string_like(expected: str, actual: str) -> bool:
-    return _glob(expected, actual, case_sensitive=True)
-
-
-def _bool(expected: str, actual: str) -> bool:
-    return str(expected).lower() == str(actual).lower()
-
-
-# operator -> (value test, negated). ARN operators match the whole ARN as a glob,
-# which is at least as strict as AWS's per-segment match for the ARNs used here.
-_OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
-    "StringEquals": (_string_equals, False),
-    "StringNotEquals": (_string_equals, True),
-    "StringLike": (_string_like, False),
-    "StringNotLike": (_string_like, True),
-    "ArnEquals": (_string_equals, False),
-    "ArnNotEquals": (_string_equals, True),
-    "ArnLike": (_string_like, False),
-    "ArnNotLike": (_string_like, True),
-    "Bool": (_bool, False),
-}
-
-
-def _condition_holds(operator: str, key: str, expected: Any, context: Mapping[str, str]) -> bool:
-    if operator.startswith(("ForAnyValue:", "ForAllValues:")):
-        raise UnsupportedPolicyError(f"set operators are not modelled: {operator}")
-    base = operator.removesuffix("IfExists")
-    if base not in _OPERATORS:
-        raise UnsupportedPolicyError(f"condition operator not modelled: {operator}")
-    test, negated = _OPERATORS[base]
-    if key not in context:
-        # AWS: a missing key fails a positive operator and satisfies a negated one;
-        # ...IfExists treats a missing key as a match.
-        return operator.endswith("IfExists") or negated
-    matched = any(test(str(value), context[key]) for value in _as_list(expected))
-    return not matched if negated else matched
-
-
-def _statement_applies(statement: Mapping[str, Any], request: Request) -> bool:
-    if "Principal" in statement or "NotPrincipal" in statement:
-        raise UnsupportedPolicyError("resource-based statements are not identity policy")
-    if "NotAction" in statement:
-        if any(
-            _glob(a, request.action, case_sensitive=False) for a in _as_list(statement["NotAction"])
-        ):
-            return False
-    elif not any(
-        _glob(a, request.action, case_sensitive=False) for a in _as_list(statement["Action"])
-    ):
-        return False
-    if "NotResource" in statement:
-        if any(
-            _glob(r, request.resource, case_sensitive=True)
-            for r in _as_list(statement["NotResource"])
-        ):
-            return False
-    elif not any(
-        _glob(r, request.resource, case_sensitive=True) for r in _as_list(statement["Resource"])
-    ):
-        return False
-    return all(
-        _condition_holds(operator, key, expected, request.context)
-        for operator, keys in statement.get("Condition", {}).items()
-        for key, expected in keys.items()
-    )
-
-
-@dataclass(frozen=True)
-class Request:
-    action: str
-    resource: str
-    context: Mapping[str, str] = field(default_factory=dict)
 
 
 def evaluate(documents: Sequence[Mapping[str, Any]], request: Request) -> Decision:
     """Identity-policy decision for one request: an explicit Deny wins, then any
     Allow, else the implicit deny. (No SCPs, boundaries or session policies exist
     for tenant roles; resource policies are checked structurally.)"""
-    allowed = False
-    for document in documents:
-        for statement in _as_list(document["Statement"]):
-            if statement["Effect"] not in ("Allow", "Deny"):
-                raise UnsupportedPolicyError(f"bad Effect {statement['Effect']!r}")
-            if _statement_applies(statement, request):
-                if statement["Effect"] == "Deny":
-                    return "deny"
-                allowed = True
-    return "allow" if allowed else "deny"
+    return "allow" if policy.evaluate(documents, request).allowed else "deny"
 
 
 def grants_action(statement: Mapping[str, Any], action: str) -> bool:
@@ -149,9 +52,13 @@ def grants_action(statement: Mapping[str, Any], action: str) -> bool:
         return False
     if "NotAction" in statement:
         return not any(
-            _glob(a, action, case_sensitive=False) for a in _as_list(statement["NotAction"])
+            policy.glob(a, action, case_sensitive=False) for a in _as_list(statement["NotAction"])
         )
-    return any(_glob(a, action, case_sensitive=False) for a in _as_list(statement["Action"]))
+    return any(policy.glob(a, action, case_sensitive=False) for a in _as_list(statement["Action"]))
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
 
 
 # --------------------------------------------------------------------------- #

@@ -50,6 +50,20 @@ JUSTIFIED = (
         condition_key="cloudwatch:namespace",
     ),
     Justified(
+        frozenset({"sagemaker:ListModelPackages"}),
+        r"\*",
+        "ListModelPackages has no resource-level permissions; a purge lists a tenant's "
+        "packages before deleting them (deletes are scoped to tenant groups).",
+    ),
+    Justified(
+        frozenset({"kms:Decrypt"}),
+        r"\*",
+        "The bootstrap asset key's id is the account's bootstrap choice, unknown at synth; "
+        "the deployment role may decrypt only through S3 and only objects of the CDK asset "
+        "bucket (kms:ViaService and kms:EncryptionContext:aws:s3:arn conditions).",
+        condition_key="kms:ViaService",
+    ),
+    Justified(
         frozenset(
             {
                 "sagemaker:AddTags",

@@ -10,6 +10,7 @@ from aws_cdk.assertions import Match
 from trainyard_core import wiring
 
 from infra.lambdas import powertools_layer_arn
+from tests.infra.isolation_support import ACCOUNT, render
 from tests.infra.synth_support import Synth, resolve_ref, resources
 
 pytestmark = pytest.mark.infra
@@ -161,11 +162,39 @@ def test_every_handler_has_powertools_layer_tracing_and_retained_logs(synth: Syn
         assert log_group["Properties"]["RetentionInDays"] == synth.settings.log_retention_days
 
 
-def test_handlers_receive_the_resolved_settings(synth: Synth) -> None:
+def test_handlers_receive_the_resolved_settings_in_their_code_not_their_environment(
+    synth: Synth,
+) -> None:
+    """The settings (1.4 KB and growing with the plan table) would eat most of Lambda's
+    4 KB environment: they ship as a file in the code asset, named by the env."""
+    from trainyard_core.config import DEPLOYED_SETTINGS_FILE
+
+    handlers = [
+        r
+        for r in resources(synth.platform_json, "AWS::Lambda::Function").values()
+        if r["Properties"].get("FunctionName", "").startswith(synth.names.prefix)
+    ]
+    assert handlers
+    for r in handlers:
+        env = r["Properties"]["Environment"]["Variables"]
+        assert wiring.ENV_SETTINGS not in env
+        assert env[wiring.ENV_SETTINGS_FILE] == DEPLOYED_SETTINGS_FILE
+        asset_hash = r["Properties"]["Code"]["S3Key"].removesuffix(".zip")
+        shipped = synth.outdir / f"asset.{asset_hash}" / DEPLOYED_SETTINGS_FILE
+        assert shipped.read_text() == synth.settings.to_json()
+
+
+def test_every_handler_environment_fits_lambdas_4_kb_limit(synth: Synth) -> None:
+    from trainyard.local.platform_template import Pseudo, TemplateRenderer
+
+    # The longest region name and a real account id length: a safe upper bound.
+    renderer = TemplateRenderer(
+        synth.platform_json, Pseudo(account="123456789012", region="ap-southeast-2")
+    )
     for r in resources(synth.platform_json, "AWS::Lambda::Function").values():
-        env = r["Properties"].get("Environment", {}).get("Variables", {})
-        if wiring.ENV_SETTINGS in env:
-            assert env[wiring.ENV_SETTINGS] == synth.settings.to_json()
+        env = renderer.render(r["Properties"].get("Environment", {}).get("Variables", {}))
+        size = wiring.environment_bytes(env)
+        assert size <= wiring.LAMBDA_ENVIRONMENT_LIMIT_BYTES // 2, (r["Properties"], size)
 
 
 def test_onboarding_gets_https_template_urls_per_isolation_and_the_stack_role(
@@ -177,14 +206,20 @@ def test_onboarding_gets_https_template_urls_per_isolation_and_the_stack_role(
         if r["Properties"].get("FunctionName") == synth.names.function("onboarding")
     )
     env = onboarding["Properties"]["Environment"]["Variables"]
-    # JSON {"silo": url, "pool": url} assembled by CloudFormation from two assets.
-    parts = env[wiring.ENV_TENANT_TEMPLATE_URLS]["Fn::Join"][1]
-    literal = "".join(p if isinstance(p, str) else "URL" for p in parts)
-    assert json.loads(literal) == {"silo": "URL", "pool": "URL"}
-    urls = [p["Fn::Sub"] for p in parts if isinstance(p, dict)]
-    assert len(set(urls)) == 2
-    for url in urls:
-        assert re.match(r"^https://s3\.[a-z0-9-]+\.\$\{AWS::URLSuffix\}/.+\.json$", url)
+    # JSON {"silo": url, "pool": url}: virtual-hosted URLs of the platform bucket's
+    # templates/<version>/ objects (PlatformFiles), not of the CDK asset bucket.
+    rendered = render(env[wiring.ENV_TENANT_TEMPLATE_URLS], region=synth.settings.region)
+    urls = json.loads(rendered)
+    assert set(urls) == {"silo", "pool"}
+    bucket = synth.names.platform_bucket(ACCOUNT)
+    for isolation, url in urls.items():
+        match = re.fullmatch(
+            rf"https://\$\{{PlatformBucket\}}\.s3\.{synth.settings.region}\.amazonaws\.com/"
+            rf"(templates/[0-9a-f]{{16}}/tenant-stack-{isolation}\.template\.json)",
+            url,
+        )
+        assert match, url
+    assert bucket.startswith(synth.names.prefix)
     role_id = resolve_ref(synth.platform_json, env[wiring.ENV_TENANT_STACK_ROLE_ARN])
     trust = synth.platform_json["Resources"][role_id]["Properties"]["AssumeRolePolicyDocument"]
     assert [s["Principal"] for s in trust["Statement"]] == [
@@ -202,25 +237,22 @@ def test_every_api_method_requires_iam_auth(synth: Synth) -> None:
         assert props["Integration"]["Type"] == "AWS_PROXY"
 
 
-def test_api_stage_is_throttled_traced_and_access_logged(synth: Synth) -> None:
-    synth.platform.has_resource_properties(
-        "AWS::ApiGateway::Stage",
-        {
-            "TracingEnabled": True,
-            "AccessLogSetting": {"DestinationArn": Match.any_value(), "Format": Match.any_value()},
-            "MethodSettings": Match.array_with(
-                [
-                    Match.object_like(
-                        {
-                            "ThrottlingRateLimit": Match.any_value(),
-                            "ThrottlingBurstLimit": Match.any_value(),
-                            "LoggingLevel": "ERROR",
-                        }
-                    )
-                ]
-            ),
-        },
-    )
+def test_api_stage_is_throttled_and_traced_and_touches_no_account_wide_setting(
+    synth: Synth,
+) -> None:
+    """AWS::ApiGateway::Account is one per account and region: deploying it would replace
+    a platform team's own API Gateway logging role, so it is opt-in (apiLogging), and
+    without it the stage must not ask for logging (API Gateway refuses: "CloudWatch Logs
+    role ARN must be set in account settings to enable logging")."""
+    assert synth.settings.api_logging == "off"
+    assert resources(synth.platform_json, "AWS::ApiGateway::Account") == {}
+    (stage,) = resources(synth.platform_json, "AWS::ApiGateway::Stage").values()
+    props = stage["Properties"]
+    assert props["TracingEnabled"] is True
+    assert "AccessLogSetting" not in props
+    for method in props["MethodSettings"]:
+        assert method["LoggingLevel"] == "OFF"
+        assert method["ThrottlingRateLimit"] and method["ThrottlingBurstLimit"]
 
 
 def test_tables_are_on_demand_point_in_time_recovered_encrypted_and_retained(
@@ -233,7 +265,7 @@ def test_tables_are_on_demand_point_in_time_recovered_encrypted_and_retained(
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
         assert props["SSESpecification"] == {"SSEEnabled": True}
-        assert table["DeletionPolicy"] == "Retain"
+        assert table["DeletionPolicy"] == "RetainExceptOnCreate"
         assert table["UpdateReplacePolicy"] == "Retain"
 
 
@@ -243,7 +275,12 @@ def test_platform_bucket_is_named_per_account_private_and_tls_only(synth: Synth)
         {
             "Properties": Match.object_like(
                 {
-                    "BucketName": {"Fn::Sub": synth.names.platform_bucket("${AWS::AccountId}")},
+                    "BucketName": {
+                        "Fn::Join": [
+                            "",
+                            [synth.names.platform_bucket(""), {"Ref": "AWS::AccountId"}],
+                        ]
+                    },
                     "PublicAccessBlockConfiguration": {
                         "BlockPublicAcls": True,
                         "BlockPublicPolicy": True,
@@ -253,7 +290,7 @@ def test_platform_bucket_is_named_per_account_private_and_tls_only(synth: Synth)
                     "BucketEncryption": Match.any_value(),
                 }
             ),
-            "DeletionPolicy": "Retain",
+            "DeletionPolicy": "RetainExceptOnCreate",
         },
     )
     synth.platform.has_resource_properties(
@@ -382,13 +419,23 @@ def test_alarms_cover_every_dlq_and_intake_backlog_age(synth: Synth) -> None:
     synth.platform.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
-def test_platform_ships_exactly_the_synthesized_tenant_template(synth: Synth) -> None:
-    from infra.tenant_template import render_tenant_template
+def test_platform_ships_exactly_the_synthesized_tenant_templates(synth: Synth) -> None:
+    """The PlatformFiles deployment carries both rendered templates at the keys the
+    onboarding Lambda is given (and the step scripts beside them)."""
+    from infra.tenant_template import ISOLATIONS, render_tenant_template, templates_version
 
-    output = synth.platform_json["Outputs"]["TenantTemplateUrl"]["Value"]["Fn::Sub"]
-    asset_hash = output.rsplit("/", 1)[1].removesuffix(".json")
-    shipped = (synth.outdir / f"asset.{asset_hash}.json").read_text()
-    assert shipped == render_tenant_template(synth.settings)
+    rendered = {iso: render_tenant_template(synth.settings, iso) for iso in ISOLATIONS}
+    version = templates_version(rendered)
+    staged = [
+        path
+        for path in synth.outdir.glob("asset.*")
+        if path.is_dir() and (path / "templates" / version).is_dir()
+    ]
+    assert len(staged) == 1, "one deployment asset holds the templates"
+    for isolation, text in rendered.items():
+        key = synth.names.tenant_template_key(isolation, version)
+        assert (staged[0] / key).read_text() == text
+    assert (staged[0] / "code" / "pipeline").is_dir()
 
 
 def test_stack_environment_has_region_from_settings_and_no_account(synth: Synth) -> None:

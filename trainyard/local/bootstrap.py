@@ -19,8 +19,18 @@ from trainyard_core import wiring
 from trainyard_core.config import Isolation, Settings
 from trainyard_core.wiring import Names
 
+from .platform_template import (
+    Pseudo,
+    RoleSpec,
+    TemplateRenderer,
+    bucket_policies,
+    platform_roles,
+    principals_of,
+    queue_policies,
+    synthesize_platform,
+)
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-STEPS_DIR = PROJECT_ROOT / "pipeline" / "steps"
 # Local visibility timeout: short, so a failed message is retried (and dead-lettered)
 # within a demo's time frame rather than after six Lambda timeouts.
 LOCAL_VISIBILITY_TIMEOUT = 20
@@ -38,6 +48,8 @@ class Platform:
     pipeline_role_arn: str
     template_urls: dict[str, str] = field(default_factory=dict)  # isolation -> url
     pool_bucket: str = ""
+    # Handler key -> its execution role (the synthesized template's role).
+    function_role_arns: dict[str, str] = field(default_factory=dict)
 
 
 def _sha(*parts: bytes) -> str:
@@ -140,16 +152,24 @@ def create_queues(sqs: Any, names: Names) -> tuple[dict[str, str], dict[str, str
     return urls, arns
 
 
-def _role(iam: Any, name: str, service: str, path: str = "/") -> str:
-    doc = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
-        ],
-    }
-    return iam.create_role(RoleName=name, Path=path, AssumeRolePolicyDocument=json.dumps(doc))[
-        "Role"
-    ]["Arn"]
+def create_platform_roles(
+    iam: Any, template: dict[str, Any], renderer: TemplateRenderer
+) -> dict[str, RoleSpec]:
+    """The synthesized template's roles, with their policies, in the embedded IAM:
+    what each principal may do locally is exactly what CDK deploys."""
+    roles = platform_roles(template, renderer)
+    for spec in roles.values():
+        iam.create_role(
+            RoleName=spec.name,
+            Path=spec.path,
+            AssumeRolePolicyDocument=json.dumps(spec.trust),
+        )
+        for name, document in spec.policies.items():
+            # PutRolePolicy validates the document, as IAM does at deploy time.
+            iam.put_role_policy(
+                RoleName=spec.name, PolicyName=name, PolicyDocument=json.dumps(document)
+            )
+    return roles
 
 
 def bootstrap_platform(
@@ -164,27 +184,37 @@ def bootstrap_platform(
     from pipeline.definition import build_definition_json, render_definition
 
     names = Names.from_settings(settings)
+    platform_template = synthesize_platform(settings, cache_dir, account_id)
+    renderer = TemplateRenderer(
+        platform_template,
+        Pseudo(account=account_id, region=settings.region, stack_name=settings.stack_name),
+    )
     create_tables(clients("dynamodb"), names)
     urls, arns = create_queues(clients("sqs"), names)
 
     s3 = clients("s3")
     bucket = names.platform_bucket(account_id)
     s3.create_bucket(Bucket=bucket)
-    code_uris = {}
-    for placeholder, script in (
-        ("PreprocessScriptUri", "preprocess.py"),
-        ("EvaluateScriptUri", "evaluate.py"),
-    ):
-        key = f"code/{script}"
-        s3.put_object(Bucket=bucket, Key=key, Body=(STEPS_DIR / script).read_bytes())
-        code_uris[placeholder] = f"s3://{bucket}/{key}"
+    # The same keys as the platform stack's PlatformFiles deployment.
+    from infra.pipeline import STEP_SCRIPTS, step_code_prefix, step_script_files
+    from infra.tenant_template import ISOLATIONS, template_text, templates_version
 
+    for key, path in step_script_files().items():
+        s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    code_uris = {
+        placeholder: f"s3://{bucket}/{step_code_prefix()}{script}"
+        for placeholder, script in STEP_SCRIPTS.items()
+    }
+    rendered = {
+        isolation: template_text(tenant_template(settings, cache_dir, isolation))
+        for isolation in ISOLATIONS
+    }
+    version = templates_version(rendered)
     template_urls: dict[str, str] = {}
-    for isolation in ("silo", "pool"):
-        template = tenant_template(settings, cache_dir, isolation)
-        key = names.tenant_template_key(isolation)
-        s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(template).encode())
-        template_urls[isolation] = f"https://{bucket}.s3.amazonaws.com/{key}"
+    for isolation, text in rendered.items():
+        key = names.tenant_template_key(isolation, version)
+        s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+        template_urls[isolation] = f"https://{bucket}.s3.{settings.region}.amazonaws.com/{key}"
 
     # The shared pool bucket (the platform stack's PoolBucket): versioned, with
     # native EventBridge notifications so each pool tenant's rule sees its uploads.
@@ -195,9 +225,22 @@ def bootstrap_platform(
         Bucket=pool, NotificationConfiguration={"EventBridgeConfiguration": {}}
     )
 
-    iam = clients("iam")
-    pipeline_role = _role(iam, f"{names.prefix}-pipeline", "sagemaker.amazonaws.com")
-    stack_role = _role(iam, f"{names.prefix}-tenant-stacks", "cloudformation.amazonaws.com")
+    for bucket_name, policy in bucket_policies(platform_template, renderer).items():
+        s3.put_bucket_policy(Bucket=bucket_name, Policy=json.dumps(policy))
+    # EventBridge delivers to a queue only as its policy allows (the embedded IAM
+    # checks it, moto would not).
+    for queue_name, policy in queue_policies(platform_template, renderer).items():
+        clients("sqs").set_queue_attributes(
+            QueueUrl=urls[queue_name], Attributes={"Policy": json.dumps(policy)}
+        )
+
+    roles = create_platform_roles(clients("iam"), platform_template, renderer)
+    principals = principals_of(platform_template, wiring.ENV_TENANT_STACK_ROLE_ARN)
+    pipeline_role = roles[principals.pipeline].arn
+    stack_role = roles[principals.tenant_stacks].arn
+    function_roles = {
+        key: roles[principals.functions[names.function(key)]].arn for key in wiring.handlers(names)
+    }
 
     definition = render_definition(
         build_definition_json(settings), {**code_uris, "RecorderFunctionArn": recorder_arn}
@@ -233,4 +276,5 @@ def bootstrap_platform(
         pool_bucket=pool,
         tenant_stack_role_arn=stack_role,
         pipeline_role_arn=pipeline_role,
+        function_role_arns=function_roles,
     )

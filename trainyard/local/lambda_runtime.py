@@ -25,7 +25,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from trainyard_core.arns import arn
 from trainyard_core.wiring import HandlerSpec
+
+from .iam.enforcer import Enforcer, Principal, acting_as
 
 log = logging.getLogger("trainyard.local.runtime")
 
@@ -57,11 +60,23 @@ class InvocationRecord:
 
 
 class LocalLambdaRuntime:
-    def __init__(self, specs: dict[str, HandlerSpec], *, region: str, account_id: str, prefix: str):
+    def __init__(
+        self,
+        specs: dict[str, HandlerSpec],
+        *,
+        region: str,
+        account_id: str,
+        prefix: str,
+        enforcer: Enforcer | None = None,
+    ):
         self.specs = specs
         self.region = region
         self.account_id = account_id
         self.prefix = prefix
+        # IAM: each function calls AWS as its execution role (set by use_roles).
+        self.enforcer = enforcer
+        self._roles: dict[str, str] = {}
+        self._principals: dict[str, Principal] = {}
         self._locks = {key: threading.Lock() for key in specs}
         self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
         self.invocations: list[InvocationRecord] = []
@@ -70,11 +85,26 @@ class LocalLambdaRuntime:
         # make the invocation fail as the handler would (fault injection, faults.py).
         self.interceptors: list[Callable[[str, dict[str, Any]], None]] = []
 
+    def use_roles(self, roles: dict[str, str]) -> None:
+        """Handler key -> execution role ARN; Lambda must be able to assume each
+        (its trust policy), as CreateFunction checks in AWS."""
+        self._roles = dict(roles)
+        self._principals.clear()
+        if self.enforcer is not None:
+            for key, role in self._roles.items():
+                self._principals[key] = self.enforcer.assume(
+                    role, "lambda.amazonaws.com", session=self.function_name(key)
+                )
+
+    def principal(self, key: str) -> Principal | None:
+        """The identity the function's code (and its event source mapping) acts as."""
+        return self._principals.get(key)
+
     def function_name(self, key: str) -> str:
         return f"{self.prefix}-{key}"
 
     def function_arn(self, key: str) -> str:
-        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name(key)}"
+        return arn("lambda", self.region, self.account_id, f"function:{self.function_name(key)}")
 
     def key_for_arn(self, arn: str) -> str:
         name = arn.split(":function:", 1)[-1].split(":", 1)[0]
@@ -110,7 +140,8 @@ class LocalLambdaRuntime:
             try:
                 for hook in list(self.interceptors):
                     hook(key, event)
-                return handler(event, context)
+                with acting_as(self.principal(key)):
+                    return handler(event, context)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 self.errors += 1
@@ -189,6 +220,11 @@ class QueuePoller(threading.Thread):
         self._halt.set()
 
     def run(self) -> None:
+        # The event source mapping polls and deletes with the function's role.
+        with acting_as(self.runtime.principal(self.function_key)):
+            self._run()
+
+    def _run(self) -> None:
         while not self._halt.is_set():
             try:
                 self._poll_once()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from .iam.enforcer import Enforcer
 from .pipeline_runner import (
     FAILED,
     STOPPED,
@@ -73,6 +75,8 @@ class LocalPipelineEngine:
         max_workers: int = 2,
         job_timeout_seconds: float = 15 * 60,
         poll_interval_seconds: float = 0.5,
+        enforcer: Enforcer | None = None,
+        session_hooks: Sequence[Any] = (),
     ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
@@ -86,6 +90,9 @@ class LocalPipelineEngine:
                 region_name=region, aws_access_key_id="local", aws_secret_access_key="local"
             )
         config = Config(retries={"max_attempts": 3, "mode": "standard"})
+        # Before any client exists: clients copy the session's hooks at creation.
+        for hook in [*session_hooks, *([enforcer] if enforcer is not None else [])]:
+            hook.attach(session)
 
         def client(service: str) -> Any:
             return session.client(service, endpoint_url=endpoint_url, config=config)
@@ -99,6 +106,7 @@ class LocalPipelineEngine:
             job_timeout_seconds=job_timeout_seconds,
             region=region,
             account_id=account_id,
+            enforcer=enforcer,
         )
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="pipeline")
         self._lock = threading.RLock()
@@ -280,6 +288,7 @@ class LocalPipelineEngine:
             pipeline_name=pipeline.pipeline_name,
             pipeline_arn=pipeline.arn,
             execution_arn=arn,
+            role_arn=getattr(pipeline, "role_arn", "") or "",
         )
         try:
             result = self.runner.run(

@@ -47,7 +47,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from trainyard_core.arns import arn
+
+from .iam.enforcer import AccessDenied, AssumeRoleDenied, Enforcer, Principal, acting_as
+
 LambdaInvoker = Callable[[str, dict[str, Any]], dict[str, Any]]
+# SageMaker's own service principal: it assumes the pipeline role and the job roles.
+SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
 
 SUCCEEDED, FAILED, STOPPED, EXECUTING = "Succeeded", "Failed", "Stopped", "Executing"
 DEFAULT_JOB_TIMEOUT_SECONDS = 15 * 60
@@ -73,6 +79,9 @@ class ExecutionContext:
     pipeline_name: str = "local-pipeline"
     pipeline_arn: str = ""
     execution_arn: str = ""
+    # The pipeline's RoleArn: pipeline-level work (property files, model
+    # registration, creating jobs, invoking Lambda steps) is done as this role.
+    role_arn: str = ""
     start_time: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -210,8 +219,11 @@ class PipelineRunner:
         keep_job_dirs: bool = False,
         region: str = "us-east-1",
         account_id: str = "123456789012",
+        enforcer: Enforcer | None = None,
     ) -> None:
         self.s3 = s3
+        # IAM of the embedded stack; None runs every call unchecked (unit tests).
+        self.enforcer = enforcer
         self.sagemaker = sagemaker
         self.workdir = Path(workdir)
         self.lambda_invoker = lambda_invoker
@@ -253,7 +265,10 @@ class _Execution:
         self.params: dict[str, Any] = {}
         self.steps: dict[str, _Step] = {}
         self.records: dict[str, StepRecord] = {}
-        self.property_files: dict[str, dict[str, Any]] = {}  # step -> name -> parsed JSON
+        # step -> property file name -> its S3 URI (read when a JsonGet needs it).
+        self.property_files: dict[str, dict[str, str]] = {}
+        self._documents: dict[str, Any] = {}  # S3 URI -> parsed property file
+        self.pipeline_principal: Principal | None = None
         self.outcomes: dict[str, bool] = {}  # condition step -> outcome
         self.dir = runner.workdir / _sanitize(context.execution_id)
 
@@ -268,6 +283,7 @@ class _Execution:
         status, reason = SUCCEEDED, None
         try:
             doc = json.loads(definition) if isinstance(definition, str) else dict(definition)
+            self.pipeline_principal = self._assume_pipeline_role()
             self._load_parameters(doc.get("Parameters") or [], parameters)
             self._load_steps(doc.get("Steps") or [])
             status, reason = self._execute_all()
@@ -279,6 +295,45 @@ class _Execution:
             if not self.runner.keep_job_dirs:
                 shutil.rmtree(self.dir, ignore_errors=True)
         return ExecutionResult(status, reason, list(self.records.values()), start, _now())
+
+    def _assume_pipeline_role(self) -> Principal | None:
+        enforcer, ctx = self.runner.enforcer, self.context
+        if enforcer is None or not ctx.role_arn:
+            return None
+        try:
+            return enforcer.assume(
+                ctx.role_arn,
+                SAGEMAKER_PRINCIPAL,
+                session="SageMaker",
+                # SageMaker's documented confused-deputy keys for pipeline executions.
+                context={
+                    "aws:SourceAccount": self.runner.account_id,
+                    "aws:SourceArn": ctx.execution_arn,
+                },
+            )
+        except AssumeRoleDenied as exc:
+            raise StepFailure(f"SageMaker could not assume the pipeline role: {exc}") from None
+
+    def _as_pipeline(self) -> Any:
+        return acting_as(self.pipeline_principal)
+
+    def _as_job(self, role_arn: str, job_arn: str) -> Any:
+        """The identity a job runs with: its RoleArn, assumed by SageMaker."""
+        enforcer = self.runner.enforcer
+        if enforcer is None:
+            return acting_as(None)
+        try:
+            principal = enforcer.assume(
+                role_arn,
+                SAGEMAKER_PRINCIPAL,
+                session="SageMaker",
+                context={"aws:SourceAccount": self.runner.account_id, "aws:SourceArn": job_arn},
+            )
+        except AssumeRoleDenied as exc:
+            raise StepFailure(
+                f"ClientError: SageMaker was unable to assume the role {role_arn!r}: {exc}"
+            ) from None
+        return acting_as(principal)
 
     def _load_parameters(
         self,
@@ -464,7 +519,7 @@ class _Execution:
                 raise StepFailure(f"JsonGet: step {step_name} has not produced property files")
             if file_name not in files:
                 raise StepFailure(f"JsonGet: step {step_name} has no property file {file_name}")
-            document = files[file_name]
+            document = self._property_file(files[file_name])
         elif "S3Uri" in spec:
             bucket, key = split_s3_uri(_to_text(self.resolve(spec["S3Uri"])))
             body = self.runner.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -472,6 +527,19 @@ class _Execution:
         else:
             raise StepFailure(f"unsupported Std:JsonGet {spec!r}")
         return walk(document, parse_path(json_path), f"JsonGet {json_path!r}")
+
+    def _property_file(self, uri: str) -> Any:
+        """SageMaker reads a property file from the step's S3 output, as the
+        pipeline role (not the job's role), when an expression needs it."""
+        if uri not in self._documents:
+            bucket, key = split_s3_uri(uri)
+            with self._as_pipeline():
+                body = self.runner.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            try:
+                self._documents[uri] = json.loads(body)
+            except ValueError as exc:
+                raise StepFailure(f"property file {uri} is not JSON: {exc}") from None
+        return self._documents[uri]
 
     def evaluate(self, condition: Mapping[str, Any]) -> bool:
         kind = condition.get("Type")
@@ -522,6 +590,13 @@ class _Execution:
         function_arn = _to_text(self.resolve(step.body.get("FunctionArn")))
         payload = self.resolve(step.body.get("Arguments") or {})
         record.metadata["function_arn"] = function_arn
+        if self.runner.enforcer is not None and self.pipeline_principal is not None:
+            try:
+                self.runner.enforcer.check_call(
+                    self.pipeline_principal, "lambda", "Invoke", {"FunctionName": function_arn}
+                )
+            except AccessDenied as exc:
+                raise StepFailure(f"ClientError: {exc}") from None
         try:
             response = invoker(function_arn, payload)
         except Exception as exc:
@@ -543,13 +618,17 @@ class _Execution:
         group = args.get("ModelPackageGroupName")
         if group:
             try:
-                self.runner.sagemaker.describe_model_package_group(ModelPackageGroupName=group)
-            except Exception:
+                with self._as_pipeline():
+                    self.runner.sagemaker.describe_model_package_group(ModelPackageGroupName=group)
+            except Exception as exc:
+                if "AccessDenied" in str(exc):
+                    raise
                 raise StepFailure(f"model package group {group} does not exist") from None
         for key in ("CertifyForMarketplace", "Description"):  # not accepted in pipelines
             args.pop(key, None)
-        arn = self.runner.sagemaker.create_model_package(**args)["ModelPackageArn"]
-        described = self.runner.sagemaker.describe_model_package(ModelPackageName=arn)
+        with self._as_pipeline():
+            arn = self.runner.sagemaker.create_model_package(**args)["ModelPackageArn"]
+            described = self.runner.sagemaker.describe_model_package(ModelPackageName=arn)
         described.pop("ResponseMetadata", None)
         record.properties = {**described, "ModelPackageArn": arn}
         record.metadata["model_package_arn"] = arn
@@ -557,7 +636,8 @@ class _Execution:
     def _create_model(self, step: _Step, record: StepRecord) -> None:
         args = self.resolve(step.body.get("Arguments") or {})
         args.setdefault("ModelName", job_name(self.context, step.name))
-        arn = self.runner.sagemaker.create_model(**args)["ModelArn"]
+        with self._as_pipeline():
+            arn = self.runner.sagemaker.create_model(**args)["ModelArn"]
         record.properties = {"ModelName": args["ModelName"], "ModelArn": arn}
 
     def _processing(self, step: _Step, record: StepRecord) -> None:
@@ -572,15 +652,17 @@ class _Execution:
                 "the local runner (it runs processing code as local Python)"
             )
         record.metadata.update(job_name=name, image=app.get("ImageUri"))
-        for item in args.get("ProcessingInputs") or []:
-            source = item.get("S3Input")
-            if not source:
-                raise StepFailure(f"input {item.get('InputName')}: only S3Input is supported")
-            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
-                raise StepFailure(f"input {item.get('InputName')}: only S3Prefix is supported")
-            local = self._map_path(source["LocalPath"], root)
-            self._download(source["S3Uri"], local, item.get("InputName", ""))
+        job_arn = self._create_job("processing-job", "CreateProcessingJob", name, args)
         outputs = (args.get("ProcessingOutputConfig") or {}).get("Outputs") or []
+        with self._as_job(str(args.get("RoleArn", "")), job_arn):
+            for item in args.get("ProcessingInputs") or []:
+                source = item.get("S3Input")
+                if not source:
+                    raise StepFailure(f"input {item.get('InputName')}: only S3Input is supported")
+                if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                    raise StepFailure(f"input {item.get('InputName')}: only S3Prefix is supported")
+                local = self._map_path(source["LocalPath"], root)
+                self._download(source["S3Uri"], local, item.get("InputName", ""))
         for item in outputs:
             if "S3Output" in item:
                 self._map_path(item["S3Output"]["LocalPath"], root).mkdir(
@@ -594,28 +676,31 @@ class _Execution:
         env = {str(k): _to_text(v) for k, v in (args.get("Environment") or {}).items()}
         timeout = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         self._run_job(command, root, env, timeout, record)
-        for item in outputs:
-            if "S3Output" in item:
-                local = self._map_path(item["S3Output"]["LocalPath"], root)
-                self._upload(local, item["S3Output"]["S3Uri"])
+        with self._as_job(str(args.get("RoleArn", "")), job_arn):
+            for item in outputs:
+                if "S3Output" in item:
+                    local = self._map_path(item["S3Output"]["LocalPath"], root)
+                    self._upload(local, item["S3Output"]["S3Uri"])
         record.properties = {
             **args,
             "ProcessingJobName": name,
-            "ProcessingJobArn": self._arn("processing-job", name),
+            "ProcessingJobArn": job_arn,
             "ProcessingJobStatus": "Completed",
             "ProcessingStartTime": record.start_time,
             "ProcessingEndTime": _now(),
         }
-        files: dict[str, Any] = {}
+        files: dict[str, str] = {}
         for spec in step.body.get("PropertyFiles") or []:
             output = walk(outputs, [spec["OutputName"]], f"PropertyFile {spec['PropertyFileName']}")
             path = self._map_path(output["S3Output"]["LocalPath"], root) / spec["FilePath"]
             try:
-                files[spec["PropertyFileName"]] = json.loads(path.read_text())
+                json.loads(path.read_text())  # the job must have written valid JSON
             except (OSError, ValueError) as exc:
                 raise StepFailure(
                     f"property file {spec['PropertyFileName']} ({spec['FilePath']}): {exc}"
                 ) from None
+            uri = f"{str(output['S3Output']['S3Uri']).rstrip('/')}/{spec['FilePath']}"
+            files[spec["PropertyFileName"]] = uri
         self.property_files[step.name] = files
 
     def _training(self, step: _Step, record: StepRecord) -> None:
@@ -633,6 +718,8 @@ class _Execution:
         config = root / "input" / "config"
         config.mkdir(parents=True, exist_ok=True)
         hyperparameters = {k: _to_text(v) for k, v in (args.get("HyperParameters") or {}).items()}
+        job_arn = self._create_job("training-job", "CreateTrainingJob", name, args)
+        role = str(args.get("RoleArn", ""))
         channels: dict[str, Any] = {}
         for channel in args.get("InputDataConfig") or []:
             source = (channel.get("DataSource") or {}).get("S3DataSource")
@@ -641,7 +728,10 @@ class _Execution:
                     f"channel {channel.get('ChannelName')}: only S3 data is supported"
                 )
             channel_name = channel["ChannelName"]
-            self._download(source["S3Uri"], root / "input" / "data" / channel_name, channel_name)
+            with self._as_job(role, job_arn):
+                self._download(
+                    source["S3Uri"], root / "input" / "data" / channel_name, channel_name
+                )
             channels[channel_name] = {
                 "ContentType": channel.get("ContentType", "text/csv"),
                 "TrainingInputMode": channel.get("InputMode", "File"),
@@ -668,14 +758,15 @@ class _Execution:
             raise StepFailure("OutputDataConfig.S3OutputPath is required")
         artifact = f"{output_path.rstrip('/')}/{name}/output/model.tar.gz"
         bucket, key = split_s3_uri(artifact)
-        self.runner.s3.upload_file(str(archive), bucket, key)
+        with self._as_job(role, job_arn):
+            self.runner.s3.upload_file(str(archive), bucket, key)
         metrics_file = root / "output" / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
         resources = args.get("ResourceConfig") or {}
         record.properties = {
             **args,
             "TrainingJobName": name,
-            "TrainingJobArn": self._arn("training-job", name),
+            "TrainingJobArn": job_arn,
             "TrainingJobStatus": "Completed",
             "SecondaryStatus": "Completed",
             "ModelArtifacts": {"S3ModelArtifacts": artifact},
@@ -691,9 +782,25 @@ class _Execution:
 
     # ----------------------------------------------------------- job plumbing
 
+    def _create_job(self, kind: str, operation: str, name: str, args: Mapping[str, Any]) -> str:
+        """What SageMaker Pipelines does for a job step: Create*Job with the step's
+        arguments, as the pipeline role (iam:PassRole of the job's RoleArn, tag on
+        create), validated against the API model; the job is then on record
+        (Describe/List*Jobs show its RoleArn and tags)."""
+        if self.runner.enforcer is None:
+            return self._arn(kind, name)
+        name_key = "ProcessingJobName" if kind == "processing-job" else "TrainingJobName"
+        request = {k: v for k, v in args.items() if k not in _RUNNER_ONLY_ARGUMENTS}
+        method = getattr(self.runner.sagemaker, _snake(operation))
+        with self._as_pipeline():
+            response = method(**{name_key: name, **request})
+        return str(
+            response.get(f"{kind.split('-')[0].capitalize()}JobArn") or self._arn(kind, name)
+        )
+
     def _arn(self, kind: str, name: str) -> str:
-        return (
-            f"arn:aws:sagemaker:{self.runner.region}:{self.runner.account_id}:{kind}/{name.lower()}"
+        return arn(
+            "sagemaker", self.runner.region, self.runner.account_id, f"{kind}/{name.lower()}"
         )
 
     def _job_root(self, step_name: str) -> Path:
@@ -797,6 +904,13 @@ class _Execution:
 
 
 # ------------------------------------------------------------------ helpers
+
+# Step arguments that are not part of the Create*Job request.
+_RUNNER_ONLY_ARGUMENTS: frozenset[str] = frozenset()
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _failure_reason(message_file: Path, stderr: str, returncode: int) -> str:

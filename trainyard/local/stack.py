@@ -24,13 +24,18 @@ from typing import Any
 import boto3
 import requests
 from trainyard_core import wiring
-from trainyard_core.config import Settings, load_project_settings
+from trainyard_core.arns import arn, partition_of
+from trainyard_core.config import DEPLOYED_SETTINGS_FILE, Settings, load_project_settings
 from trainyard_core.wiring import Names
 
+from .api_model import ApiModelCheck
 from .bootstrap import PROJECT_ROOT, Platform, bootstrap_platform
+from .cloudformation import install as install_tenant_cloudformation
 from .faults import Faults
+from .iam.actions import Scope
+from .iam.enforcer import Enforcer, MotoPolicyStore
 from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
-from .shims import install_cloudformation_shim, install_dynamodb_serializer
+from .shims import install_dynamodb_serializer
 
 log = logging.getLogger("trainyard.local")
 
@@ -82,6 +87,13 @@ class EmbeddedStack:
         self._started = False
         # Fault-injection switches (all off unless a test or benchmark sets one).
         self.faults = Faults()
+        # Every request is checked against AWS's API model (what botocore leaves out).
+        self.api_model = ApiModelCheck()
+        # IAM: every call a principal makes is evaluated against its deployed policies.
+        self.iam = Enforcer(
+            MotoPolicyStore(self.account_id, partition_of(self.region)),
+            Scope(region=self.region, account=self.account_id, partition=partition_of(self.region)),
+        )
 
     # --- clients
     def client(self, service: str) -> Any:
@@ -152,10 +164,25 @@ class EmbeddedStack:
         self._moto.start()
 
         specs = wiring.handlers(self.names)
+        # Before any handler builds a client: clients copy the session's hooks.
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        self.api_model.attach(boto3.DEFAULT_SESSION)
+        self.iam.attach(boto3.DEFAULT_SESSION)
         self.runtime = LocalLambdaRuntime(
-            specs, region=self.region, account_id=self.account_id, prefix=self.names.prefix
+            specs,
+            region=self.region,
+            account_id=self.account_id,
+            prefix=self.names.prefix,
+            enforcer=self.iam,
         )
-        install_cloudformation_shim(self.client, self.names.tenant_stack(""))
+        install_tenant_cloudformation(
+            self.client,
+            self.names.tenant_stack(""),
+            self.iam,
+            account=self.account_id,
+            region=self.region,
+        )
         install_dynamodb_serializer()
         self.platform = bootstrap_platform(
             self.client,
@@ -164,7 +191,12 @@ class EmbeddedStack:
             recorder_arn=self.runtime.function_arn("recorder"),
             cache_dir=self.project_root / ".trainyard" / "cache",
         )
+        self.runtime.use_roles(self.platform.function_role_arns)
+        # As in AWS, the settings travel as a file beside the code, not in the environment.
+        settings_file = self.workdir / DEPLOYED_SETTINGS_FILE
+        settings_file.write_text(self.settings.to_json())
         values = {
+            wiring.ENV_SETTINGS_FILE: str(settings_file),
             wiring.ENV_TENANTS_TABLE: self.names.tenants_table,
             wiring.ENV_RUNS_TABLE: self.names.runs_table,
             wiring.ENV_STATE_TABLE: self.names.state_table,
@@ -176,7 +208,13 @@ class EmbeddedStack:
         }
         env: dict[str, str] = {}
         for spec in specs.values():
-            for key, value in wiring.handler_environment(spec, self.settings, values).items():
+            function_env = wiring.handler_environment(spec, self.settings, values)
+            # The deployed value of the settings path is the asset-relative file name.
+            deployed = {**function_env, wiring.ENV_SETTINGS_FILE: DEPLOYED_SETTINGS_FILE}
+            wiring.check_environment_size(
+                self.names.function(spec.key), wiring.environment_bytes(deployed)
+            )
+            for key, value in function_env.items():
                 if key not in ("POWERTOOLS_SERVICE_NAME",):
                     env[key] = value
         self._set_env(env)
@@ -189,6 +227,8 @@ class EmbeddedStack:
             account_id=self.account_id,
             workdir=self.workdir / "pipeline",
             lambda_invoker=self.runtime.invoke_arn,
+            enforcer=self.iam,
+            session_hooks=[self.api_model],
         )
         self._engine.start()
         # Before any handler builds a client: the hooks live on boto3's default session.
@@ -241,7 +281,7 @@ class EmbeddedStack:
         raise RuntimeError("embedded stack did not become healthy")
 
     def _rule_arn(self, rule_name: str) -> str:
-        return f"arn:aws:events:{self.region}:{self.account_id}:rule/{rule_name}"
+        return arn("events", self.region, self.account_id, f"rule/{rule_name}")
 
     def fire_schedule(self, key: str) -> Any:
         """Fire a handler's schedule once (tests and the CLI use it instead of waiting)."""
@@ -300,6 +340,8 @@ class EmbeddedStack:
             if self._engine is not None:
                 self._engine.stop()
             self.faults.detach()
+            self.iam.detach()
+            self.api_model.detach()
             if self._moto is not None:
                 self._moto.stop()
                 from moto.core.base_backend import BackendDict
