@@ -66,8 +66,10 @@ def build_app(
         settings.stack_name,
         stack_name=settings.stack_name,
         settings=settings,
-        # Account stays a token (Aws.ACCOUNT_ID): synth needs no credentials.
-        env=Environment(region=settings.region),
+        # The account is a token (synth needs no credentials) unless the CLI knows it
+        # (cdk deploy sets CDK_DEFAULT_ACCOUNT): then retained resources get literal
+        # names, which `cdk deploy --import-existing-resources` can adopt.
+        env=Environment(account=os.environ.get("CDK_DEFAULT_ACCOUNT"), region=settings.region),
     )
     if include_tenant_stack:
         for isolation, stack_id in TENANT_STACK_IDS.items():

@@ -7,7 +7,11 @@ the same environment from the same wiring) and AWS cannot drift apart.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
@@ -19,7 +23,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from trainyard_core import wiring
-from trainyard_core.config import Settings
+from trainyard_core.arns import partition_of
+from trainyard_core.config import DEPLOYED_SETTINGS_FILE, Settings
 
 from infra.nag import acknowledge, acknowledge_findings
 
@@ -48,17 +53,61 @@ CODE_EXCLUDES = [
 
 
 def powertools_layer_arn(region: str, settings: Settings) -> str:
-    """The public, AWS-published Powertools v3 layer (also provides pydantic)."""
+    """The public, AWS-published Powertools v3 layer (also provides pydantic), or the
+    layer ARN the settings name."""
+    if settings.powertools_layer_arn:
+        return settings.powertools_layer_arn
+    partition = partition_of(region)
+    if partition != "aws":
+        # AWS publishes the layer from other accounts outside the commercial partition.
+        raise ValueError(
+            f"region {region} is in partition {partition}: set powertoolsLayerArn to the "
+            "Powertools for AWS Lambda (Python) v3 layer published there (or a copy in "
+            "your account)"
+        )
     return (
-        f"arn:aws:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
+        f"arn:{partition}:lambda:{region}:{POWERTOOLS_LAYER_ACCOUNT}:layer:"
         f"AWSLambdaPowertoolsPythonV3-python312-{_LAYER_ARCH}:"
         f"{settings.powertools_layer_version}"
     )
 
 
-def lambdas_code() -> lambda_.AssetCode:
-    """The handler package as a zip asset (shared by all functions of a stack)."""
-    return lambda_.Code.from_asset(str(LAMBDAS_DIR), exclude=CODE_EXCLUDES)
+def lambdas_code(settings: Settings) -> lambda_.AssetCode:
+    """The handler package as a zip asset (shared by all functions of a stack), with
+    the resolved settings beside it (``TRAINYARD_SETTINGS_FILE``): settings change
+    the code version, exactly as a changed environment would."""
+    staging = Path(tempfile.mkdtemp(prefix="trainyard-lambdas-"))
+    # CDK copies assets into the cloud assembly; the staging dir is only a source.
+    atexit.register(shutil.rmtree, staging, ignore_errors=True)
+    shutil.copytree(
+        LAMBDAS_DIR,
+        staging,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".ruff_cache"),
+    )
+    (staging / DEPLOYED_SETTINGS_FILE).write_text(settings.to_json())
+    return lambda_.Code.from_asset(str(staging), exclude=CODE_EXCLUDES)
+
+
+# What one unresolved reference (a name or ARN CloudFormation fills in) may take.
+_REFERENCE_BYTES = 256
+
+
+def estimated_bytes(value: Any) -> int:
+    """Upper estimate of a resolved CloudFormation value's length at deploy time."""
+    if isinstance(value, str):
+        return len(value.encode())
+    if isinstance(value, list):
+        return sum(estimated_bytes(v) for v in value)
+    if isinstance(value, dict):
+        if "Fn::Join" in value:
+            sep, parts = value["Fn::Join"]
+            return sum(estimated_bytes(p) for p in parts) + len(sep) * max(0, len(parts) - 1)
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"] if isinstance(value["Fn::Sub"], str) else value["Fn::Sub"][0]
+            return len(text.encode()) + _REFERENCE_BYTES * text.count("${")
+        return _REFERENCE_BYTES  # Ref, Fn::GetAtt, Fn::ImportValue, ...
+    return len(str(value))
 
 
 class TrainyardFunction(Construct):
@@ -89,8 +138,9 @@ class TrainyardFunction(Construct):
             "Logs",
             log_group_name=f"/aws/lambda/{function_name}",
             retention=retention(settings.log_retention_days),
-            # Logs outlive a redeploy with a different function; they are evidence.
-            removal_policy=RemovalPolicy.RETAIN,
+            # Logs outlive the stack; they are evidence (but not a failed first create,
+            # whose fixed-name log group would block the retry).
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         self.role = iam.Role(
             self,
@@ -103,6 +153,11 @@ class TrainyardFunction(Construct):
                 actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                 resources=[self.log_group.log_group_arn],
             )
+        )
+        environment = wiring.handler_environment(spec, settings, env_values)
+        resolved = Stack.of(self).resolve(environment)
+        wiring.check_environment_size(
+            function_name, sum(len(k) + estimated_bytes(v) for k, v in resolved.items())
         )
         self.function = lambda_.Function(
             self,
@@ -119,7 +174,7 @@ class TrainyardFunction(Construct):
             log_group=self.log_group,
             logging_format=lambda_.LoggingFormat.JSON,
             tracing=lambda_.Tracing.ACTIVE,
-            environment=wiring.handler_environment(spec, settings, env_values),
+            environment=environment,
             description=f"Trainyard {spec.key} ({spec.handler})",
         )
         acknowledge(

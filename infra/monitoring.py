@@ -6,9 +6,10 @@ without the stack prefix (a test checks that each one exists)."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from constructs import Construct
@@ -28,6 +29,7 @@ FAILURE_RATE_MIN_RUNS = 5
 # Throttled starts are retried with backoff, so one is harmless; throttling in
 # three 5-minute periods in a row means the account quota is below the cap.
 THROTTLED_PERIODS = 3
+CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
 
 
 class Monitoring(Construct):
@@ -42,6 +44,27 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.names = names
+        # Alarm notifications are encrypted at rest with a key of our own: CloudWatch
+        # cannot use the AWS-managed alias/aws/sns key (its policy cannot be changed to
+        # let cloudwatch.amazonaws.com GenerateDataKey/Decrypt), so alarms on a topic
+        # encrypted with it never notify anyone.
+        self.key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Trainyard alarm notifications (SNS topic encryption)",
+            enable_key_rotation=True,
+            # Holds no data at rest beyond in-flight notifications: not worth a retained key.
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsEncryptNotifications",
+                principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
+                actions=["kms:GenerateDataKey*", "kms:Decrypt"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
         # Subscribe e-mail / chat / paging to this topic after deployment.
         self.topic = sns.Topic(
             self,
@@ -49,7 +72,26 @@ class Monitoring(Construct):
             topic_name=f"{names.prefix}-alarms",
             display_name="Trainyard alarms",
             enforce_ssl=True,
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
+            master_key=self.key,
+        )
+        # The TLS-only topic policy replaces SNS's default policy, so CloudWatch (a
+        # service principal, not an IAM identity of the account) must be allowed
+        # explicitly - only for this account's alarms.
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal(CLOUDWATCH_PRINCIPAL)],
+                actions=["sns:Publish"],
+                resources=[self.topic.topic_arn],
+                conditions={
+                    "ArnLike": {
+                        # Every alarm below is named <prefix>-...
+                        "aws:SourceArn": f"arn:{Aws.PARTITION}:cloudwatch:{Aws.REGION}:"
+                        f"{Aws.ACCOUNT_ID}:alarm:{names.prefix}-*"
+                    },
+                    "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID},
+                },
+            )
         )
         action = cw_actions.SnsAction(self.topic)
         self.alarms: list[cloudwatch.Alarm] = []

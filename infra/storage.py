@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Aws, Duration, Fn, RemovalPolicy, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -19,9 +19,11 @@ ACCESS_LOG_RETENTION_DAYS = 365
 POOL_LOGS_NAME = "pool"
 
 
-def platform_bucket_name(names: wiring.Names) -> str:
-    """Deterministic per account, so the tenant template can name it without a parameter."""
-    return Fn.sub(names.platform_bucket("${AWS::AccountId}"))
+def _account(scope: Construct) -> str:
+    """The stack's account: a literal when the deployment knows it (cdk deploy with
+    credentials sets CDK_DEFAULT_ACCOUNT), else the AWS::AccountId token. A literal
+    name is what `cdk deploy --import-existing-resources` can adopt after a destroy."""
+    return Stack.of(scope).account
 
 
 def _attr(name: str) -> dynamodb.Attribute:
@@ -49,8 +51,10 @@ class Storage(Construct):
                 ),
                 encryption=dynamodb.TableEncryption.AWS_MANAGED,
                 time_to_live_attribute=spec.ttl_attribute,
-                # Tenants and run history are the product's records: never deleted by CFN.
-                removal_policy=RemovalPolicy.RETAIN,
+                # Tenants and run history are the product's records: kept when the stack
+                # is deleted or the table replaced, but not after a failed first create
+                # (that would block every retry with "already exists").
+                removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             )
             cfn_table = table.node.default_child
             assert isinstance(cfn_table, dynamodb.CfnTable)
@@ -68,13 +72,15 @@ class Storage(Construct):
         self.bucket = s3.Bucket(
             self,
             "PlatformBucket",
-            bucket_name=platform_bucket_name(names),
+            # Deterministic per account: the tenant template names it without a parameter.
+            bucket_name=names.platform_bucket(_account(self)),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             versioned=True,
-            removal_policy=RemovalPolicy.RETAIN,
+            # Access logs are audit evidence: kept, except after a failed first create.
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="ExpireAccessLogs",
@@ -126,14 +132,14 @@ class Storage(Construct):
         bucket = s3.Bucket(
             self,
             "PoolBucket",
-            bucket_name=Fn.sub(names.pool_bucket("${AWS::AccountId}")),
+            bucket_name=names.pool_bucket(_account(self)),
             encryption=s3.BucketEncryption.S3_MANAGED,
             block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
             enforce_ssl=True,
             versioned=True,
             # Tenant data: survives the platform stack; purges are per tenant prefix.
-            removal_policy=RemovalPolicy.RETAIN,
+            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
         )
         cfn_bucket = bucket.node.default_child
         assert isinstance(cfn_bucket, s3.CfnBucket)

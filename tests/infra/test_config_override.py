@@ -6,6 +6,7 @@ import json
 
 import pytest
 from aws_cdk import App
+from trainyard_core.config import DEPLOYED_SETTINGS_FILE
 
 from infra.app import build_app, context_override, nag_enabled
 from infra.nag import NAG_CONTEXT_KEY
@@ -25,6 +26,8 @@ OVERRIDE = {
         },
     },
     "reconcileIntervalMinutes": 5,
+    # Opt in to the account-wide API Gateway logging role.
+    "apiLogging": "createAccountRole",
 }
 
 
@@ -67,14 +70,24 @@ def test_context_override_adds_a_plan_queue_and_changes_caps(tmp_path, monkeypat
     mappings = resources(result.platform_json, "AWS::Lambda::EventSourceMapping")
     assert len(mappings) == 4 + 1
 
-    env_settings = {
-        json.loads(r["Properties"]["Environment"]["Variables"]["TRAINYARD_SETTINGS"])["plans"][
-            "basic"
-        ]["maxConcurrentRuns"]
+    # The handlers' code carries the resolved settings (not their environment).
+    shipped = {
+        json.loads(
+            (
+                result.outdir
+                / f"asset.{r['Properties']['Code']['S3Key'].removesuffix('.zip')}"
+                / DEPLOYED_SETTINGS_FILE
+            ).read_text()
+        )["plans"]["basic"]["maxConcurrentRuns"]
         for r in resources(result.platform_json, "AWS::Lambda::Function").values()
-        if "TRAINYARD_SETTINGS" in r["Properties"].get("Environment", {}).get("Variables", {})
+        if str(r["Properties"].get("FunctionName", "")).startswith(names.prefix)
     }
-    assert env_settings == {2}
+    assert shipped == {2}
+    # apiLogging=createAccountRole: the stack sets the account's API Gateway role and logs.
+    assert len(resources(result.platform_json, "AWS::ApiGateway::Account")) == 1
+    (stage,) = resources(result.platform_json, "AWS::ApiGateway::Stage").values()
+    assert "AccessLogSetting" in stage["Properties"]
+    assert {m["LoggingLevel"] for m in stage["Properties"]["MethodSettings"]} == {"ERROR"}
     rules = resources(result.platform_json, "AWS::Events::Rule").values()
     assert "rate(5 minutes)" in {r["Properties"].get("ScheduleExpression") for r in rules}
     assert "enterprise" in result.tenant_json["Parameters"]["PlanName"]["AllowedValues"]

@@ -148,3 +148,84 @@ def test_every_alarm_has_exactly_one_runbook_section(synth: Synth) -> None:
     names = [a["AlarmName"] for a in _alarms(synth)]
     for pattern in patterns:
         assert any(pattern.fullmatch(n) for n in names), pattern.pattern
+
+
+def test_every_alarm_can_notify_through_its_encrypted_topic(synth: Synth) -> None:
+    """CloudWatch publishes as the service principal cloudwatch.amazonaws.com: the topic
+    policy (which replaced SNS's default one) must let it publish for this alarm, and
+    the topic's key policy must let it GenerateDataKey/Decrypt; an AWS-managed key
+    (alias/aws/sns) cannot, so an alarm on such a topic never notifies."""
+    from trainyard.local.iam.policy import Request, RequestPrincipal, evaluate_resource_policy
+    from trainyard.local.platform_template import Pseudo, TemplateRenderer
+
+    template = synth.platform_json
+    renderer = TemplateRenderer(template, Pseudo(account="123456789012", region="us-east-1"))
+    cloudwatch = RequestPrincipal(service="cloudwatch.amazonaws.com")
+    topics = resources(template, "AWS::SNS::Topic")
+    policies = resources(template, "AWS::SNS::TopicPolicy").values()
+    for alarm in _alarms(synth):
+        assert alarm.get("AlarmActions"), alarm["AlarmName"]
+        for action in alarm["AlarmActions"]:
+            topic_id = action["Ref"]
+            topic_arn = renderer.render(action)
+            alarm_arn = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{alarm['AlarmName']}"
+            policy = next(
+                renderer.render(p["Properties"]["PolicyDocument"])
+                for p in policies
+                if {"Ref": topic_id} in p["Properties"]["Topics"]
+            )
+            publish = Request(
+                "sns:Publish",
+                topic_arn,
+                {
+                    "aws:SourceArn": alarm_arn,
+                    "aws:SourceAccount": "123456789012",
+                    "aws:SecureTransport": "true",
+                },
+            )
+            assert evaluate_resource_policy(policy, publish, cloudwatch), alarm["AlarmName"]
+            key_ref = topics[topic_id]["Properties"]["KmsMasterKeyId"]
+            assert isinstance(key_ref, dict), f"{topic_id} uses {key_ref}, not a key of its own"
+            key_id = key_ref["Fn::GetAtt"][0]
+            key = template["Resources"][key_id]["Properties"]
+            assert key["EnableKeyRotation"] is True
+            key_policy = renderer.render(key["KeyPolicy"])
+            for kms_action in ("kms:GenerateDataKey", "kms:Decrypt"):
+                request = Request(kms_action, renderer.arn(key_id))
+                assert evaluate_resource_policy(key_policy, request, cloudwatch), kms_action
+
+
+def test_nothing_but_this_accounts_alarms_may_publish_to_the_alarm_topic(synth: Synth) -> None:
+    from trainyard.local.iam.policy import Request, RequestPrincipal, evaluate_resource_policy
+    from trainyard.local.platform_template import Pseudo, TemplateRenderer
+
+    template = synth.platform_json
+    renderer = TemplateRenderer(template, Pseudo(account="123456789012", region="us-east-1"))
+    (policy,) = resources(template, "AWS::SNS::TopicPolicy").values()
+    document = renderer.render(policy["Properties"]["PolicyDocument"])
+    topic = renderer.render(policy["Properties"]["Topics"][0])
+    cases = {
+        "another account's alarm": (
+            "111111111111",
+            "arn:aws:cloudwatch:us-east-1:111111111111:alarm:x",
+        ),
+        "an alarm outside the prefix": (
+            "123456789012",
+            "arn:aws:cloudwatch:us-east-1:123456789012:alarm:x",
+        ),
+    }
+    for what, (account, source) in cases.items():
+        request = Request(
+            "sns:Publish",
+            topic,
+            {"aws:SourceArn": source, "aws:SourceAccount": account, "aws:SecureTransport": "true"},
+        )
+        assert not evaluate_resource_policy(
+            document, request, RequestPrincipal(service="cloudwatch.amazonaws.com")
+        ), what
+    plain_http = Request("sns:Publish", topic, {"aws:SecureTransport": "false"})
+    assert not evaluate_resource_policy(
+        document,
+        plain_http,
+        RequestPrincipal(arn="arn:aws:iam::123456789012:role/x", account="123456789012"),
+    )

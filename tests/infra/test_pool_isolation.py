@@ -82,8 +82,8 @@ def test_platform_creates_a_retained_encrypted_versioned_pool_bucket_with_eventb
 ) -> None:
     bucket = synth.platform_json["Resources"]["PoolBucket"]
     props = bucket["Properties"]
-    assert bucket["DeletionPolicy"] == "Retain"
-    assert props["BucketName"] == {"Fn::Sub": "trainyard-pool-${AWS::AccountId}"}
+    assert bucket["DeletionPolicy"] == "RetainExceptOnCreate"
+    assert props["BucketName"] == {"Fn::Join": ["", ["trainyard-pool-", {"Ref": "AWS::AccountId"}]]}
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}

@@ -113,7 +113,7 @@ def test_functions_and_their_env_keys_match_wiring(synth: Synth) -> None:
         env = props["Environment"]["Variables"]
         assert set(env) == set(local_env)
         # Literal (non-resource) values are identical in both worlds.
-        literals = (wiring.ENV_SETTINGS, "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
+        literals = ("POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE")
         for literal in literals:
             assert env[literal] == local_env[literal]
         if wiring.ENV_PIPELINE_NAME in env:

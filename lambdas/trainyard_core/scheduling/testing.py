@@ -6,6 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from trainyard_core import arns
 from trainyard_core.models import Tenant, TenantStatus
 from trainyard_core.scheduling.ports import ExecutionInfo, StartError
 
@@ -65,9 +66,11 @@ class FakePipeline:
                 if crash == "after":
                     raise SchedulerCrash("crashed after StartPipelineExecution returned")
                 return self.by_token[client_request_token]
-            arn = (
-                f"arn:aws:sagemaker:us-east-1:123456789012:pipeline/{self.name}"
-                f"/execution/{len(self.executions):012d}"
+            arn = arns.arn(
+                "sagemaker",
+                "us-east-1",
+                "123456789012",
+                f"pipeline/{self.name}/execution/{len(self.executions):012d}",
             )
             self.executions[arn] = FakeExecution(
                 arn, display_name, client_request_token, dict(parameters)
@@ -129,7 +132,9 @@ def make_tenant(
         data_bucket=bucket,
         data_prefix="data/",
         output_uri=f"s3://{bucket}/artifacts/",
-        role_arn=f"arn:aws:iam::{account_id}:role/trainyard/tenants/trainyard-tenant-{tenant_id}",
+        role_arn=arns.arn(
+            "iam", "", account_id, f"role/trainyard/tenants/trainyard-tenant-{tenant_id}"
+        ),
         model_package_group_name=f"trainyard-{tenant_id}",
         created_at="2026-01-01T00:00:00.000Z",
         updated_at="2026-01-01T00:00:00.000Z",
