@@ -7,7 +7,7 @@ STAMP := $(VENV)/.trainyard-installed
 NODE_STAMP := node_modules/.trainyard-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format synth bench load clean
+.PHONY: install demo test test-fast lint format synth bench load clean destroy e2e-aws
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -52,6 +52,20 @@ load: install
 
 synth: install
 	npx cdk synth --quiet
+
+# Remove the platform stack, then list what it retained on purpose (tables, buckets,
+# log groups); DELETE_RETAINED=1 deletes those too, data included (docs/deploy.md).
+destroy: install
+	npx cdk destroy --force
+	$(BIN)/trainyard aws leftovers $(if $(filter 1,$(DELETE_RETAINED)),--delete --yes,)
+
+# The real-account end-to-end suite: opt-in (TRAINYARD_E2E_AWS=1), sandbox accounts only.
+e2e-aws: install
+	@if [ "$(TRAINYARD_E2E_AWS)" = "1" ]; then \
+		TRAINYARD_E2E_AWS=1 $(BIN)/pytest -s -p no:xdist tests/e2e_aws; \
+	else \
+		echo "e2e-aws skipped: set TRAINYARD_E2E_AWS=1 (it deploys to, and bills, the account of your credentials)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out .trainyard .pytest_cache .ruff_cache

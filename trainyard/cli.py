@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 
 from trainyard.api_client import DEFAULT_LOCAL_API_URL, ApiError, TrainyardApi, is_local_url
+from trainyard.aws.cli import aws_app
 
 DEFAULT_LOCAL_AWS_ENDPOINT = "http://127.0.0.1:4566"
 LOCAL_REGION = "us-east-1"
@@ -47,6 +48,7 @@ local_app = typer.Typer(
 )
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(local_app, name="local")
+app.add_typer(aws_app, name="aws")
 
 console = Console()
 err_console = Console(stderr=True)

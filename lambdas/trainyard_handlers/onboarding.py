@@ -56,6 +56,7 @@ def _settings() -> Settings:
 
 @cache
 def _tenant_service() -> TenantService:
+    from trainyard_core.model_registry import SageMakerModelRegistry
     from trainyard_core.provisioning import (
         CloudFormationProvisioner,
         S3DataMover,
@@ -75,6 +76,28 @@ def _tenant_service() -> TenantService:
         purger=S3DataPurger(),
         mover=S3DataMover(),
         used_before=lambda tenant_id: bool(_runs().runs.list_runs(tenant_id, limit=1)[0]),
+        models=SageMakerModelRegistry(),
+        retained=_retained,
+    )
+
+
+@cache
+def _retained_resources() -> Any:
+    from trainyard_core.model_registry import RetainedResources
+
+    return RetainedResources()
+
+
+def _retained(tenant_id: str) -> list[str]:
+    names = wiring.Names.from_settings(_settings())
+    account = os.environ[wiring.ENV_ACCOUNT_ID]
+    return list(
+        _retained_resources().of(
+            group=names.model_package_group(tenant_id),
+            silo_bucket=names.silo_bucket(tenant_id, account),
+            pool_bucket=names.pool_bucket(account),
+            pool_prefix=names.pool_tenant_prefix(tenant_id),
+        )
     )
 
 
@@ -82,6 +105,7 @@ def reset_dependencies() -> None:
     """Forget cached clients (the local runtime calls this when a new stack starts)."""
     _settings.cache_clear()
     _tenant_service.cache_clear()
+    _retained_resources.cache_clear()
     _runs.cache_clear()
 
 
