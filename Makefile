@@ -7,7 +7,7 @@ STAMP := $(VENV)/.trainyard-installed
 NODE_STAMP := node_modules/.trainyard-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format synth bench load clean destroy e2e-aws
+.PHONY: install demo test test-fast lint format synth bench load clean deploy destroy e2e-aws
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -53,11 +53,15 @@ load: install
 synth: install
 	npx cdk synth --quiet
 
-# Remove the platform stack, then list what it retained on purpose (tables, buckets,
-# log groups); DELETE_RETAINED=1 deletes those too, data included (docs/deploy.md).
+# Deploy, adopting what an earlier destroy or failed first deploy kept (docs/deploy.md).
+deploy: install
+	npx cdk deploy --import-existing-resources
+
+# Remove the platform stack (refused while tenant stacks exist), then list what it
+# retained on purpose (tables, buckets, log groups); DELETE_RETAINED=1 deletes those
+# too, data included (docs/deploy.md).
 destroy: install
-	npx cdk destroy --force
-	$(BIN)/trainyard aws leftovers $(if $(filter 1,$(DELETE_RETAINED)),--delete --yes,)
+	$(BIN)/trainyard aws destroy $(if $(filter 1,$(DELETE_RETAINED)),--delete-retained,)
 
 # The real-account end-to-end suite: opt-in (TRAINYARD_E2E_AWS=1), sandbox accounts only.
 e2e-aws: install

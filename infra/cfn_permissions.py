@@ -171,6 +171,14 @@ EXCLUSIONS: tuple[Exclusion, ...] = (
     ),
     Exclusion(
         BUCKET,
+        "iam:PassRole",
+        "The S3 bucket handlers pass a role only for a ReplicationConfiguration's Role, "
+        "which tenant buckets do not have (and iam:PassRole would be authorized on that "
+        "role, not on the bucket).",
+        holds=lambda properties: "ReplicationConfiguration" not in properties,
+    ),
+    Exclusion(
+        BUCKET,
         "s3tables:*",
         "S3 Tables calls serve a bucket's MetadataTableConfiguration (journal tables in "
         "an AWS-managed table bucket); tenant buckets configure no metadata tables.",
@@ -264,6 +272,19 @@ def required_permissions(
     return sorted(a for a in wanted if not _excluded(resource_type, a, props))
 
 
+def granted_permissions(
+    resource_type: str, handler: str, properties: Mapping[str, Any] | None = None
+) -> list[str]:
+    """What the service role is granted for a handler: the schema's whole list but the
+    explained exclusions. Wider than ``required_permissions`` on purpose: a handler
+    may call a listed action that no property of ours seems to need, and the grant is
+    already scoped to the tenant's own resources."""
+    props = dict(properties or {})
+    required_permissions(resource_type, handler, props)  # the same map checks apply
+    listed = schema_permissions(resource_type, handler)
+    return sorted({a for a in listed if not _excluded(resource_type, a, props)})
+
+
 def resource_permissions(resource: Mapping[str, Any]) -> dict[str, list[str]]:
     """All four handlers' permissions for one template resource."""
     resource_type = str(resource["Type"])
@@ -304,14 +325,20 @@ def service_role_policy(
     account: str,
     region: str,
 ) -> dict[str, Any]:
-    """The service role's policy document: every handler permission of every template
-    resource, one statement per resource pattern, the platform buckets denied."""
+    """The service role's policy document: every handler permission (the schemas' whole
+    lists, but the explained exclusions) of every template resource type, one statement
+    per resource pattern, the platform buckets denied. Scoped by resource, not by a
+    hand-picked action list."""
     actions: dict[str, set[str]] = {}
     for resource in template_resources:
-        sid, _ = _SCOPES.get(str(resource["Type"]), ("", ""))
-        _check_type(str(resource["Type"]))
-        for granted in resource_permissions(resource).values():
-            actions.setdefault(sid, set()).update(granted)
+        resource_type = str(resource["Type"])
+        _check_type(resource_type)
+        sid, _ = _SCOPES[resource_type]
+        properties = resource.get("Properties", {})
+        for handler in HANDLERS:
+            actions.setdefault(sid, set()).update(
+                granted_permissions(resource_type, handler, properties)
+            )
     patterns = resource_patterns(names, partition, account, region)
     statements: list[dict[str, Any]] = []
     for sid, key in dict.fromkeys(_SCOPES.values()):

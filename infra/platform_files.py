@@ -78,11 +78,14 @@ class PlatformFiles(Construct):
         )
         stack = Stack.of(self)
         region = stack.region
-        assets_bucket = f"arn:{Aws.PARTITION}:s3:::cdk-hnb659fds-assets-{Aws.ACCOUNT_ID}-{region}"
+        # The bootstrap's asset bucket, cdk-<qualifier>-assets-<account>-<region>.
+        qualifier = getattr(stack.synthesizer, "bootstrap_qualifier", None) or "hnb659fds"
+        assets = f"cdk-{qualifier}-assets"
+        assets_bucket = f"arn:{Aws.PARTITION}:s3:::{assets}-{Aws.ACCOUNT_ID}-{region}"
         # How cdk-nag prints the asset bucket CDK's own grant names (literal partition
         # and, when the deployment knows it, literal account).
         account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
-        nag_assets = f"arn:{partition_of(region)}:s3:::cdk-hnb659fds-assets-{account}-{region}"
+        nag_assets = f"arn:{partition_of(region)}:s3:::{assets}-{account}-{region}"
         # A bootstrap with a customer key (--bootstrap-kms-key-id) encrypts the source
         # zip; decrypting is allowed only through S3 and only for that bucket's objects.
         role.add_to_policy(

@@ -136,10 +136,13 @@ class Tenant(_Wire):
     # When the tenant took its current location: S3 objects created there before
     # it (migration copies) are not uploads and start no run.
     location_since: str | None = None
+    # While OFFBOARDING: its data and models go once the stack (the upload rule, the
+    # job role) is gone, so nothing uploads or trains into what is being purged.
+    purge_requested: bool = False
 
     @classmethod
     def _internal_fields(cls) -> set[str]:
-        return {"queued_run_id", "version", "location_since"}
+        return {"queued_run_id", "version", "location_since", "purge_requested"}
 
 
 class TriggerObject(_Wire):

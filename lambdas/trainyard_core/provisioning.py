@@ -11,7 +11,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from trainyard_core.config import Isolation
-from trainyard_core.tenants import StackState, StoredObject
+from trainyard_core.tenants import PurgePaused, StackState, StoredObject
 
 # CopyObject takes objects up to 5 GiB; larger ones need a multipart copy.
 MAX_SINGLE_COPY_BYTES = 5 * 1024**3
@@ -145,20 +145,31 @@ class S3DataPurger:
     def __init__(self, client: Any | None = None) -> None:
         self._s3 = client or boto3.client("s3")
 
-    def purge(self, bucket: str, prefix: str) -> int:
+    def purge(self, bucket: str, prefix: str, stop: Callable[[], bool] | None = None) -> int:
         deleted = 0
         paginator = self._s3.get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-            doomed = [
-                {"Key": v["Key"], "VersionId": v["VersionId"]}
-                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
-            ]
-            for i in range(0, len(doomed), 1000):
-                self._s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[i : i + 1000]})
-            deleted += len(doomed)
+        try:
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                if deleted and stop is not None and stop():
+                    raise PurgePaused(f"{deleted} versions deleted from s3://{bucket}/{prefix}")
+                self._delete_page(bucket, page)
+                deleted += len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+        except ClientError as exc:
+            if _missing_bucket(exc):
+                return deleted  # a resumed purge whose bucket is already gone
+            raise
         if prefix == "":
             self._s3.delete_bucket(Bucket=bucket)
         return deleted
+
+    def _delete_page(self, bucket: str, page: dict[str, Any]) -> None:
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
+        for i in range(0, len(doomed), 1000):
+            self._s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[i : i + 1000]})
 
 
 def _missing_bucket(exc: ClientError) -> bool:

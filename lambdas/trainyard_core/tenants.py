@@ -91,9 +91,10 @@ class StackProvisioner(Protocol):
 
 
 class DataPurger(Protocol):
-    def purge(self, bucket: str, prefix: str) -> int:
+    def purge(self, bucket: str, prefix: str, stop: Callable[[], bool] | None = None) -> int:
         """Delete every object (and version) under prefix; returns how many.
-        An empty prefix means the whole bucket, which is then deleted too."""
+        An empty prefix means the whole bucket, which is then deleted too. Once
+        ``stop()`` is true it raises PurgePaused (what is deleted stays deleted)."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,10 @@ class MigrationError(Exception):
 
 class MigrationPaused(Exception):
     """The time budget ran out mid-move; the next attempt resumes (not a failure)."""
+
+
+class PurgePaused(Exception):
+    """The time budget ran out mid-purge; the next lifecycle run resumes it."""
 
 
 # Data moved per API-driven attempt (a GET or PATCH must answer within API
@@ -574,21 +579,31 @@ class TenantService:
 
     def offboard(self, tenant_id: str, *, purge: bool) -> Tenant:
         """Delete the tenant's stack. Its data (bucket or pool prefix) and its model
-        package group are retained unless purge is asked for."""
+        package group are retained unless purge is asked for; a purge happens once the
+        stack is gone (no upload rule, no job role left to write into what is being
+        purged), from the lifecycle schedule, resumably (a large bucket outlasts an
+        API call)."""
         tenant = self.get(tenant_id)
-        if purge and tenant.model_package_group_name and self.models is not None:
-            # Retained by the stack: its models go only when asked for.
-            self.models.purge(tenant.model_package_group_name)
-        if purge and tenant.data_bucket and self.purger is not None:
-            # A silo bucket goes entirely; a pool tenant's prefix only.
-            self.purger.purge(
-                tenant.data_bucket, self.root_prefix(tenant.isolation, tenant.tenant_id)
-            )
         stack_name = tenant.stack_name or self.names.tenant_stack(tenant_id)
         if self.provisioner.describe(stack_name) is not None:
             self.provisioner.delete(stack_name)
-        offboarding = self._transition(tenant, TenantStatus.OFFBOARDING)
+        offboarding = self._transition(
+            tenant, TenantStatus.OFFBOARDING, purge_requested=purge or tenant.purge_requested
+        )
         return self.refresh(offboarding)
+
+    def _purge(self, tenant: Tenant, until: float | None) -> None:
+        """Models, then data (idempotent; raises PurgePaused when out of time)."""
+        if tenant.model_package_group_name and self.models is not None:
+            self.models.purge(tenant.model_package_group_name)
+        if tenant.data_bucket and self.purger is not None:
+            deadline = until if until is not None else self._monotonic() + MOVE_BUDGET_SECONDS
+            # A silo bucket goes entirely; a pool tenant's prefix only.
+            self.purger.purge(
+                tenant.data_bucket,
+                self.root_prefix(tenant.isolation, tenant.tenant_id),
+                stop=lambda: self._monotonic() >= deadline,
+            )
 
     def refresh(
         self, tenant: Tenant, *, move_until: float | None = None, retry: bool = False
@@ -596,13 +611,23 @@ class TenantService:
         """Advance a PROVISIONING, MIGRATING or OFFBOARDING tenant from its stack's
         state (idempotent). A data move stops at ``move_until`` (monotonic time;
         default: MOVE_BUDGET_SECONDS from now) and resumes on the next call. Only with
-        ``retry`` (the lifecycle schedule) is a failed provisioning attempt retried."""
+        ``retry`` (the lifecycle schedule) is a failed provisioning attempt retried and
+        an offboarded tenant's purge run."""
         if tenant.status == TenantStatus.MIGRATING:
             return self._advance_migration(tenant, move_until)
         if tenant.status == TenantStatus.OFFBOARDING:
-            if self.provisioner.describe(tenant.stack_name or "") is None:
-                # Stack gone: the tenant leaves the registry; its run history stays.
-                self.tenants.delete(tenant.tenant_id)
+            if self.provisioner.describe(tenant.stack_name or "") is not None:
+                return tenant
+            if tenant.purge_requested:
+                if not retry:
+                    return tenant  # purges run on the lifecycle schedule, not in a request
+                try:
+                    self._purge(tenant, move_until)
+                except PurgePaused:
+                    return tenant  # the next run carries on
+            # Stack gone (and purged if asked): the tenant leaves the registry; its run
+            # history stays.
+            self.tenants.delete(tenant.tenant_id)
             return tenant
         if tenant.status != TenantStatus.PROVISIONING:
             return tenant

@@ -243,3 +243,29 @@ def test_a_trust_policy_admits_only_the_named_service_and_its_conditions() -> No
 def test_anything_the_evaluator_does_not_model_fails_closed(statement: dict) -> None:
     with pytest.raises(UnsupportedPolicyError):
         evaluate([doc(statement)], Request("s3:GetObject", OBJECT))
+
+
+def test_arn_equals_takes_wildcards_like_arn_like() -> None:
+    statement = allow(
+        "sqs:SendMessage",
+        "*",
+        Condition={"ArnEquals": {"aws:SourceArn": "arn:aws:events:*:123456789012:rule/t-*"}},
+    )
+    rule = {"aws:SourceArn": "arn:aws:events:us-east-1:123456789012:rule/t-acme"}
+    assert evaluate([doc(statement)], Request("sqs:SendMessage", "arn:aws:sqs:::q", rule))
+
+
+def test_an_aws_star_principal_is_everyone_services_included() -> None:
+    tls = doc(
+        {
+            "Effect": "Deny",
+            "Principal": {"AWS": "*"},
+            "Action": "sns:Publish",
+            "Resource": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }
+    )
+    request = Request("sns:Publish", "arn:aws:sns:::t", {"aws:SecureTransport": "false"})
+    service = RequestPrincipal(service="cloudwatch.amazonaws.com")
+    decision = evaluate([], request, resource_document=tls, principal=service)
+    assert not decision and decision.denial == RESOURCE_DENY

@@ -23,15 +23,24 @@ def leftovers(
     ),
     yes: bool = typer.Option(False, "--yes", help="Do not ask before deleting."),
     region: str | None = typer.Option(None, help="Default: the settings' region."),
+    prefix: str | None = typer.Option(
+        None, help="Another deployment's resource prefix (e.g. an interrupted e2e run's)."
+    ),
+    stack_name: str | None = typer.Option(None, help="That deployment's platform stack name."),
 ) -> None:
     """List everything named for this deployment (its prefix and stack name) that is
     still in the account; after `cdk destroy` that is what was retained on purpose."""
     from infra.cdk_context import PROJECT_ROOT
 
-    settings = load_project_settings(PROJECT_ROOT)
+    override = {
+        key: value
+        for key, value in (("resourcePrefix", prefix), ("stackName", stack_name))
+        if value
+    }
+    settings = load_project_settings(PROJECT_ROOT, override or None)
     session = boto3.session.Session(region_name=region or settings.region)
     account = session.client("sts").get_caller_identity()["Account"]
-    deployment = Deployment(settings.resource_prefix, settings.stack_name, account)
+    deployment = Deployment.of(settings, account)
     items = find_leftovers(session.client, deployment)
     for item in items:
         console.print(f"  {item}", highlight=False)
@@ -49,6 +58,40 @@ def leftovers(
     )
     if failed:
         raise typer.Exit(1)
+
+
+@aws_app.command("destroy")
+def destroy(
+    delete_retained: bool = typer.Option(
+        False, "--delete-retained", help="Then delete what the destroy kept, data included."
+    ),
+    region: str | None = typer.Option(None, help="Default: the settings' region."),
+) -> None:
+    """`cdk destroy` the platform stack, refusing while tenant stacks exist (deleting
+    one needs the platform's CloudFormation service role), then list what it kept."""
+    import subprocess
+
+    from infra.cdk_context import PROJECT_ROOT
+    from trainyard.aws.leftovers import tenant_stacks
+
+    settings = load_project_settings(PROJECT_ROOT)
+    session = boto3.session.Session(region_name=region or settings.region)
+    account = session.client("sts").get_caller_identity()["Account"]
+    deployment = Deployment.of(settings, account)
+    left = tenant_stacks(session.client, deployment)
+    if left:
+        console.print(
+            f"{len(left)} tenant stack(s) still exist: {', '.join(left)}. Offboard them first "
+            "(DELETE /tenants/<id>, ?purge=true to remove their data and models): a tenant "
+            "stack cannot be deleted once the platform's service role is gone."
+        )
+        raise typer.Exit(1)
+    result = subprocess.run(
+        ["npx", "cdk", "destroy", settings.stack_name, "--force"], cwd=PROJECT_ROOT, check=False
+    )
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+    leftovers(delete=delete_retained, yes=True, region=region, prefix=None, stack_name=None)
 
 
 @aws_app.command("e2e")

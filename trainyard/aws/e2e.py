@@ -25,7 +25,13 @@ from trainyard_core import wiring
 from trainyard_core.config import Settings
 
 from trainyard.api_client import ApiError, TrainyardApi
-from trainyard.aws.leftovers import Deployment, Leftover, delete_leftovers, find_leftovers
+from trainyard.aws.leftovers import (
+    Deployment,
+    Leftover,
+    delete_leftovers,
+    find_leftovers,
+    tenant_stacks,
+)
 from trainyard.data import tenant_csv
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
@@ -225,17 +231,24 @@ class Scenario:
                 group = tenant["modelPackageGroupName"]
                 try:
                     sm.describe_model_package_group(ModelPackageGroupName=group)
+                except ClientError as exc:
+                    error = exc.response.get("Error", {})
+                    gone = error.get("Code") == "ResourceNotFound" or "does not exist" in str(
+                        error.get("Message", "")
+                    )
+                    if not gone:
+                        raise
+                else:
                     raise CheckFailed(f"model package group {group} survived the purge")
-                except ClientError:
-                    pass
                 root = self.names.tenant_location(
                     tenant["isolation"], tenant_id, self.target.account
                 )[1]
                 try:
-                    left = s3.list_objects_v2(Bucket=tenant["dataBucket"], Prefix=root).get(
-                        "KeyCount", 0
-                    )
-                except ClientError:
+                    page = s3.list_object_versions(Bucket=tenant["dataBucket"], Prefix=root)
+                    left = len(page.get("Versions", [])) + len(page.get("DeleteMarkers", []))
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+                        raise
                     left = 0  # the silo bucket itself is gone
                 if left:
                     raise CheckFailed(
@@ -262,16 +275,14 @@ def run_e2e(
     log: Callable[[str], None] = print,
 ) -> Report:
     scenario = Scenario(target, tenants or default_tenants(target.settings), log)
-    deployment = Deployment(
-        target.settings.resource_prefix, target.settings.stack_name, target.account
-    )
-    deployed = False
+    attempted = False  # a deploy that failed half-way leaves resources too
+    api: TrainyardApi | None = None
     try:
         with scenario.check("account ready (credentials, CDK bootstrap)") as notes:
             notes.append(target.preflight())
+        attempted = True
         with scenario.check("deploy the platform") as notes:
             notes.append(target.deploy())
-            deployed = True
         api = target.api()
         with scenario.check("API answers") as notes:
             notes.append(f"{len(api.plans()['plans'])} plans")
@@ -282,23 +293,41 @@ def run_e2e(
     except Exception as exc:  # the report says which check failed; clean up regardless
         log(f"scenario stopped: {exc}")
     finally:
-        if deployed:
-            with suppress(Exception), scenario.check("what is left after the scenario") as notes:
-                scenario.report.leftovers = find_leftovers(target.client, deployment)
-                notes.append(", ".join(str(i) for i in scenario.report.leftovers) or "nothing")
-                ids = [tenant_id for tenant_id, _ in scenario.tenants]
-                tenant_left = [
-                    i for i in scenario.report.leftovers if any(t in i.name for t in ids)
-                ]
-                if tenant_left:
-                    raise CheckFailed(f"tenant resources left: {tenant_left}")
-            with suppress(Exception), scenario.check("destroy the platform") as notes:
-                notes.append(target.destroy())
-            if delete_leftovers_after:
-                with suppress(Exception), scenario.check("delete what destroy retained") as notes:
-                    items = find_leftovers(target.client, deployment)
-                    failed = delete_leftovers(target.client, items)
-                    if failed:
-                        raise CheckFailed(f"could not delete {failed}")
-                    notes.append(f"{len(items)} deleted")
+        if attempted:
+            _clean_up(scenario, target, api, delete_leftovers_after)
     return scenario.report
+
+
+def _clean_up(
+    scenario: Scenario, target: Target, api: TrainyardApi | None, delete_retained: bool
+) -> None:
+    deployment = Deployment.of(target.settings, target.account)
+    ids = [tenant_id for tenant_id, _ in scenario.tenants]
+    if api is not None:
+        # A scenario stopped half-way: offboard its tenants before the platform goes
+        # (their stacks need the platform's CloudFormation service role to be deleted).
+        for tenant_id in ids:
+            with suppress(Exception):
+                api.delete_tenant(tenant_id, purge=True)
+        with suppress(Exception):
+            _wait(
+                "tenants offboarded",
+                lambda: not tenant_stacks(target.client, deployment),
+                target.timeouts.offboard,
+                target.timeouts.poll,
+            )
+    with suppress(Exception), scenario.check("what is left after the scenario") as notes:
+        scenario.report.leftovers = find_leftovers(target.client, deployment)
+        notes.append(", ".join(str(i) for i in scenario.report.leftovers) or "nothing")
+        tenant_left = [i for i in scenario.report.leftovers if any(t in i.name for t in ids)]
+        if tenant_left:
+            raise CheckFailed(f"tenant resources left: {tenant_left}")
+    with suppress(Exception), scenario.check("destroy the platform") as notes:
+        notes.append(target.destroy())
+    if delete_retained:
+        with suppress(Exception), scenario.check("delete what destroy retained") as notes:
+            items = find_leftovers(target.client, deployment)
+            failed = delete_leftovers(target.client, items)
+            if failed:
+                raise CheckFailed(f"could not delete {failed}")
+            notes.append(f"{len(items)} deleted")

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +18,44 @@ from trainyard.api_client import TrainyardApi
 from trainyard.aws.e2e import CheckFailed, Timeouts
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-# CDK's default bootstrap (qualifier hnb659fds); templates of aws-cdk-lib 2.27x
-# require bootstrap version 6 or newer (the BootstrapVersion rule).
+# CDK's bootstrap stack; templates of aws-cdk-lib 2.27x require bootstrap version 6
+# or newer (the BootstrapVersion rule).
 BOOTSTRAP_STACK = "CDKToolkit"
-BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 MIN_BOOTSTRAP_VERSION = 6
+CDK_TIMEOUT_SECONDS = 3600
+DEFAULT_QUALIFIER = "hnb659fds"
+
+
+def bootstrap_qualifier(project_root: Path = PROJECT_ROOT) -> str:
+    """The bootstrap qualifier the app deploys with (cdk.json may set another)."""
+    context = json.loads((project_root / "cdk.json").read_text()).get("context", {})
+    return str(context.get("@aws-cdk/core:bootstrapQualifier") or DEFAULT_QUALIFIER)
 
 
 class AwsTarget:
     """A real account: the caller's credentials (the default boto3 chain), `npx cdk`
-    for deploy and destroy, SigV4 for the API."""
+    for deploy and destroy, SigV4 for the API.
+
+    Each run deploys a platform of its own (prefix ``e2e-<run>``, stack
+    ``TrainyardE2e<run>``), so it can never update, destroy or clean up a deployment
+    that was there before; it refuses to start if that stack exists."""
 
     name = "aws"
 
     def __init__(
         self,
-        settings: Settings | None = None,
         *,
         project_root: Path = PROJECT_ROOT,
         timeouts: Timeouts | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.project_root = project_root
-        self.settings = settings or load_project_settings(project_root)
+        self.run_id = run_id or uuid.uuid4().hex[:6]
+        self.override = {
+            "resourcePrefix": f"e2e-{self.run_id}",
+            "stackName": f"TrainyardE2e{self.run_id}",
+        }
+        self.settings = load_project_settings(project_root, self.override)
         self.session = boto3.session.Session(region_name=self.settings.region)
         self.timeouts = timeouts or Timeouts()
         self.account = ""
@@ -50,41 +67,60 @@ class AwsTarget:
     def preflight(self) -> str:
         identity = self.client("sts").get_caller_identity()
         self.account = identity["Account"]
+        cfn = self.client("cloudformation")
         try:
-            (stack,) = self.client("cloudformation").describe_stacks(StackName=BOOTSTRAP_STACK)[
-                "Stacks"
-            ]
+            (stack,) = cfn.describe_stacks(StackName=BOOTSTRAP_STACK)["Stacks"]
         except ClientError as exc:
             raise CheckFailed(
                 f"account {self.account} is not CDK-bootstrapped in {self.settings.region}: run "
                 f"`npx cdk bootstrap aws://{self.account}/{self.settings.region}` ({exc})"
             ) from None
-        version = int(
-            self.client("ssm").get_parameter(Name=BOOTSTRAP_VERSION_PARAMETER)["Parameter"]["Value"]
-        )
+        parameter = f"/cdk-bootstrap/{bootstrap_qualifier(self.project_root)}/version"
+        version = int(self.client("ssm").get_parameter(Name=parameter)["Parameter"]["Value"])
         if version < MIN_BOOTSTRAP_VERSION:
             raise CheckFailed(
                 f"bootstrap version {version} < {MIN_BOOTSTRAP_VERSION}: re-bootstrap"
             )
-        return f"{identity['Arn']} in {self.account}; {stack['StackStatus']}, bootstrap v{version}"
+        try:
+            cfn.describe_stacks(StackName=self.settings.stack_name)
+        except ClientError:
+            pass  # as it should be: this run's stack is new
+        else:
+            raise CheckFailed(
+                f"stack {self.settings.stack_name} already exists: refusing to touch it"
+            )
+        return (
+            f"{identity['Arn']} in {self.account}; {stack['StackStatus']}, bootstrap "
+            f"v{version}; this run: prefix {self.settings.resource_prefix}, "
+            f"stack {self.settings.stack_name}"
+        )
 
-    def _cdk(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def _cdk(self, *args: str) -> None:
         env = {
             **os.environ,
             "CDK_DEFAULT_ACCOUNT": self.account,
             "CDK_DEFAULT_REGION": self.settings.region,
         }
-        result = subprocess.run(
-            ["npx", "cdk", *args],
-            cwd=self.project_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise CheckFailed(f"cdk {args[0]} failed:\n{result.stderr[-4000:]}")
-        return result
+        command = ["npx", "cdk", *args, "-c", f"trainyard={json.dumps(self.override)}"]
+        with tempfile.TemporaryFile(mode="w+") as log:
+            try:
+                # The CLI's progress goes to the terminal (make e2e-aws runs pytest -s);
+                # its errors are kept for the report.
+                result = subprocess.run(
+                    command,
+                    cwd=self.project_root,
+                    env=env,
+                    stderr=log,
+                    check=False,
+                    timeout=CDK_TIMEOUT_SECONDS,
+                )
+            except subprocess.TimeoutExpired:
+                raise CheckFailed(
+                    f"cdk {args[0]} did not finish in {CDK_TIMEOUT_SECONDS} s"
+                ) from None
+            log.seek(0)
+            if result.returncode != 0:
+                raise CheckFailed(f"cdk {args[0]} failed:\n{log.read()[-4000:]}")
 
     def deploy(self) -> str:
         with tempfile.TemporaryDirectory() as tmp:

@@ -140,8 +140,9 @@ class EmbeddedStack:
         if self.quiet:
             for name in ("werkzeug", "moto", "botocore", "urllib3"):
                 logging.getLogger(name).setLevel(logging.ERROR)
-            # Known, harmless locally: moto skipping resource types the shims complete,
-            # and Powertools noting an invocation that emitted no metric.
+            # Known, harmless locally: moto's CloudFormation (not used for tenant stacks,
+            # see cloudformation/) skipping types, and Powertools noting an invocation
+            # that emitted no metric.
             warnings.filterwarnings("ignore", message="Tried to parse AWS::")
             warnings.filterwarnings("ignore", message="No application metrics to publish")
 

@@ -40,6 +40,9 @@ _RESOURCE_KEYS = {
     "Metadata",
 }
 POLICIES = ("Delete", "Retain", "RetainExceptOnCreate")
+# UpdateReplacePolicy takes Delete, Retain or Snapshot; RetainExceptOnCreate is a
+# DeletionPolicy value only (Snapshot: not for the resource types used here).
+REPLACE_POLICIES = ("Delete", "Retain")
 _PARAMETER_TYPES = ("String", "Number", "CommaDelimitedList")
 _SUPPORTED_FUNCTIONS = (
     "Fn::GetAtt",
@@ -208,11 +211,14 @@ def validate(
                 f"Template error: resource {logical_id} uses {extra}, which the embedded "
                 "CloudFormation does not support"
             )
-        for key in ("DeletionPolicy", "UpdateReplacePolicy"):
-            if key in resource and resource[key] not in POLICIES:
+        for key, allowed in (
+            ("DeletionPolicy", POLICIES),
+            ("UpdateReplacePolicy", REPLACE_POLICIES),
+        ):
+            if key in resource and resource[key] not in allowed:
                 raise TemplateError(
                     f"Template error: {key} {resource[key]!r} of {logical_id} is not one of "
-                    f"{list(POLICIES)} for {resource['Type']}"
+                    f"{list(allowed)} for {resource['Type']}"
                 )
         depends = resource.get("DependsOn", [])
         for target in depends if isinstance(depends, list) else [depends]:

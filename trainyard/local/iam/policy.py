@@ -129,8 +129,10 @@ _OPERATORS: dict[str, tuple[Callable[[str, str], bool], bool]] = {
     "StringNotEqualsIgnoreCase": (lambda e, a: e.lower() == a.lower(), True),
     "StringLike": (lambda e, a: glob(e, a), False),
     "StringNotLike": (lambda e, a: glob(e, a), True),
-    "ArnEquals": (lambda e, a: e == a, False),
-    "ArnNotEquals": (lambda e, a: e == a, True),
+    # "ArnEquals, ArnLike: ... each of the six colon-delimited components of the ARN is
+    # checked separately and each can include wildcards" - the two behave alike.
+    "ArnEquals": (arn_match, False),
+    "ArnNotEquals": (arn_match, True),
     "ArnLike": (arn_match, False),
     "ArnNotLike": (arn_match, True),
     "Bool": (lambda e, a: _bool_text(e) == _bool_text(a), False),
@@ -225,7 +227,10 @@ def _resource_matches(statement: Mapping[str, Any], resource: str) -> bool:
 def _principal_match(principal_element: Any, who: RequestPrincipal) -> str:
     """ "exact" when the statement names this principal (or "*"), "account" when it
     names its whole account, "" when it does not apply to it."""
-    if principal_element == "*":
+    # "Principal": "*" and {"AWS": "*"} are equivalent: everyone, services included.
+    if principal_element == "*" or (
+        isinstance(principal_element, Mapping) and "*" in _as_list(principal_element.get("AWS", []))
+    ):
         return "exact"
     if not isinstance(principal_element, Mapping):
         raise UnsupportedPolicyError(f"Principal {principal_element!r} is not modelled")
