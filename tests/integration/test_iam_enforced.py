@@ -136,9 +136,15 @@ def test_a_missing_permission_fails_the_run_with_access_denied_until_restored(
         "recorder": stack.platform.function_role_arns["recorder"],
     }[whose]
     ended = len([r for r in _runs(api, tenant["tenantId"]) if r["status"] in TERMINAL])
+    assert stack.runtime is not None
+    seen = len(stack.runtime.invocations)
     with without(stack, role, action, part):
         failed = _train(stack, api, tenant, ended + 1)
     assert failed["status"] == "FAILED", failed
+    if whose == "recorder":
+        # A Lambda whose call is denied fails as a handler error (logs, Errors metric).
+        errors = [i.error for i in stack.runtime.invocations[seen:] if i.function == "recorder"]
+        assert any(e and "AccessDeniedException" in e for e in errors), errors
     reason = failed["failureReason"]
     assert f"Step {step} failed" in reason, reason
     assert f"is not authorized to perform: {action}" in reason, reason
