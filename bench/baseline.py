@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from trainyard_core.config import Settings
-from trainyard_core.scheduling.ports import StartError
+from trainyard_core.ports.pipeline import StartError
 
 from bench.model import SageMakerModel
 

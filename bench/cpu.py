@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from trainyard_core.clock import VirtualClock
 from trainyard_core.scheduling.service import SchedulerService
-from trainyard_core.scheduling.testing import FakePipeline, make_tenant
-from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
 
 from bench.scenarios import PLANS, bench_settings
 from bench.sim import _QuietLogger
+from trainyard.testing.scheduling import FakePipeline, make_tenant
 
 SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
 

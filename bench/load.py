@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from trainyard_core.store.runs import DynamoRunRepository
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
 
 from trainyard.data import tenant_csv
-from trainyard.local.faults import all_runs, cap_violations, iso_seconds, max_overlap
+from trainyard.local.observations import all_runs, cap_violations, iso_seconds, max_overlap
 from trainyard.local.stack import EmbeddedStack
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}

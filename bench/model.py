@@ -21,7 +21,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainyard_core.scheduling.ports import ExecutionInfo, StartError
+from trainyard_core.ports.pipeline import ExecutionInfo, StartError
 
 ARN_PREFIX = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/trainyard-training/execution/"
 

@@ -36,14 +36,15 @@ from typing import Any, Literal
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.models import Tenant
-from trainyard_core.scheduling.ports import AdmitOutcome
-from trainyard_core.scheduling.service import RunNotFoundYetError, SchedulerService
-from trainyard_core.scheduling.testing import make_tenant
-from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.ports.runs import AdmitOutcome
+from trainyard_core.scheduling.completion import RunNotFoundYetError
+from trainyard_core.scheduling.service import SchedulerService
+from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
 
 from bench.baseline import BaselineScheduler
 from bench.model import ApiCalls, ModelConfig, SageMakerModel
+from trainyard.testing.scheduling import make_tenant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH_SIZE = 10  # infra/lambdas.py QUEUE_BATCH_SIZE

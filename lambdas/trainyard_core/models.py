@@ -1,4 +1,4 @@
-"""Domain records: tenants and runs. Pure data, camelCase on the wire (DESIGN §5)."""
+"""Domain records: tenants and runs. Pure data, camelCase on the wire (docs/architecture.md §5)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+# A usage month, YYYY-MM (the API, the usage query and the OpenAPI document).
+MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 TENANT_ID_MIN, TENANT_ID_MAX = 3, 32
 # Names that would collide with routes, AWS prefixes or our own resources.
 RESERVED_TENANT_IDS = frozenset(

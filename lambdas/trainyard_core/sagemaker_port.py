@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from trainyard_core.scheduling.ports import ExecutionInfo, StartError
+from trainyard_core.ports.pipeline import ExecutionInfo, StartError
 
 # Errors worth retrying later (with backoff) rather than failing the run.
 _THROTTLING = {

@@ -12,9 +12,12 @@ from pydantic import ValidationError
 from trainyard_core import wiring
 from trainyard_core.config import Settings
 from trainyard_core.models import Run, RunStatus, Trigger, new_run_id
-from trainyard_core.store.runs import DynamoRunRepository, run_to_item
-from trainyard_core.wiring import Names, tables
+from trainyard_core.store.run_items import run_to_item
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
+from trainyard_core.wiring import Names
 from trainyard_handlers import recorder
+
+from trainyard.local.bootstrap import create_tables
 
 NAMES = Names.from_settings(Settings())
 PACKAGE = "model-package/trainyard-acme/1"
@@ -38,21 +41,7 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoRunRepository]:
     monkeypatch.setattr(recorder.metrics, "namespace", "Trainyard")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        for name, spec in tables(NAMES).items():
-            if name != NAMES.runs_table:
-                continue
-            client.create_table(
-                TableName=name,
-                KeySchema=[
-                    {"AttributeName": spec.partition_key, "KeyType": "HASH"},
-                    {"AttributeName": spec.sort_key, "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": spec.partition_key, "AttributeType": "S"},
-                    {"AttributeName": spec.sort_key, "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
+        create_tables(client, NAMES)
         recorder.reset_dependencies()  # built from the environment, as in Lambda
         yield DynamoRunRepository(NAMES.runs_table, NAMES.state_table, client=client)
         recorder.reset_dependencies()

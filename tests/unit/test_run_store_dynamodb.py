@@ -10,59 +10,25 @@ import pytest
 from moto import mock_aws
 from trainyard_core.config import Settings
 from trainyard_core.models import Run, RunStatus, Trigger, TriggerObject, new_run_id
-from trainyard_core.scheduling.ports import (
+from trainyard_core.ports.runs import (
     AdmitOutcome,
     Caps,
     DuplicateUploadError,
     QueuedRunExistsError,
     RunNotFoundError,
     RunNotQueuedError,
-)
-from trainyard_core.store.runs import (
-    DynamoRunRepository,
-    InMemoryRunRepository,
     dedupe_key,
     tenant_counter,
 )
-from trainyard_core.wiring import Names, tables
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
+from trainyard_core.store.runs_memory import InMemoryRunRepository
+from trainyard_core.wiring import Names
+
+from trainyard.local.bootstrap import create_tables
 
 NOW = "2026-03-10T12:00:00.000Z"
 TTL = 1_900_000_000
 CAPS = Caps(global_cap=2, plan_cap=2, tenant_cap=1)
-
-
-def create_tables(client: Any, names: Names) -> None:
-    """Create the tables exactly as wiring.tables() describes them."""
-    for name, spec in tables(names).items():
-        keys = [(spec.partition_key, "HASH")] + (
-            [(spec.sort_key, "RANGE")] if spec.sort_key else []
-        )
-        attrs = {k for k, _ in keys}
-        gsis = []
-        for index in spec.indexes:
-            schema = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
-            attrs.add(index.partition_key)
-            if index.sort_key:
-                schema.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
-                attrs.add(index.sort_key)
-            gsis.append(
-                {
-                    "IndexName": index.name,
-                    "KeySchema": schema,
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            )
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
-            "AttributeDefinitions": [
-                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-        if gsis:
-            kwargs["GlobalSecondaryIndexes"] = gsis
-        client.create_table(**kwargs)
 
 
 @pytest.fixture(params=["dynamodb", "memory"])

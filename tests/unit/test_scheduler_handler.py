@@ -17,11 +17,13 @@ from trainyard_core.clock import VirtualClock
 from trainyard_core.config import resolve_settings
 from trainyard_core.models import RunStatus, Tenant
 from trainyard_core.scheduling.factory import build_scheduler_service
-from trainyard_core.scheduling.testing import make_tenant
-from trainyard_core.store.runs import DynamoRunRepository
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
 from trainyard_core.store.tenants import tenant_to_item
-from trainyard_core.wiring import Names, tables
+from trainyard_core.wiring import Names
 from trainyard_handlers import scheduler
+
+from trainyard.local.bootstrap import create_tables
+from trainyard.testing.scheduling import make_tenant
 
 REGION = "us-east-1"
 SETTINGS = resolve_settings({"globalMaxConcurrentRuns": 1})
@@ -34,39 +36,6 @@ class Context:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:trainyard-scheduler"
     aws_request_id: str = "req-1"
-
-
-def create_tables(client: Any) -> None:
-    for name, spec in tables(NAMES).items():
-        keys = [(spec.partition_key, "HASH")] + (
-            [(spec.sort_key, "RANGE")] if spec.sort_key else []
-        )
-        attrs = {k for k, _ in keys}
-        gsis = []
-        for index in spec.indexes:
-            schema = [{"AttributeName": index.partition_key, "KeyType": "HASH"}]
-            attrs.add(index.partition_key)
-            if index.sort_key:
-                schema.append({"AttributeName": index.sort_key, "KeyType": "RANGE"})
-                attrs.add(index.sort_key)
-            gsis.append(
-                {
-                    "IndexName": index.name,
-                    "KeySchema": schema,
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            )
-        kwargs: dict[str, Any] = {
-            "TableName": name,
-            "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
-            "AttributeDefinitions": [
-                {"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)
-            ],
-            "BillingMode": "PAY_PER_REQUEST",
-        }
-        if gsis:
-            kwargs["GlobalSecondaryIndexes"] = gsis
-        client.create_table(**kwargs)
 
 
 class Env:
@@ -108,7 +77,7 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     monkeypatch.setattr(scheduler.metrics, "namespace", "Trainyard")
     with mock_aws():
         env = Env()
-        create_tables(env.dynamodb)
+        create_tables(env.dynamodb, NAMES)
         env.sagemaker.create_pipeline(
             PipelineName=NAMES.pipeline_name,
             PipelineDefinition=json.dumps({"Version": "2020-12-01", "Steps": []}),

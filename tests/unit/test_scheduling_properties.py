@@ -18,9 +18,10 @@ from trainyard_core.config import resolve_settings
 from trainyard_core.models import RunStatus, TenantStatus
 from trainyard_core.scheduling.policy import plan_dispatch
 from trainyard_core.scheduling.service import SchedulerService
-from trainyard_core.scheduling.testing import FakePipeline, SchedulerCrash, make_tenant
-from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
+
+from trainyard.testing.scheduling import FakePipeline, SchedulerCrash, make_tenant
 
 SETTINGS = resolve_settings(
     {

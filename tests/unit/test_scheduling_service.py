@@ -9,15 +9,14 @@ import pytest
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings, resolve_settings
 from trainyard_core.models import Run, RunStatus, TenantStatus
-from trainyard_core.scheduling.ports import ExecutionInfo, RecordingMetrics
-from trainyard_core.scheduling.service import (
-    RunNotFoundYetError,
-    SchedulerService,
-    TenantNotAcceptingError,
-)
-from trainyard_core.scheduling.testing import FakePipeline, make_tenant
-from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.ports.pipeline import ExecutionInfo
+from trainyard_core.scheduling.completion import RunNotFoundYetError
+from trainyard_core.scheduling.intake import TenantNotAcceptingError
+from trainyard_core.scheduling.service import SchedulerService
+from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
+
+from trainyard.testing.scheduling import FakePipeline, RecordingMetrics, make_tenant
 
 
 class World:

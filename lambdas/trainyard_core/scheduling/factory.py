@@ -13,7 +13,7 @@ from typing import Any
 from trainyard_core import wiring
 from trainyard_core.clock import Clock
 from trainyard_core.config import settings_from_env
-from trainyard_core.scheduling.ports import MetricsSink
+from trainyard_core.ports.metrics import MetricsSink
 from trainyard_core.scheduling.service import SchedulerService
 
 
@@ -24,7 +24,7 @@ def build_scheduler_service(
     clock: Clock | None = None,
 ) -> SchedulerService:
     from trainyard_core.sagemaker_port import SageMakerPipelinePort
-    from trainyard_core.store.runs import DynamoRunRepository
+    from trainyard_core.store.runs_dynamodb import DynamoRunRepository
     from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
 
     pipeline_name = os.environ.get(wiring.ENV_PIPELINE_NAME)

@@ -1,6 +1,6 @@
 """Pure scheduling decisions: who starts next, who waits and why.
 
-No I/O and no clock: the service builds a ``Snapshot`` from the stores and acts
+No I/O and no clock: ``queues.py`` reads a ``Snapshot`` from the stores, dispatch acts
 on the ``DispatchPlan``. The admission transaction (store) is the safety net
 that enforces the caps under concurrency; this module decides *fairness*:
 

@@ -1,26 +1,17 @@
-"""Tenant registry: data access for the tenants table (and an in-memory twin).
+"""The tenant registry's item layout, and its in-memory twin.
 
-Domain code depends on the ``TenantRepository`` protocol only, so tests and the
-benchmark can run on ``InMemoryTenantRepository``.
+``tenants_dynamodb.py`` stores the same items in the tenants table; the
+in-memory repository serves tests and the benchmark.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import threading
-from typing import Any, Protocol
+from typing import Any
 
-from trainyard_core.errors import InvalidRequest
-from trainyard_core.models import Tenant, TenantStatus
-
-
-class TenantExistsError(Exception):
-    pass
-
-
-class StaleTenantError(Exception):
-    """The tenant changed since it was read (optimistic locking on ``version``)."""
+from trainyard_core.models import Tenant
+from trainyard_core.ports.tenants import PENDING_STATUSES, StaleTenantError, TenantExistsError
+from trainyard_core.store.tokens import InvalidTokenError, decode_token, encode_token
 
 
 def location_key(bucket: str, prefix: str) -> str:
@@ -38,32 +29,6 @@ def candidate_location_keys(bucket: str, key: str, max_depth: int = 4) -> list[s
     return [location_key(bucket, p) for p in reversed(prefixes)] + [location_key(bucket, "")]
 
 
-class TenantRepository(Protocol):
-    def get(self, tenant_id: str) -> Tenant | None: ...
-
-    def find_by_location(self, bucket: str, key: str) -> Tenant | None: ...
-
-    def create(self, tenant: Tenant) -> None:
-        """Insert; raises TenantExistsError if the id is taken."""
-
-    def save(self, tenant: Tenant) -> Tenant:
-        """Write back a tenant read earlier; raises StaleTenantError if it changed.
-        Returns the stored tenant with its version bumped."""
-
-    def list(
-        self, limit: int = 50, next_token: str | None = None
-    ) -> tuple[list[Tenant], str | None]: ...
-
-    def delete(self, tenant_id: str) -> None: ...
-
-    def pending(self) -> list[Tenant]:
-        """Tenants in a state of PENDING_STATUSES (provisioning, migrating, offboarding)."""
-        ...
-
-
-# States that finish on their own (a stack operation, a data move): the
-# lifecycle schedule advances tenants in them without anyone reading them.
-PENDING_STATUSES = (TenantStatus.PROVISIONING, TenantStatus.MIGRATING, TenantStatus.OFFBOARDING)
 _INDEX_ONLY = ("locationKey", "lifecycleStatus")
 
 
@@ -79,32 +44,6 @@ def tenant_to_item(tenant: Tenant) -> dict[str, Any]:
 def item_to_tenant(item: dict[str, Any]) -> Tenant:
     clean = {k: (int(v) if k == "version" else v) for k, v in item.items() if k not in _INDEX_ONLY}
     return Tenant.model_validate(clean)
-
-
-def encode_token(key: dict[str, Any] | str) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
-
-
-class InvalidTokenError(InvalidRequest, ValueError):
-    """A nextToken this API did not hand out (the API answers 400, not 500)."""
-
-    code = "InvalidNextToken"
-
-
-def decode_token(token: str, keys: tuple[str, ...] | None = None) -> Any:
-    """Decode a nextToken; with ``keys``, it must be an object of exactly those
-    string fields (a DynamoDB start key), so a forged one never reaches DynamoDB."""
-    try:
-        value = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (ValueError, TypeError) as exc:
-        raise InvalidTokenError("nextToken is not a token this API returned") from exc
-    if keys is not None and not (
-        isinstance(value, dict)
-        and set(value) == set(keys)
-        and all(isinstance(value[k], str) for k in keys)
-    ):
-        raise InvalidTokenError("nextToken is not a token this API returned")
-    return value
 
 
 class InMemoryTenantRepository:

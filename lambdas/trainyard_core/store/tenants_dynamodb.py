@@ -9,23 +9,13 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from trainyard_core.models import Tenant
-from trainyard_core.store.tenants import (
-    PENDING_STATUSES,
-    StaleTenantError,
-    TenantExistsError,
-    candidate_location_keys,
-    decode_token,
-    encode_token,
-    item_to_tenant,
-    tenant_to_item,
-)
+from trainyard_core.ports.tenants import PENDING_STATUSES, StaleTenantError, TenantExistsError
+from trainyard_core.store.dynamodb import condition_failed
+from trainyard_core.store.tenants import candidate_location_keys, item_to_tenant, tenant_to_item
+from trainyard_core.store.tokens import decode_token, encode_token
 
 LOCATION_INDEX = "byLocation"
 LIFECYCLE_INDEX = "byLifecycle"
-
-
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 def _plain(item: dict[str, Any]) -> dict[str, Any]:
@@ -60,7 +50,7 @@ class DynamoTenantRepository:
                 ConditionExpression="attribute_not_exists(tenantId)",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 raise TenantExistsError(tenant.tenant_id) from exc
             raise
 
@@ -74,7 +64,7 @@ class DynamoTenantRepository:
                 ExpressionAttributeValues={":v": tenant.version},
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if condition_failed(exc):
                 raise StaleTenantError(tenant.tenant_id) from exc
             raise
         return stored

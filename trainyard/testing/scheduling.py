@@ -8,7 +8,7 @@ from datetime import datetime
 
 from trainyard_core import arns
 from trainyard_core.models import Tenant, TenantStatus
-from trainyard_core.scheduling.ports import ExecutionInfo, StartError
+from trainyard_core.ports.pipeline import ExecutionInfo, StartError
 
 
 @dataclass
@@ -139,3 +139,18 @@ def make_tenant(
         created_at="2026-01-01T00:00:00.000Z",
         updated_at="2026-01-01T00:00:00.000Z",
     )
+
+
+class RecordingMetrics:
+    """A MetricsSink that keeps what was recorded."""
+
+    def __init__(self) -> None:
+        self.points: list[tuple[str, float, str, dict[str, str]]] = []
+
+    def record(
+        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
+    ) -> None:
+        self.points.append((name, value, unit, dict(dimensions or {})))
+
+    def values(self, name: str) -> list[float]:
+        return [v for n, v, _, _ in self.points if n == name]

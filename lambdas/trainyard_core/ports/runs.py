@@ -1,19 +1,41 @@
-"""What the scheduler needs from the outside world, as protocols.
+"""The run repository: runs and scheduler state, as the scheduler needs them.
 
-The service depends only on these; ``store/runs.py`` provides DynamoDB and
-in-memory implementations of ``RunRepository``, ``sagemaker_port.py`` the boto3
-``PipelinePort``. Tests and the benchmark plug in fakes.
+Also the domain contracts both implementations share: the names of the slot
+counters and the rule that tells one upload from a repeated delivery of it.
+Implemented by ``store/runs_dynamodb.py`` and ``store/runs_memory.py``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from trainyard_core.models import Run, RunStatus, TriggerObject
+
+# --- slot counters: one global, one a plan, one a tenant
+
+GLOBAL = "global"
+PLAN_PREFIX = "plan#"
+TENANT_PREFIX = "tenant#"
+
+
+def plan_counter(plan: str) -> str:
+    return f"{PLAN_PREFIX}{plan}"
+
+
+def tenant_counter(tenant_id: str) -> str:
+    return f"{TENANT_PREFIX}{tenant_id}"
+
+
+def dedupe_key(bucket: str, key: str, etag: str | None, version_id: str | None) -> str:
+    """S3 delivers at least once; the same object version is the same upload.
+    Hashed because a raw key (up to 1 KiB) would not fit a sort key."""
+    raw = "\x1f".join((bucket, key, etag or "", version_id or ""))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
 
 # --- errors the repository raises (both implementations raise the same ones)
 
@@ -220,67 +242,3 @@ class RunRepository(Protocol):
     def drift_marker(self, name: str) -> tuple[int, int] | None: ...
 
     def put_drift_marker(self, name: str, observed: int | None, actual: int | None) -> None: ...
-
-
-@dataclass(frozen=True)
-class ExecutionInfo:
-    arn: str
-    status: str  # Executing | Stopping | Stopped | Failed | Succeeded
-    failure_reason: str | None = None
-    display_name: str | None = None
-    # DescribePipelineExecution's LastModifiedTime (the listing has none): for an
-    # ended execution, when it ended.
-    last_modified: datetime | None = None
-
-
-class StartError(Exception):
-    def __init__(self, message: str, *, retryable: bool, throttled: bool = False) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.throttled = throttled
-
-
-class PipelinePort(Protocol):
-    def start(
-        self, *, display_name: str, client_request_token: str, parameters: dict[str, str]
-    ) -> str:
-        """StartPipelineExecution; returns the execution ARN. Raises StartError."""
-        ...
-
-    def describe(self, execution_arn: str) -> ExecutionInfo | None:
-        """None if the execution is unknown."""
-        ...
-
-    def list_statuses(self, since: datetime) -> dict[str, ExecutionInfo]:
-        """Status of every execution created at or after ``since``, by ARN.
-        ListPipelineExecutions returns 100 a call, so reconciling N active runs costs
-        ceil(N/100) calls instead of N DescribePipelineExecution calls."""
-        ...
-
-
-class MetricsSink(Protocol):
-    def record(
-        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
-    ) -> None: ...
-
-
-class NullMetrics:
-    def record(
-        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
-    ) -> None:
-        return None
-
-
-class RecordingMetrics:
-    """Keeps what was recorded; for tests and the benchmark."""
-
-    def __init__(self) -> None:
-        self.points: list[tuple[str, float, str, dict[str, str]]] = []
-
-    def record(
-        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
-    ) -> None:
-        self.points.append((name, value, unit, dict(dimensions or {})))
-
-    def values(self, name: str) -> list[float]:
-        return [v for n, v, _, _ in self.points if n == name]

@@ -1,0 +1,47 @@
+"""The tenant repository: what the domain needs from the tenant registry.
+
+Implemented by ``store/tenants_dynamodb.py`` (the tenants table) and
+``store/tenants.py`` (in memory, for tests and the benchmark).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from trainyard_core.models import Tenant, TenantStatus
+
+
+class TenantExistsError(Exception):
+    pass
+
+
+class StaleTenantError(Exception):
+    """The tenant changed since it was read (optimistic locking on ``version``)."""
+
+
+# States that finish on their own (a stack operation, a data move): the
+# lifecycle schedule advances tenants in them without anyone reading them.
+PENDING_STATUSES = (TenantStatus.PROVISIONING, TenantStatus.MIGRATING, TenantStatus.OFFBOARDING)
+
+
+class TenantRepository(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def find_by_location(self, bucket: str, key: str) -> Tenant | None: ...
+
+    def create(self, tenant: Tenant) -> None:
+        """Insert; raises TenantExistsError if the id is taken."""
+
+    def save(self, tenant: Tenant) -> Tenant:
+        """Write back a tenant read earlier; raises StaleTenantError if it changed.
+        Returns the stored tenant with its version bumped."""
+
+    def list(
+        self, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Tenant], str | None]: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+    def pending(self) -> list[Tenant]:
+        """Tenants in a state of PENDING_STATUSES (provisioning, migrating, offboarding)."""
+        ...

@@ -1,0 +1,210 @@
+"""Dispatch: admit the runs the policy picks under the caps, and start them.
+
+Admission is one transaction (run QUEUED -> STARTING, counters +1 under their
+caps); the start carries the run id as ClientRequestToken, so a repeated start
+(crash, reconcile, concurrent retry) returns the same execution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from trainyard_core.models import Run, RunStatus, Tenant, iso_ms, parse_iso
+from trainyard_core.ports.pipeline import StartError
+from trainyard_core.ports.runs import AdmitOutcome, Caps, Counters
+from trainyard_core.scheduling.completion import finish
+from trainyard_core.scheduling.context import SchedulerContext
+from trainyard_core.scheduling.policy import Snapshot, backoff_seconds, plan_dispatch
+from trainyard_core.scheduling.queues import read_snapshot
+
+
+@dataclass
+class DispatchReport:
+    started: list[Run] = field(default_factory=list)
+    start_failures: int = 0
+    queued_by_plan: dict[str, int] = field(default_factory=dict)
+    running_by_plan: dict[str, int] = field(default_factory=dict)
+
+
+def dispatch(ctx: SchedulerContext) -> DispatchReport:
+    report = DispatchReport()
+    now = ctx.clock.now()
+    for plan in ctx.settings.plans:
+        for run in ctx.runs.due_starts(plan, iso_ms(now) or ""):
+            _start(ctx, run, report)
+
+    # Work per invocation is bounded by the caps, not by the backlog: with every
+    # slot taken there is nothing to decide, and otherwise only the head of each
+    # plan's queue can be admitted now (a tenant has at most one QUEUED run).
+    counters = ctx.runs.counters(())  # global and plans only: cheap
+    if counters.global_running >= ctx.settings.global_max_concurrent_runs:
+        _record_depths(ctx, report, None, counters)
+        return report
+    window = _window(ctx)
+    # A CAP_REACHED means a concurrent scheduler took capacity: re-plan on
+    # fresh data (bounded) rather than trust our stale snapshot.
+    snapshot = read_snapshot(ctx, window)
+    for _ in range(3):
+        decision = plan_dispatch(ctx.settings, snapshot)
+        if not decision.admissions and _window_full(snapshot, window):
+            # Every run at the head must wait (suspended, over budget): look past
+            # it rather than starve the tenants behind. Rare, so a full read is fine.
+            snapshot = read_snapshot(ctx, None)
+            decision = plan_dispatch(ctx.settings, snapshot)
+        for run, reason in decision.waiting.values():
+            ctx.runs.set_waiting_reason(run, reason)
+            if reason:
+                ctx.log.info(
+                    "run waits",
+                    extra={"tenant_id": run.tenant_id, "run_id": run.run_id, "reason": reason},
+                )
+        for run, reason in decision.cancellations:
+            if ctx.runs.cancel_queued(run, reason, iso_ms(now) or ""):
+                ctx.log.warning(
+                    "queued run cancelled", extra={"run_id": run.run_id, "reason": reason}
+                )
+        contended = False
+        for run in decision.admissions:
+            outcome = admit(ctx, run, now)
+            if outcome == AdmitOutcome.CAP_REACHED:
+                contended = True
+                break
+            if outcome == AdmitOutcome.ADMITTED:
+                admitted = ctx.runs.get_run(run.tenant_id, run.run_id)
+                if admitted is not None:
+                    _start(ctx, admitted, report)
+        if not contended:
+            break
+        snapshot = read_snapshot(ctx, window)
+    _record_depths(ctx, report, window, ctx.runs.counters(()))
+    return report
+
+
+def _window_full(snapshot: Snapshot, window: int) -> bool:
+    per_plan: dict[str, int] = {}
+    for run in snapshot.queued:
+        per_plan[run.plan] = per_plan.get(run.plan, 0) + 1
+    return any(n >= window for n in per_plan.values())
+
+
+def _window(ctx: SchedulerContext) -> int:
+    # Enough of each queue's head to fill every slot of the plan several times
+    # over, so runs that must wait (suspended, over budget) cannot hide the rest.
+    caps = [p.max_concurrent_runs for p in ctx.settings.plans.values()]
+    return max(100, 4 * max(caps))
+
+
+def _record_depths(
+    ctx: SchedulerContext, report: DispatchReport, window: int | None, counters: Counters
+) -> None:
+    for plan in ctx.settings.plans:
+        running = counters.plans.get(plan, 0)
+        report.running_by_plan[plan] = running
+        ctx.metrics.record("RunningRuns", running, dimensions={"plan": plan})
+        if window is None:
+            continue
+        head = ctx.runs.queued_runs(plan, limit=window)
+        if len(head) < window:  # exact; a longer backlog is counted by reconcile
+            report.queued_by_plan[plan] = len(head)
+            ctx.metrics.record("QueueDepth", len(head), dimensions={"plan": plan})
+
+
+def admit(ctx: SchedulerContext, run: Run, now: datetime) -> AdmitOutcome:
+    plan = ctx.settings.plans[run.plan]
+    caps = Caps(
+        global_cap=ctx.settings.global_max_concurrent_runs,
+        plan_cap=plan.max_concurrent_runs,
+        tenant_cap=plan.max_concurrent_runs_per_tenant,
+    )
+    # If we crash between admission and start, reconcile restarts it after this.
+    deadline = now + timedelta(seconds=ctx.settings.starting_timeout_seconds)
+    outcome = ctx.runs.admit(run, caps, iso_ms(now) or "", iso_ms(deadline) or "")
+    if outcome == AdmitOutcome.ADMITTED:
+        queued_at = parse_iso(run.queued_at)
+        if queued_at is not None:
+            delay = max(0.0, (now - queued_at).total_seconds())
+            ctx.metrics.record("DispatchDelay", delay, "Seconds", {"plan": run.plan})
+    return outcome
+
+
+def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
+    ctx.log_keys(run)
+    now = ctx.clock.now()
+    tenant = ctx.tenants.get(run.tenant_id)
+    plan = ctx.settings.plans.get(run.plan)
+    missing = _missing_start_inputs(tenant, plan is not None)
+    if missing or ctx.pipeline is None:
+        _fail_start(ctx, run, f"cannot start: {missing or 'no pipeline configured'}")
+        return
+    assert tenant is not None and plan is not None
+    parameters = {
+        "TenantId": tenant.tenant_id,
+        "RunId": run.run_id,
+        "InputDataUri": f"s3://{tenant.data_bucket}/{tenant.data_prefix}",
+        "OutputUri": tenant.output_uri or "",
+        "ExecutionRoleArn": tenant.role_arn or "",
+        "TrainingInstanceType": plan.training_instance_type,
+        "TrainingInstanceCount": str(plan.training_instance_count),
+        "ModelPackageGroupName": tenant.model_package_group_name or "",
+        "ModelApprovalStatus": ctx.settings.model_approval_status,
+        "MetricThreshold": str(ctx.settings.metric_threshold),
+    }
+    try:
+        # ClientRequestToken = run id: a repeated start (crash, reconcile,
+        # concurrent retry) returns the same execution instead of a second one.
+        arn = ctx.pipeline.start(
+            display_name=run.display_name,
+            client_request_token=run.client_request_token,
+            parameters=parameters,
+        )
+    except StartError as exc:
+        attempts = run.start_attempts + 1
+        if exc.throttled:
+            ctx.metrics.record("StartsThrottled", 1, dimensions={"plan": run.plan})
+        report.start_failures += 1
+        if not exc.retryable or attempts >= ctx.settings.max_start_attempts:
+            _fail_start(
+                ctx, run, f"could not start the pipeline after {attempts} attempt(s): {exc}"
+            )
+            return
+        delay = backoff_seconds(attempts, jitter=ctx.rng.random())
+        ctx.runs.record_start_failure(
+            run,
+            attempts,
+            iso_ms(now + timedelta(seconds=delay)) or "",
+            f"start attempt {attempts} failed ({exc}); retrying",
+            iso_ms(now) or "",
+        )
+        ctx.log.warning(
+            "pipeline start failed; will retry", extra={"attempt": attempts, "error": str(exc)}
+        )
+        return
+    if ctx.runs.mark_started(
+        run, arn, iso_ms(now) or "", plan.training_instance_type, plan.training_instance_count
+    ):
+        ctx.metrics.record("RunsStarted", 1, dimensions={"plan": run.plan})
+        ctx.log.info("pipeline execution started", extra={"execution_arn": arn})
+    report.started.append(run)
+
+
+def _fail_start(ctx: SchedulerContext, run: Run, reason: str) -> None:
+    ctx.log.error("run failed to start", extra={"reason": reason})
+    finish(ctx, run, RunStatus.FAILED, None, reason, None)
+
+
+def _missing_start_inputs(tenant: Tenant | None, plan_known: bool) -> str | None:
+    if tenant is None:
+        return "tenant no longer exists"
+    if not plan_known:
+        return "plan is not configured"
+    for attr in (
+        "data_bucket",
+        "data_prefix",
+        "role_arn",
+        "output_uri",
+        "model_package_group_name",
+    ):
+        if getattr(tenant, attr) in (None, ""):
+            return f"tenant has no {attr}"
+    return None

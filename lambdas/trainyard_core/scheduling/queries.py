@@ -1,0 +1,70 @@
+"""Read models for the API: runs with their queue positions, the queues, usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trainyard_core.models import MONTH_RE, Run, RunStatus
+from trainyard_core.scheduling.context import SchedulerContext
+from trainyard_core.scheduling.policy import queue_positions
+from trainyard_core.scheduling.queues import read_snapshot, with_positions
+
+
+def get_run(ctx: SchedulerContext, tenant_id: str, run_id: str) -> Run | None:
+    run = ctx.runs.get_run(tenant_id, run_id)
+    if run is not None and run.status == RunStatus.QUEUED:
+        run = with_positions(ctx, [run])[0]
+    return run
+
+
+def list_runs(
+    ctx: SchedulerContext, tenant_id: str, limit: int = 50, next_token: str | None = None
+) -> tuple[list[Run], str | None]:
+    runs, token = ctx.runs.list_runs(tenant_id, limit, next_token)
+    if any(r.status == RunStatus.QUEUED for r in runs):
+        runs = with_positions(ctx, runs)
+    return runs, token
+
+
+def queue_overview(ctx: SchedulerContext) -> dict[str, dict[str, Any]]:
+    snapshot = read_snapshot(ctx)
+    positions = queue_positions(ctx.settings, snapshot)
+    out: dict[str, dict[str, Any]] = {}
+    for name, plan in ctx.settings.plans.items():
+        queued = sorted(
+            (r for r in snapshot.queued if r.plan == name),
+            key=lambda r: positions.get(r.run_id, 0),
+        )
+        out[name] = {
+            "queued": len(queued),
+            "running": sum(1 for r in snapshot.active if r.plan == name),
+            "cap": plan.max_concurrent_runs,
+            "runs": [
+                {
+                    "runId": r.run_id,
+                    "tenantId": r.tenant_id,
+                    "queuePosition": positions.get(r.run_id),
+                    "queuedAt": r.queued_at,
+                    **({"waitingReason": r.failure_reason} if r.failure_reason else {}),
+                }
+                for r in queued
+            ],
+        }
+    return out
+
+
+def usage(ctx: SchedulerContext, tenant_id: str, month: str) -> dict[str, Any]:
+    if not MONTH_RE.fullmatch(month):
+        raise ValueError("month must be YYYY-MM")
+    recorded = ctx.runs.usage(tenant_id, month)
+    tenant = ctx.tenants.get(tenant_id)
+    plan = ctx.settings.plans.get(tenant.plan) if tenant else None
+    return {
+        "tenantId": tenant_id,
+        "month": month,
+        "runs": int(recorded["runs"]),
+        "trainingSeconds": round(recorded["trainingSeconds"], 3),
+        "trainingHours": round(recorded["trainingSeconds"] / 3600.0, 4),
+        "costEstimateUsd": round(recorded["costEstimateUsd"], 4),
+        "budgetHours": plan.monthly_training_hours if plan else None,
+    }

@@ -1,0 +1,155 @@
+"""Reconcile (the one-minute schedule): recover missed status events, report
+stuck runs, heal the slot counters, then dispatch and count the full queues."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from trainyard_core.models import Run, RunStatus, iso_ms, parse_iso
+from trainyard_core.ports.pipeline import ExecutionInfo
+from trainyard_core.ports.runs import GLOBAL, plan_counter, tenant_counter
+from trainyard_core.scheduling.completion import TERMINAL_EXECUTION_STATUS, finish
+from trainyard_core.scheduling.context import SchedulerContext
+from trainyard_core.scheduling.dispatch import DispatchReport, dispatch
+
+
+@dataclass
+class ReconcileReport:
+    finished: list[str] = field(default_factory=list)
+    healed_counters: dict[str, int] = field(default_factory=dict)
+    dispatch: DispatchReport | None = None
+    # run id -> why it looks stuck (still active; an operator should look).
+    stuck: dict[str, str] = field(default_factory=dict)
+
+
+def reconcile(ctx: SchedulerContext) -> ReconcileReport:
+    report = ReconcileReport()
+    now = ctx.clock.now()
+    if ctx.pipeline is not None:
+        _recover_executions(ctx, report, now)
+    report.healed_counters = heal_counters(ctx)
+    report.dispatch = dispatch(ctx)
+    for plan in ctx.settings.plans:
+        if plan not in report.dispatch.queued_by_plan:
+            # Dispatch only counts short queues; the full depth once a minute.
+            depth = ctx.runs.queue_depth(plan)
+            report.dispatch.queued_by_plan[plan] = depth
+            ctx.metrics.record("QueueDepth", depth, dimensions={"plan": plan})
+    return report
+
+
+def _recover_executions(ctx: SchedulerContext, report: ReconcileReport, now: datetime) -> None:
+    """Ask SageMaker about the active runs quiet for a while: finish the ones whose
+    execution ended unseen, note the ones that look stuck."""
+    assert ctx.pipeline is not None
+    candidates = []
+    for plan in ctx.settings.plans:
+        for run in ctx.runs.active_runs(plan):
+            if not run.execution_arn:
+                continue  # due starts are retried by dispatch
+            changed = parse_iso(run.updated_at or run.started_at)
+            if changed and (now - changed).total_seconds() < ctx.describe_min_age_seconds:
+                continue
+            candidates.append(run)
+    listed = _list_statuses(ctx, candidates)
+    for run in candidates:
+        assert run.execution_arn
+        info = listed.get(run.execution_arn)
+        if info is None or (info.status == "Failed" and not info.failure_reason):
+            # Not in the listing (or no reason given): ask for this one only.
+            info = ctx.pipeline.describe(run.execution_arn) or info
+        if info is None:
+            _stuck(
+                ctx,
+                run,
+                f"pipeline execution {run.execution_arn} is unknown to SageMaker; "
+                "stop the run's execution or fail the run by hand",
+                report,
+            )
+            continue
+        ctx.log_keys(run)
+        if info.status in TERMINAL_EXECUTION_STATUS and info.last_modified is None:
+            # The listing has no end time: ask (lost events are rare), so
+            # duration and cost end when the execution did, not now. The
+            # answer is fresher than the listing, so it decides.
+            info = ctx.pipeline.describe(run.execution_arn) or info
+        if info.status in TERMINAL_EXECUTION_STATUS:
+            ctx.log.info("missed status event recovered", extra={"status": info.status})
+            if finish(
+                ctx,
+                run,
+                TERMINAL_EXECUTION_STATUS[info.status],
+                run.execution_arn,
+                info.failure_reason,
+                info.last_modified,
+            ):
+                report.finished.append(run.run_id)
+            continue
+        if info.status == "Executing" and run.status == RunStatus.STARTING:
+            ctx.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
+        started = parse_iso(run.started_at)
+        limit = ctx.settings.stuck_run_hours
+        if started and (now - started).total_seconds() > limit * 3600:
+            _stuck(
+                ctx,
+                run,
+                f"executing since {run.started_at}, longer than stuck_run_hours "
+                f"({limit:g} h); check the execution in SageMaker, stop it if it hangs",
+                report,
+            )
+    stuck_by_plan = {plan: 0 for plan in ctx.settings.plans}
+    for run in candidates:
+        if run.run_id in report.stuck:
+            stuck_by_plan[run.plan] = stuck_by_plan.get(run.plan, 0) + 1
+    for plan, count in stuck_by_plan.items():
+        # Every minute, zeros included, so the RunsStuck alarm clears by itself.
+        ctx.metrics.record("RunsStuck", count, dimensions={"plan": plan})
+
+
+def _stuck(ctx: SchedulerContext, run: Run, reason: str, report: ReconcileReport) -> None:
+    report.stuck[run.run_id] = reason
+    ctx.log.warning("run stuck", extra={"run_id": run.run_id, "reason": reason})
+    if run.failure_reason != reason:
+        ctx.runs.set_stuck_reason(run, reason)
+
+
+def _list_statuses(ctx: SchedulerContext, runs: list[Run]) -> dict[str, ExecutionInfo]:
+    """One ListPipelineExecutions sweep covering every run to reconcile."""
+    lister = getattr(ctx.pipeline, "list_statuses", None)
+    starts = [parse_iso(r.started_at) for r in runs]
+    known = [s for s in starts if s is not None]
+    if not runs or lister is None or len(known) < len(runs):
+        return {}
+    # Margin: the run records its start after SageMaker created the execution.
+    return lister(min(known) - timedelta(minutes=5))
+
+
+def heal_counters(ctx: SchedulerContext) -> dict[str, int]:
+    """Recount slots from the active runs. Raising a counter is safe at once
+    (worst case: briefly admit less); lowering one only when the same drift is
+    seen twice in a row, so a lagging index read cannot cause over-admission."""
+    counters = ctx.runs.counters()
+    active = [r for plan in ctx.settings.plans for r in ctx.runs.active_runs(plan)]
+    actual: dict[str, int] = {GLOBAL: len(active)}
+    for run in active:
+        actual[plan_counter(run.plan)] = actual.get(plan_counter(run.plan), 0) + 1
+        actual[tenant_counter(run.tenant_id)] = actual.get(tenant_counter(run.tenant_id), 0) + 1
+    observed: dict[str, int] = {GLOBAL: counters.global_running}
+    observed.update({plan_counter(p): v for p, v in counters.plans.items()})
+    observed.update({tenant_counter(t): v for t, v in counters.tenants.items()})
+    healed: dict[str, int] = {}
+    for name in sorted(set(actual) | set(observed)):
+        have, want = observed.get(name, 0), actual.get(name, 0)
+        if have == want:
+            continue
+        if have < want or ctx.runs.drift_marker(name) == (have, want):
+            if ctx.runs.set_counter(name, want, expected=have):
+                healed[name] = want
+                ctx.log.warning(
+                    "slot counter healed", extra={"counter": name, "was": have, "now": want}
+                )
+            ctx.runs.put_drift_marker(name, None, None)
+        else:
+            ctx.runs.put_drift_marker(name, have, want)
+    return healed

@@ -1,0 +1,174 @@
+"""The run store's item layout, shared by its DynamoDB and in-memory backends.
+
+Runs table (pk tenantId, sk runId) carries sparse index attributes:
+``queuePlan``/``queueKey`` while QUEUED, ``activePlan``/``activeKey`` while
+STARTING/RUNNING, ``executionArn`` once started.
+
+State table (pk, sk; TTL ``expiresAt``):
+
+=====================  ==============  ===========================================
+pk                     sk              what
+=====================  ==============  ===========================================
+``counter``            ``global``      running slots held (``running``), guarded
+                       ``plan#<p>``    by ``running < cap`` in the admission
+                       ``tenant#<t>``  transaction
+``tenant#<t>``         ``queued``      the tenant's QUEUED run (``runId``): coalescing
+``upload#<sha256>``    ``upload``      an accepted S3 object (dedupe, with TTL)
+``rejection``          ``<at>#<rand>`` an upload that was refused, and why (TTL)
+``usage#<t>``          ``YYYY-MM``     runs, trainingSeconds, costEstimateUsd
+``drift``              ``<counter>``   a counter mismatch seen by the reconciler
+=====================  ==============  ===========================================
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from trainyard_core.models import Run, RunStatus, parse_iso
+from trainyard_core.ports.runs import (
+    GLOBAL,
+    PLAN_PREFIX,
+    TENANT_PREFIX,
+    Counters,
+    Rejection,
+)
+from trainyard_core.store.dynamodb import from_dynamo, to_dynamo
+from trainyard_core.store.tokens import InvalidTokenError, decode_token
+
+COUNTER_PK = "counter"
+REJECTION_PK = "rejection"
+DRIFT_PK = "drift"
+# Attributes that exist only for indexing/scheduling, never part of a Run.
+INTERNAL_ATTRS = ("queuePlan", "queueKey", "activePlan", "activeKey", "nextAttemptAt")
+
+# --- state table keys, as (pk, sk)
+
+StateKey = tuple[str, str]
+
+
+def state_item(key: StateKey, /, **attributes: Any) -> dict[str, Any]:
+    # key is positional-only: a rejection item has an attribute named "key".
+    return {"pk": key[0], "sk": key[1], **attributes}
+
+
+def counter_key(name: str) -> StateKey:
+    return COUNTER_PK, name
+
+
+def pointer_key(tenant_id: str) -> StateKey:
+    return f"tenant#{tenant_id}", "queued"
+
+
+def upload_key(dedupe_key: str) -> StateKey:
+    return f"upload#{dedupe_key}", "upload"
+
+
+def rejection_key(at: str) -> StateKey:
+    # The random suffix keeps two rejections of the same millisecond apart.
+    return REJECTION_PK, f"{at}#{secrets.token_hex(4)}"
+
+
+def usage_key(tenant_id: str, month: str) -> StateKey:
+    return f"usage#{tenant_id}", month
+
+
+def drift_key(name: str) -> StateKey:
+    return DRIFT_PK, name
+
+
+def epoch(iso: str) -> int:
+    """An ISO time in epoch seconds, the unit of TTL attributes (``expiresAt``)."""
+    moment = parse_iso(iso)
+    return int(moment.timestamp()) if moment else int(time.time())
+
+
+# --- runs
+
+
+def run_to_item(run: Run, next_attempt_at: str | None = None) -> dict[str, Any]:
+    item = run.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"queue_position"})
+    if run.status == RunStatus.QUEUED:
+        item["queuePlan"] = run.plan
+        item["queueKey"] = f"{run.queued_at}#{run.run_id}"
+    elif run.status.holds_slot:
+        item["activePlan"] = run.plan
+        item["activeKey"] = f"{run.tenant_id}#{run.run_id}"
+        if next_attempt_at:
+            item["nextAttemptAt"] = next_attempt_at
+    return to_dynamo(item)
+
+
+def item_to_run(item: dict[str, Any]) -> Run:
+    clean = {k: v for k, v in from_dynamo(item).items() if k not in INTERNAL_ATTRS}
+    return Run.model_validate(clean)
+
+
+def run_token(tenant_id: str, token: str) -> dict[str, Any]:
+    """A runs page token, only for the tenant it was issued for."""
+    key = decode_token(token, ("tenantId", "runId"))
+    if key["tenantId"] != tenant_id:
+        raise InvalidTokenError("nextToken belongs to another listing")
+    return dict(key)
+
+
+def is_due(item: dict[str, Any], now_iso: str) -> bool:
+    """A STARTING run without an execution whose next start attempt is due."""
+    return (
+        item.get("status") == RunStatus.STARTING.value
+        and not item.get("executionArn")
+        and str(item.get("nextAttemptAt", "")) <= now_iso
+    )
+
+
+# --- scheduler state
+
+
+def counters_from(items: list[dict[str, Any]]) -> Counters:
+    names = {str(i["sk"]): int(i.get("running", 0)) for i in items}
+    plans = {k.split("#", 1)[1]: v for k, v in names.items() if k.startswith(PLAN_PREFIX)}
+    tenants = {k.split("#", 1)[1]: v for k, v in names.items() if k.startswith(TENANT_PREFIX)}
+    last = {
+        str(i["sk"]).split("#", 1)[1]: str(i["lastAdmittedAt"])
+        for i in items
+        if str(i["sk"]).startswith(TENANT_PREFIX) and i.get("lastAdmittedAt")
+    }
+    return Counters(
+        global_running=names.get(GLOBAL, 0), plans=plans, tenants=tenants, last_admitted=last
+    )
+
+
+def usage_from(item: dict[str, Any]) -> dict[str, float]:
+    item = from_dynamo(item)
+    return {
+        "runs": int(item.get("runs", 0)),
+        "trainingSeconds": float(item.get("trainingSeconds", 0.0)),
+        "costEstimateUsd": float(item.get("costEstimateUsd", 0.0)),
+    }
+
+
+def rejection_item(rejection: Rejection) -> dict[str, Any]:
+    item: dict[str, Any] = {"at": rejection.at, "reason": rejection.reason}
+    for attr, value in (
+        ("bucket", rejection.bucket),
+        ("key", rejection.key),
+        ("tenantId", rejection.tenant_id),
+    ):
+        if value is not None:
+            item[attr] = value
+    if rejection.detail:
+        item["detail"] = rejection.detail
+    return item
+
+
+def rejection_from(item: dict[str, Any]) -> Rejection:
+    item = from_dynamo(item)
+    return Rejection(
+        at=item["at"],
+        reason=item["reason"],
+        bucket=item.get("bucket"),
+        key=item.get("key"),
+        tenant_id=item.get("tenantId"),
+        detail=item.get("detail", {}),
+    )

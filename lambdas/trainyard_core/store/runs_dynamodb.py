@@ -1,0 +1,517 @@
+"""Runs and scheduler state on DynamoDB (layout: ``run_items.py``).
+
+Every transition is one conditional write or one transaction, so duplicate or
+concurrent callers can never double-apply one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+from trainyard_core.models import Run, RunStatus, TriggerObject
+from trainyard_core.ports.runs import (
+    GLOBAL,
+    TENANT_PREFIX,
+    AdmitOutcome,
+    Caps,
+    Counters,
+    DuplicateUploadError,
+    QueuedRunExistsError,
+    Rejection,
+    RunNotFoundError,
+    RunNotQueuedError,
+    plan_counter,
+    tenant_counter,
+)
+from trainyard_core.store.dynamodb import DynamoClient
+from trainyard_core.store.run_items import (
+    COUNTER_PK,
+    REJECTION_PK,
+    StateKey,
+    counter_key,
+    counters_from,
+    drift_key,
+    epoch,
+    is_due,
+    item_to_run,
+    pointer_key,
+    rejection_from,
+    rejection_item,
+    rejection_key,
+    run_to_item,
+    run_token,
+    state_item,
+    upload_key,
+    usage_from,
+    usage_key,
+)
+from trainyard_core.store.tokens import encode_token
+
+# A run update may name a status as a placeholder (":queued", ":running", ...)
+# without passing its value.
+_STATUS_VALUES = {f":{status.value.lower()}": status.value for status in RunStatus}
+_VALUE_PLACEHOLDER = re.compile(r":\w+")
+
+
+class DynamoRunRepository(DynamoClient):
+    def __init__(self, runs_table: str, state_table: str, client: Any | None = None) -> None:
+        super().__init__(client)
+        self.runs_table = runs_table
+        self.state_table = state_table
+
+    # --- keys and requests
+    @staticmethod
+    def _run_key(tenant_id: str, run_id: str) -> dict[str, Any]:
+        return {"tenantId": tenant_id, "runId": run_id}
+
+    def _state_key(self, key: StateKey) -> dict[str, Any]:
+        return self._s(state_item(key))
+
+    def _run_update(
+        self, run: Run, expression: str, condition: str | None, values: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A conditional update of the run's item."""
+        used = _VALUE_PLACEHOLDER.findall(f"{expression} {condition or ''}")
+        statuses = {p: _STATUS_VALUES[p] for p in used if p in _STATUS_VALUES}
+        key = self._run_key(run.tenant_id, run.run_id)
+        return self._update_request(
+            self.runs_table, key, expression, condition, {**statuses, **values}
+        )
+
+    def _update_run(
+        self, run: Run, expression: str, condition: str, values: dict[str, Any]
+    ) -> bool:
+        """The update alone; False when its condition refused it."""
+        return self._update(**self._run_update(run, expression, condition, values)) is not None
+
+    def _index_query(self, index: str, attribute: str, value: str) -> dict[str, Any]:
+        """Query arguments for the runs of one key of a runs table index."""
+        return {
+            "TableName": self.runs_table,
+            "IndexName": index,
+            "KeyConditionExpression": f"{attribute} = :v",
+            "ExpressionAttributeValues": self._s({":v": value}),
+        }
+
+    def _get_state(self, key: StateKey) -> dict[str, Any] | None:
+        return self._get(self.state_table, state_item(key))
+
+    def _dedupe_put(self, key: str, ttl: int, now_iso: str) -> dict[str, Any]:
+        return self._put_request(
+            self.state_table,
+            state_item(upload_key(key), expiresAt=ttl),
+            # An expired-but-not-yet-deleted marker (TTL is lazy) no longer counts.
+            "attribute_not_exists(pk) OR expiresAt <= :now",
+            {":now": epoch(now_iso)},
+        )
+
+    def _counter_update(
+        self, name: str, delta: int, cap: int | None, stamp: str | None = None
+    ) -> dict[str, Any]:
+        expression = "ADD running :delta"
+        values: dict[str, Any] = {":delta": delta}
+        if stamp is not None:  # same write, so the fair order costs no extra request
+            expression += " SET lastAdmittedAt = :stamp"
+            values[":stamp"] = stamp
+        condition = None
+        if cap is not None:
+            condition = "attribute_not_exists(running) OR running < :cap"
+            values[":cap"] = cap
+        key = state_item(counter_key(name))
+        return {
+            "Update": self._update_request(self.state_table, key, expression, condition, values)
+        }
+
+    def _pointer_delete_if(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
+        # Only clear the pointer if it points at this run. Nobody can move it away
+        # from a QUEUED run, so this read cannot go stale before the transaction.
+        if self.queued_run_id(tenant_id) != run_id:
+            return []
+        return [
+            {
+                "Delete": {
+                    "TableName": self.state_table,
+                    "Key": self._state_key(pointer_key(tenant_id)),
+                    "ConditionExpression": "runId = :rid",
+                    "ExpressionAttributeValues": self._s({":rid": run_id}),
+                }
+            }
+        ]
+
+    # --- reads
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        item = self._get(self.runs_table, self._run_key(tenant_id, run_id))
+        return item_to_run(item) if item else None
+
+    def list_runs(
+        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.runs_table,
+            "KeyConditionExpression": "tenantId = :t",
+            "ExpressionAttributeValues": self._s({":t": tenant_id}),
+            "ScanIndexForward": False,  # run ids are time-ordered: newest first
+            "Limit": limit,
+        }
+        if next_token:
+            kwargs["ExclusiveStartKey"] = self._s(run_token(tenant_id, next_token))
+        page = self.client.query(**kwargs)
+        runs = [item_to_run(self._d(i)) for i in page.get("Items", [])]
+        last = page.get("LastEvaluatedKey")
+        token = encode_token(self._d(last)) if last else None
+        return runs, token
+
+    def find_by_execution(self, execution_arn: str) -> Run | None:
+        items = list(
+            self._query_all(**self._index_query("byExecution", "executionArn", execution_arn))
+        )
+        if not items:
+            return None
+        # The GSI is eventually consistent; read the base item for the truth.
+        return self.get_run(items[0]["tenantId"], items[0]["runId"])
+
+    def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
+        kwargs = self._index_query("byQueue", "queuePlan", plan)
+        if limit is not None:
+            kwargs["Limit"] = limit  # only the head of the queue is read (and paid for)
+        runs: list[Run] = []
+        for item in self._query_all(**kwargs):
+            runs.append(item_to_run(item))
+            if limit is not None and len(runs) >= limit:
+                break
+        return runs
+
+    def queue_depth(self, plan: str) -> int:
+        kwargs = {**self._index_query("byQueue", "queuePlan", plan), "Select": "COUNT"}
+        total = 0
+        while True:
+            page = self.client.query(**kwargs)
+            total += int(page.get("Count", 0))
+            if not page.get("LastEvaluatedKey"):
+                return total
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _active_items(self, plan: str) -> list[dict[str, Any]]:
+        return list(self._query_all(**self._index_query("byActive", "activePlan", plan)))
+
+    def active_runs(self, plan: str) -> list[Run]:
+        return [item_to_run(i) for i in self._active_items(plan)]
+
+    def due_starts(self, plan: str, now_iso: str) -> list[Run]:
+        return [item_to_run(i) for i in self._active_items(plan) if is_due(i, now_iso)]
+
+    def queued_run_id(self, tenant_id: str) -> str | None:
+        item = self._get_state(pointer_key(tenant_id))
+        return item.get("runId") if item else None
+
+    def counters(self, tenant_ids: Collection[str] | None = None) -> Counters:
+        if tenant_ids is None:
+            items = list(
+                self._query_all(
+                    TableName=self.state_table,
+                    KeyConditionExpression="pk = :pk",
+                    ExpressionAttributeValues=self._s({":pk": COUNTER_PK}),
+                    ConsistentRead=True,
+                )
+            )
+            return counters_from(items)
+        # "global" and "plan#..." sort before "tenant#": one small query, and the
+        # tenants asked for by key, so the read does not grow with the tenant count.
+        items = list(
+            self._query_all(
+                TableName=self.state_table,
+                KeyConditionExpression="pk = :pk AND sk < :tenants",
+                ExpressionAttributeValues=self._s({":pk": COUNTER_PK, ":tenants": TENANT_PREFIX}),
+                ConsistentRead=True,
+            )
+        )
+        keys = [state_item(counter_key(tenant_counter(t))) for t in set(tenant_ids)]
+        items.extend(self._get_many(self.state_table, keys))
+        return counters_from(items)
+
+    def usage(self, tenant_id: str, month: str) -> dict[str, float]:
+        return usage_from(self._get_state(usage_key(tenant_id, month)) or {})
+
+    def list_rejections(self, limit: int = 50) -> list[Rejection]:
+        resp = self.client.query(
+            TableName=self.state_table,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=self._s({":pk": REJECTION_PK}),
+            ScanIndexForward=False,
+            Limit=limit,
+        )
+        return [rejection_from(self._d(i)) for i in resp.get("Items", [])]
+
+    # --- intake
+    def create_queued_run(
+        self,
+        run: Run,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        replace_pointer: str | None = None,
+    ) -> None:
+        items: list[dict[str, Any]] = []
+        if dedupe_key is not None:
+            items.append(self._dedupe_put(dedupe_key, dedupe_ttl, run.queued_at))
+        pointer = state_item(pointer_key(run.tenant_id), runId=run.run_id)
+        if replace_pointer is None:
+            items.append(self._put_request(self.state_table, pointer, "attribute_not_exists(pk)"))
+        else:
+            # The pointer names a run that is no longer QUEUED: take it over.
+            items.append(
+                self._put_request(
+                    self.state_table,
+                    pointer,
+                    "attribute_not_exists(pk) OR runId = :stale",
+                    {":stale": replace_pointer},
+                )
+            )
+        items.append(
+            self._put_request(self.runs_table, run_to_item(run), "attribute_not_exists(runId)")
+        )
+        codes = self._transact(items)
+        if codes is None:
+            return
+        if dedupe_key is not None and codes[0] == "ConditionalCheckFailed":
+            raise DuplicateUploadError(dedupe_key)
+        raise QueuedRunExistsError(run.tenant_id)
+
+    def add_to_queued_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        obj: TriggerObject | None,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        now_iso: str,
+    ) -> None:
+        items: list[dict[str, Any]] = []
+        if dedupe_key is not None:
+            items.append(self._dedupe_put(dedupe_key, dedupe_ttl, now_iso))
+        values: dict[str, Any] = {":queued": RunStatus.QUEUED.value, ":now": now_iso}
+        expression = "SET updatedAt = :now"
+        if obj is not None:
+            expression += ", #trigger.objects = list_append(#trigger.objects, :obj)"
+            values[":obj"] = [obj.model_dump(by_alias=True, mode="json", exclude_none=True)]
+        key = self._run_key(tenant_id, run_id)
+        update = self._update_request(self.runs_table, key, expression, "#status = :queued", values)
+        items.append({"Update": update})
+        codes = self._transact(items)
+        if codes is None:
+            return
+        if dedupe_key is not None and codes[0] == "ConditionalCheckFailed":
+            raise DuplicateUploadError(dedupe_key)
+        raise RunNotQueuedError(run_id)
+
+    def record_rejection(self, rejection: Rejection, ttl: int) -> None:
+        item = state_item(rejection_key(rejection.at), expiresAt=ttl, **rejection_item(rejection))
+        self.client.put_item(TableName=self.state_table, Item=self._s(item))
+
+    # --- dispatch
+    def admit(self, run: Run, caps: Caps, now_iso: str, next_attempt_at: str) -> AdmitOutcome:
+        run_update = self._run_update(
+            run,
+            "SET #status = :starting, updatedAt = :now, nextAttemptAt = :next, "
+            "activePlan = :plan, activeKey = :akey REMOVE queuePlan, queueKey, failureReason",
+            "#status = :queued",
+            {
+                ":now": now_iso,
+                ":next": next_attempt_at,
+                ":plan": run.plan,
+                ":akey": f"{run.tenant_id}#{run.run_id}",
+            },
+        )
+        items = [
+            {"Update": run_update},
+            self._counter_update(GLOBAL, 1, caps.global_cap),
+            self._counter_update(plan_counter(run.plan), 1, caps.plan_cap),
+            self._counter_update(tenant_counter(run.tenant_id), 1, caps.tenant_cap, now_iso),
+            *self._pointer_delete_if(run.tenant_id, run.run_id),
+        ]
+        codes = self._transact(items)
+        if codes is None:
+            return AdmitOutcome.ADMITTED
+        if codes[0] == "ConditionalCheckFailed":
+            return AdmitOutcome.NOT_QUEUED
+        if any(c == "ConditionalCheckFailed" for c in codes[1:4]):
+            return AdmitOutcome.CAP_REACHED
+        return AdmitOutcome.NOT_QUEUED
+
+    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
+        if reason is None:
+            self._update_run(run, "REMOVE failureReason", "#status = :queued", {})
+        else:
+            self._update_run(run, "SET failureReason = :r", "#status = :queued", {":r": reason})
+
+    def move_queued_run(self, run: Run, plan: str) -> bool:
+        # queueKey (queued time) stays: the run keeps its seniority in the new queue.
+        return self._update_run(
+            run, "SET #plan = :plan, queuePlan = :plan", "#status = :queued", {":plan": plan}
+        )
+
+    def set_stuck_reason(self, run: Run, reason: str) -> None:
+        # updatedAt is left alone: it dates the last state change, not this note.
+        self._update_run(
+            run, "SET failureReason = :r", "#status IN (:starting, :running)", {":r": reason}
+        )
+
+    def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
+        cancel = self._run_update(
+            run,
+            "SET #status = :failed, failureReason = :r, endedAt = :now, "
+            "updatedAt = :now REMOVE queuePlan, queueKey",
+            "#status = :queued",
+            {":r": reason, ":now": now_iso},
+        )
+        items = [{"Update": cancel}, *self._pointer_delete_if(run.tenant_id, run.run_id)]
+        return self._transact(items) is None
+
+    def mark_started(
+        self,
+        run: Run,
+        execution_arn: str,
+        started_at: str,
+        instance_type: str,
+        instance_count: int,
+    ) -> bool:
+        if self._update_run(
+            run,
+            "SET #status = :running, executionArn = :arn, startedAt = :at, "
+            "instanceType = :it, instanceCount = :ic, updatedAt = :at "
+            "REMOVE nextAttemptAt, failureReason",
+            "#status = :starting",
+            {":arn": execution_arn, ":at": started_at, ":it": instance_type, ":ic": instance_count},
+        ):
+            return True
+        # It moved on already (a status event beat us): at least keep the ARN.
+        self._update_run(
+            run,
+            "SET executionArn = :arn",
+            "attribute_exists(runId) AND attribute_not_exists(executionArn)",
+            {":arn": execution_arn},
+        )
+        return False
+
+    def record_start_failure(
+        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
+    ) -> bool:
+        return self._update_run(
+            run,
+            "SET startAttempts = :n, nextAttemptAt = :next, failureReason = :r, updatedAt = :now",
+            "#status = :starting AND attribute_not_exists(executionArn)",
+            {":n": attempts, ":next": next_attempt_at, ":r": reason, ":now": now_iso},
+        )
+
+    # --- status
+    def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:
+        return self._update_run(
+            run,
+            "SET #status = :running, executionArn = if_not_exists(executionArn, :arn), "
+            "startedAt = if_not_exists(startedAt, :now), updatedAt = :now REMOVE failureReason",
+            "#status = :starting",
+            {":arn": execution_arn, ":now": now_iso},
+        )
+
+    def finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        *,
+        ended_at: str,
+        month: str,
+        training_seconds: float,
+        cost_usd: float,
+        failure_reason: str | None,
+        execution_arn: str | None = None,
+    ) -> bool:
+        values: dict[str, Any] = {
+            ":status": status.value,
+            ":ended": ended_at,
+            ":secs": training_seconds,
+            ":cost": cost_usd,
+        }
+        expression = (
+            "SET #status = :status, endedAt = :ended, updatedAt = :ended, "
+            "trainingSeconds = :secs, costEstimateUsd = :cost"
+        )
+        if failure_reason:
+            expression += ", failureReason = :reason"
+            values[":reason"] = failure_reason
+        if execution_arn:
+            expression += ", executionArn = if_not_exists(executionArn, :arn)"
+            values[":arn"] = execution_arn
+        expression += " REMOVE activePlan, activeKey, nextAttemptAt"
+        if not failure_reason:
+            expression += ", failureReason"
+        # Only a slot holder may finish: duplicates and late events are no-ops.
+        finish = self._run_update(run, expression, "#status IN (:starting, :running)", values)
+        usage = self._update_request(
+            self.state_table,
+            state_item(usage_key(run.tenant_id, month)),
+            "ADD runs :one, trainingSeconds :secs, costEstimateUsd :cost",
+            None,
+            {":one": 1, ":secs": training_seconds, ":cost": cost_usd},
+        )
+        items = [
+            {"Update": finish},
+            self._counter_update(GLOBAL, -1, None),
+            self._counter_update(plan_counter(run.plan), -1, None),
+            self._counter_update(tenant_counter(run.tenant_id), -1, None),
+            {"Update": usage},
+        ]
+        return self._transact(items) is None
+
+    # --- recorder
+    def record_results(
+        self,
+        tenant_id: str,
+        run_id: str,
+        metrics: dict[str, float],
+        model_package_arn: str | None,
+        now_iso: str,
+    ) -> Run:
+        values: dict[str, Any] = {":m": metrics, ":now": now_iso}
+        expression = "SET #metrics = :m, updatedAt = :now"  # metrics: a reserved word
+        if model_package_arn:
+            expression += ", modelPackageArn = :arn"
+            values[":arn"] = model_package_arn
+        key = self._run_key(tenant_id, run_id)
+        resp = self._update(
+            **self._update_request(
+                self.runs_table, key, expression, "attribute_exists(runId)", values
+            ),
+            ReturnValues="ALL_NEW",
+        )
+        if resp is None:
+            raise RunNotFoundError(f"run {tenant_id}/{run_id} does not exist")
+        return item_to_run(self._d(resp["Attributes"]))
+
+    # --- reconcile
+    def set_counter(self, name: str, value: int, expected: int | None) -> bool:
+        condition = None
+        values: dict[str, Any] = {":v": value}
+        if expected is not None:
+            condition = (
+                "running = :e" if expected else ("attribute_not_exists(running) OR running = :e")
+            )
+            values[":e"] = expected
+        key = state_item(counter_key(name))
+        request = self._update_request(self.state_table, key, "SET running = :v", condition, values)
+        return self._update(**request) is not None
+
+    def drift_marker(self, name: str) -> tuple[int, int] | None:
+        item = self._get_state(drift_key(name))
+        return (int(item["observed"]), int(item["actual"])) if item else None
+
+    def put_drift_marker(self, name: str, observed: int | None, actual: int | None) -> None:
+        if observed is None or actual is None:
+            self.client.delete_item(
+                TableName=self.state_table, Key=self._state_key(drift_key(name))
+            )
+            return
+        self.client.put_item(
+            TableName=self.state_table,
+            Item=self._s(state_item(drift_key(name), observed=observed, actual=actual)),
+        )

@@ -1,0 +1,480 @@
+"""Runs and scheduler state in memory: the twin of ``runs_dynamodb.py``.
+
+Same semantics, one lock standing for one transaction; it drives the policy
+tests, the property tests and the benchmark.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import threading
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from trainyard_core.models import Run, RunStatus, TriggerObject
+from trainyard_core.ports.runs import (
+    GLOBAL,
+    TENANT_PREFIX,
+    AdmitOutcome,
+    Caps,
+    Counters,
+    DuplicateUploadError,
+    QueuedRunExistsError,
+    Rejection,
+    RunNotFoundError,
+    RunNotQueuedError,
+    plan_counter,
+    tenant_counter,
+)
+from trainyard_core.store.run_items import (
+    REJECTION_PK,
+    counter_key,
+    counters_from,
+    drift_key,
+    epoch,
+    is_due,
+    item_to_run,
+    pointer_key,
+    rejection_from,
+    rejection_item,
+    rejection_key,
+    run_to_item,
+    run_token,
+    upload_key,
+    usage_from,
+    usage_key,
+)
+from trainyard_core.store.tokens import encode_token
+
+
+class InMemoryRunRepository:
+    """Same semantics as ``DynamoRunRepository``; one lock = one transaction."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._state: dict[tuple[str, str], dict[str, Any]] = {}
+        self._counter_names: set[str] = set()  # counters live in _state; this indexes them
+        self._lock = threading.RLock()
+        # The in-memory twins of the GSIs, so reads cost what a GSI query costs
+        # (the head of the queue, the active runs) rather than a scan of every run.
+        self._queue_idx: dict[str, list[tuple[str, tuple[str, str]]]] = {}
+        self._active_idx: dict[str, dict[tuple[str, str], str]] = {}
+        self._exec_idx: dict[str, tuple[str, str]] = {}
+        self._tenant_idx: dict[str, set[str]] = {}
+
+    # --- helpers
+    def _run_item(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
+        return self._runs.get((tenant_id, run_id))
+
+    def _put_run(self, run: Run, next_attempt_at: str | None = None) -> None:
+        key = (run.tenant_id, run.run_id)
+        old = self._runs.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        item = run_to_item(run, next_attempt_at)
+        self._runs[key] = item
+        self._index(key, item)
+
+    def _index(self, key: tuple[str, str], item: dict[str, Any]) -> None:
+        if item.get("queuePlan"):
+            bisect.insort(
+                self._queue_idx.setdefault(item["queuePlan"], []), (item["queueKey"], key)
+            )
+        if item.get("activePlan"):
+            self._active_idx.setdefault(item["activePlan"], {})[key] = item["activeKey"]
+        if item.get("executionArn"):
+            self._exec_idx[item["executionArn"]] = key
+        self._tenant_idx.setdefault(key[0], set()).add(key[1])
+
+    def _unindex(self, key: tuple[str, str], item: dict[str, Any]) -> None:
+        if item.get("queuePlan"):
+            entries = self._queue_idx.get(item["queuePlan"], [])
+            entry = (item["queueKey"], key)
+            at = bisect.bisect_left(entries, entry)
+            if at < len(entries) and entries[at] == entry:
+                del entries[at]
+        if item.get("activePlan"):
+            self._active_idx.get(item["activePlan"], {}).pop(key, None)
+
+    def _load(self, tenant_id: str, run_id: str) -> Run | None:
+        item = self._run_item(tenant_id, run_id)
+        return item_to_run(item) if item else None
+
+    def _counter(self, name: str) -> int:
+        return int(self._state.get(counter_key(name), {}).get("running", 0))
+
+    def _add_counter(self, name: str, delta: int) -> None:
+        item = self._state.setdefault(counter_key(name), {"running": 0})
+        self._counter_names.add(name)
+        item["running"] = int(item.get("running", 0)) + delta
+
+    def _pointer(self, tenant_id: str) -> str | None:
+        item = self._state.get(pointer_key(tenant_id))
+        return item["runId"] if item else None
+
+    def _dedupe_taken(self, key: str | None, now_iso: str) -> bool:
+        if key is None:
+            return False
+        item = self._state.get(upload_key(key))
+        return bool(item) and int(item.get("expiresAt", 0)) > epoch(now_iso)
+
+    # --- reads
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        with self._lock:
+            return self._load(tenant_id, run_id)
+
+    def list_runs(
+        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        after = run_token(tenant_id, next_token)["runId"] if next_token else None
+        with self._lock:
+            ids = sorted(self._tenant_idx.get(tenant_id, ()), reverse=True)
+            if after is not None:
+                ids = [r for r in ids if r < after]
+            page = [self._load(tenant_id, r) for r in ids[:limit]]
+        runs = [r for r in page if r]
+        token = (
+            encode_token({"tenantId": tenant_id, "runId": runs[-1].run_id})
+            if len(ids) > limit
+            else None
+        )
+        return runs, token
+
+    def find_by_execution(self, execution_arn: str) -> Run | None:
+        with self._lock:
+            key = self._exec_idx.get(execution_arn)
+            item = self._runs.get(key) if key else None
+            if item is not None and item.get("executionArn") == execution_arn:
+                return item_to_run(item)
+        return None
+
+    def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
+        with self._lock:
+            entries = self._queue_idx.get(plan, [])
+            head = entries if limit is None else entries[:limit]
+            items = [self._runs[key] for _, key in head]
+        return [item_to_run(i) for i in items]
+
+    def queue_depth(self, plan: str) -> int:
+        with self._lock:
+            return len(self._queue_idx.get(plan, []))
+
+    def _active_items(self, plan: str) -> list[dict[str, Any]]:
+        with self._lock:
+            keys = sorted(self._active_idx.get(plan, {}).items(), key=lambda kv: kv[1])
+            return [self._runs[key] for key, _ in keys]
+
+    def active_runs(self, plan: str) -> list[Run]:
+        return [item_to_run(i) for i in self._active_items(plan)]
+
+    def due_starts(self, plan: str, now_iso: str) -> list[Run]:
+        return [item_to_run(i) for i in self._active_items(plan) if is_due(i, now_iso)]
+
+    def queued_run_id(self, tenant_id: str) -> str | None:
+        with self._lock:
+            return self._pointer(tenant_id)
+
+    def counters(self, tenant_ids: Collection[str] | None = None) -> Counters:
+        with self._lock:
+            if tenant_ids is None:
+                names: Iterable[str] = list(self._counter_names)
+            else:
+                slots = [n for n in self._counter_names if not n.startswith(TENANT_PREFIX)]
+                names = slots + [tenant_counter(t) for t in set(tenant_ids)]
+            items = [
+                {"sk": name, **self._state[counter_key(name)]}
+                for name in names
+                if counter_key(name) in self._state
+            ]
+        return counters_from(items)
+
+    def usage(self, tenant_id: str, month: str) -> dict[str, float]:
+        with self._lock:
+            item = dict(self._state.get(usage_key(tenant_id, month), {}))
+        return usage_from(item)
+
+    def list_rejections(self, limit: int = 50) -> list[Rejection]:
+        with self._lock:
+            items = sorted(
+                ((sk, v) for (pk, sk), v in self._state.items() if pk == REJECTION_PK), reverse=True
+            )
+        return [rejection_from(v) for _, v in items[:limit]]
+
+    # --- intake
+    def create_queued_run(
+        self,
+        run: Run,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        replace_pointer: str | None = None,
+    ) -> None:
+        with self._lock:
+            if self._dedupe_taken(dedupe_key, run.queued_at):
+                raise DuplicateUploadError(dedupe_key)
+            pointer = self._pointer(run.tenant_id)
+            if pointer is not None and pointer != replace_pointer:
+                raise QueuedRunExistsError(pointer)
+            if self._run_item(run.tenant_id, run.run_id):
+                raise QueuedRunExistsError(run.run_id)
+            if dedupe_key is not None:
+                self._state[upload_key(dedupe_key)] = {"expiresAt": dedupe_ttl}
+            self._state[pointer_key(run.tenant_id)] = {"runId": run.run_id}
+            self._put_run(run)
+
+    def add_to_queued_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        obj: TriggerObject | None,
+        dedupe_key: str | None,
+        dedupe_ttl: int,
+        now_iso: str,
+    ) -> None:
+        with self._lock:
+            if self._dedupe_taken(dedupe_key, now_iso):
+                raise DuplicateUploadError(dedupe_key)
+            run = self._load(tenant_id, run_id)
+            if run is None or run.status != RunStatus.QUEUED:
+                raise RunNotQueuedError(run_id)
+            if dedupe_key is not None:
+                self._state[upload_key(dedupe_key)] = {"expiresAt": dedupe_ttl}
+            objects = [*run.trigger.objects, obj] if obj is not None else run.trigger.objects
+            trigger = run.trigger.model_copy(update={"objects": objects})
+            self._put_run(run.model_copy(update={"trigger": trigger, "updated_at": now_iso}))
+
+    def record_rejection(self, rejection: Rejection, ttl: int) -> None:
+        with self._lock:
+            self._state[rejection_key(rejection.at)] = {
+                **rejection_item(rejection),
+                "expiresAt": ttl,
+            }
+
+    # --- dispatch
+    def admit(self, run: Run, caps: Caps, now_iso: str, next_attempt_at: str) -> AdmitOutcome:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.QUEUED:
+                return AdmitOutcome.NOT_QUEUED
+            if (
+                self._counter(GLOBAL) >= caps.global_cap
+                or self._counter(plan_counter(run.plan)) >= caps.plan_cap
+                or self._counter(tenant_counter(run.tenant_id)) >= caps.tenant_cap
+            ):
+                return AdmitOutcome.CAP_REACHED
+            for name in (GLOBAL, plan_counter(run.plan), tenant_counter(run.tenant_id)):
+                self._add_counter(name, 1)
+            self._state[counter_key(tenant_counter(run.tenant_id))]["lastAdmittedAt"] = now_iso
+            if self._pointer(run.tenant_id) == run.run_id:
+                del self._state[pointer_key(run.tenant_id)]
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": RunStatus.STARTING,
+                        "failure_reason": None,
+                        "updated_at": now_iso,
+                    }
+                ),
+                next_attempt_at,
+            )
+            return AdmitOutcome.ADMITTED
+
+    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is not None and current.status == RunStatus.QUEUED:
+                self._put_run(current.model_copy(update={"failure_reason": reason}))
+
+    def move_queued_run(self, run: Run, plan: str) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.QUEUED:
+                return False
+            self._put_run(current.model_copy(update={"plan": plan}))
+            return True
+
+    def set_stuck_reason(self, run: Run, reason: str) -> None:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is not None and current.status.holds_slot:
+                self._put_run(current.model_copy(update={"failure_reason": reason}))
+
+    def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.QUEUED:
+                return False
+            if self._pointer(run.tenant_id) == run.run_id:
+                del self._state[pointer_key(run.tenant_id)]
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": RunStatus.FAILED,
+                        "failure_reason": reason,
+                        "ended_at": now_iso,
+                        "updated_at": now_iso,
+                    }
+                )
+            )
+            return True
+
+    def mark_started(
+        self,
+        run: Run,
+        execution_arn: str,
+        started_at: str,
+        instance_type: str,
+        instance_count: int,
+    ) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None:
+                return False
+            if current.status != RunStatus.STARTING:
+                if current.execution_arn is None:
+                    item = self._run_item(run.tenant_id, run.run_id)
+                    assert item is not None
+                    item["executionArn"] = execution_arn
+                    self._exec_idx[execution_arn] = (run.tenant_id, run.run_id)
+                return False
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": RunStatus.RUNNING,
+                        "execution_arn": execution_arn,
+                        "started_at": started_at,
+                        "instance_type": instance_type,
+                        "instance_count": instance_count,
+                        "failure_reason": None,
+                        "updated_at": started_at,
+                    }
+                )
+            )
+            return True
+
+    def record_start_failure(
+        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
+    ) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.STARTING or current.execution_arn:
+                return False
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "start_attempts": attempts,
+                        "failure_reason": reason,
+                        "updated_at": now_iso,
+                    }
+                ),
+                next_attempt_at,
+            )
+            return True
+
+    # --- status
+    def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or current.status != RunStatus.STARTING:
+                return False
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": RunStatus.RUNNING,
+                        "execution_arn": current.execution_arn or execution_arn,
+                        "started_at": current.started_at or now_iso,
+                        "failure_reason": None,
+                        "updated_at": now_iso,
+                    }
+                )
+            )
+            return True
+
+    def finish(
+        self,
+        run: Run,
+        status: RunStatus,
+        *,
+        ended_at: str,
+        month: str,
+        training_seconds: float,
+        cost_usd: float,
+        failure_reason: str | None,
+        execution_arn: str | None = None,
+    ) -> bool:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if current is None or not current.status.holds_slot:
+                return False
+            for name in (GLOBAL, plan_counter(current.plan), tenant_counter(current.tenant_id)):
+                self._add_counter(name, -1)
+            usage = self._state.setdefault(
+                usage_key(current.tenant_id, month),
+                {"runs": 0, "trainingSeconds": 0.0, "costEstimateUsd": 0.0},
+            )
+            usage["runs"] += 1
+            usage["trainingSeconds"] += training_seconds
+            usage["costEstimateUsd"] += cost_usd
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": status,
+                        "ended_at": ended_at,
+                        "training_seconds": training_seconds,
+                        "cost_estimate_usd": cost_usd,
+                        "failure_reason": failure_reason,
+                        "execution_arn": current.execution_arn or execution_arn,
+                        "updated_at": ended_at,
+                    }
+                )
+            )
+            return True
+
+    # --- recorder
+    def record_results(
+        self,
+        tenant_id: str,
+        run_id: str,
+        metrics: dict[str, float],
+        model_package_arn: str | None,
+        now_iso: str,
+    ) -> Run:
+        with self._lock:
+            current = self._load(tenant_id, run_id)
+            if current is None:
+                raise RunNotFoundError(f"run {tenant_id}/{run_id} does not exist")
+            update: dict[str, Any] = {"metrics": dict(metrics), "updated_at": now_iso}
+            if model_package_arn:
+                update["model_package_arn"] = model_package_arn
+            item = self._run_item(tenant_id, run_id)
+            assert item is not None
+            next_attempt = item.get("nextAttemptAt")
+            updated = current.model_copy(update=update)
+            self._put_run(updated, next_attempt)
+            return updated
+
+    # --- reconcile
+    def set_counter(self, name: str, value: int, expected: int | None) -> bool:
+        with self._lock:
+            if expected is not None and self._counter(name) != expected:
+                return False
+            self._state.setdefault(counter_key(name), {})["running"] = value
+            self._counter_names.add(name)
+            return True
+
+    def drift_marker(self, name: str) -> tuple[int, int] | None:
+        with self._lock:
+            item = self._state.get(drift_key(name))
+        return (int(item["observed"]), int(item["actual"])) if item else None
+
+    def put_drift_marker(self, name: str, observed: int | None, actual: int | None) -> None:
+        with self._lock:
+            if observed is None or actual is None:
+                self._state.pop(drift_key(name), None)
+            else:
+                self._state[drift_key(name)] = {"observed": observed, "actual": actual}
+
+    # --- test/benchmark helpers
+    def all_runs(self) -> list[Run]:
+        with self._lock:
+            return [item_to_run(copy.deepcopy(i)) for i in self._runs.values()]

@@ -1,0 +1,4 @@
+"""Test doubles and fault tools for tests, the benchmark and simulations.
+
+Kept out of ``lambdas/`` so nothing test-only ships in the Lambda asset.
+"""
