@@ -26,6 +26,54 @@ def _account(scope: Construct) -> str:
     return Stack.of(scope).account
 
 
+def tenant_data_bucket(
+    scope: Construct,
+    logical_id: str,
+    *,
+    bucket_name: str,
+    log_bucket: object,
+    log_prefix: object,
+    logs_for: str,
+) -> s3.Bucket:
+    """A bucket that holds tenant data (a silo tenant's own, or the shared pool):
+    encrypted, private, TLS only, versioned, native S3 -> EventBridge notifications
+    (the L1 property; CDK's ``event_bridge_enabled`` would add a custom-resource
+    Lambda), server access logs into the platform bucket. Kept on stack deletion and
+    replacement, not after the failed create that made it (a kept bucket of a failed
+    create would make every retry fail on its fixed name)."""
+    bucket = s3.Bucket(
+        scope,
+        logical_id,
+        bucket_name=bucket_name,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        enforce_ssl=True,
+        versioned=True,
+        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+    )
+    cfn_bucket = bucket.node.default_child
+    assert isinstance(cfn_bucket, s3.CfnBucket)
+    # Stable, readable logical ids: templates are published and diffed.
+    cfn_bucket.override_logical_id(logical_id)
+    cfn_bucket.add_property_override(
+        "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+    )
+    cfn_bucket.add_property_override(
+        "LoggingConfiguration", {"DestinationBucketName": log_bucket, "LogFilePrefix": log_prefix}
+    )
+    Validations.of(bucket).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-S1",
+            reason=(
+                "Server access logging is configured with an L1 override to the platform "
+                f"bucket ({logs_for}), which cdk-nag cannot see on the L2 bucket."
+            ),
+        )
+    )
+    return bucket
+
+
 def _attr(name: str) -> dynamodb.Attribute:
     # wiring.TableSpec: every key attribute is a string.
     return dynamodb.Attribute(name=name, type=dynamodb.AttributeType.STRING)
@@ -129,44 +177,14 @@ class Storage(Construct):
     def _pool_bucket(self, names: wiring.Names) -> s3.Bucket:
         """The shared bucket of pool tenants (plans with `pool` isolation): each owns
         tenants/<id>/, reachable only through its own role and rule (tenant stack)."""
-        bucket = s3.Bucket(
+        return tenant_data_bucket(
             self,
             "PoolBucket",
             bucket_name=names.pool_bucket(_account(self)),
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-            enforce_ssl=True,
-            versioned=True,
-            # Tenant data: survives the platform stack; purges are per tenant prefix.
-            removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+            log_bucket={"Ref": "PlatformBucket"},
+            log_prefix=f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
+            logs_for=f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
         )
-        cfn_bucket = bucket.node.default_child
-        assert isinstance(cfn_bucket, s3.CfnBucket)
-        cfn_bucket.override_logical_id("PoolBucket")
-        # Native S3 -> EventBridge delivery (the L1 property, not CDK's custom resource);
-        # every pool tenant's own rule matches its own prefix.
-        cfn_bucket.add_property_override(
-            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
-        )
-        # Audited like the silo buckets: access logs into the platform bucket.
-        cfn_bucket.add_property_override(
-            "LoggingConfiguration",
-            {
-                "DestinationBucketName": {"Ref": "PlatformBucket"},
-                "LogFilePrefix": f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
-            },
-        )
-        Validations.of(bucket).acknowledge(
-            Acknowledgment(
-                id="AwsSolutions-S1",
-                reason=(
-                    "Server access logging is configured with an L1 override to the platform "
-                    "bucket (access-logs/pool/), which cdk-nag cannot see on the L2 bucket."
-                ),
-            )
-        )
-        return bucket
 
     @property
     def table_list(self) -> list[dynamodb.Table]:

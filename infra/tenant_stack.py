@@ -33,14 +33,13 @@ from aws_cdk import (
 )
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 from trainyard_core import wiring
 from trainyard_core.config import Isolation, Settings
 from trainyard_core.models import TENANT_ID_MAX, TENANT_ID_MIN, TENANT_ID_RE
 
-from infra.storage import ACCESS_LOGS_PREFIX, CODE_PREFIX
+from infra.storage import ACCESS_LOGS_PREFIX, CODE_PREFIX, tenant_data_bucket
 
 # Job metrics SageMaker emits on the job's behalf (TrainingJobs, ProcessingJobs, ...).
 SAGEMAKER_METRIC_NAMESPACE = "/aws/sagemaker/*"
@@ -79,47 +78,14 @@ class TenantStorage(Protocol):
 
 def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names) -> TenantLocation:
     """A dedicated bucket (retained on offboarding) with native EventBridge notifications."""
-    bucket_name = Fn.sub(names.silo_bucket("${TenantId}", "${AWS::AccountId}"))
-    bucket = s3.Bucket(
+    bucket = tenant_data_bucket(
         scope,
         "DataBucket",
-        bucket_name=bucket_name,
-        encryption=s3.BucketEncryption.S3_MANAGED,
-        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-        object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-        enforce_ssl=True,
-        versioned=True,
-        # Tenant data survives offboarding and replacement (purging is an explicit API
-        # action), but not the rollback of the create that made it: a kept bucket of
-        # a failed create would make every retry fail on its fixed name.
-        removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
-    )
-    cfn_bucket = bucket.node.default_child
-    assert isinstance(cfn_bucket, s3.CfnBucket)
-    # Stable, readable logical ids: this template is published and diffed.
-    cfn_bucket.override_logical_id("DataBucket")
-    # Native S3 -> EventBridge delivery, set on the L1 property (CDK's
-    # `event_bridge_enabled=True` would add a custom-resource Lambda instead).
-    cfn_bucket.add_property_override(
-        "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
-    )
-    # Server access logs go to the platform bucket (its policy admits this
-    # account's <prefix>-* buckets), one prefix per tenant.
-    cfn_bucket.add_property_override(
-        "LoggingConfiguration",
-        {
-            "DestinationBucketName": Fn.sub(names.platform_bucket("${AWS::AccountId}")),
-            "LogFilePrefix": Fn.sub(f"{ACCESS_LOGS_PREFIX}${{TenantId}}/"),
-        },
-    )
-    Validations.of(bucket).acknowledge(
-        Acknowledgment(
-            id="AwsSolutions-S1",
-            reason=(
-                "Server access logging is configured with an L1 override to the platform "
-                "bucket (access-logs/<tenant>/), which cdk-nag cannot see on the L2 bucket."
-            ),
-        )
+        bucket_name=Fn.sub(names.silo_bucket("${TenantId}", "${AWS::AccountId}")),
+        # The platform bucket admits this account's <prefix>-* buckets' logs.
+        log_bucket=Fn.sub(names.platform_bucket("${AWS::AccountId}")),
+        log_prefix=Fn.sub(f"{ACCESS_LOGS_PREFIX}${{TenantId}}/"),
+        logs_for=f"{ACCESS_LOGS_PREFIX}<tenant>/",
     )
     data_prefix = names.silo_data_prefix
     return TenantLocation(

@@ -11,7 +11,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from trainyard_core.config import Isolation
-from trainyard_core.tenants import PurgePaused, StackState, StoredObject
+from trainyard_core.ports.provisioning import PurgePaused, StackState, StoredObject
 
 # CopyObject takes objects up to 5 GiB; larger ones need a multipart copy.
 MAX_SINGLE_COPY_BYTES = 5 * 1024**3

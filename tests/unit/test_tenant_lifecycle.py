@@ -7,8 +7,9 @@ from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict, InvalidRequest, NotFound
 from trainyard_core.models import TenantStatus
+from trainyard_core.ports.provisioning import StackState
 from trainyard_core.store.tenants import InMemoryTenantRepository
-from trainyard_core.tenants import StackState, TenantService, validate_tenant_id
+from trainyard_core.tenants import TenantService, validate_tenant_id
 from trainyard_core.wiring import Names
 
 ACCOUNT = "123456789012"

@@ -11,8 +11,9 @@ from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict
 from trainyard_core.models import TenantStatus, parse_iso
+from trainyard_core.ports.provisioning import StackState, StoredObject
 from trainyard_core.store.tenants import InMemoryTenantRepository
-from trainyard_core.tenants import StackState, StoredObject, TenantService
+from trainyard_core.tenants import TenantService
 
 from tests.unit.test_tenant_lifecycle import ACCOUNT, InMemoryProvisioner
 

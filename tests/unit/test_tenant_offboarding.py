@@ -11,8 +11,9 @@ from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict
 from trainyard_core.models import TenantStatus
+from trainyard_core.ports.provisioning import PurgePaused
 from trainyard_core.store.tenants import InMemoryTenantRepository
-from trainyard_core.tenants import PurgePaused, TenantService
+from trainyard_core.tenants import TenantService
 
 from tests.unit.test_tenant_lifecycle import InMemoryProvisioner
 

@@ -1,0 +1,199 @@
+"""Tenant lifecycle: idempotent onboarding and the state machine that finishes it.
+
+Pure domain logic: it talks to a TenantRepository and the provisioning ports
+(``trainyard_core.ports.provisioning``), never to boto3, so tests run it on
+in-memory fakes. One module per use case: provisioning, migration, offboarding;
+this one holds the commands and queries the API calls and the lifecycle schedule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from trainyard_core.errors import Conflict, InvalidRequest, NotFound
+from trainyard_core.models import Tenant, TenantStatus
+from trainyard_core.ports.provisioning import PurgePaused
+from trainyard_core.ports.tenants import PENDING_STATUSES, TenantExistsError
+from trainyard_core.tenants.migration import Migration
+from trainyard_core.tenants.offboarding import Offboarding
+from trainyard_core.tenants.provisioning import Provisioning
+from trainyard_core.tenants.validation import validate_tenant_id
+
+
+class TenantService(Provisioning, Migration, Offboarding):
+    # --- queries
+    def get(self, tenant_id: str) -> Tenant:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"tenant {tenant_id!r} does not exist", code="TenantNotFound")
+        return self.refresh(tenant)
+
+    def list(self, limit: int, next_token: str | None) -> tuple[list[Tenant], str | None]:
+        tenants, token = self.tenants.list(limit=limit, next_token=next_token)
+        return [self.refresh(t) for t in tenants], token
+
+    # --- commands
+    def create(self, tenant_id: str, plan: str) -> tuple[Tenant, bool]:
+        """Returns (tenant, created). Repeating an identical create is idempotent."""
+        validate_tenant_id(tenant_id)
+        self.validate_plan(plan)
+        existing = self.tenants.get(tenant_id)
+        if existing is not None:
+            return self._same_or_conflict(existing, plan), False
+        if self.used_before is not None and self.used_before(tenant_id):
+            # Runs, usage and retained data are keyed by the id: a new tenant under an
+            # old id would see (and, in the pool, read) what its predecessor left.
+            raise Conflict(
+                f"tenantId {tenant_id!r} belonged to an offboarded tenant whose run "
+                "history, usage and retained data stay under that id; choose another id",
+                code="TenantIdRetired",
+            )
+        left = self.retained(tenant_id) if self.retained is not None else []
+        if left:
+            # The tenant stack would collide with them, and a new tenant must never
+            # inherit its predecessor's models or data.
+            raise Conflict(
+                f"tenantId {tenant_id!r} still owns {', '.join(left)}, kept when an earlier "
+                "tenant of that id was offboarded without purge; delete them or choose "
+                "another id",
+                code="TenantIdRetired",
+            )
+        now = self._now()
+        tenant = Tenant(
+            tenant_id=tenant_id,
+            plan=plan,
+            status=TenantStatus.PROVISIONING,
+            isolation=self.settings.plan(plan).isolation,
+            stack_name=self.names.tenant_stack(tenant_id),
+            model_package_group_name=self.names.model_package_group(tenant_id),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            self.tenants.create(tenant)
+        except TenantExistsError:
+            # Lost a race with an identical request: same rules as above.
+            current = self.tenants.get(tenant_id)
+            assert current is not None
+            return self._same_or_conflict(current, plan), False
+        return self._provision(tenant), True
+
+    def _same_or_conflict(self, existing: Tenant, plan: str) -> Tenant:
+        if existing.plan != plan:
+            raise Conflict(
+                f"tenant {existing.tenant_id!r} already exists with plan {existing.plan!r}",
+                code="TenantExists",
+            )
+        if existing.status == TenantStatus.FAILED:
+            # A retried create of a failed tenant provisions again.
+            return self._provision(existing)
+        return self.refresh(existing)
+
+    def update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
+        tenant = self.get(tenant_id)
+        if plan is None and status is None:
+            raise InvalidRequest("nothing to update: give plan and/or status", code="EmptyUpdate")
+        if tenant.status == TenantStatus.MIGRATING:
+            if status is not None or (plan is not None and plan != tenant.plan):
+                raise Conflict(
+                    f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
+                    "of that plan change is accepted until it completes",
+                    code="TenantMigrating",
+                )
+            # A retried PATCH resumes an interrupted migration.
+            return self._resume_migration(tenant)
+        if tenant.status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+            raise Conflict(
+                f"tenant {tenant_id!r} is {tenant.status.value}; only ACTIVE or SUSPENDED "
+                "tenants can be updated",
+                code="TenantNotUpdatable",
+            )
+        if status is not None and status not in (
+            TenantStatus.ACTIVE.value,
+            TenantStatus.SUSPENDED.value,
+        ):
+            raise InvalidRequest("status must be ACTIVE or SUSPENDED", code="InvalidStatus")
+        changes: dict[str, object] = {}
+        if plan is not None and plan != tenant.plan:
+            self.validate_plan(plan)
+            target = self.settings.plan(plan).isolation
+            if target != tenant.isolation:
+                return self._start_migration(tenant, plan, target, status)
+            # The tenant's rule must feed the new plan's intake queue; data stays put.
+            self.provisioner.update(
+                tenant.stack_name or self.names.tenant_stack(tenant_id),
+                self.stack_parameters(tenant_id, plan),
+            )
+            changes["plan"] = plan
+        new_status = TenantStatus(status) if status is not None else tenant.status
+        return self._transition(tenant, new_status, **changes)
+
+    def refresh(
+        self, tenant: Tenant, *, move_until: float | None = None, retry: bool = False
+    ) -> Tenant:
+        """Advance a PROVISIONING, MIGRATING or OFFBOARDING tenant from its stack's
+        state (idempotent). A data move stops at ``move_until`` (monotonic time;
+        default: MOVE_BUDGET_SECONDS from now) and resumes on the next call. Only with
+        ``retry`` (the lifecycle schedule) is a failed provisioning attempt retried and
+        an offboarded tenant's purge run."""
+        if tenant.status == TenantStatus.MIGRATING:
+            return self._advance_migration(tenant, move_until)
+        if tenant.status == TenantStatus.OFFBOARDING:
+            if self.provisioner.describe(tenant.stack_name or "") is not None:
+                return tenant
+            if tenant.purge_requested:
+                if not retry:
+                    return tenant  # purges run on the lifecycle schedule, not in a request
+                try:
+                    self._purge(tenant, move_until)
+                except PurgePaused:
+                    return tenant  # the next run carries on
+            # Stack gone (and purged if asked): the tenant leaves the registry; its run
+            # history stays.
+            self.tenants.delete(tenant.tenant_id)
+            return tenant
+        if tenant.status != TenantStatus.PROVISIONING:
+            return tenant
+        return self._advance_provisioning(tenant, retry=retry)
+
+    def advance_pending(
+        self, time_left: Callable[[], float] | None = None, reserve_seconds: float = 5.0
+    ) -> dict[str, list[str]]:
+        """The lifecycle schedule: advance every PROVISIONING, MIGRATING and
+        OFFBOARDING tenant without waiting for someone to read it. Quick stack
+        checks come first and data moves last, so a long move cannot hold up the
+        others; a move stops ``reserve_seconds`` before ``time_left`` runs out and
+        resumes on the next call. One tenant's failure does not stop the others.
+
+        Returns {"advanced": ids whose status changed, "waiting": ids still
+        pending, "errors": "<id>: <error>" for each tenant that raised,
+        "deferred": ids not reached}."""
+        report: dict[str, list[str]] = {"advanced": [], "waiting": [], "errors": [], "deferred": []}
+        pending = sorted(
+            self.tenants.pending(),
+            key=lambda t: (t.status == TenantStatus.MIGRATING, t.updated_at, t.tenant_id),
+        )
+        for listed in pending:
+            remaining = time_left() - reserve_seconds if time_left is not None else None
+            if remaining is not None and remaining <= 0:
+                report["deferred"].append(listed.tenant_id)
+                continue
+            move_until = self._monotonic() + remaining if remaining is not None else None
+            try:
+                # The index lags the table: act on the consistent read.
+                tenant = self.tenants.get(listed.tenant_id)
+                if tenant is None or tenant.status not in PENDING_STATUSES:
+                    continue
+                after = self.refresh(tenant, move_until=move_until, retry=True)
+                gone = (
+                    after.status == TenantStatus.OFFBOARDING
+                    and self.tenants.get(tenant.tenant_id) is None
+                )
+            except Exception as exc:  # isolate tenants from each other; logged by the caller
+                report["errors"].append(f"{listed.tenant_id}: {type(exc).__name__}: {exc}")
+                continue
+            if gone or after.status != tenant.status:
+                report["advanced"].append(tenant.tenant_id)
+            else:
+                report["waiting"].append(tenant.tenant_id)
+        return report
