@@ -10,6 +10,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 from trainyard_core import wiring
 from trainyard_core.config import Settings
+from trainyard_handlers.api.routes import gateway_resources
 
 from infra.lambdas import TrainyardFunction, retention
 from infra.nag import acknowledge, acknowledge_findings
@@ -23,19 +24,11 @@ STAGE_NAME = "v1"
 THROTTLE_RATE_LIMIT = 50
 THROTTLE_BURST_LIMIT = 100
 
-# The routes of DESIGN §5 (and the onboarding handler's resolver). Explicit
-# resources, not {proxy+}: unknown paths never reach the Lambda, path
-# parameters are validated, and IAM policies can grant per route.
-ROUTES: dict[str, tuple[str, ...]] = {
-    "/health": ("GET",),
-    "/plans": ("GET",),
-    "/queue": ("GET",),
-    "/tenants": ("GET", "POST"),
-    "/tenants/{tenantId}": ("GET", "PATCH", "DELETE"),
-    "/tenants/{tenantId}/runs": ("GET", "POST"),
-    "/tenants/{tenantId}/runs/{runId}": ("GET",),
-    "/tenants/{tenantId}/usage": ("GET",),
-}
+# The API's route table (trainyard_handlers.api.routes, what the handler's routers
+# serve) as resource path -> methods. Explicit resources, not {proxy+}: unknown
+# paths never reach the Lambda, path parameters are validated, and IAM policies
+# can grant per route.
+RESOURCES: dict[str, tuple[str, ...]] = gateway_resources()
 
 # API Gateway's own 4xx/5xx (auth, throttling, validation) in the API's error shape.
 _ERROR_TEMPLATE = (
@@ -244,7 +237,7 @@ class OnboardingApi(Construct):
             validate_request_body=True,
         )
         integration = apigw.LambdaIntegration(onboarding.function, allow_test_invoke=False)
-        for path, methods in ROUTES.items():
+        for path, methods in RESOURCES.items():
             resource = self.api.root.resource_for_path(path)
             params = {f"method.request.path.{p}": True for p in _path_params(path)}
             for method in methods:

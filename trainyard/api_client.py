@@ -1,8 +1,12 @@
-"""HTTP client of the onboarding API (DESIGN §5), local or deployed.
+"""HTTP client of the onboarding API (docs/architecture.md §5), local or deployed.
 
 The same paths and JSON locally and in AWS; the only difference is auth: a
 deployed API Gateway uses IAM auth, so ``sigv4=True`` signs every request with
 the default boto3 credentials (service ``execute-api``).
+
+Methods and paths come from the API's route table and request bodies from its
+models (``trainyard_handlers.api``), so the client cannot drift from the
+handler. Answers are the JSON as sent (dicts), which the CLI reads.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
+from trainyard_handlers.api.models import CreateTenantRequest, UpdateTenantRequest
+from trainyard_handlers.api.routes import route
 
 DEFAULT_LOCAL_API_URL = "http://127.0.0.1:8787"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
@@ -143,21 +149,35 @@ class TrainyardApi:
             str(message or response.reason or "request failed"),
         )
 
-    # --- routes (DESIGN §5)
+    def call(
+        self,
+        operation_id: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: dict[str, Any] | None = None,
+        **path: str,
+    ) -> Any:
+        """One route of the table, by operation id; ``path`` fills its path parameters."""
+        entry = route(operation_id)
+        url_path = entry.path.format(**{name: _seg(value) for name, value in path.items()})
+        return self.request(entry.method, url_path, params=params, json_body=json_body)
+
+    # --- routes (trainyard_handlers.api.routes)
 
     def health(self) -> dict[str, Any]:
-        return self.request("GET", "/health")
+        return self.call("health")
 
     def plans(self) -> dict[str, Any]:
-        return self.request("GET", "/plans")
+        return self.call("listPlans")
 
     def create_tenant(self, tenant_id: str, plan: str) -> dict[str, Any]:
-        return self.request("POST", "/tenants", json_body={"tenantId": tenant_id, "plan": plan})
+        body = CreateTenantRequest(tenantId=tenant_id, plan=plan).model_dump()
+        return self.call("createTenant", json_body=body)
 
     def list_tenants(
         self, *, limit: int | None = None, next_token: str | None = None
     ) -> dict[str, Any]:
-        return self.request("GET", "/tenants", params={"limit": limit, "nextToken": next_token})
+        return self.call("listTenants", params={"limit": limit, "nextToken": next_token})
 
     def all_tenants(self) -> list[dict[str, Any]]:
         """Every tenant, following nextToken."""
@@ -171,35 +191,33 @@ class TrainyardApi:
                 return tenants
 
     def get_tenant(self, tenant_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/tenants/{_seg(tenant_id)}")
+        return self.call("getTenant", tenantId=tenant_id)
 
     def update_tenant(
         self, tenant_id: str, *, plan: str | None = None, status: str | None = None
     ) -> dict[str, Any]:
-        body = {k: v for k, v in {"plan": plan, "status": status}.items() if v is not None}
-        return self.request("PATCH", f"/tenants/{_seg(tenant_id)}", json_body=body)
+        body = UpdateTenantRequest(plan=plan, status=status).model_dump(exclude_none=True)
+        return self.call("updateTenant", json_body=body, tenantId=tenant_id)
 
     def delete_tenant(self, tenant_id: str, *, purge: bool = False) -> dict[str, Any]:
         params = {"purge": "true"} if purge else None
-        return self.request("DELETE", f"/tenants/{_seg(tenant_id)}", params=params)
+        return self.call("offboardTenant", params=params, tenantId=tenant_id)
 
     def list_runs(
         self, tenant_id: str, *, limit: int | None = None, next_token: str | None = None
     ) -> dict[str, Any]:
-        return self.request(
-            "GET",
-            f"/tenants/{_seg(tenant_id)}/runs",
-            params={"limit": limit, "nextToken": next_token},
+        return self.call(
+            "listRuns", params={"limit": limit, "nextToken": next_token}, tenantId=tenant_id
         )
 
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
-        return self.request("GET", f"/tenants/{_seg(tenant_id)}/runs/{_seg(run_id)}")
+        return self.call("getRun", tenantId=tenant_id, runId=run_id)
 
     def trigger_run(self, tenant_id: str) -> dict[str, Any]:
-        return self.request("POST", f"/tenants/{_seg(tenant_id)}/runs")
+        return self.call("triggerRun", tenantId=tenant_id)
 
     def usage(self, tenant_id: str, *, month: str | None = None) -> dict[str, Any]:
-        return self.request("GET", f"/tenants/{_seg(tenant_id)}/usage", params={"month": month})
+        return self.call("getUsage", params={"month": month}, tenantId=tenant_id)
 
     def queue(self) -> dict[str, Any]:
-        return self.request("GET", "/queue")
+        return self.call("getQueue")

@@ -1,11 +1,10 @@
 """OpenAPI 3.1 document of the onboarding API, generated from the code.
 
-Paths and methods come from the Powertools resolver's route table (what the
-handler actually serves); request bodies from the handler's pydantic request
-models; response bodies from the wire models (Tenant, Run, Plan) plus the
-envelopes below. What code cannot tell (summaries, which error codes a route
-returns) is declared once per route in OPERATIONS, and building the document
-fails if a served route is undeclared or a declared one is not served.
+Paths, methods, summaries and error codes come from the API's route table
+(``trainyard_handlers.api.routes``, which the handler's routers are bound to and
+which the CDK app builds API Gateway from); request and response bodies from its
+models (``trainyard_handlers.api.models``). Building the document fails if the
+handler's resolver serves a route the table lacks, or lacks one it declares.
 
     python -m trainyard.openapi > docs/openapi.json
 """
@@ -15,244 +14,39 @@ from __future__ import annotations
 import copy
 import html
 import json
-import re
-from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import models_json_schema
-from trainyard_core.config import Plan
-from trainyard_core.models import TENANT_ID_MAX, TENANT_ID_MIN, TENANT_ID_RE, Run, Tenant
-from trainyard_handlers import onboarding
-from trainyard_handlers.onboarding import (
+from trainyard_core.models import TENANT_ID_MAX, TENANT_ID_MIN, TENANT_ID_RE
+from trainyard_handlers.api import routes
+from trainyard_handlers.api.models import (
     MAX_BODY_BYTES,
-    MONTH_RE,
-    CreateTenantRequest,
-    UpdateTenantRequest,
+    Error,
+    Plan,
+    Run,
+    Tenant,
+    Usage,
+)
+from trainyard_handlers.api.routes import (
+    PATH_PARAMETERS,
+    QUERY_PARAMETERS,
+    ROUTES,
+    TAGS,
+    Route,
+    gateway_path,
 )
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"
 REF = "#/components/schemas/{model}"
 
-# --- response envelopes (the handler builds these as dicts; their shape lives here)
-
-
-class _Envelope(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class Health(_Envelope):
-    status: str
-    # Only the local stack adds it: where the CLI uploads (AWS has real S3).
-    aws_endpoint_url: str | None = Field(default=None, description="Local stack only.")
-
-
-class PlanList(_Envelope):
-    plans: list[Plan]
-    global_max_concurrent_runs: int = Field(ge=1)
-
-
-class TenantList(_Envelope):
-    tenants: list[Tenant]
-    next_token: str | None = Field(default=None, description="Absent on the last page.")
-
-
-class RunList(_Envelope):
-    runs: list[Run] = Field(description="Newest first.")
-    next_token: str | None = Field(default=None, description="Absent on the last page.")
-
-
-class Usage(_Envelope):
-    tenant_id: str
-    month: str
-    runs: int
-    training_seconds: float
-    training_hours: float
-    cost_estimate_usd: float
-    budget_hours: float | None = Field(description="The plan's monthly hours; null = unlimited.")
-
-
-class QueuedRun(_Envelope):
-    run_id: str
-    tenant_id: str
-    queue_position: int | None
-    queued_at: str
-    waiting_reason: str | None = Field(default=None, description="Present while held back.")
-
-
-class PlanQueue(_Envelope):
-    queued: int
-    running: int
-    cap: int
-    runs: list[QueuedRun] = Field(description="In queue order.")
-
-
-class Queue(RootModel[dict[str, PlanQueue]]):
-    """Backlog per plan name."""
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class Error(BaseModel):
-    error: ErrorDetail
-
-
 # Wire models always serialize every field (null when unset), so all are required;
 # envelopes omit their optional keys (nextToken, waitingReason, awsEndpointUrl).
 ALWAYS_PRESENT = (Tenant, Run, Plan, Usage)
-
-
-# --- per-route declarations
-
-
-@dataclass(frozen=True)
-class Operation:
-    operation_id: str
-    summary: str
-    tag: str
-    success: dict[int, tuple[str, str]]  # status -> (description, schema name)
-    errors: dict[int, tuple[str, ...]] = field(default_factory=dict)  # status -> error codes
-    body: type[BaseModel] | None = None
-    query: tuple[str, ...] = ()
-    description: str = ""
-
-
-BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
-
-# Keyed by the resolver's (method, path); path parameters are renamed to the
-# camelCase names the API Gateway resources use (infra/api.py ROUTES).
-OPERATIONS: dict[tuple[str, str], Operation] = {
-    ("GET", "/health"): Operation("health", "Liveness", "platform", {200: ("OK", "Health")}),
-    ("GET", "/plans"): Operation(
-        "listPlans",
-        "List plans: limits, isolation and instance types",
-        "platform",
-        {200: ("The plans and the global concurrency cap", "PlanList")},
-    ),
-    ("GET", "/queue"): Operation(
-        "getQueue",
-        "Backlog per plan with queue positions",
-        "platform",
-        {200: ("Queued and running counts and queued runs per plan", "Queue")},
-    ),
-    ("POST", "/tenants"): Operation(
-        "createTenant",
-        "Onboard a tenant",
-        "tenants",
-        {
-            201: ("Created and already ACTIVE", "Tenant"),
-            202: ("Created; PROVISIONING (or FAILED with failureReason)", "Tenant"),
-            200: ("Repeated identical request: the existing tenant (idempotent)", "Tenant"),
-        },
-        {
-            400: ("InvalidTenantId", "ReservedTenantId", "UnknownPlan", *BODY_ERRORS),
-            409: ("TenantExists",),
-            413: ("PayloadTooLarge",),
-        },
-        body=CreateTenantRequest,
-    ),
-    ("GET", "/tenants"): Operation(
-        "listTenants",
-        "List tenants",
-        "tenants",
-        {200: ("A page of tenants", "TenantList")},
-        {400: ("InvalidLimit", "InvalidNextToken")},
-        query=("limit", "nextToken"),
-    ),
-    ("GET", "/tenants/<tenant_id>"): Operation(
-        "getTenant",
-        "Get a tenant",
-        "tenants",
-        {200: ("The tenant", "Tenant")},
-        {404: ("TenantNotFound",)},
-    ),
-    ("PATCH", "/tenants/<tenant_id>"): Operation(
-        "updateTenant",
-        "Change a tenant's plan and/or suspend or resume it",
-        "tenants",
-        {200: ("The tenant; MIGRATING while data moves to another isolation model", "Tenant")},
-        {
-            400: ("EmptyUpdate", "InvalidStatus", "UnknownPlan", *BODY_ERRORS),
-            404: ("TenantNotFound",),
-            409: ("TenantMigrating", "TenantNotUpdatable", "IsolationChangeUnsupported"),
-            413: ("PayloadTooLarge",),
-        },
-        body=UpdateTenantRequest,
-        description="Plan changes never lose data. Only ACTIVE or SUSPENDED tenants can be "
-        "updated; while MIGRATING only a retry of the same plan change is accepted.",
-    ),
-    ("DELETE", "/tenants/<tenant_id>"): Operation(
-        "offboardTenant",
-        "Offboard a tenant",
-        "tenants",
-        {202: ("OFFBOARDING: the tenant's stack is being deleted", "Tenant")},
-        {400: ("InvalidPurge",), 404: ("TenantNotFound",)},
-        query=("purge",),
-    ),
-    ("GET", "/tenants/<tenant_id>/runs"): Operation(
-        "listRuns",
-        "List a tenant's runs, newest first",
-        "runs",
-        {200: ("A page of runs", "RunList")},
-        {400: ("InvalidLimit", "InvalidNextToken"), 404: ("TenantNotFound",)},
-        query=("limit", "nextToken"),
-    ),
-    ("POST", "/tenants/<tenant_id>/runs"): Operation(
-        "triggerRun",
-        "Trigger a run on the tenant's current data",
-        "runs",
-        {202: ("The queued run (coalesced with one already queued)", "Run")},
-        {404: ("TenantNotFound",), 409: ("TenantNotAccepting",)},
-    ),
-    ("GET", "/tenants/<tenant_id>/runs/<run_id>"): Operation(
-        "getRun",
-        "Get a run",
-        "runs",
-        {200: ("The run", "Run")},
-        {404: ("TenantNotFound", "RunNotFound")},
-    ),
-    ("GET", "/tenants/<tenant_id>/usage"): Operation(
-        "getUsage",
-        "A tenant's usage in a month",
-        "runs",
-        {200: ("Runs, training time and cost estimate", "Usage")},
-        {400: ("InvalidMonth",), 404: ("TenantNotFound",)},
-        query=("month",),
-    ),
-}
-
-_PATH_PARAM = re.compile(r"<(\w+)>")
-
-QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
-    "limit": {
-        "description": "Page size.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50},
-    },
-    "nextToken": {
-        "description": "The `nextToken` of the previous page (opaque).",
-        "schema": {"type": "string"},
-    },
-    "month": {
-        "description": "Calendar month (UTC); defaults to the current one.",
-        "schema": {"type": "string", "pattern": MONTH_RE.pattern, "examples": ["2026-01"]},
-    },
-    "purge": {
-        "description": "Also delete the tenant's data (a silo bucket, or a pool tenant's prefix).",
-        "schema": {"type": "boolean", "default": False},
-    },
-}
-
-PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    "tenantId": {"schema": {"$ref": REF.format(model="TenantId")}},
-    "runId": {"description": "32 hex characters, time-ordered.", "schema": {"type": "string"}},
-}
 
 TENANT_ID_SCHEMA: dict[str, Any] = {
     "type": "string",
@@ -264,15 +58,25 @@ TENANT_ID_SCHEMA: dict[str, Any] = {
 }
 
 
+def _app() -> ApiGatewayResolver:
+    # Lazily: the handler's resolver imports Powertools and the routers.
+    from trainyard_handlers.api.app import app
+
+    return app
+
+
 def served_routes(app: ApiGatewayResolver | None = None) -> set[tuple[str, str]]:
     """(method, path) of every route the resolver serves, paths as the resolver has them."""
-    app = app or onboarding.app
-    return {(r.method.upper(), r.path) for r in [*app._static_routes, *app._dynamic_routes]}
+    return routes.served_routes(app or _app())
 
 
 def openapi_path(resolver_path: str) -> str:
     """``/tenants/<tenant_id>`` -> ``/tenants/{tenantId}`` (the API Gateway resource path)."""
-    return _PATH_PARAM.sub(lambda m: "{" + to_camel(m.group(1)) + "}", resolver_path)
+    return gateway_path(resolver_path)
+
+
+def check_routes(app: ApiGatewayResolver | None = None) -> None:
+    routes.check_routes(app or _app())
 
 
 def _strip_titles(node: Any) -> Any:
@@ -289,20 +93,15 @@ def _strip_titles(node: Any) -> Any:
 
 
 def _schemas() -> dict[str, Any]:
-    responses: list[type[BaseModel]] = [
-        Tenant,
-        Run,
-        Plan,
-        Health,
-        PlanList,
-        TenantList,
-        RunList,
-        Usage,
-        Queue,
-        Error,
-    ]
+    # Responses in serialization mode, request bodies in validation mode.
+    responses: dict[type[BaseModel], None] = {Error: None}
+    requests: dict[type[BaseModel], None] = {}
+    for route in ROUTES:
+        responses.update(dict.fromkeys(model for _, model in route.responses.values()))
+        if route.body is not None:
+            requests[route.body] = None
     models = [(m, "serialization") for m in responses]
-    models += [(m, "validation") for m in (CreateTenantRequest, UpdateTenantRequest)]
+    models += [(m, "validation") for m in requests]
     _, top = models_json_schema(models, by_alias=True, ref_template=REF)  # type: ignore[arg-type]
     schemas: dict[str, Any] = _strip_titles(top["$defs"])
     # api_dict() leaves internal bookkeeping out of the wire shape.
@@ -345,59 +144,50 @@ def _error_response(status: int, codes: tuple[str, ...]) -> dict[str, Any]:
     }
 
 
-def _operation(route_path: str, op: Operation) -> dict[str, Any]:
+def _operation(route: Route) -> dict[str, Any]:
     params: list[dict[str, Any]] = [
-        {"name": to_camel(p), "in": "path", "required": True, **PATH_PARAMETERS[to_camel(p)]}
-        for p in _PATH_PARAM.findall(route_path)
+        {"name": p, "in": "path", "required": True, **PATH_PARAMETERS[p]}
+        for p in route.path_parameters
     ]
     params += [
-        {"name": q, "in": "query", "required": False, **QUERY_PARAMETERS[q]} for q in op.query
+        {"name": q, "in": "query", "required": False, **QUERY_PARAMETERS[q]} for q in route.query
     ]
     responses: dict[str, Any] = {}
-    for status, (description, schema) in sorted(op.success.items()):
+    for status, (description, model) in sorted(route.responses.items()):
         responses[str(status)] = {
             "description": description,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=schema)}}},
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}},
         }
-    for status, codes in sorted(op.errors.items()):
+    for status, codes in sorted(route.errors.items()):
         responses[str(status)] = _error_response(status, codes)
     responses["500"] = {"$ref": "#/components/responses/InternalError"}
     out: dict[str, Any] = {
-        "operationId": op.operation_id,
-        "summary": op.summary,
-        "tags": [op.tag],
+        "operationId": route.operation_id,
+        "summary": route.summary,
+        "tags": [route.tag],
     }
-    if op.description:
-        out["description"] = op.description
+    if route.description:
+        out["description"] = route.description
     if params:
         out["parameters"] = params
-    if op.body is not None:
+    if route.body is not None:
         out["requestBody"] = {
             "required": True,
             "description": f"JSON object, at most {MAX_BODY_BYTES} bytes.",
             "content": {
-                "application/json": {"schema": {"$ref": REF.format(model=op.body.__name__)}}
+                "application/json": {"schema": {"$ref": REF.format(model=route.body.__name__)}}
             },
         }
     out["responses"] = responses
     return out
 
 
-def check_routes(app: ApiGatewayResolver | None = None) -> None:
-    served = served_routes(app)
-    undocumented = sorted(served - set(OPERATIONS))
-    unserved = sorted(set(OPERATIONS) - served)
-    if undocumented or unserved:
-        raise ValueError(f"routes without OPERATIONS entry: {undocumented}; unserved: {unserved}")
-
-
 @cache
 def _document() -> dict[str, Any]:
     check_routes()
     paths: dict[str, dict[str, Any]] = {}
-    for method, route_path in sorted(served_routes(), key=lambda r: (r[1], r[0])):
-        item = paths.setdefault(openapi_path(route_path), {})
-        item[method.lower()] = _operation(route_path, OPERATIONS[(method, route_path)])
+    for route in sorted(ROUTES, key=lambda r: (r.path, r.method)):
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -426,11 +216,7 @@ def _document() -> dict[str, Any]:
             },
         ],
         "security": [{"sigv4": []}],
-        "tags": [
-            {"name": "tenants", "description": "Onboarding, plan changes, offboarding"},
-            {"name": "runs", "description": "Training runs and usage"},
-            {"name": "platform", "description": "Plans, queue, health"},
-        ],
+        "tags": [{"name": name, "description": text} for name, text in TAGS.items()],
         "paths": paths,
         "components": {
             "schemas": _schemas(),

@@ -9,22 +9,18 @@ run; idempotent (a retried step writes the same values again).
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, field_validator
-from trainyard_core import wiring
-from trainyard_core.clock import Clock, SystemClock
+from trainyard_core.clock import Clock
 from trainyard_core.models import iso_ms
-from trainyard_core.scheduling.ports import RunNotFoundError, RunRepository
+from trainyard_core.ports.runs import RunNotFoundError, RunRepository
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+from trainyard_handlers import dependencies
+from trainyard_handlers.observability import logger, metrics, tracer
 
 
 class RecordRequest(BaseModel):
@@ -61,29 +57,24 @@ class UnknownRunError(LookupError):
     """The pipeline reported results for a run the registry does not know."""
 
 
-_runs: RunRepository | None = None
-_clock: Clock = SystemClock()
+# --- dependencies (trainyard_handlers.dependencies)
 
 
 def get_runs() -> RunRepository:
-    global _runs
-    if _runs is None:
-        from trainyard_core.store.runs import DynamoRunRepository
-
-        _runs = DynamoRunRepository(
-            os.environ[wiring.ENV_RUNS_TABLE], os.environ[wiring.ENV_STATE_TABLE]
-        )
-    return _runs
+    return dependencies.run_repository()
 
 
 def set_dependencies(runs: RunRepository | None, clock: Clock | None = None) -> None:
-    global _runs, _clock
-    _runs = runs
-    _clock = clock or SystemClock()
+    """Tests inject a repository and a clock (None = build from the environment)."""
+    for dependency, value in ((dependencies.run_repository, runs), (dependencies.clock, clock)):
+        if value is None:
+            dependency.reset()
+        else:
+            dependency.override(value)
 
 
 def reset_dependencies() -> None:
-    set_dependencies(None)
+    dependencies.reset(*dependencies.RECORDER)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -99,7 +90,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
             request.run_id,
             run_metrics,
             request.model_package_arn,
-            iso_ms(_clock.now()) or "",
+            iso_ms(dependencies.clock().now()) or "",
         )
     except RunNotFoundError as exc:
         # Fail the step loudly: results for an unknown run mean a wiring bug.

@@ -13,9 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     BatchProcessor,
     EventType,
@@ -27,17 +25,18 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from trainyard_core import wiring
+
+# The wake-up any component may send to a plan queue (the API after a manual run).
+from trainyard_core.intake_queue import DISPATCH_DETAIL_TYPE, DISPATCH_SOURCE
 from trainyard_core.scheduling.service import SchedulerService
 
-logger = Logger()
-metrics = Metrics()
-tracer = Tracer()
+from trainyard_handlers import dependencies
+
+# Re-exported: tests build the scheduler's service with this sink.
+from trainyard_handlers.observability import PowertoolsMetricsSink as PowertoolsMetricsSink
+from trainyard_handlers.observability import logger, metrics, tracer
 
 SCHEDULED_DETAIL_TYPE = "Scheduled Event"
-# A message any component may send to a plan queue to ask for a dispatch now
-# (e.g. the API after a manual run): {"source": "trainyard", "detail-type": ...}.
-DISPATCH_SOURCE = "trainyard"
-DISPATCH_DETAIL_TYPE = "Dispatch Requested"
 
 
 # --- event models (EventBridge events, as delivered in SQS bodies) ----------
@@ -96,54 +95,23 @@ class PipelineStatusEvent(_Envelope):
     detail: PipelineStatusDetail  # type: ignore[assignment]
 
 
-# --- dependencies (built lazily from the environment, cached per container) -
-
-
-class PowertoolsMetricsSink:
-    """MetricsSink on Powertools EMF: per-plan metrics get their own dimension set."""
-
-    def record(
-        self, name: str, value: float, unit: str = "Count", dimensions: dict[str, str] | None = None
-    ) -> None:
-        if is_metrics_disabled():
-            # single_metric flushes on its own and ignores POWERTOOLS_METRICS_DISABLED.
-            return
-        metric_unit = (
-            MetricUnit(unit) if unit in MetricUnit._value2member_map_ else MetricUnit.Count
-        )
-        if dimensions:
-            with single_metric(
-                name=name,
-                unit=metric_unit,
-                value=value,
-                namespace=metrics.namespace,
-                default_dimensions=dimensions,
-            ):
-                pass
-        else:
-            metrics.add_metric(name=name, unit=metric_unit, value=value)
-
-
-_service: SchedulerService | None = None
+# --- dependencies (trainyard_handlers.dependencies) --------------------------
 
 
 def get_service() -> SchedulerService:
-    global _service
-    if _service is None:
-        from trainyard_core.scheduling.factory import build_scheduler_service
-
-        _service = build_scheduler_service(metrics=PowertoolsMetricsSink(), logger=logger)
-    return _service
+    return dependencies.scheduler_service()
 
 
 def set_service(service: SchedulerService | None) -> None:
     """Tests and the local runtime may inject a service (None = rebuild from env)."""
-    global _service
-    _service = service
+    if service is None:
+        dependencies.scheduler_service.reset()
+    else:
+        dependencies.scheduler_service.override(service)
 
 
 def reset_dependencies() -> None:
-    set_service(None)
+    dependencies.reset(*dependencies.SCHEDULER)
 
 
 # --- record handling ---------------------------------------------------------

@@ -12,12 +12,12 @@ import pytest
 from trainyard_core import wiring
 from trainyard_core.clock import VirtualClock
 from trainyard_core.scheduling.service import SchedulerService
-from trainyard_core.scheduling.testing import FakePipeline, make_tenant
-from trainyard_core.store.runs import InMemoryRunRepository
+from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
 from trainyard_handlers import scheduler as scheduler_handler
 
 from tests.infra.synth_support import Synth, resources
+from trainyard.testing.scheduling import FakePipeline, make_tenant
 
 pytestmark = pytest.mark.infra
 

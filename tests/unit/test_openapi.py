@@ -14,10 +14,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from openapi_spec_validator import validate
+from trainyard_handlers.api.routes import ROUTES
 
-from infra.api import ROUTES
+from infra.api import RESOURCES
 from trainyard.openapi import (
-    OPERATIONS,
     build_document,
     check_routes,
     openapi_path,
@@ -72,20 +72,20 @@ def test_every_served_route_is_documented_and_every_documented_one_served(
     doc: dict[str, Any],
 ) -> None:
     served = {(m, openapi_path(p)) for m, p in served_routes()}
-    assert len(served) == 12
+    assert len(served) == len(ROUTES)
     assert _documented(doc) == served
 
 
 def test_documented_paths_are_the_api_gateway_resources(doc: dict[str, Any]) -> None:
     # In AWS only these resources reach the Lambda: the document must name them exactly.
-    gateway = {(m, path) for path, methods in ROUTES.items() for m in methods}
+    gateway = {(m, path) for path, methods in RESOURCES.items() for m in methods}
     assert _documented(doc) == gateway
 
 
 def test_a_route_added_to_the_resolver_without_a_declaration_fails_the_build() -> None:
     app = APIGatewayRestResolver()
-    for method, path in OPERATIONS:
-        app.route(path, method=method)(lambda **_: {})
+    for route in ROUTES:
+        app.route(route.rule, method=route.method)(lambda **_: {})
     check_routes(app)  # the handler's routes exactly: fine
     app.get("/secret")(lambda: {})
     with pytest.raises(ValueError, match="/secret"):

@@ -1,0 +1,88 @@
+"""Reading requests and writing responses, the same way in every router.
+
+Every bad input becomes a ``DomainError`` (the app turns it into a 4xx
+``{"error": {"code", "message"}}``), never a Powertools 422 or a 500.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import BaseModel, ValidationError
+from trainyard_core.errors import InvalidRequest, PayloadTooLarge
+
+from trainyard_handlers import dependencies
+from trainyard_handlers.api.models import MAX_BODY_BYTES, MONTH_RE
+from trainyard_handlers.api.routes import LIMIT_DEFAULT, LIMIT_MAX, LIMIT_MIN
+from trainyard_handlers.observability import logger
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_body(event: APIGatewayProxyEvent, model: type[M]) -> M:
+    raw = event.body
+    if raw is None or raw.strip() == "":
+        raise InvalidRequest("request body is required", code="EmptyBody")
+    if len(raw.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"body is not valid JSON: {exc.msg}", code="MalformedJson") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("body must be a JSON object", code="InvalidBody")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise InvalidRequest(f"{where}: {first.get('msg')}", code="InvalidBody") from exc
+
+
+def limit(event: APIGatewayProxyEvent) -> int:
+    default = str(LIMIT_DEFAULT)
+    raw = event.get_query_string_value("limit", default) or default
+    if not raw.isdigit() or not LIMIT_MIN <= int(raw) <= LIMIT_MAX:
+        raise InvalidRequest(
+            f"limit must be an integer between {LIMIT_MIN} and {LIMIT_MAX}", code="InvalidLimit"
+        )
+    return int(raw)
+
+
+def next_token(event: APIGatewayProxyEvent) -> str | None:
+    return event.get_query_string_value("nextToken") or None
+
+
+def month(event: APIGatewayProxyEvent) -> str:
+    value = event.get_query_string_value("month")
+    if value is None:
+        from trainyard_core.models import now_utc
+
+        value = now_utc().strftime("%Y-%m")
+    if not MONTH_RE.fullmatch(value):
+        raise InvalidRequest("month must be YYYY-MM", code="InvalidMonth")
+    return value
+
+
+def purge(event: APIGatewayProxyEvent) -> bool:
+    raw = (event.get_query_string_value("purge") or "false").lower()
+    if raw not in ("true", "false"):
+        raise InvalidRequest("purge must be true or false", code="InvalidPurge")
+    return raw == "true"
+
+
+def json_response(status: int, body: Any) -> Response[str]:
+    return Response(status_code=status, content_type="application/json", body=json.dumps(body))
+
+
+def request_dispatch(plan: str) -> None:
+    """Wake the scheduler now instead of at the next reconcile."""
+    queue = dependencies.intake_queue()
+    try:
+        queue.request_dispatch(plan)
+    except Exception:
+        # The run is recorded; the one-minute reconcile dispatches it anyway.
+        logger.exception("could not request an immediate dispatch")

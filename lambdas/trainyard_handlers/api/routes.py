@@ -1,0 +1,273 @@
+"""The API's route table: every route once, with what code cannot tell.
+
+The routers bind their functions to these entries by operation id; the CDK app
+(``infra/api.py``) derives the API Gateway resources and methods from them, and
+``trainyard/openapi.py`` the OpenAPI document. Importable without side effects
+(no Powertools, no boto3): the CDK app imports it at synth time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel, to_snake
+
+from trainyard_handlers.api.models import (
+    MONTH_RE,
+    CreateTenantRequest,
+    Health,
+    PlanList,
+    Queue,
+    Run,
+    RunList,
+    Tenant,
+    TenantList,
+    UpdateTenantRequest,
+    Usage,
+)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+
+# API Gateway's resource methods are added in this order (keeps the template stable).
+METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
+_GATEWAY_PARAM = re.compile(r"{(\w+)}")
+_RESOLVER_PARAM = re.compile(r"<(\w+)>")
+
+LIMIT_MIN, LIMIT_MAX, LIMIT_DEFAULT = 1, 100, 50
+
+# The query parameters the routers read (JSON Schema, as the OpenAPI document has them).
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "limit": {
+        "description": "Page size.",
+        "schema": {
+            "type": "integer",
+            "minimum": LIMIT_MIN,
+            "maximum": LIMIT_MAX,
+            "default": LIMIT_DEFAULT,
+        },
+    },
+    "nextToken": {
+        "description": "The `nextToken` of the previous page (opaque).",
+        "schema": {"type": "string"},
+    },
+    "month": {
+        "description": "Calendar month (UTC); defaults to the current one.",
+        "schema": {"type": "string", "pattern": MONTH_RE.pattern, "examples": ["2026-01"]},
+    },
+    "purge": {
+        "description": "Also delete the tenant's data (a silo bucket, or a pool tenant's prefix).",
+        "schema": {"type": "boolean", "default": False},
+    },
+}
+
+# Path parameters; TenantId is a schema of the document (the domain's id rules).
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "tenantId": {"schema": {"$ref": "#/components/schemas/TenantId"}},
+    "runId": {"description": "32 hex characters, time-ordered.", "schema": {"type": "string"}},
+}
+
+TAGS: dict[str, str] = {
+    "tenants": "Onboarding, plan changes, offboarding",
+    "runs": "Training runs and usage",
+    "platform": "Plans, queue, health",
+}
+
+BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # as API Gateway and the document have it: /tenants/{tenantId}
+    operation_id: str
+    summary: str
+    tag: str
+    responses: Mapping[int, tuple[str, type[BaseModel]]]  # status -> (description, body)
+    errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # status -> codes
+    body: type[BaseModel] | None = None
+    query: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def rule(self) -> str:
+        """The resolver's rule: /tenants/<tenant_id> (snake_case function arguments)."""
+        return _GATEWAY_PARAM.sub(lambda m: f"<{to_snake(m.group(1))}>", self.path)
+
+    @property
+    def path_parameters(self) -> tuple[str, ...]:
+        return tuple(_GATEWAY_PARAM.findall(self.path))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", "health", "Liveness", "platform", {200: ("OK", Health)}),
+    Route(
+        "GET",
+        "/plans",
+        "listPlans",
+        "List plans: limits, isolation and instance types",
+        "platform",
+        {200: ("The plans and the global concurrency cap", PlanList)},
+    ),
+    Route(
+        "GET",
+        "/queue",
+        "getQueue",
+        "Backlog per plan with queue positions",
+        "platform",
+        {200: ("Queued and running counts and queued runs per plan", Queue)},
+    ),
+    Route(
+        "POST",
+        "/tenants",
+        "createTenant",
+        "Onboard a tenant",
+        "tenants",
+        {
+            201: ("Created and already ACTIVE", Tenant),
+            202: ("Created; PROVISIONING (or FAILED with failureReason)", Tenant),
+            200: ("Repeated identical request: the existing tenant (idempotent)", Tenant),
+        },
+        {
+            400: ("InvalidTenantId", "ReservedTenantId", "UnknownPlan", *BODY_ERRORS),
+            409: ("TenantExists",),
+            413: ("PayloadTooLarge",),
+        },
+        body=CreateTenantRequest,
+    ),
+    Route(
+        "GET",
+        "/tenants",
+        "listTenants",
+        "List tenants",
+        "tenants",
+        {200: ("A page of tenants", TenantList)},
+        {400: ("InvalidLimit", "InvalidNextToken")},
+        query=("limit", "nextToken"),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}",
+        "getTenant",
+        "Get a tenant",
+        "tenants",
+        {200: ("The tenant", Tenant)},
+        {404: ("TenantNotFound",)},
+    ),
+    Route(
+        "PATCH",
+        "/tenants/{tenantId}",
+        "updateTenant",
+        "Change a tenant's plan and/or suspend or resume it",
+        "tenants",
+        {200: ("The tenant; MIGRATING while data moves to another isolation model", Tenant)},
+        {
+            400: ("EmptyUpdate", "InvalidStatus", "UnknownPlan", *BODY_ERRORS),
+            404: ("TenantNotFound",),
+            409: ("TenantMigrating", "TenantNotUpdatable", "IsolationChangeUnsupported"),
+            413: ("PayloadTooLarge",),
+        },
+        body=UpdateTenantRequest,
+        description="Plan changes never lose data. Only ACTIVE or SUSPENDED tenants can be "
+        "updated; while MIGRATING only a retry of the same plan change is accepted.",
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenantId}",
+        "offboardTenant",
+        "Offboard a tenant",
+        "tenants",
+        {202: ("OFFBOARDING: the tenant's stack is being deleted", Tenant)},
+        {400: ("InvalidPurge",), 404: ("TenantNotFound",)},
+        query=("purge",),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/runs",
+        "listRuns",
+        "List a tenant's runs, newest first",
+        "runs",
+        {200: ("A page of runs", RunList)},
+        {400: ("InvalidLimit", "InvalidNextToken"), 404: ("TenantNotFound",)},
+        query=("limit", "nextToken"),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/runs",
+        "triggerRun",
+        "Trigger a run on the tenant's current data",
+        "runs",
+        {202: ("The queued run (coalesced with one already queued)", Run)},
+        {404: ("TenantNotFound",), 409: ("TenantNotAccepting",)},
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/runs/{runId}",
+        "getRun",
+        "Get a run",
+        "runs",
+        {200: ("The run", Run)},
+        {404: ("TenantNotFound", "RunNotFound")},
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/usage",
+        "getUsage",
+        "A tenant's usage in a month",
+        "runs",
+        {200: ("Runs, training time and cost estimate", Usage)},
+        {400: ("InvalidMonth",), 404: ("TenantNotFound",)},
+        query=("month",),
+    ),
+)
+
+_BY_ID = {route.operation_id: route for route in ROUTES}
+
+
+def route(operation_id: str) -> Route:
+    return _BY_ID[operation_id]
+
+
+def gateway_resources() -> dict[str, tuple[str, ...]]:
+    """API Gateway resource path -> its methods (paths sorted, methods in METHOD_ORDER)."""
+    methods: dict[str, list[str]] = {}
+    for r in ROUTES:
+        methods.setdefault(r.path, []).append(r.method)
+    return {path: tuple(sorted(methods[path], key=METHOD_ORDER.index)) for path in sorted(methods)}
+
+
+def gateway_path(rule: str) -> str:
+    """``/tenants/<tenant_id>`` -> ``/tenants/{tenantId}`` (a resolver rule's resource path)."""
+    return _RESOLVER_PARAM.sub(lambda m: "{" + to_camel(m.group(1)) + "}", rule)
+
+
+def served_routes(app: ApiGatewayResolver) -> set[tuple[str, str]]:
+    """(method, rule) of every route a resolver serves, rules as the resolver has them."""
+    return {(r.method.upper(), r.path) for r in [*app._static_routes, *app._dynamic_routes]}
+
+
+def check_routes(app: ApiGatewayResolver) -> None:
+    """A resolver serves exactly the table: no route without an entry, no entry unserved."""
+    served = served_routes(app)
+    declared = {(r.method, r.rule) for r in ROUTES}
+    undocumented = sorted(served - declared)
+    unserved = sorted(declared - served)
+    if undocumented or unserved:
+        raise ValueError(f"routes without a ROUTES entry: {undocumented}; unserved: {unserved}")
+
+
+def _check_table() -> None:
+    if len(_BY_ID) != len(ROUTES):
+        raise ValueError("operation ids must be unique")
+    for r in ROUTES:
+        unknown = [q for q in r.query if q not in QUERY_PARAMETERS]
+        unknown += [p for p in r.path_parameters if p not in PATH_PARAMETERS]
+        if r.method not in METHOD_ORDER or r.tag not in TAGS or unknown:
+            raise ValueError(f"{r.operation_id}: bad method, tag or parameters {unknown}")
+
+
+_check_table()

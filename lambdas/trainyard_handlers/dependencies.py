@@ -1,0 +1,147 @@
+"""What the handlers call, built one way: lazily from the environment, once per container.
+
+Each ``Dependency`` builds its value on first use (a cold start pays only for what
+it touches; pure tests never build boto3 clients) and keeps it for the
+container's life. Tests inject with ``override``. Each handler module's
+``reset_dependencies()`` resets the group it uses: the local runtime calls it when
+it first loads that handler, so a new embedded stack gets new clients without
+dropping what another handler's tests installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from trainyard_core import wiring
+from trainyard_core.clock import Clock, SystemClock
+from trainyard_core.config import Settings, settings_from_env
+
+if TYPE_CHECKING:
+    from trainyard_core.intake_queue import IntakeQueue
+    from trainyard_core.model_registry import RetainedResources
+    from trainyard_core.ports.runs import RunRepository
+    from trainyard_core.scheduling.service import SchedulerService
+    from trainyard_core.tenants import TenantService
+
+T = TypeVar("T")
+_UNSET: Any = object()
+
+
+class Dependency(Generic[T]):
+    def __init__(self, build: Callable[[], T]) -> None:
+        self._build = build
+        self._value: T = _UNSET
+
+    def __call__(self) -> T:
+        # Unlocked like functools.cache: two threads racing a cold start build twice, harmlessly.
+        if self._value is _UNSET:
+            self._value = self._build()
+        return self._value
+
+    def override(self, value: T) -> None:
+        self._value = value
+
+    def reset(self) -> None:
+        self._value = _UNSET
+
+
+def reset(*dependencies: Dependency[Any]) -> None:
+    for dependency in dependencies:
+        dependency.reset()
+
+
+# --- builders (AWS-backed implementations imported lazily)
+
+
+def _tenant_service() -> TenantService:
+    from trainyard_core.model_registry import SageMakerModelRegistry
+    from trainyard_core.provisioning import (
+        CloudFormationProvisioner,
+        S3DataMover,
+        S3DataPurger,
+        parse_template_urls,
+    )
+    from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
+    from trainyard_core.tenants import TenantService
+
+    return TenantService(
+        settings=settings(),
+        tenants=DynamoTenantRepository(os.environ[wiring.ENV_TENANTS_TABLE]),
+        provisioner=CloudFormationProvisioner(
+            template_urls=parse_template_urls(os.environ[wiring.ENV_TENANT_TEMPLATE_URLS]),
+            role_arn=os.environ.get(wiring.ENV_TENANT_STACK_ROLE_ARN) or None,
+        ),
+        account_id=os.environ[wiring.ENV_ACCOUNT_ID],
+        purger=S3DataPurger(),
+        mover=S3DataMover(),
+        used_before=lambda tenant_id: bool(run_service().runs.list_runs(tenant_id, limit=1)[0]),
+        models=SageMakerModelRegistry(),
+        retained=_retained,
+    )
+
+
+def _retained(tenant_id: str) -> list[str]:
+    names = wiring.Names.from_settings(settings())
+    account = os.environ[wiring.ENV_ACCOUNT_ID]
+    return list(
+        retained_resources().of(
+            group=names.model_package_group(tenant_id),
+            silo_bucket=names.silo_bucket(tenant_id, account),
+            pool_bucket=names.pool_bucket(account),
+            pool_prefix=names.pool_tenant_prefix(tenant_id),
+        )
+    )
+
+
+def _retained_resources() -> RetainedResources:
+    from trainyard_core.model_registry import RetainedResources
+
+    return RetainedResources()
+
+
+def _run_service() -> SchedulerService:
+    from trainyard_core.scheduling.factory import build_scheduler_service
+
+    return build_scheduler_service()
+
+
+def _scheduler_service() -> SchedulerService:
+    from trainyard_core.scheduling.factory import build_scheduler_service
+
+    from trainyard_handlers.observability import PowertoolsMetricsSink, logger
+
+    return build_scheduler_service(metrics=PowertoolsMetricsSink(), logger=logger)
+
+
+def _intake_queue() -> IntakeQueue:
+    from trainyard_core.intake_queue import IntakeQueue
+
+    return IntakeQueue(wiring.Names.from_settings(settings()))
+
+
+def _run_repository() -> RunRepository:
+    from trainyard_core.store.runs_dynamodb import DynamoRunRepository
+
+    return DynamoRunRepository(
+        os.environ[wiring.ENV_RUNS_TABLE], os.environ[wiring.ENV_STATE_TABLE]
+    )
+
+
+settings: Dependency[Settings] = Dependency(settings_from_env)
+# The onboarding function: tenants, and the runs as the API sees them (reads, manual
+# runs, usage, queue; no metrics of its own, admission stays in the scheduler).
+tenant_service: Dependency[TenantService] = Dependency(_tenant_service)
+retained_resources: Dependency[RetainedResources] = Dependency(_retained_resources)
+run_service: Dependency[SchedulerService] = Dependency(_run_service)
+intake_queue: Dependency[IntakeQueue] = Dependency(_intake_queue)
+# The scheduler function: the same service, with Powertools metrics and logger.
+scheduler_service: Dependency[SchedulerService] = Dependency(_scheduler_service)
+# The recorder function.
+run_repository: Dependency[RunRepository] = Dependency(_run_repository)
+clock: Dependency[Clock] = Dependency(SystemClock)
+
+ONBOARDING = (settings, tenant_service, retained_resources, run_service, intake_queue)
+SCHEDULER = (scheduler_service,)
+RECORDER = (run_repository, clock)
