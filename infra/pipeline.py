@@ -18,12 +18,8 @@ from trainyard_core.config import Settings
 from infra.nag import acknowledge_findings
 from infra.platform_files import PlatformFiles
 from infra.storage import CODE_PREFIX
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-STEPS_DIR = PROJECT_ROOT / "pipeline" / "steps"
-# Placeholder in the definition -> step script shipped for it.
-STEP_SCRIPTS = {"PreprocessScriptUri": "preprocess.py", "EvaluateScriptUri": "evaluate.py"}
-RECORDER_PLACEHOLDER = "RecorderFunctionArn"
+from pipeline.contract import EVALUATION_FILE, EVALUATION_SUFFIX, RECORDER_PLACEHOLDER
+from pipeline.scripts import STEP_SCRIPTS, STEPS_DIR
 
 _definitions: dict[str, str] = {}
 
@@ -58,6 +54,15 @@ def step_script_files() -> dict[str, Path]:
     return {f"{prefix}{script}": STEPS_DIR / script for script in STEP_SCRIPTS.values()}
 
 
+def step_script_uris(bucket_name: str) -> dict[str, str]:
+    """Placeholder -> the S3 URI of its script in the platform bucket."""
+    prefix = step_code_prefix()
+    return {
+        placeholder: f"s3://{bucket_name}/{prefix}{script}"
+        for placeholder, script in STEP_SCRIPTS.items()
+    }
+
+
 class TrainingPipeline(Construct):
     def __init__(
         self,
@@ -71,7 +76,6 @@ class TrainingPipeline(Construct):
         files: PlatformFiles,
     ) -> None:
         super().__init__(scope, construct_id)
-        code_prefix = step_code_prefix()
         self.pipeline_arn = pipeline_arn(names)
 
         self.role = iam.Role(
@@ -85,10 +89,11 @@ class TrainingPipeline(Construct):
         )
         self._grant(names, bucket, recorder)
 
-        values = {
-            placeholder: f"s3://{bucket.bucket_name}/{code_prefix}{script}"
-            for placeholder, script in STEP_SCRIPTS.items()
-        }
+        body = definition_json(settings)
+        uris = step_script_uris(bucket.bucket_name)
+        # Fn::Sub's variables in the order the definition first uses them (step order),
+        # not the scripts' alphabetical one.
+        values = {p: uris[p] for p in sorted(uris, key=lambda p: body.find("${" + p + "}"))}
         values[RECORDER_PLACEHOLDER] = recorder.function_arn
         self.pipeline = sagemaker.CfnPipeline(
             self,
@@ -97,9 +102,7 @@ class TrainingPipeline(Construct):
             pipeline_display_name=names.pipeline_name,
             pipeline_description="Trainyard: preprocess, train, evaluate, register (per tenant)",
             role_arn=self.role.role_arn,
-            pipeline_definition={
-                "PipelineDefinitionBody": Fn.sub(definition_json(settings), values)
-            },
+            pipeline_definition={"PipelineDefinitionBody": Fn.sub(body, values)},
         )
         # The role's policy must exist before the first execution can start jobs,
         # and the scripts before a step downloads them.
@@ -116,7 +119,6 @@ class TrainingPipeline(Construct):
         packages = f"{arn}:model-package/{names.prefix}-*/*"
         tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
         code = bucket.arn_for_objects(f"{CODE_PREFIX}*")
-        from pipeline.definition import EVALUATION_FILE, EVALUATION_SUFFIX
 
         # <OutputUri><RunId>/evaluation/evaluation.json: silo buckets keep it under
         # artifacts/, the pool under tenants/<id>/artifacts/ (wiring.Names).

@@ -1,4 +1,4 @@
-"""The platform stack keeps the promises of DESIGN §2 (assertions on the template)."""
+"""The platform stack keeps the promises of docs/architecture.md §1-3 (template assertions)."""
 
 from __future__ import annotations
 
@@ -313,7 +313,7 @@ def test_platform_bucket_is_named_per_account_private_and_tls_only(synth: Synth)
 
 
 def test_pipeline_definition_has_every_placeholder_substituted(synth: Synth) -> None:
-    from pipeline.definition import PLACEHOLDERS
+    from pipeline.contract import PLACEHOLDERS
 
     (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
     props = pipeline["Properties"]

@@ -19,13 +19,8 @@ from typing import Any
 import pytest
 from trainyard_core.config import Settings, XgboostSettings, resolve_settings
 
-from pipeline.definition import (
-    GOLDEN_PATH,
-    PARAMETERS,
-    PLACEHOLDERS,
-    build_definition_json,
-    render_definition,
-)
+from pipeline.contract import PARAMETERS, PLACEHOLDERS
+from pipeline.definition import GOLDEN_PATH, build_definition_json, render_definition
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE = {"Get": "Parameters.ExecutionRoleArn"}

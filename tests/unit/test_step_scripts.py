@@ -15,9 +15,10 @@ import pytest
 import xgboost as xgb
 from sklearn.datasets import make_classification
 
-STEPS = Path(__file__).resolve().parents[2] / "pipeline" / "steps"
-PREPROCESS = STEPS / "preprocess.py"
-EVALUATE = STEPS / "evaluate.py"
+from pipeline.scripts import STEPS_DIR
+
+PREPROCESS = STEPS_DIR / "preprocess.py"
+EVALUATE = STEPS_DIR / "evaluate.py"
 
 
 def dataset(rows: int = 200, features: int = 5, seed: int = 0) -> pd.DataFrame:

@@ -1,0 +1,397 @@
+"""The pipeline's steps, built with the SageMaker Python SDK v3: one function per step.
+
+Import this module only inside ``sdk_offline.offline_sdk()`` (``definition.py`` does):
+it imports the SDK at the top, and the SDK must never be imported without the offline
+patches (see ``sdk_offline``). The contract these steps implement — parameter names,
+step names, placeholders, the evaluation report — lives in ``contract.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sagemaker.core import image_uris
+from sagemaker.core.lambda_helper import Lambda
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.processing import Processor
+from sagemaker.core.shapes import (
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingS3Input,
+    ProcessingS3Output,
+)
+from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow import (
+    ConditionStep,
+    FailStep,
+    LambdaOutput,
+    LambdaStep,
+    ModelStep,
+    Pipeline,
+    ProcessingStep,
+    TrainingStep,
+)
+from sagemaker.mlops.workflow.lambda_step import LambdaOutputTypeEnum
+from sagemaker.serve.model_builder import ModelBuilder
+from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Tag
+from sagemaker.train.model_trainer import ModelTrainer
+from trainyard_core.config import Settings
+from trainyard_core.wiring import TENANT_TAG_KEY, Names
+
+from pipeline import contract
+from pipeline.scripts import script_placeholder
+from pipeline.sdk_offline import offline_session
+
+_PROCESSING = "/opt/ml/processing"
+_CODE_DIR = f"{_PROCESSING}/input/code"
+_SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class _Parameters:
+    """The pipeline parameters, in ``contract.PARAMETERS`` order."""
+
+    tenant_id: Any
+    run_id: Any
+    input_data_uri: Any
+    output_uri: Any
+    execution_role: Any
+    training_instance_type: Any
+    training_instance_count: Any
+    processing_instance_type: Any
+    model_package_group: Any
+    approval_status: Any
+    metric_threshold: Any
+    training_image: Any
+    processing_image: Any
+    num_round: Any
+    max_depth: Any
+    eta: Any
+
+    def ordered(self) -> list[Any]:
+        values = list(vars(self).values())
+        names = [value.name for value in values]
+        if names != contract.PARAMETERS:
+            raise RuntimeError(f"parameters {names} differ from the contract")
+        return values
+
+
+def _parameters(settings: Settings, session: Any) -> _Parameters:
+    default_plan = settings.plan(settings.default_plan)
+    hyperparameters = settings.xgboost.hyperparameters
+    return _Parameters(
+        tenant_id=ParameterString("TenantId"),
+        run_id=ParameterString("RunId"),
+        input_data_uri=ParameterString("InputDataUri"),
+        output_uri=ParameterString("OutputUri"),
+        execution_role=ParameterString("ExecutionRoleArn"),
+        training_instance_type=ParameterString(
+            "TrainingInstanceType", default_value=default_plan.training_instance_type
+        ),
+        training_instance_count=ParameterInteger(
+            "TrainingInstanceCount", default_value=default_plan.training_instance_count
+        ),
+        processing_instance_type=ParameterString(
+            "ProcessingInstanceType", default_value=settings.processing_instance_type
+        ),
+        model_package_group=ParameterString("ModelPackageGroupName"),
+        approval_status=ParameterString(
+            "ModelApprovalStatus", default_value=settings.model_approval_status
+        ),
+        metric_threshold=ParameterFloat("MetricThreshold", default_value=settings.metric_threshold),
+        training_image=ParameterString(
+            "TrainingImageUri",
+            default_value=image_uris.retrieve(
+                "xgboost",
+                region=settings.region,
+                version=settings.xgboost.framework_version,
+                sagemaker_session=session,
+            ),
+        ),
+        processing_image=ParameterString(
+            "ProcessingImageUri",
+            default_value=image_uris.retrieve(
+                "sklearn",
+                region=settings.region,
+                version=settings.sklearn_framework_version,
+                instance_type=settings.processing_instance_type,
+                sagemaker_session=session,
+            ),
+        ),
+        num_round=ParameterInteger("NumRound", default_value=int(hyperparameters["num_round"])),
+        max_depth=ParameterInteger("MaxDepth", default_value=int(hyperparameters["max_depth"])),
+        eta=ParameterFloat("Eta", default_value=float(hyperparameters["eta"])),
+    )
+
+
+@dataclass(frozen=True)
+class _Jobs:
+    """What every job of a run shares: the session, the parameters, the tags, its paths."""
+
+    settings: Settings
+    session: Any
+    p: _Parameters
+
+    @property
+    def tags(self) -> list[dict[str, Any]]:
+        return [
+            {"Key": TENANT_TAG_KEY, "Value": self.p.tenant_id},
+            {"Key": contract.RUN_TAG_KEY, "Value": self.p.run_id},
+        ]
+
+    def run_uri(self, suffix: str) -> Join:
+        # OutputUri ends with '/', so <OutputUri><RunId>/<suffix>.
+        return Join(on="", values=[self.p.output_uri, self.p.run_id, suffix])
+
+    @staticmethod
+    def s3_in(name: str, uri: Any, local_path: str) -> ProcessingInput:
+        return ProcessingInput(
+            input_name=name,
+            s3_input=ProcessingS3Input(
+                s3_uri=uri,
+                local_path=local_path,
+                s3_data_type="S3Prefix",
+                s3_input_mode="File",
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        )
+
+    @staticmethod
+    def s3_out(name: str, local_path: str, uri: Any) -> ProcessingOutput:
+        return ProcessingOutput(
+            output_name=name,
+            s3_output=ProcessingS3Output(
+                s3_uri=uri, local_path=local_path, s3_upload_mode="EndOfJob"
+            ),
+        )
+
+    def run_script(self, image: Any, script: str, inputs: list[ProcessingInput], **run: Any) -> Any:
+        """Processor.run of a step script (pipeline/steps/), its code the last input."""
+        sentinel = contract.SCRIPT_SENTINELS[script_placeholder(script)]
+        code = self.s3_in("code", sentinel, _CODE_DIR)
+        return Processor(
+            role=self.p.execution_role,
+            image_uri=image,
+            instance_count=1,
+            instance_type=self.p.processing_instance_type,
+            entrypoint=["python3", f"{_CODE_DIR}/{script}"],
+            sagemaker_session=self.session,
+            tags=self.tags,
+        ).run(inputs=[*inputs, code], **run)
+
+
+def _preprocess(jobs: _Jobs) -> ProcessingStep:
+    return ProcessingStep(
+        name=contract.PREPROCESS_STEP,
+        step_args=jobs.run_script(
+            jobs.p.processing_image,
+            "preprocess.py",
+            inputs=[jobs.s3_in("data", jobs.p.input_data_uri, f"{_PROCESSING}/input/data")],
+            outputs=[
+                jobs.s3_out(
+                    split, f"{_PROCESSING}/output/{split}", jobs.run_uri(f"/preprocess/{split}")
+                )
+                for split in _SPLITS
+            ],
+            arguments=[
+                "--input-dir",
+                f"{_PROCESSING}/input/data",
+                "--output-dir",
+                f"{_PROCESSING}/output",
+            ],
+        ),
+    )
+
+
+def _split_uri(preprocess: ProcessingStep, split: str) -> Any:
+    return preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
+
+
+def _train(jobs: _Jobs, preprocess: ProcessingStep) -> TrainingStep:
+    """The built-in XGBoost container; artifact <S3OutputPath>/<job>/output/model.tar.gz."""
+    p = jobs.p
+    tuned = {
+        "num_round": p.num_round.to_string(),
+        "max_depth": p.max_depth.to_string(),
+        "eta": p.eta.to_string(),
+    }
+    trainer = ModelTrainer(
+        training_image=p.training_image,
+        role=contract.ROLE_SENTINEL,
+        compute=Compute(
+            instance_type=p.training_instance_type, instance_count=p.training_instance_count
+        ),
+        output_data_config=OutputDataConfig(s3_output_path=jobs.run_uri("/model")),
+        hyperparameters={**jobs.settings.xgboost.hyperparameters, **tuned},
+        tags=[Tag(key=tag["Key"], value=tag["Value"]) for tag in jobs.tags],
+        base_job_name="trainyard-train",
+        sagemaker_session=jobs.session,
+    )
+    return TrainingStep(
+        name=contract.TRAIN_STEP,
+        step_args=trainer.train(
+            input_data_config=[
+                InputData(
+                    channel_name=split,
+                    data_source=_split_uri(preprocess, split),
+                    content_type="text/csv",
+                )
+                for split in ("train", "validation")
+            ]
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    step: ProcessingStep
+    auc: JsonGet
+    report_uri: Join
+
+
+def _evaluate(jobs: _Jobs, preprocess: ProcessingStep, train: TrainingStep) -> _Evaluation:
+    """The XGBoost image has python3 + xgboost + sklearn: the evaluation runs in it."""
+    report = PropertyFile(
+        name=contract.EVALUATION_PROPERTY_FILE,
+        output_name="evaluation",
+        path=contract.EVALUATION_FILE,
+    )
+    model_artifact = train.properties.ModelArtifacts.S3ModelArtifacts
+    step = ProcessingStep(
+        name=contract.EVALUATE_STEP,
+        step_args=jobs.run_script(
+            jobs.p.training_image,
+            "evaluate.py",
+            inputs=[
+                jobs.s3_in("model", model_artifact, f"{_PROCESSING}/input/model"),
+                jobs.s3_in("test", _split_uri(preprocess, "test"), f"{_PROCESSING}/input/test"),
+            ],
+            outputs=[
+                jobs.s3_out(
+                    "evaluation",
+                    f"{_PROCESSING}/evaluation",
+                    jobs.run_uri(contract.EVALUATION_SUFFIX),
+                )
+            ],
+            arguments=[
+                "--model-dir",
+                f"{_PROCESSING}/input/model",
+                "--test-dir",
+                f"{_PROCESSING}/input/test",
+                "--output-dir",
+                f"{_PROCESSING}/evaluation",
+            ],
+        ),
+        property_files=[report],
+    )
+    auc = JsonGet(
+        step_name=contract.EVALUATE_STEP, property_file=report, json_path=contract.AUC_JSON_PATH
+    )
+    report_uri = Join(
+        on="/",
+        values=[
+            step.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri,
+            contract.EVALUATION_FILE,
+        ],
+    )
+    return _Evaluation(step, auc, report_uri)
+
+
+def _register(jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation) -> ModelStep:
+    builder = ModelBuilder(
+        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+        image_uri=jobs.p.training_image,
+        role_arn=contract.ROLE_SENTINEL,
+        instance_type=jobs.settings.processing_instance_type,
+        # The deprecated `dependencies` defaults to {"auto": True}, which sends register()
+        # down the code-upload path (and asks for a default bucket) although there is no code.
+        dependencies={},
+        sagemaker_session=jobs.session,
+    )
+    return ModelStep(
+        name=contract.REGISTER_STEP,
+        step_args=builder.register(
+            model_package_group_name=jobs.p.model_package_group,
+            approval_status=jobs.p.approval_status,
+            content_types=["text/csv"],
+            response_types=["text/csv"],
+            model_metrics=ModelMetrics(
+                model_statistics=MetricsSource(
+                    content_type="application/json", s3_uri=evaluation.report_uri
+                )
+            ),
+        ),
+    )
+
+
+def _record(
+    jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation, register: ModelStep
+) -> LambdaStep:
+    function_arn = contract.placeholder(contract.RECORDER_PLACEHOLDER)
+    return LambdaStep(
+        name=contract.RECORD_STEP,
+        lambda_func=Lambda(function_arn=function_arn, session=jobs.session),
+        inputs={
+            "tenant_id": jobs.p.tenant_id,
+            "run_id": jobs.p.run_id,
+            "model_package_arn": register.properties.ModelPackageArn,
+            "auc": evaluation.auc,
+            "evaluation_uri": evaluation.report_uri,
+            "training_job_name": train.properties.TrainingJobName,
+        },
+        outputs=[LambdaOutput(output_name="recorded", output_type=LambdaOutputTypeEnum.String)],
+        depends_on=[register],
+    )
+
+
+def _fail(jobs: _Jobs, evaluation: _Evaluation) -> FailStep:
+    return FailStep(
+        name=contract.FAIL_STEP,
+        error_message=Join(
+            on=" ",
+            values=[
+                "Model AUC",
+                evaluation.auc,
+                "is below the threshold",
+                jobs.p.metric_threshold,
+                "for tenant",
+                jobs.p.tenant_id,
+                "run",
+                jobs.p.run_id,
+                "- the model was not registered.",
+            ],
+        ),
+    )
+
+
+def definition(settings: Settings) -> str:
+    """Preprocess → Train → Evaluate → CheckMetric → (Register + RecordRun | Fail)."""
+    session = offline_session(settings.region)
+    jobs = _Jobs(settings, session, _parameters(settings, session))
+    preprocess = _preprocess(jobs)
+    train = _train(jobs, preprocess)
+    evaluation = _evaluate(jobs, preprocess, train)
+    register = _register(jobs, train, evaluation)
+    record = _record(jobs, train, evaluation, register)
+    check = ConditionStep(
+        name=contract.CONDITION_STEP,
+        conditions=[
+            ConditionGreaterThanOrEqualTo(left=evaluation.auc, right=jobs.p.metric_threshold)
+        ],
+        if_steps=[register, record],
+        else_steps=[_fail(jobs, evaluation)],
+    )
+    pipeline = Pipeline(
+        name=Names.from_settings(settings).pipeline_name,
+        parameters=jobs.p.ordered(),
+        steps=[preprocess, train, evaluation.step, check],
+        sagemaker_session=session,
+        # No automatic experiment/trial per execution: it needs extra permissions on the
+        # pipeline role, the local runner would have to emulate it, and it varies by region.
+        pipeline_experiment_config=None,
+    )
+    return pipeline.definition()

@@ -1,0 +1,58 @@
+"""The pipeline's contract: its parameters, step names, placeholders and evaluation report.
+
+Shared by the steps (``build.py``), the definition (``definition.py``, which re-exports
+every name here), the CDK stack, the local runner and the scheduler.
+"""
+
+from __future__ import annotations
+
+from pipeline.scripts import STEP_SCRIPTS
+
+PARAMETERS: list[str] = [
+    "TenantId",
+    "RunId",
+    "InputDataUri",
+    "OutputUri",
+    "ExecutionRoleArn",
+    "TrainingInstanceType",
+    "TrainingInstanceCount",
+    "ProcessingInstanceType",
+    "ModelPackageGroupName",
+    "ModelApprovalStatus",
+    "MetricThreshold",
+    "TrainingImageUri",
+    "ProcessingImageUri",
+    "NumRound",
+    "MaxDepth",
+    "Eta",
+]
+RECORDER_PLACEHOLDER = "RecorderFunctionArn"
+# Deploy-time values: each step script's S3 URI (pipeline/scripts.py) and the recorder.
+PLACEHOLDERS = (*STEP_SCRIPTS, RECORDER_PLACEHOLDER)
+
+PREPROCESS_STEP = "Preprocess"
+TRAIN_STEP = "Train"
+EVALUATE_STEP = "Evaluate"
+CONDITION_STEP = "CheckMetric"
+REGISTER_STEP = "Register"
+RECORD_STEP = "RecordRun"
+FAIL_STEP = "MetricBelowThreshold"
+
+EVALUATION_PROPERTY_FILE = "EvaluationReport"
+EVALUATION_FILE = "evaluation.json"
+# Where the evaluation report lands, under <OutputUri><RunId>: SageMaker reads it
+# (the PropertyFile) with the pipeline's role, whose policy names this path.
+EVALUATION_SUFFIX = "/evaluation"
+AUC_JSON_PATH = "metrics.auc.value"
+RUN_TAG_KEY = "trainyard:run-id"
+
+# The SDK insists on s3:// URIs for code inputs (anything else is uploaded from disk) and on a
+# literal role for ModelTrainer (its `role` field is a plain str); these sentinels stand in for
+# the deploy-time values and are swapped out by _bind_deploy_time_values (build.py uses them).
+_SENTINEL_BUCKET = "s3://trainyard-sdk-offline-sentinel"
+SCRIPT_SENTINELS = {name: f"{_SENTINEL_BUCKET}/{name}" for name in STEP_SCRIPTS}
+ROLE_SENTINEL = "arn:aws:iam::000000000000:role/trainyard-sdk-offline-sentinel"
+
+
+def placeholder(name: str) -> str:
+    return "${" + name + "}"
