@@ -4,7 +4,7 @@ Every tenant gets a binary classification problem from
 ``sklearn.datasets.make_classification`` (ships with scikit-learn: no downloads),
 seeded by the tenant id so the same tenant always gets the same bytes while
 different tenants get different shapes (feature count, separability, rows).
-The CSV contract matches DESIGN §5: a header row, numeric feature columns
+The CSV contract matches docs/architecture.md §5: a header row, numeric feature columns
 ``f0..fN`` and a 0/1 ``label`` column.
 
 Also generators of *bad* files, so tests and demos can show how a run fails

@@ -11,7 +11,7 @@ import uuid
 from typing import Any
 
 import pytest
-from trainyard_core.store.runs import DynamoRunRepository
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
 
 from trainyard.data import (
     empty_csv,
@@ -21,7 +21,7 @@ from trainyard.data import (
     single_class_csv,
     tenant_csv,
 )
-from trainyard.local.faults import all_runs, cap_violations
+from trainyard.local.observations import all_runs, cap_violations
 from trainyard.local.stack import EmbeddedStack
 
 from .conftest import Api, wait_for

@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from trainyard_core.store.runs import DynamoRunRepository
+from trainyard_core.store.runs_dynamodb import DynamoRunRepository
 
 from trainyard.data import feature_names, non_numeric_csv, tenant_csv
-from trainyard.local.faults import all_runs, cap_violations, executions_of
+from trainyard.local.observations import all_runs, cap_violations, executions_of
 from trainyard.local.stack import EmbeddedStack
 
 from .conftest import Api, wait_for

@@ -117,10 +117,10 @@ def test_a_failed_provisioning_is_reported_and_a_retry_succeeds(
     stack: EmbeddedStack, api: Api
 ) -> None:
     from botocore.exceptions import ClientError
-    from trainyard_handlers import onboarding
+    from trainyard_handlers import dependencies
 
     # Fault: CloudFormation throttles the onboarding Lambda's CreateStack call.
-    cfn = onboarding._tenant_service().provisioner._cfn
+    cfn = dependencies.tenant_service().provisioner._cfn
 
     def throttled(**_: Any) -> None:
         raise ClientError(

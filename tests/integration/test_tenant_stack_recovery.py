@@ -28,9 +28,9 @@ ATTEMPT = re.compile(r"^provisioning attempt \d of 5 failed: ")
 def immediate_retries(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every retry is due at the next lifecycle run: a background tick of the local
     one-minute schedule while the fault is on cannot push the retry minutes away."""
-    from trainyard_handlers import onboarding
+    from trainyard_handlers import dependencies
 
-    service = onboarding._tenant_service()
+    service = dependencies.tenant_service()
     monkeypatch.setattr(
         service, "settings", service.settings.model_copy(update={"provisioning_retry_seconds": 0})
     )

@@ -1,4 +1,4 @@
-"""The local shims for moto gaps (DESIGN §4): DynamoDB's atomic transactions, the
+"""The local shims for moto gaps (docs/architecture.md §4): DynamoDB's atomic transactions, the
 SageMaker model registry operations moto lacks, and S3 log delivery decided by the
 target bucket's policy."""
 

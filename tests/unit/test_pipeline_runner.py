@@ -21,8 +21,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 from sklearn.datasets import make_classification
 
+from pipeline.scripts import STEP_SCRIPTS, STEPS_DIR
 from trainyard.local.pipeline_engine import EVENT_DETAIL_TYPE, EVENT_SOURCE, LocalPipelineEngine
-from trainyard.local.pipeline_runner import ExecutionResult, PipelineRunner
+from trainyard.local.runner import ExecutionResult, PipelineRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_DEFINITION = ROOT / "tests" / "fixtures" / "pipeline_definition.json"
@@ -112,13 +113,12 @@ def csv_dataset(rows: int = 300, seed: int = 7) -> str:
 
 
 def upload_scripts(s3: Any, bucket: str) -> dict[str, str]:
-    for name in ("preprocess", "evaluate"):
-        s3.upload_file(str(ROOT / "pipeline" / "steps" / f"{name}.py"), bucket, f"code/{name}.py")
-    return {
-        "PreprocessScriptUri": f"s3://{bucket}/code/preprocess.py",
-        "EvaluateScriptUri": f"s3://{bucket}/code/evaluate.py",
-        "RecorderFunctionArn": RECORDER_ARN,
-    }
+    """Every step script under code/; returns the definition's placeholder values."""
+    values = {"RecorderFunctionArn": RECORDER_ARN}
+    for placeholder, script in STEP_SCRIPTS.items():
+        s3.upload_file(str(STEPS_DIR / script), bucket, f"code/{script}")
+        values[placeholder] = f"s3://{bucket}/code/{script}"
+    return values
 
 
 @functools.cache

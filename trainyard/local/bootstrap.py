@@ -181,6 +181,7 @@ def bootstrap_platform(
     cache_dir: Path,
 ) -> Platform:
     """``clients(service)`` returns a boto3 client for the embedded endpoint."""
+    from pipeline.contract import RECORDER_PLACEHOLDER
     from pipeline.definition import build_definition_json, render_definition
 
     names = Names.from_settings(settings)
@@ -196,15 +197,11 @@ def bootstrap_platform(
     bucket = names.platform_bucket(account_id)
     s3.create_bucket(Bucket=bucket)
     # The same keys as the platform stack's PlatformFiles deployment.
-    from infra.pipeline import STEP_SCRIPTS, step_code_prefix, step_script_files
+    from infra.pipeline import step_script_files, step_script_uris
     from infra.tenant_template import ISOLATIONS, template_text, templates_version
 
     for key, path in step_script_files().items():
         s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-    code_uris = {
-        placeholder: f"s3://{bucket}/{step_code_prefix()}{script}"
-        for placeholder, script in STEP_SCRIPTS.items()
-    }
     rendered = {
         isolation: template_text(tenant_template(settings, cache_dir, isolation))
         for isolation in ISOLATIONS
@@ -243,7 +240,8 @@ def bootstrap_platform(
     }
 
     definition = render_definition(
-        build_definition_json(settings), {**code_uris, "RecorderFunctionArn": recorder_arn}
+        build_definition_json(settings),
+        {**step_script_uris(bucket), RECORDER_PLACEHOLDER: recorder_arn},
     )
     pipeline_arn = clients("sagemaker").create_pipeline(
         PipelineName=names.pipeline_name,

@@ -13,17 +13,18 @@ switch                                 where it bites
                                        (``after-call`` for the crash after the call)
 ``drop_status_events``                 ``before-call.events.PutEvents`` on the pipeline
                                        engine's own client (the status-change events)
-``fail_step`` / ``slow_step``          the local runner's job launcher (Processing and
-                                       Training steps)
+``fail_step`` / ``slow_step``          the local runner's job launcher, wrapped (Processing
+                                       and Training steps)
 ``fail_function``                      ``LocalLambdaRuntime.interceptors`` (e.g. the
                                        pipeline's RecordRun Lambda step)
-``later(seconds)``                     the scheduler's clock, for the calling thread
-                                       only: "the next one-minute tick" without a sleep
+``later(seconds)``                     the scheduler's clock (set from a runtime
+                                       interceptor), for the calling thread only: "the
+                                       next one-minute tick" without a sleep
 =====================================  ==============================================
 
 It also records what the runtime delivered (``delivered``) so a test can
-re-deliver an event verbatim, and offers the invariant checks the fault tests
-and the benchmark share (``max_overlap``, ``cap_violations``).
+re-deliver an event verbatim. The invariant checks the fault tests and the
+benchmark share (``cap_violations``, ``all_runs``, ...) are in ``observations.py``.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.awsrequest import AWSResponse
 
-if TYPE_CHECKING:
-    from trainyard_core.config import Settings
+from .observations import tenant_of_display_name
+from .runner import ExecutionStopped, Job, JobLauncher, StepFailure
 
+if TYPE_CHECKING:
     from .stack import EmbeddedStack
 
 _START_EVENT = "StartPipelineExecution"
@@ -92,19 +94,31 @@ class Delivery:
 
 
 class _ShiftedClock:
-    """Wraps the scheduler's clock; a thread may see it ``seconds`` ahead."""
+    """Wraps the scheduler's clock; a thread sees it ``shift.seconds`` ahead."""
 
-    def __init__(self, base: Any) -> None:
+    def __init__(self, base: Any, shift: threading.local) -> None:
         self.base = base
-        self.local = threading.local()
+        self.shift = shift
 
     def now(self) -> datetime:
-        return self.base.now() + timedelta(seconds=getattr(self.local, "seconds", 0.0))
+        return self.base.now() + timedelta(seconds=getattr(self.shift, "seconds", 0.0))
 
 
-def _tenant_of_display_name(name: str | None) -> str | None:
-    # Display names are "<tenant>-<12 hex of the run id>" (models.Run.display_name).
-    return name.rsplit("-", 1)[0] if name and "-" in name else None
+class _FaultyJobLauncher:
+    """Wraps the runner's job launcher: a step's job fails or waits as told first."""
+
+    def __init__(self, inner: JobLauncher, faults: Faults) -> None:
+        self.inner = inner
+        self.faults = faults
+
+    def run(self, job: Job) -> None:
+        delay, reason = self.faults._step_fault(job.parameters.get("TenantId"), job.step)
+        # Wait like a long job would, but still honour a stop of the engine.
+        if delay and job.stop.wait(delay):
+            raise ExecutionStopped
+        if reason:
+            raise StepFailure(reason)
+        self.inner.run(job)
 
 
 class Faults:
@@ -113,7 +127,9 @@ class Faults:
         self._stack: EmbeddedStack | None = None
         self._session: Any = None
         self._engine_events: Any = None
-        self._runner_patch: tuple[Any, Any] | None = None
+        self._runner: Any = None  # the pipeline runner whose job launcher is wrapped
+        self._launcher: _FaultyJobLauncher | None = None
+        self._clock_shift = threading.local()  # per thread: seconds the scheduler is ahead
         self.reset()
 
     # ------------------------------------------------------------ switches
@@ -197,13 +213,12 @@ class Faults:
         ``seconds`` ahead: ``with faults.later(60): stack.reconcile_now()`` is the
         next one-minute tick, without sleeping. Timestamps it writes are shifted
         too, as they would be if the tick really came that much later."""
-        clock = self._scheduler_clock()
-        previous = getattr(clock.local, "seconds", 0.0)
-        clock.local.seconds = previous + seconds
+        previous = getattr(self._clock_shift, "seconds", 0.0)
+        self._clock_shift.seconds = previous + seconds
         try:
             yield
         finally:
-            clock.local.seconds = previous
+            self._clock_shift.seconds = previous
 
     @contextmanager
     def fast_redelivery(self, queue_name: str, visibility_seconds: int = 1) -> Iterator[None]:
@@ -290,15 +305,17 @@ class Faults:
             self._after_start,
             unique_id=f"{_HOOK_ID}-after-call",
         )
-        engine = stack._engine
+        engine = stack.engine
         if engine is not None:
-            self._engine_events = engine._events
+            self._engine_events = engine.events
             self._engine_events.meta.events.register(
                 "before-call.events.PutEvents", self._before_put_events, unique_id=_HOOK_ID
             )
+            self._runner = engine.runner
+            self._launcher = _FaultyJobLauncher(self._runner.job_launcher, self)
+            self._runner.job_launcher = self._launcher
         if stack.runtime is not None:
             stack.runtime.interceptors.append(self._on_invoke)
-        self._patch_runner()
 
     def detach(self) -> None:
         if self._session is not None:
@@ -312,10 +329,10 @@ class Faults:
                 "before-call.events.PutEvents", unique_id=_HOOK_ID
             )
             self._engine_events = None
-        if self._runner_patch is not None:
-            cls, original = self._runner_patch
-            cls._run_job = original
-            self._runner_patch = None
+        if self._runner is not None and self._launcher is not None:
+            if self._runner.job_launcher is self._launcher:
+                self._runner.job_launcher = self._launcher.inner
+            self._runner = self._launcher = None
         if self._stack is not None and self._stack.runtime is not None:
             hooks = self._stack.runtime.interceptors
             if self._on_invoke in hooks:
@@ -383,7 +400,7 @@ class Faults:
             detail = json.loads(entry.get("Detail") or "{}")
         except ValueError:
             return None
-        tenant = _tenant_of_display_name(detail.get("pipelineExecutionDisplayName"))
+        tenant = tenant_of_display_name(detail.get("pipelineExecutionDisplayName"))
         status = detail.get("currentPipelineExecutionStatus")
         with self._lock:
             for rule in self._status_drops:
@@ -402,6 +419,8 @@ class Faults:
         }
 
     def _on_invoke(self, key: str, event: dict[str, Any]) -> None:
+        if key == "scheduler" and getattr(self._clock_shift, "seconds", 0.0):
+            self._shift_scheduler_clock()
         for record in event.get("Records", []) if isinstance(event, dict) else []:
             if isinstance(record, dict) and "body" in record:
                 self.delivered.append(
@@ -414,31 +433,6 @@ class Faults:
             for rule in self._function_faults:
                 if rule.payload["function"] == key and rule.take(tenant):
                     raise InjectedFault(rule.payload["reason"])
-
-    def _patch_runner(self) -> None:
-        from . import pipeline_runner
-
-        cls = pipeline_runner._Execution
-        original = cls._run_job
-        if getattr(original, "_trainyard_faults", None) is not None:
-            original = original._trainyard_original  # type: ignore[attr-defined]
-        faults = self
-
-        def _run_job(execution: Any, *args: Any, **kwargs: Any) -> Any:
-            record = kwargs.get("record") if "record" in kwargs else args[4]
-            tenant = execution.params.get("TenantId")
-            delay, reason = faults._step_fault(tenant, record.name)
-            # Wait like a long job would, but still honour a stop of the engine.
-            if delay and execution.stop_event.wait(delay):
-                raise pipeline_runner.ExecutionStopped
-            if reason:
-                raise pipeline_runner.StepFailure(reason)
-            return original(execution, *args, **kwargs)
-
-        _run_job._trainyard_faults = self  # type: ignore[attr-defined]
-        _run_job._trainyard_original = original  # type: ignore[attr-defined]
-        cls._run_job = _run_job
-        self._runner_patch = (cls, original)
 
     def _step_fault(self, tenant: str | None, step: str) -> tuple[float, str | None]:
         delay, reason = 0.0, None
@@ -459,107 +453,13 @@ class Faults:
         assert self._stack is not None and self._stack.platform is not None
         return self._stack.client("sqs"), self._stack.platform.queue_urls[queue_name]
 
-    def _scheduler_clock(self) -> _ShiftedClock:
-        assert self._stack is not None and self._stack.runtime is not None
-        # Load the handler through the runtime first: its first load resets the
-        # module's cached service, which would drop a clock installed before.
-        self._stack.runtime._handler("scheduler")
+    def _shift_scheduler_clock(self) -> None:
+        # Called by the runtime before the handler runs, after its first load (which
+        # resets the module's cached service): the clock set here is the one it uses.
         from trainyard_handlers import scheduler
 
         service = scheduler.get_service()
-        if not isinstance(service.clock, _ShiftedClock):
-            service.clock = _ShiftedClock(service.clock)
-        return service.clock
-
-
-# ---------------------------------------------------------------- invariants
-
-
-def iso_seconds(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def max_overlap(intervals: Iterable[tuple[float, float]]) -> int:
-    """Most intervals open at one instant. Ends sort before starts at the same
-    instant: a slot freed and reused at once is not an overlap."""
-    spans = list(intervals)
-    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
-    current = peak = 0
-    for _, delta in points:
-        current += delta
-        peak = max(peak, current)
-    return peak
-
-
-def cap_violations(
-    runs: Iterable[dict[str, Any]], settings: Settings, now: float | None = None
-) -> list[str]:
-    """Caps that the runs' own start/end times show exceeded (global, per plan, per
-    tenant). Runs are API-shaped dicts; a started run without an end is still open."""
-    end_now = now if now is not None else datetime.now(UTC).timestamp()
-    spans: list[tuple[str, str, tuple[float, float]]] = []
-    for run in runs:
-        if not run.get("startedAt"):
-            continue
-        start = iso_seconds(run["startedAt"])
-        end = iso_seconds(run["endedAt"]) if run.get("endedAt") else max(end_now, start)
-        spans.append((run["plan"], run["tenantId"], (start, end)))
-    problems: list[str] = []
-    peak = max_overlap(s for _, _, s in spans)
-    if peak > settings.global_max_concurrent_runs:
-        problems.append(f"global: {peak} > {settings.global_max_concurrent_runs}")
-    for name, plan in settings.plans.items():
-        peak = max_overlap(s for p, _, s in spans if p == name)
-        if peak > plan.max_concurrent_runs:
-            problems.append(f"plan {name}: {peak} > {plan.max_concurrent_runs}")
-        for tenant in sorted({t for p, t, _ in spans if p == name}):
-            peak = max_overlap(s for p, t, s in spans if p == name and t == tenant)
-            if peak > plan.max_concurrent_runs_per_tenant:
-                problems.append(f"tenant {tenant}: {peak} > {plan.max_concurrent_runs_per_tenant}")
-    return problems
-
-
-# ---------------------------------------------------------------- observations
-
-
-def all_runs(stack: EmbeddedStack) -> list[dict[str, Any]]:
-    """Every run in the runs table, API-shaped (also runs of offboarded tenants,
-    which the API no longer lists)."""
-    from boto3.dynamodb.types import TypeDeserializer
-    from trainyard_core.store.runs import item_to_run
-
-    deserializer = TypeDeserializer()
-    ddb = stack.client("dynamodb")
-    out: list[dict[str, Any]] = []
-    for page in ddb.get_paginator("scan").paginate(TableName=stack.names.runs_table):
-        for item in page["Items"]:
-            plain = {k: deserializer.deserialize(v) for k, v in item.items()}
-            out.append(item_to_run(plain).api_dict())
-    return out
-
-
-@dataclass(frozen=True)
-class ExecutionView:
-    arn: str
-    token: str | None
-    display_name: str | None
-    status: str
-
-
-def executions_of(stack: EmbeddedStack, tenant: str) -> list[ExecutionView]:
-    """The pipeline executions SageMaker (moto) holds for a tenant's runs."""
-    assert stack._engine is not None
-    backend = stack._engine._backend()
-    pipeline = backend.pipelines.get(stack.names.pipeline_name)
-    if pipeline is None:
-        return []
-    return [
-        ExecutionView(
-            arn,
-            execution.client_request_token,
-            execution.pipeline_execution_display_name,
-            execution.pipeline_execution_status,
-        )
-        for arn, execution in list(pipeline.pipeline_executions.items())
-        if _tenant_of_display_name(execution.pipeline_execution_display_name) == tenant
-    ]
+        clock = service.clock
+        if not (isinstance(clock, _ShiftedClock) and clock.shift is self._clock_shift):
+            base = clock.base if isinstance(clock, _ShiftedClock) else clock
+            service.clock = _ShiftedClock(base, self._clock_shift)

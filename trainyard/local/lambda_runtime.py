@@ -4,7 +4,7 @@
   Lambda-like context. Invocations of one function are serialized (one
   container per function, as a reserved concurrency of 1 would do); moto's
   DynamoDB operations are made atomic across threads by
-  ``shims.install_dynamodb_serializer`` (DESIGN §4), so different functions may
+  ``shims.install_dynamodb_serializer`` (docs/architecture.md §4), so different functions may
   run side by side as they do in AWS.
 - ``QueuePoller`` is the local SQS event source mapping: long-polls a queue,
   hands batches to the handler in the SQS event shape and deletes only the

@@ -1,7 +1,7 @@
 """Runs the pipeline executions that moto records, like SageMaker would.
 
 Must live in the same process as the ThreadedMotoServer: moto creates every
-execution already "Succeeded" (DESIGN §4), so the engine reads and updates
+execution already "Succeeded" (docs/architecture.md §4), so the engine reads and updates
 moto's in-process SageMaker backend directly. Public interface::
 
     engine = LocalPipelineEngine(endpoint_url, region, account_id, workdir,
@@ -10,6 +10,9 @@ moto's in-process SageMaker backend directly. Public interface::
     engine.wait_idle(timeout)   # True once nothing is queued or running
     engine.result(arn)          # ExecutionResult of a finished execution, or None
     engine.stop()               # stop watching, kill running jobs, wait for workers
+    engine.runner               # its PipelineRunner (runner.job_launcher runs the jobs)
+    engine.events               # the client status events are published with
+    engine.backend()            # moto's SageMaker backend the executions are recorded in
 
 For each execution: status -> Executing, run the definition recorded with the
 execution (``PipelineRunner``) on a bounded worker pool, then Succeeded/Failed
@@ -41,7 +44,8 @@ import boto3
 from botocore.config import Config
 
 from .iam.enforcer import Enforcer
-from .pipeline_runner import (
+from .runner import (
+    EXECUTING,
     FAILED,
     STOPPED,
     SUCCEEDED,
@@ -55,7 +59,6 @@ log = logging.getLogger("trainyard.local.pipeline")
 
 EVENT_SOURCE = "aws.sagemaker"
 EVENT_DETAIL_TYPE = "SageMaker Model Building Pipeline Execution Status Change"
-EXECUTING = "Executing"
 
 
 def _iso(moment: datetime) -> str:
@@ -97,7 +100,8 @@ class LocalPipelineEngine:
         def client(service: str) -> Any:
             return session.client(service, endpoint_url=endpoint_url, config=config)
 
-        self._events = client("events")
+        # Publishes the status-change events (the fault tools hook it to drop some).
+        self.events = client("events")
         self.runner = PipelineRunner(
             s3=client("s3"),
             sagemaker=client("sagemaker"),
@@ -129,7 +133,7 @@ class LocalPipelineEngine:
         with self._lock:
             # Executions recorded before start() (moto already calls them
             # Succeeded) belong to an earlier engine or none: never re-run them.
-            for pipeline in list(self._backend().pipelines.values()):
+            for pipeline in list(self.backend().pipelines.values()):
                 self._seen.update(list(pipeline.pipeline_executions))
         self._watcher = threading.Thread(target=self._watch, name="pipeline-engine", daemon=True)
         self._watcher.start()
@@ -156,13 +160,14 @@ class LocalPipelineEngine:
 
     # ------------------------------------------------------------ moto side
 
-    def _backend(self) -> Any:
+    def backend(self) -> Any:
+        """moto's in-process SageMaker backend the executions are recorded in."""
         from moto.sagemaker.models import sagemaker_backends
 
         return sagemaker_backends[self.account_id][self.region]
 
     def _install_patches(self) -> None:
-        backend = self._backend()
+        backend = self.backend()
         installed = backend.__dict__.get("start_pipeline_execution")
         if self._patched is backend and getattr(installed, "_trainyard_engine", None) is self:
             return
@@ -244,7 +249,7 @@ class LocalPipelineEngine:
     def _scan(self) -> None:
         if self._stop.is_set():
             return
-        backend = self._backend()
+        backend = self.backend()
         if backend is not self._patched:  # a new backend object: patch that one
             self._remove_patches()
         # moto's reset re-initialises the backend in place, dropping our wrappers.
@@ -347,7 +352,7 @@ class LocalPipelineEngine:
             "Time": now,
         }
         try:
-            response = self._events.put_events(Entries=[entry])
+            response = self.events.put_events(Entries=[entry])
             if response.get("FailedEntryCount"):
                 log.error("status event rejected: %s", response.get("Entries"))
         except Exception:

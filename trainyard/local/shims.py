@@ -1,4 +1,4 @@
-"""Local shims for measured moto gaps (DESIGN §4), kept in one place.
+"""Local shims for measured moto gaps (docs/architecture.md §4), kept in one place.
 
 - SageMaker's model registry: moto has no ``DeleteModelPackageGroup``,
   ``DeleteModelPackage`` or ``Get/Put/DeleteModelPackageGroupPolicy``, and its

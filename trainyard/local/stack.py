@@ -95,6 +95,11 @@ class EmbeddedStack:
             Scope(region=self.region, account=self.account_id, partition=partition_of(self.region)),
         )
 
+    @property
+    def engine(self) -> Any:
+        """The local pipeline engine (None until started); fault tools wrap its seams."""
+        return self._engine
+
     # --- clients
     def client(self, service: str) -> Any:
         return boto3.client(

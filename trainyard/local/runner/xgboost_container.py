@@ -3,7 +3,7 @@
 The local pipeline runner runs it as a child process with SageMaker's training
 directory contract, mapped from /opt/ml to ``ml_root``::
 
-    python -m trainyard.local.xgboost_container --ml-root DIR
+    python -m trainyard.local.runner.xgboost_container --ml-root DIR
 
 Reads (as the container does):
   <ml_root>/input/config/hyperparameters.json   {"num_round": "50", ...} (strings)
