@@ -325,9 +325,9 @@ def test_runs_table_shows_status_auc_and_failure_reason(
     # The console is built at import; a wide one keeps the table's cells unwrapped.
     from rich.console import Console
 
-    from trainyard import cli
+    from trainyard.cli import common
 
-    monkeypatch.setattr(cli, "console", Console(width=200))
+    monkeypatch.setattr(common, "console", Console(width=200))
     result = runner.invoke(app, ["--api-url", url, "runs", "acme"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("eeeeffff0001", "SUCCEEDED", "0.931", "FAILED", "no 'label' column"):

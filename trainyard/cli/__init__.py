@@ -1,0 +1,26 @@
+"""`trainyard`: the command line for people.
+
+Talks to the onboarding API (local by default, or a deployed one with
+``--api-url``, signed with SigV4) and, for uploads, to S3 through plain boto3
+(the embedded AWS endpoint locally, real AWS otherwise). Never prompts: CI runs
+it with no standard input. One module per group of commands.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# Importing the command modules registers their commands on the apps.
+from trainyard.cli import local, queue, runs, tenants  # noqa: F401
+from trainyard.cli.common import app, console
+from trainyard.cli.local import port_is_free
+
+__all__ = ["app", "console", "main", "port_is_free"]
+
+
+def main() -> None:
+    # Never let Python print a traceback for Ctrl-C at the top level.
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,5 @@
+"""``python -m trainyard.cli``: the same command as ``trainyard``."""
+
+from trainyard.cli import main
+
+main()

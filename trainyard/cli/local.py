@@ -1,0 +1,115 @@
+"""`trainyard demo` and `trainyard local up`: the embedded stack."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from trainyard.cli import common
+from trainyard.cli.common import (
+    _fail,
+    _opts,
+    app,
+    local_app,
+)
+
+
+@app.command()
+def demo(
+    timeout: float = typer.Option(600, "--timeout", help="Give up after this many seconds."),
+) -> None:
+    """Run the scripted multi-tenant scenario on a fresh embedded stack."""
+    from trainyard.demo import run_demo
+
+    try:
+        # run_demo sizes its own console (wide when not a TTY, so CI logs stay readable).
+        code = run_demo(timeout=timeout)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+# --- local stack
+
+
+def port_is_free(port: int) -> bool:
+    """Checked up front: a busy port would otherwise surface as a vague start-up timeout."""
+    with socket.socket() as probe:
+        # Like the servers themselves: connections of a stopped stack lingering in
+        # TIME_WAIT must not block an immediate restart on the same port.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@local_app.command("up")
+def local_up(
+    ctx: typer.Context,
+    aws_port: int = typer.Option(4566, "--aws-port", min=0, max=65535, help="AWS endpoint port."),
+    api_port: int = typer.Option(8787, "--api-port", min=0, max=65535, help="Onboarding API port."),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", file_okay=False, help="Keep pipeline files here (default: temp dir)."
+    ),
+) -> None:
+    """Run the embedded stack in the foreground until Ctrl-C / SIGTERM."""
+    from trainyard.local.stack import EmbeddedStack
+
+    opts = _opts(ctx)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    stack = EmbeddedStack(aws_port=aws_port, api_port=api_port, workdir=workdir, quiet=True)
+    try:
+        for name, port in (("--aws-port", aws_port), ("--api-port", api_port)):
+            if port and not port_is_free(port):
+                _fail("PortInUse", f"{name} {port}: 127.0.0.1:{port} is already in use")
+        try:
+            stack.start()
+        except Exception as exc:  # one line for people; the cause is in the message
+            _fail("StartFailed", f"cannot start the embedded stack: {type(exc).__name__}: {exc}")
+        endpoints = {
+            "awsEndpointUrl": stack.aws_endpoint_url,
+            "apiUrl": stack.api_url,
+            "region": stack.region,
+            "accountId": stack.account_id,
+        }
+        if opts.json_output:
+            print(json.dumps(endpoints), flush=True)
+        else:
+            # Plain print: endpoint lines must never be wrapped (people and scripts copy them).
+            print(
+                f"AWS endpoint  {stack.aws_endpoint_url}  (region {stack.region}, any credentials)"
+            )
+            print(f"API           {stack.api_url}  (GET /health)")
+            print(
+                f"use it:       export AWS_ENDPOINT_URL={stack.aws_endpoint_url} "
+                f"TRAINYARD_API_URL={stack.api_url}"
+            )
+            print("ready; Ctrl-C to stop", flush=True)
+        sys.stdout.flush()
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            stack.stop()
+        except Exception as exc:  # still one line, not a traceback, and a failing exit code
+            _fail("StopFailed", f"stopping the embedded stack failed: {type(exc).__name__}: {exc}")
+    if not opts.json_output:
+        common.console.print("stopped")

@@ -1,0 +1,169 @@
+"""Tables and short forms the commands print (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+
+
+def short_id(run_id: str | None) -> str:
+    return (run_id or "")[-12:]
+
+
+def short_time(value: str | None) -> str:
+    # "2024-05-01T12:03:04.567Z" -> "12:03:04"; full timestamps stay in --json.
+    if not value:
+        return "-"
+    return value[11:19] if len(value) >= 19 else value
+
+
+def auc_of(run: dict[str, Any]) -> str:
+    auc = (run.get("metrics") or {}).get("auc")
+    return f"{auc:.3f}" if isinstance(auc, int | float) else "-"
+
+
+STATUS_STYLE = {
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "STOPPED": "yellow",
+    "RUNNING": "cyan",
+    "STARTING": "cyan",
+    "QUEUED": "magenta",
+    "ACTIVE": "green",
+    "PROVISIONING": "cyan",
+    "SUSPENDED": "yellow",
+    "OFFBOARDING": "yellow",
+}
+
+
+def styled(status: str | None) -> str:
+    status = status or "-"
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def tenant_table(tenants: list[dict[str, Any]]) -> Table:
+    table = Table(title="Tenants")
+    for column in ("tenant", "plan", "status", "isolation", "data location", "created"):
+        table.add_column(column, overflow="fold")
+    for t in tenants:
+        location = (
+            f"s3://{t['dataBucket']}/{t.get('dataPrefix') or ''}" if t.get("dataBucket") else "-"
+        )
+        table.add_row(
+            t.get("tenantId", "?"),
+            t.get("plan", "?"),
+            styled(t.get("status")),
+            t.get("isolation") or "-",
+            location,
+            t.get("createdAt") or "-",
+        )
+    return table
+
+
+def tenant_details(tenant: dict[str, Any]) -> Table:
+    table = Table(show_header=False, title=f"Tenant {tenant.get('tenantId', '?')}")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in tenant.items():
+        shown = styled(value) if key == "status" else ("-" if value is None else str(value))
+        table.add_row(key, shown)
+    return table
+
+
+def runs_table(tenant_id: str, runs: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"Runs of {tenant_id}")
+    for column in ("run", "status", "trigger", "queued", "started", "ended", "AUC", "detail"):
+        table.add_column(column, overflow="fold")
+    for run in runs:
+        trigger = run.get("trigger") or {}
+        objects = trigger.get("objects") or []
+        detail = (
+            run.get("failureReason")
+            or run.get("modelPackageArn")
+            or (f"queue position {run['queuePosition']}" if run.get("queuePosition") else "")
+        )
+        table.add_row(
+            short_id(run.get("runId")),
+            styled(run.get("status")),
+            f"{trigger.get('type', '?')} ({len(objects)} file{'s' if len(objects) != 1 else ''})",
+            short_time(run.get("queuedAt")),
+            short_time(run.get("startedAt")),
+            short_time(run.get("endedAt")),
+            auc_of(run),
+            detail or "-",
+        )
+    return table
+
+
+def plans_table(body: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"Plans (global max concurrent runs: {body.get('globalMaxConcurrentRuns', '?')})"
+    )
+    for column in (
+        "plan",
+        "max runs",
+        "/tenant",
+        "weight",
+        "isolation",
+        "instance",
+        "hours/mo",
+    ):
+        table.add_column(column)
+    for p in body.get("plans", []):
+        hours = p.get("monthlyTrainingHours")
+        table.add_row(
+            p.get("name", "?"),
+            str(p.get("maxConcurrentRuns", "-")),
+            str(p.get("maxConcurrentRunsPerTenant", "-")),
+            str(p.get("weight", "-")),
+            p.get("isolation", "-"),
+            p.get("trainingInstanceType", "-")
+            + (f" x{p['trainingInstanceCount']}" if p.get("trainingInstanceCount", 1) > 1 else ""),
+            "unlimited" if hours is None else f"{hours:g}",
+        )
+    return table
+
+
+def _plan_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Plans of a /queue answer, whichever of the shapes the API uses:
+    {"basic": {...}}, {"plans": {"basic": {...}}} or {"plans": [{"plan": "basic", ...}]}."""
+    plans: Any = body.get("plans", body)
+    if isinstance(plans, dict):
+        return [{"plan": name, **value} for name, value in plans.items() if isinstance(value, dict)]
+    return [p for p in plans if isinstance(p, dict)] if isinstance(plans, list) else []
+
+
+def queue_tables(body: dict[str, Any]) -> list[Table]:
+    entries = _plan_entries(body)
+    summary = Table(title="Backlog per plan")
+    scalar_keys: list[str] = []
+    for entry in entries:
+        for key, value in entry.items():
+            if key not in scalar_keys and not isinstance(value, list | dict):
+                scalar_keys.append(key)
+    for key in scalar_keys:
+        summary.add_column(key)
+    for entry in entries:
+        summary.add_row(*("-" if entry.get(k) is None else str(entry.get(k)) for k in scalar_keys))
+
+    queued = Table(title="Queued runs")
+    for column in ("plan", "position", "tenant", "run", "queued"):
+        queued.add_column(column)
+    count = 0
+    for entry in entries:
+        plan = str(entry.get("plan") or entry.get("name") or "?")
+        for run in entry.get("runs") or entry.get("queued_runs") or entry.get("queuedRuns") or []:
+            count += 1
+            queued.add_row(
+                plan,
+                str(run.get("queuePosition", "-")),
+                str(run.get("tenantId", "?")),
+                short_id(run.get("runId")),
+                short_time(run.get("queuedAt")),
+            )
+    return [summary, queued] if count else [summary]
+
+
+# --- tenants
