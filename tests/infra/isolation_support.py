@@ -336,7 +336,7 @@ def policy_replaced(role_name: str, documents: Mapping[str, Mapping[str, Any]]) 
 
 
 # --------------------------------------------------------------------------- #
-# Shared fixtures of the pool world (additive: the silo tests do not use these)
+# Buckets and queues the platform stack owns (moto runs no platform stack)
 # --------------------------------------------------------------------------- #
 
 
