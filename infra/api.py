@@ -14,6 +14,7 @@ from trainyard_handlers.api.routes import gateway_resources
 
 from infra.lambdas import TrainyardFunction, retention
 from infra.nag import acknowledge, acknowledge_findings
+from infra.pipeline import pipeline_arn
 from infra.queues import Queues
 from infra.storage import ACCESS_LOGS_PREFIX, CODE_PREFIX, Storage
 from infra.tenant_template import TenantProvisioning
@@ -141,6 +142,16 @@ class OnboardingApi(Construct):
                 resources=["*"],  # a list action without resource-level permissions
             )
         )
+        # A purge first stops the tenant's pipeline executions and waits until they
+        # have ended (a running one would write artifacts and models after it).
+        executions = f"{pipeline_arn(names)}/execution/*"
+        onboarding.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="StopTenantExecutions",
+                actions=["sagemaker:DescribePipelineExecution", "sagemaker:StopPipelineExecution"],
+                resources=[executions],
+            )
+        )
         # Nor is the shared pool bucket: purges and moves touch one tenant's prefix only.
         onboarding.role.add_to_policy(
             iam.PolicyStatement(
@@ -171,6 +182,11 @@ class OnboardingApi(Construct):
                 "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
                 f"model-package/{names.prefix}-*/*": (
                     "The model versions inside those groups, deleted by a purge."
+                ),
+                "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                f"pipeline/{names.pipeline_name}/execution/*": (
+                    "Executions of this one pipeline (ids generated at start): a purge stops "
+                    "the offboarded tenant's and waits for them to end."
                 ),
                 "Resource::*": (
                     "sagemaker:ListModelPackages supports no resource-level permissions; it "

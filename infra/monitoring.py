@@ -29,6 +29,8 @@ FAILURE_RATE_MIN_RUNS = 5
 # Throttled starts are retried with backoff, so one is harmless; throttling in
 # three 5-minute periods in a row means the account quota is below the cap.
 THROTTLED_PERIODS = 3
+# An element the sweep keeps failing on (retried every minute), not a one-off.
+SWEEP_ERROR_PERIODS = 3
 CLOUDWATCH_PRINCIPAL = "cloudwatch.amazonaws.com"
 
 
@@ -188,6 +190,27 @@ class Monitoring(Construct):
                 evaluation_periods=THROTTLED_PERIODS,
                 datapoints_to_alarm=THROTTLED_PERIODS,
             )
+
+        alarm(
+            "SweepErrors",
+            alarm_name=f"{names.prefix}-scheduler-sweep-errors",
+            alarm_description=(
+                "Reconcile or dispatch isolated a failing run, counter or plan in "
+                f"{SWEEP_ERROR_PERIODS} consecutive 5-minute periods (the sweep goes on; "
+                "the scheduler's log says which element and why)"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=wiring.METRICS_NAMESPACE,
+                metric_name="SweepErrors",
+                dimensions_map={"service": wiring.service_name(names.prefix, "scheduler")},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=SWEEP_ERROR_PERIODS,
+            datapoints_to_alarm=SWEEP_ERROR_PERIODS,
+        )
 
         self.dashboard = cloudwatch.Dashboard(
             self,

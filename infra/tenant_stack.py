@@ -63,7 +63,6 @@ class TenantLocation:
     bucket_arn: str
     data_prefix: str  # key prefix of uploads (what the rule matches)
     output_prefix: str  # key prefix of pipeline output
-    upload_pattern: str  # EventBridge wildcard on detail.object.key
     # How cdk-nag prints "<bucket arn>/<data prefix>*" and ".../<output prefix>*"
     # in IAM5 findings (for the acknowledgements of the scoped wildcards).
     nag_data_objects: str = ""
@@ -93,7 +92,6 @@ def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names
         bucket_arn=bucket.bucket_arn,
         data_prefix=data_prefix,
         output_prefix=names.silo_output_prefix,
-        upload_pattern=f"{data_prefix}*.csv",
         nag_data_objects=f"<DataBucket.Arn>/{data_prefix}*",
         nag_output_objects=f"<DataBucket.Arn>/{names.silo_output_prefix}*",
     )
@@ -111,7 +109,6 @@ def pool_storage(scope: Construct, params: TenantParameters, names: wiring.Names
         bucket_arn=f"arn:{Aws.PARTITION}:s3:::{bucket_name}",
         data_prefix=data_prefix,
         output_prefix=Fn.sub(names.pool_output_prefix("${TenantId}")),
-        upload_pattern=Fn.sub(names.pool_data_prefix("${TenantId}") + "*.csv"),
         nag_data_objects=f"{nag_bucket}/{names.pool_data_prefix('<TenantId>')}*",
         nag_output_objects=f"{nag_bucket}/{names.pool_output_prefix('<TenantId>')}*",
     )
@@ -225,8 +222,11 @@ class TenantStack(Stack):
                 "detail-type": [wiring.S3_OBJECT_CREATED],
                 "detail": {
                     "bucket": {"name": [location.bucket_name]},
-                    # One field cannot carry prefix and suffix; a wildcard says both.
-                    "object": {"key": [{"wildcard": location.upload_pattern}]},
+                    # Every object created under the data prefix: intake decides what
+                    # trains (*.csv in any case) and records the rest on the tenant,
+                    # so no upload is dropped unseen. A plain prefix, which AWS and
+                    # the embedded stack's EventBridge (moto) evaluate alike.
+                    "object": {"key": [{"prefix": location.data_prefix}]},
                 },
             },
             targets=[events.CfnRule.TargetProperty(arn=params.intake_queue_arn, id="IntakeQueue")],

@@ -136,6 +136,10 @@ class Settings(_Model):
     # The first retry runs at the next lifecycle run; each later one waits twice as long
     # as the one before, starting with this (60, 120, 240 s after the failure).
     provisioning_retry_seconds: int = Field(default=60, ge=0)
+    # Tenant stacks on an older tenant template than the deployed one (a redeploy
+    # changed it) are updated to it by the lifecycle schedule: at most this many
+    # UpdateStack calls per run, oldest first (0: none; tenants/rollout.py).
+    tenant_stack_updates_per_run: int = Field(default=5, ge=0)
     # A run executing longer than this is reported stuck (metric RunsStuck, alarm,
     # reason on the run). SageMaker's own job limits default to 24 h.
     stuck_run_hours: float = Field(default=24, gt=0)

@@ -78,12 +78,16 @@ class RetainedResources:
         self._registry = registry or SageMakerModelRegistry()
         self._s3 = s3 or boto3.client("s3")
 
-    def _bucket_exists(self, bucket: str) -> bool:
+    def _bucket_exists(self, bucket: str) -> bool | None:
+        """True: ours; False: no such bucket; None: the name is taken by a bucket this
+        account cannot read (bucket names are global: another account owns it)."""
         try:
             self._s3.head_bucket(Bucket=bucket)
         except ClientError as exc:
             if _missing(exc):
                 return False
+            if _code(exc) in ("403", "AccessDenied", "Forbidden"):
+                return None
             raise
         return True
 
@@ -102,7 +106,11 @@ class RetainedResources:
             found.append(f"model package group {group} (with models)")
         elif self._registry.exists(group):
             self._registry.purge(group)  # empty: nothing of the old tenant is lost
-        if self._bucket_exists(silo_bucket):
+        exists = self._bucket_exists(silo_bucket)
+        if exists is None:
+            # CreateStack would fail (BucketAlreadyExists) on every attempt: refuse now.
+            found.append(f"bucket name {silo_bucket} (taken by another AWS account)")
+        elif exists:
             if self._has_versions(silo_bucket, ""):
                 found.append(f"bucket {silo_bucket} (with data)")
             else:

@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 # A usage month, YYYY-MM (the API, the usage query and the OpenAPI document).
-MONTH_RE = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 TENANT_ID_MIN, TENANT_ID_MAX = 3, 32
 # Names that would collide with routes, AWS prefixes or our own resources.
 RESERVED_TENANT_IDS = frozenset(
@@ -115,6 +115,16 @@ class _Wire(BaseModel):
         return set()
 
 
+class IgnoredUpload(_Wire):
+    """An object created under a tenant's data prefix that started no run."""
+
+    key: str
+    size: int | None = None
+    reason: str
+    at: str
+    etag: str | None = None
+
+
 class Tenant(_Wire):
     tenant_id: str
     plan: str
@@ -138,13 +148,41 @@ class Tenant(_Wire):
     # When the tenant took its current location: S3 objects created there before
     # it (migration copies) are not uploads and start no run.
     location_since: str | None = None
+    # While MIGRATING: when the migration was asked for (uploads moved after it are
+    # recorded by the migration) and "<bucket>/<data prefix>" of the new location;
+    # once ACTIVE again, the location it left (late events from there are its own).
+    migration_started_at: str | None = None
+    alt_location: str | None = None
     # While OFFBOARDING: its data and models go once the stack (the upload rule, the
     # job role) is gone, so nothing uploads or trains into what is being purged.
     purge_requested: bool = False
+    # The latest uploads under the data prefix that started no run (not *.csv),
+    # newest last, at most limits.IGNORED_UPLOADS_MAX: the tenant can see why.
+    # Written only by intake (``TenantRepository.record_ignored_upload``).
+    ignored_uploads: list[IgnoredUpload] = Field(default_factory=list)
+    # The tenant template version (templates/<version>/ in the platform bucket) the
+    # stack was last created or updated from, recorded once that was COMPLETE; None
+    # (tenants from before it was recorded) counts as outdated (tenants/rollout.py).
+    template_version: str | None = None
+    # The version of a stack create or update asked for and not confirmed yet: the
+    # create while PROVISIONING, the template swap while MIGRATING, the rollout's
+    # update of an ACTIVE or SUSPENDED tenant. When the rollout last asked for one.
+    template_requested: str | None = None
+    template_update_at: str | None = None
 
     @classmethod
     def _internal_fields(cls) -> set[str]:
-        return {"queued_run_id", "version", "location_since", "purge_requested"}
+        return {
+            "queued_run_id",
+            "version",
+            "location_since",
+            "purge_requested",
+            "migration_started_at",
+            "alt_location",
+            "template_version",
+            "template_requested",
+            "template_update_at",
+        }
 
 
 class TriggerObject(_Wire):
@@ -157,7 +195,10 @@ class TriggerObject(_Wire):
 
 class Trigger(_Wire):
     type: Literal["s3", "manual"]
+    # The first limits.TRIGGER_OBJECTS_MAX uploads; later ones are only counted
+    # (the run trains on every CSV under the prefix either way).
     objects: list[TriggerObject] = Field(default_factory=list)
+    objects_omitted: int = 0
 
 
 class Run(_Wire):

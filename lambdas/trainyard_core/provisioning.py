@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.exceptions import ClientError
 
 from trainyard_core.config import Isolation
 from trainyard_core.ports.provisioning import PurgePaused, StackState, StoredObject
+from trainyard_core.wiring import Names
 
 # CopyObject takes objects up to 5 GiB; larger ones need a multipart copy.
 MAX_SINGLE_COPY_BYTES = 5 * 1024**3
@@ -23,6 +25,21 @@ def parse_template_urls(raw: str) -> dict[str, str]:
     if not isinstance(urls, dict) or not all(isinstance(v, str) for v in urls.values()):
         raise ValueError("tenant template URLs must be a JSON object of strings")
     return urls
+
+
+def template_version(urls: Mapping[str, str], names: Names) -> str | None:
+    """The version (content hash) the template URLs were shipped under, the
+    ``<version>`` of ``Names.tenant_template_key``; None unless every URL names the
+    same one (the template rollout then stays off)."""
+    found: set[str] = set()
+    for isolation, url in urls.items():
+        path = urlsplit(url).path
+        parts = path.split("/")
+        version = parts[-2] if len(parts) >= 2 else ""
+        if not version or not path.endswith("/" + names.tenant_template_key(isolation, version)):
+            return None
+        found.add(version)
+    return found.pop() if len(found) == 1 else None
 
 
 class CloudFormationProvisioner:
@@ -193,7 +210,13 @@ class S3DataMover:
             for page in paginator.paginate(Bucket=bucket, Prefix=root):
                 for obj in page.get("Contents", []):
                     rel = obj["Key"][len(root) :]
-                    found[rel] = StoredObject(key=rel, etag=obj["ETag"], size=obj["Size"])
+                    modified = obj.get("LastModified")
+                    found[rel] = StoredObject(
+                        key=rel,
+                        etag=obj["ETag"],
+                        size=obj["Size"],
+                        modified=modified.isoformat() if modified is not None else None,
+                    )
         except ClientError as exc:
             if _missing_bucket(exc):
                 return {}  # a resumed move whose source bucket is already gone

@@ -1,11 +1,17 @@
-"""``PipelinePort`` on boto3: StartPipelineExecution / DescribePipelineExecution."""
+"""``PipelinePort`` on boto3: StartPipelineExecution / DescribePipelineExecution, and
+``TenantExecutions`` (a tenant's unfinished executions, StopPipelineExecution) for
+offboarding."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from trainyard_core.models import Run
 from trainyard_core.ports.pipeline import ExecutionInfo, StartError
+from trainyard_core.ports.provisioning import TenantExecution
 
 # Errors worth retrying later (with backoff) rather than failing the run.
 _THROTTLING = {
@@ -104,6 +110,47 @@ class SageMakerPipelinePort:
             display_name=resp.get("PipelineExecutionDisplayName"),
             last_modified=_utc(resp.get("LastModifiedTime")),
         )
+
+
+# Statuses of an execution that may still write (DescribePipelineExecution).
+_UNFINISHED = ("Executing", "Stopping")
+
+
+class SageMakerTenantExecutions:
+    """A tenant's unfinished executions: its STARTING and RUNNING runs (from the run
+    store, ``active_runs``), each confirmed with DescribePipelineExecution (a run
+    record lags its execution by a status event)."""
+
+    def __init__(self, pipeline: SageMakerPipelinePort, active_runs: Callable[[str], list[Run]]):
+        self._pipeline = pipeline
+        self._active_runs = active_runs
+
+    def unfinished(self, tenant_id: str) -> list[TenantExecution]:
+        found = []
+        for run in self._active_runs(tenant_id):
+            if not run.execution_arn:
+                found.append(TenantExecution(run.run_id, None, "Starting"))
+                continue
+            info = self._pipeline.describe(run.execution_arn)
+            if info is not None and info.status in _UNFINISHED:
+                found.append(TenantExecution(run.run_id, run.execution_arn, info.status))
+        return found
+
+    def stop(self, execution_arn: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._pipeline.client.stop_pipeline_execution(
+                PipelineExecutionArn=execution_arn, ClientRequestToken=str(uuid.uuid4())
+            )
+        except ClientError as exc:
+            # Already stopping or ended (ValidationException), or gone: nothing to stop.
+            if exc.response.get("Error", {}).get("Code") not in (
+                "ValidationException",
+                "ResourceNotFound",
+                "ConflictException",
+            ):
+                raise
 
 
 def _utc(moment: Any) -> datetime | None:

@@ -213,6 +213,9 @@ def tables(names: Names) -> dict[str, TableSpec]:
             indexes=(
                 # Resolves an S3 object to its tenant: locationKey = "<bucket>/<prefix>".
                 IndexSpec("byLocation", "locationKey"),
+                # Sparse: while MIGRATING the new location, afterwards the one it left
+                # (the tenant stays resolvable by both while events are in flight).
+                IndexSpec("byAltLocation", "altLocationKey"),
                 # Sparse: only tenants in a transitional state (provisioning, migrating,
                 # offboarding) carry lifecycleStatus; the lifecycle schedule advances them.
                 IndexSpec("byLifecycle", "lifecycleStatus"),

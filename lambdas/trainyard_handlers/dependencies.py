@@ -21,7 +21,9 @@ from trainyard_core.config import Settings, settings_from_env
 if TYPE_CHECKING:
     from trainyard_core.intake_queue import IntakeQueue
     from trainyard_core.model_registry import RetainedResources
+    from trainyard_core.models import Run
     from trainyard_core.ports.runs import RunRepository
+    from trainyard_core.sagemaker_port import SageMakerTenantExecutions
     from trainyard_core.scheduling.service import SchedulerService
     from trainyard_core.tenants import TenantService
 
@@ -62,23 +64,58 @@ def _tenant_service() -> TenantService:
         S3DataMover,
         S3DataPurger,
         parse_template_urls,
+        template_version,
     )
     from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
     from trainyard_core.tenants import TenantService
 
+    template_urls = parse_template_urls(os.environ[wiring.ENV_TENANT_TEMPLATE_URLS])
     return TenantService(
         settings=settings(),
         tenants=DynamoTenantRepository(os.environ[wiring.ENV_TENANTS_TABLE]),
         provisioner=CloudFormationProvisioner(
-            template_urls=parse_template_urls(os.environ[wiring.ENV_TENANT_TEMPLATE_URLS]),
+            template_urls=template_urls,
             role_arn=os.environ.get(wiring.ENV_TENANT_STACK_ROLE_ARN) or None,
         ),
+        # The deployed templates' version (their URLs' templates/<version>/ prefix).
+        template_version=template_version(template_urls, wiring.Names.from_settings(settings())),
         account_id=os.environ[wiring.ENV_ACCOUNT_ID],
         purger=S3DataPurger(),
         mover=S3DataMover(),
         used_before=lambda tenant_id: bool(run_service().runs.list_runs(tenant_id, limit=1)[0]),
         models=SageMakerModelRegistry(),
         retained=_retained,
+        active_runs=_active_runs,
+        record_upload=lambda tenant, obj: run_service().record_moved_upload(tenant, obj),
+        executions=_tenant_executions(),
+    )
+
+
+def _tenant_executions() -> SageMakerTenantExecutions | None:
+    """What a purge stops and waits for: the tenant's runs' pipeline executions."""
+    from trainyard_core.sagemaker_port import SageMakerPipelinePort, SageMakerTenantExecutions
+
+    pipeline_name = os.environ.get(wiring.ENV_PIPELINE_NAME)
+    if not pipeline_name:
+        return None
+
+    def active(tenant_id: str) -> list[Run]:
+        runs = run_service().runs
+        return [
+            r
+            for plan in settings().plans
+            for r in runs.active_runs(plan)
+            if r.tenant_id == tenant_id
+        ]
+
+    return SageMakerTenantExecutions(SageMakerPipelinePort(pipeline_name), active)
+
+
+def _active_runs(tenant_id: str) -> int:
+    """The tenant's STARTING/RUNNING runs, of any plan (a plan change moves none)."""
+    runs = run_service().runs
+    return sum(
+        1 for plan in settings().plans for r in runs.active_runs(plan) if r.tenant_id == tenant_id
     )
 
 

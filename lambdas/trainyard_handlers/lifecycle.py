@@ -1,5 +1,6 @@
 """The tenant lifecycle schedule: tenants finish provisioning, migrating and
-offboarding on their own, not only when someone reads them.
+offboarding on their own, not only when someone reads them, and tenant stacks on
+an older tenant template are updated to the deployed one (tenants/rollout.py).
 
 A one-minute EventBridge schedule invokes the onboarding function with a
 ``Scheduled Event``; its entry point (``onboarding``) routes it here.
@@ -34,9 +35,28 @@ def advance_tenants(context: LambdaContext) -> dict[str, Any]:
         logger.error(
             "tenant lifecycle step failed", extra={"tenant_id": tenant_id, "reason": reason}
         )
+    for failure in report["stack_update_failures"]:
+        # Not an invocation error: the tenant keeps its old stack, retried later.
+        tenant_id, _, reason = failure.partition(": ")
+        logger.error("tenant stack update failed", extra={"tenant_id": tenant_id, "reason": reason})
     if report["advanced"] or report["errors"] or report["deferred"]:
-        logger.info("tenant lifecycle advanced", extra={"report": report})
+        pending = {k: report[k] for k in ("advanced", "waiting", "errors", "deferred")}
+        logger.info("tenant lifecycle advanced", extra={"report": pending})
+    if report["stacks_updating"] or report["stacks_updated"]:
+        logger.info(
+            "tenant stacks updating to the current template",
+            extra={
+                "updating": report["stacks_updating"],
+                "updated": report["stacks_updated"],
+                "outdated": len(report["stacks_outdated"]),
+            },
+        )
     metrics.add_metric("TenantsPending", MetricUnit.Count, len(report["waiting"]))
+    outdated = len(report["stacks_outdated"]) + len(report["stacks_updating"])
+    metrics.add_metric("TenantStacksOutdated", MetricUnit.Count, outdated)
+    metrics.add_metric(
+        "TenantStackUpdateFailures", MetricUnit.Count, len(report["stack_update_failures"])
+    )
     if report["errors"]:
         # After every other tenant had its turn: fail the invocation so the
         # <prefix>-onboarding-errors alarm sees it (the next minute retries anyway).

@@ -4,6 +4,12 @@ One set for all modules: Powertools names them by the function's service
 (``POWERTOOLS_SERVICE_NAME``) and shares their state per service anyway, so the
 API routers, the lifecycle schedule and the function's entry point add keys and
 metrics to the same invocation.
+
+Keys about a request (``tenant_id``, ``run_id``) belong to that request only: entry
+points use ``inject_lambda_context(clear_state=True)`` (a warm container's next
+invocation starts without them) and the API routers add them with
+``thread_safe_append_keys`` (per thread: the embedded stack serves requests on
+threads beside other functions' invocations in one process).
 """
 
 from __future__ import annotations

@@ -151,7 +151,9 @@ def _handle_event(body: dict[str, Any], state: _BatchState) -> None:
                 event_time=event.time,
             )
             if result.run is not None:
-                logger.append_keys(tenant_id=result.run.tenant_id, run_id=result.run.run_id)
+                logger.thread_safe_append_keys(
+                    tenant_id=result.run.tenant_id, run_id=result.run.run_id
+                )
             logger.info(
                 "upload handled", extra={"outcome": result.outcome, "reason": result.reason}
             )
@@ -193,7 +195,7 @@ def _record_handler(state: _BatchState) -> Any:
             )
             raise
         finally:
-            logger.remove_keys(["tenant_id", "run_id"])
+            logger.thread_safe_remove_keys(["tenant_id", "run_id"])
 
     return handle
 
@@ -206,7 +208,7 @@ def _dispatch_after_batch(service: SchedulerService) -> None:
         logger.exception("dispatch after batch failed")
         metrics.add_metric(name="DispatchErrors", unit=MetricUnit.Count, value=1)
     finally:
-        logger.remove_keys(["tenant_id", "run_id"])
+        logger.thread_safe_remove_keys(["tenant_id", "run_id"])
 
 
 @logger.inject_lambda_context(clear_state=True)

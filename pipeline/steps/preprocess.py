@@ -19,8 +19,10 @@ maps /opt/ml to a temporary directory.
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,11 @@ import pandas as pd
 LABEL = "label"
 MIN_ROWS = 20
 SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
+# SageMaker's FailureReason is at most 1,024 characters; names and values quoted in
+# a reason are cut so that the reason stays readable (a cell can be megabytes).
+MAX_REASON_CHARS = 1024
+MAX_QUOTED_CHARS = 80
+MAX_QUOTED_COLUMNS = 10
 
 
 class DataError(Exception):
@@ -39,9 +46,21 @@ def _ml_root() -> Path:
     return Path(os.environ.get("TRAINYARD_ML_ROOT", "/opt/ml"))
 
 
+def short(text: str, limit: int = MAX_QUOTED_CHARS) -> str:
+    """``text``, cut to ``limit`` characters with an ellipsis (for reasons)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def columns_text(columns: list[str]) -> str:
+    """A header for a reason: the first few names, each cut, and how many there are."""
+    shown = [short(c, 40) for c in columns[:MAX_QUOTED_COLUMNS]]
+    more = len(columns) - len(shown)
+    return str(shown) + (f" and {more} more columns" if more > 0 else "")
+
+
 def fail(reason: str) -> None:
     """Report a data problem the way SageMaker surfaces it, then exit 1."""
-    reason = " ".join(reason.split())  # one line, whatever the cause
+    reason = short(" ".join(reason.split()), MAX_REASON_CHARS)  # one bounded line
     print(f"ERROR: {reason}", file=sys.stderr, flush=True)
     root = _ml_root()
     # Only inside a container (or the local runner's mapped root): never create
@@ -55,36 +74,55 @@ def fail(reason: str) -> None:
     sys.exit(1)
 
 
+def header_as_written(path: Path) -> list[str]:
+    """The first non-blank row as in the file (pandas renames a repeated name)."""
+    csv.field_size_limit(sys.maxsize)
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        for row in csv.reader(handle):
+            if any(cell.strip() for cell in row):
+                return [cell.strip() for cell in row]
+    return []
+
+
 def read_inputs(input_dir: Path) -> pd.DataFrame:
-    files = sorted(p for p in input_dir.rglob("*.csv") if p.is_file())
+    # The extension is case-insensitive, as intake's (train.CSV is a training file).
+    files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() == ".csv")
     if not files:
         raise DataError(f"no CSV files found under {input_dir.name or input_dir}/")
     frames: list[pd.DataFrame] = []
     header: list[str] | None = None
     for path in files:
-        name = path.relative_to(input_dir).as_posix()
+        name = short(path.relative_to(input_dir).as_posix())
         try:
             # Read as text first so non-numeric cells are reported, not guessed.
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
             raise DataError(f"{name} is empty") from None
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            raise DataError(f"{name} is not a readable CSV file: {exc}") from None
+            raise DataError(f"{name} is not a readable CSV file: {short(str(exc))}") from None
         columns = [str(c).strip() for c in frame.columns]
         frame.columns = columns
-        if len(set(columns)) != len(columns):
-            raise DataError(f"{name} has duplicate column names")
+        try:
+            written = header_as_written(path)
+        except csv.Error as exc:
+            raise DataError(f"{name} is not a readable CSV file: {short(str(exc))}") from None
+        repeated = [c for c, n in Counter(written).items() if n > 1]
+        if repeated or len(set(columns)) != len(columns):
+            raise DataError(
+                f"{name} has duplicate column names: {columns_text(repeated or columns)}"
+            )
         if header is None:
             header = columns
         elif columns != header:
+            first = short(files[0].relative_to(input_dir).as_posix())
             raise DataError(
-                f"{name} has header {columns} but {files[0].relative_to(input_dir).as_posix()}"
-                f" has {header}; all files must share one header"
+                f"{name} has header {columns_text(columns)} but {first} has "
+                f"{columns_text(header)}; all files must share one header"
             )
         frames.append(frame)
     assert header is not None
     if LABEL not in header:
-        raise DataError(f"no '{LABEL}' column in header {header}")
+        raise DataError(f"no '{LABEL}' column in header {columns_text(header)}")
     if len(header) < 2:
         raise DataError("no feature columns besides 'label'")
     return pd.concat(frames, ignore_index=True)
@@ -100,19 +138,20 @@ def validate(raw: pd.DataFrame) -> pd.DataFrame:
         missing = text == ""
         if missing.any():
             row = int(missing.idxmax()) + 1
-            raise DataError(f"column '{column}' has a missing value (data row {row})")
+            raise DataError(f"column '{short(column)}' has a missing value (data row {row})")
         values = pd.to_numeric(text, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.astype(float))
         if bad.any():
             row = int(bad.idxmax())
             raise DataError(
-                f"column '{column}' has a non-numeric value {text[row]!r} (data row {row + 1})"
+                f"column '{short(column)}' has a non-numeric value {short(text[row])!r} "
+                f"(data row {row + 1})"
             )
         numeric[column] = values.astype(float)
     labels = numeric[LABEL]
     invalid = ~labels.isin([0.0, 1.0])
     if invalid.any():
-        shown = sorted({str(raw[LABEL][i]).strip() for i in raw.index[invalid]})[:5]
+        shown = sorted({short(str(raw[LABEL][i]).strip()) for i in raw.index[invalid]})[:5]
         raise DataError(f"'{LABEL}' must be 0 or 1, found {shown}")
     if labels.nunique() < 2:
         raise DataError(

@@ -2,7 +2,7 @@
 
 Pool tenants share one bucket (`<prefix>-pool-<account>`, owned by the platform
 stack) and own the prefix `tenants/<id>/`. There is no bucket boundary: the role
-(prefix-scoped) and the rule (bucket + prefix wildcard) are the whole isolation,
+(prefix-scoped) and the rule (bucket + key prefix) are the whole isolation,
 so this module proves both on the REAL synthesized pool template
 (`TrainyardTenantPool`, from the session synthesis) deployed into moto's
 CloudFormation for `acme` (A), `globex` (B) and `canary` (mutations).
@@ -141,7 +141,10 @@ RULE_CASES: dict[str, tuple[str, set[str]]] = {
     "other_upload_reaches_only_its_rule": ("tenants/globex/data/new.csv", {"globex"}),
     "nested_upload_still_own": ("tenants/acme/data/2030/01/new.csv", {"acme"}),
     "artifact_triggers_nothing": ("tenants/acme/artifacts/run-1/out.csv", set()),
-    "not_csv_triggers_nothing": ("tenants/acme/data/new.json", set()),
+    # Every object under the data prefix reaches the rule: intake decides what
+    # trains (*.csv, any case) and shows the rest on the tenant (ignoredUploads).
+    "upper_case_csv_reaches_own_rule": ("tenants/acme/data/train.CSV", {"acme"}),
+    "not_csv_reaches_own_rule_too": ("tenants/acme/data/customer-list.xlsx", {"acme"}),
     "sibling_tenant_id_not_matched": (f"tenants/acme{SIBLING_SUFFIX}/data/new.csv", set()),
     "outside_tenants_triggers_nothing": ("data/new.csv", set()),
 }

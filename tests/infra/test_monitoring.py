@@ -35,8 +35,12 @@ def _alarms(synth: Synth) -> list[dict[str, Any]]:
 def _custom_metrics_watched(synth: Synth) -> set[MetricKey]:
     watched: set[MetricKey] = set()
     for alarm in _alarms(synth):
-        for query in alarm.get("Metrics", []):
-            metric = query.get("MetricStat", {}).get("Metric")
+        # An alarm names its metric in MetricStat queries, or (without a label or math)
+        # at its top level.
+        metrics = [q.get("MetricStat", {}).get("Metric") for q in alarm.get("Metrics", [])]
+        if "MetricName" in alarm:
+            metrics.append({k: alarm.get(k, []) for k in ("Namespace", "MetricName", "Dimensions")})
+        for metric in metrics:
             if metric and metric["Namespace"] == wiring.METRICS_NAMESPACE:
                 dims = frozenset((d["Name"], d["Value"]) for d in metric["Dimensions"])
                 watched.add((metric["Namespace"], metric["MetricName"], dims))
@@ -75,6 +79,8 @@ def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", env["POWERTOOLS_SERVICE_NAME"])
     monkeypatch.setattr(scheduler_handler.metrics, "namespace", env["POWERTOOLS_METRICS_NAMESPACE"])
+    # Read at import in Lambda (the environment is there first); set here the same way.
+    monkeypatch.setattr(scheduler_handler.metrics, "service", env["POWERTOOLS_SERVICE_NAME"])
     settings = synth.settings
     clock = VirtualClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
     runs, tenants, pipeline = InMemoryRunRepository(), InMemoryTenantRepository(), FakePipeline()
@@ -105,6 +111,11 @@ def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
             service.handle_status(run.execution_arn, status, display_name=run.display_name)
     clock.advance(settings.stuck_run_hours * 3600 + 60)
     service.reconcile()
+    # A sweep element that fails (isolated, counted): what the sweep-errors alarm watches.
+    broken = next(iter(runs.all_runs()))
+    with service.isolated("reconcile", broken):
+        raise RuntimeError("a write the table refuses")
+    scheduler_handler.metrics.flush_metrics()  # what log_metrics does as the handler ends
 
     emitted: set[MetricKey] = set()
     for line in capsys.readouterr().out.splitlines():
@@ -122,6 +133,7 @@ def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
         "RunsFailed",
         "RunsSucceeded",
         "StartsThrottled",
+        "SweepErrors",
     }
     assert watched <= emitted, watched - emitted
 

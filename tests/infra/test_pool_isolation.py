@@ -42,11 +42,13 @@ def test_pool_tenants_get_no_bucket_of_their_own(synth: Synth) -> None:
 
 
 def test_pool_rule_matches_only_the_tenants_data_prefix_of_the_pool_bucket(synth: Synth) -> None:
+    # Every object under the prefix: intake decides what trains (any-case .csv) and
+    # shows the rest on the tenant (ignoredUploads).
     pattern = _pool(synth)["Resources"]["UploadRule"]["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [{"Fn::Sub": "trainyard-pool-${AWS::AccountId}"}]
     assert pattern["detail"]["object"]["key"] == [
-        {"wildcard": {"Fn::Sub": "tenants/${TenantId}/data/*.csv"}}
+        {"prefix": {"Fn::Sub": "tenants/${TenantId}/data/"}}
     ]
 
 

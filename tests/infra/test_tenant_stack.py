@@ -91,7 +91,8 @@ def test_bucket_policy_denies_non_tls_access(synth: Synth) -> None:
     )
 
 
-def test_upload_rule_sends_csv_uploads_under_data_to_the_intake_queue(synth: Synth) -> None:
+def test_upload_rule_sends_every_upload_under_data_to_the_intake_queue(synth: Synth) -> None:
+    # Intake decides what trains (*.csv, any case) and shows the rest on the tenant.
     (rule,) = resources(synth.tenant_json, "AWS::Events::Rule").values()
     props = rule["Properties"]
     assert props["Name"] == {"Fn::Sub": synth.names.tenant_rule("${TenantId}")}
@@ -99,9 +100,7 @@ def test_upload_rule_sends_csv_uploads_under_data_to_the_intake_queue(synth: Syn
     assert pattern["source"] == [wiring.S3_SOURCE]
     assert pattern["detail-type"] == [wiring.S3_OBJECT_CREATED]
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "DataBucket"}]
-    assert pattern["detail"]["object"]["key"] == [
-        {"wildcard": f"{synth.names.silo_data_prefix}*.csv"}
-    ]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": synth.names.silo_data_prefix}]
     assert [t["Arn"] for t in props["Targets"]] == [{"Ref": "IntakeQueueArn"}]
 
 

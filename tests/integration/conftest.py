@@ -41,6 +41,19 @@ def api(stack: EmbeddedStack) -> Api:
     return Api(stack.api_url)
 
 
+@pytest.fixture(autouse=True)
+def no_500s_from_the_api(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No answer of the API in any integration test is a 500 (or a 502: the handler
+    raised): bad input is a 4xx, a dependency's error is mapped (docs/faults.md)."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    stack: EmbeddedStack = request.getfixturevalue("stack")
+    before = len(stack.api_server_errors)
+    yield
+    assert stack.api_server_errors[before:] == [], "the API answered 500/502"
+
+
 def wait_for(
     predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = ""
 ) -> Any:

@@ -172,6 +172,10 @@ OVERSIZED = json.dumps({"tenantId": "big-body", "plan": "x" * 20_000})
 # {"tenantId": "other", "runId": "1"}: a well-formed runs token of another tenant.
 OTHERS_TOKEN = "eyJ0ZW5hbnRJZCI6ICJvdGhlciIsICJydW5JZCI6ICIxIn0="
 FORGED_TOKEN = "eyJ4IjogMX0="  # {"x": 1}
+# {"tenantId": "zzz"}: a tenants start key of the right shape, but not one we signed.
+FORGED_KEY_TOKEN = "eyJ0ZW5hbnRJZCI6ICJ6enoifQ=="
+DEEP_JSON = '{"tenantId": ' + "[" * 3000 + "]" * 3000 + ', "plan": "basic"}'
+HUGE_INT_JSON = '{"tenantId": ' + "9" * 5000 + ', "plan": "basic"}'
 
 
 def _create(tenant_id: Any, plan: Any = "basic", **extra: Any) -> dict[str, Any]:
@@ -208,6 +212,18 @@ API_CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("limit-too-big", "GET", "/tenants?limit=101", {}, BAD, "InvalidLimit"),
     ("limit-not-a-number", "GET", "/tenants?limit=ten", {}, BAD, "InvalidLimit"),
     ("limit-negative", "GET", "/tenants?limit=-1", {}, BAD, "InvalidLimit"),
+    ("json-nested-3000-deep", "POST", "/tenants", {"data": DEEP_JSON}, BAD, "InvalidBody"),
+    ("json-5000-digit-integer", "POST", "/tenants", {"data": HUGE_INT_JSON}, BAD,
+     "MalformedJson"),
+    ("json-nan", "POST", "/tenants", {"data": '{"tenantId": NaN, "plan": "basic"}'}, BAD,
+     "MalformedJson"),
+    ("limit-superscript-two", "GET", "/tenants?limit=²", {}, BAD, "InvalidLimit"),
+    ("limit-arabic-indic-three", "GET", "/tenants?limit=٣", {}, BAD, "InvalidLimit"),
+    ("runs-limit-superscript-two", "GET", "/tenants/{t}/runs?limit=²", {}, BAD, "InvalidLimit"),
+    ("month-arabic-indic-digits", "GET", "/tenants/{t}/usage?month=٢٠٢٦-01", {}, BAD,
+     "InvalidMonth"),
+    ("token-unsigned-start-key", "GET", f"/tenants?nextToken={FORGED_KEY_TOKEN}", {}, BAD,
+     "InvalidNextToken"),
     ("token-garbage", "GET", "/tenants?nextToken=garbage", {}, BAD, "InvalidNextToken"),
     ("token-forged", "GET", f"/tenants?nextToken={FORGED_TOKEN}", {}, BAD, "InvalidNextToken"),
     ("runs-token-garbage", "GET", "/tenants/{t}/runs?nextToken=x!", {}, BAD, "InvalidNextToken"),
@@ -224,8 +240,6 @@ API_CASES: list[tuple[str, str, str, dict[str, Any], int, str]] = [
     ("unknown-tenant-runs", "GET", "/tenants/nobody-here/runs", {}, 404, "TenantNotFound"),
     ("unknown-tenant-trigger", "POST", "/tenants/nobody-here/runs", {}, 404, "TenantNotFound"),
     ("unknown-tenant-delete", "DELETE", "/tenants/nobody-here", {}, 404, "TenantNotFound"),
-    ("unknown-route", "GET", "/nope", {}, 404, "RouteNotFound"),
-    ("wrong-method", "PUT", "/tenants", {}, 404, "RouteNotFound"),
     ("update-nothing", "PATCH", "/tenants/{t}", {"json": {}}, BAD, "EmptyUpdate"),
     ("update-bad-status", "PATCH", "/tenants/{t}", {"json": {"status": "GONE"}}, BAD,
      "InvalidStatus"),
@@ -301,3 +315,69 @@ def test_a_request_with_a_non_numeric_content_length_gets_a_400(stack: EmbeddedS
     assert status_line.split()[1] == "400"
     body = json.loads(rest.split("\r\n\r\n", 1)[1])
     assert body["error"]["code"] == "InvalidRequest"
+
+
+def test_a_page_token_works_as_handed_out_and_is_refused_once_edited(
+    api: Api, onboard: Any, api_tenant: str
+) -> None:
+    import base64
+
+    onboard(f"bad-page-{uuid.uuid4().hex[:4]}", "basic")  # at least two tenants
+    first = api.get("/tenants?limit=1")
+    assert first.status_code == 200, first.text
+    token = first.json()["nextToken"]
+    assert api.get("/tenants", params={"limit": "1", "nextToken": token}).status_code == 200
+    payload, mac = token.split(".")
+    key = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    edited = base64.urlsafe_b64encode(json.dumps({**key, "tenantId": "a"}).encode()).decode()
+    for forged in (f"{edited.rstrip('=')}.{mac}", edited, token[:-2]):
+        resp = api.get("/tenants", params={"limit": "1", "nextToken": forged})
+        assert resp.status_code == 400 and resp.json()["error"]["code"] == "InvalidNextToken"
+    # A runs token of the caller's own tenant, hand-made: refused as well.
+    own = json.dumps({"tenantId": api_tenant, "runId": "0" * 32}).encode()
+    resp = api.get(
+        f"/tenants/{api_tenant}/runs",
+        params={"nextToken": base64.urlsafe_b64encode(own).decode()},
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["code"] == "InvalidNextToken"
+
+
+def test_a_chunked_request_and_an_encoded_path_reach_the_api_as_api_gateway_delivers_them(
+    stack: EmbeddedStack, api: Api, api_tenant: str
+) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    tid = f"bad-chunk-{uuid.uuid4().hex[:4]}"
+    body = json.dumps({"tenantId": tid, "plan": "basic"}).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    where = urlsplit(stack.api_url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as conn:
+        conn.sendall(
+            b"POST /tenants HTTP/1.1\r\nHost: local\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + chunked
+        )
+        reply = _read_http_reply(conn)
+    assert reply.split(b" ", 2)[1] in (b"201", b"202"), reply
+    encoded = api_tenant.replace("-", "%2D")
+    resp = api.get(f"/tenants/{encoded}")
+    assert resp.status_code == 200 and resp.json()["tenantId"] == api_tenant
+    for method in ("OPTIONS", "TRACE"):
+        resp = api.call(method, "/tenants")
+        assert resp.status_code == 403
+        assert resp.json() == {"message": "Missing Authentication Token"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/nope"), ("PUT", "/tenants"), ("HEAD", "/plans"), ("GET", "/tenants/a/b/c/d")],
+)
+def test_an_unknown_route_or_method_is_refused_as_api_gateway_refuses_it(
+    api: Api, method: str, path: str
+) -> None:
+    # A REST API with IAM auth answers these itself, before any Lambda is invoked.
+    resp = api.call(method, path)
+    assert resp.status_code == 403
+    assert resp.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+    if method != "HEAD":
+        assert resp.json() == {"message": "Missing Authentication Token"}

@@ -76,8 +76,13 @@ def test_a_basic_tenant_upsold_to_premium_keeps_its_data_and_models_and_trains_i
     assert patched.json()["status"] == "MIGRATING"
     assert patched.json()["migratingTo"] == "silo"
 
+    # The lifecycle schedule moves the data (an API request never does).
     moved = wait_for(
-        lambda: (body := api.get(f"/tenants/{tenant_id}").json())["status"] == "ACTIVE" and body,
+        lambda: (
+            stack.advance_tenants_now() is not None
+            and (body := api.get(f"/tenants/{tenant_id}").json())["status"] == "ACTIVE"
+            and body
+        ),
         timeout=60,
         what="the migration to finish",
     )

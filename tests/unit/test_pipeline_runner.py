@@ -814,3 +814,73 @@ def test_hand_written_fixture_definition_runs_like_the_real_one(
     }
     [(_, payload)] = recorder.calls
     assert payload["model_package_arn"].startswith(f"arn:aws:sagemaker:{REGION}:")
+
+
+# ------------------------------------------ bounded, path-free failure reasons
+
+
+def test_a_megabyte_failure_message_becomes_a_reason_within_sagemakers_limits(
+    tmp_path: Path,
+) -> None:
+    fail = {"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": "x" * 1_000_000}}
+
+    result, _ = run_definition(tmp_path, [fail])
+
+    assert result.status == "Failed"
+    # PipelineExecutionFailureReason: max 1,300; a step's FailureReason: max 1,024.
+    assert result.failure_reason is not None and len(result.failure_reason) <= 1300
+    record = result.step("Stop")
+    assert record is not None and len(record.failure_reason or "") <= 1024
+    assert (record.failure_reason or "").startswith("xxxx")
+
+
+def _data_input(bucket: str) -> dict[str, Any]:
+    return {
+        "InputName": "data",
+        "S3Input": {
+            "S3Uri": f"s3://{bucket}/data/",
+            "LocalPath": "/opt/ml/processing/input/data",
+            "S3DataType": "S3Prefix",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("data/" + "n" * 900 + ".csv", "a path segment is 904 bytes long (the limit is 255)"),
+        ("data/../outside.csv", "it has a '.' or '..' path segment"),
+    ],
+    ids=["900-character-name", "dot-dot-segment"],
+)
+def test_an_input_key_that_cannot_be_a_file_fails_the_job_naming_the_key_not_a_local_path(
+    aws: Callable[[str], Any], bucket: str, tmp_path: Path, key: str, why: str
+) -> None:
+    put_script(aws, bucket, "noop.py", "print('ran')\n")
+    aws("s3").put_object(Bucket=bucket, Key=key, Body=b"f0,label\n1,0\n")
+    step = processing_step(bucket, "noop.py")
+    step["Arguments"]["ProcessingInputs"].append(_data_input(bucket))
+
+    result = runner(aws, tmp_path).run(json.dumps({"Steps": [step]}))
+
+    assert result.status == "Failed"
+    reason = result.failure_reason or ""
+    assert why in reason and "input data source 'data'" in reason
+    assert key[:60] in reason
+    assert str(tmp_path) not in reason and "trainyard-local" not in reason
+    assert not (tmp_path.parent / "outside.csv").exists()
+
+
+def test_a_jobs_error_about_its_files_shows_container_paths_not_local_ones(
+    aws: Callable[[str], Any], bucket: str, tmp_path: Path
+) -> None:
+    put_script(
+        aws, bucket, "lost.py", "import sys\nopen(sys.argv[2] + '/processing/input/nope.csv')\n"
+    )
+
+    result = runner(aws, tmp_path).run(json.dumps({"Steps": [processing_step(bucket, "lost.py")]}))
+
+    assert result.status == "Failed"
+    reason = result.failure_reason or ""
+    assert "FileNotFoundError" in reason and "'/opt/ml/processing/input/nope.csv'" in reason
+    assert str(tmp_path) not in reason

@@ -143,6 +143,11 @@ BAD_DATA = {
         "all files must share one header",
     ),
     "too_few_rows": ({"a.csv": dataset(rows=12).to_csv(index=False)}, "at least 20"),
+    # pandas reads "f0,f0" as f0 and f0.1: the header is checked as written.
+    "duplicate_columns": (
+        {"a.csv": dataset(rows=30).to_csv(index=False).replace("f1", "f0", 1)},
+        "a.csv has duplicate column names: ['f0']",
+    ),
 }
 
 
@@ -161,6 +166,29 @@ def test_preprocess_rejects_bad_data_with_one_clear_error_line(tmp_path: Path, c
     # What SageMaker shows as FailureReason (the runner maps /opt/ml to ml_root).
     assert (ml_root / "output" / "message").read_text() == errors[0][len("ERROR: ") :]
     assert not (tmp_path / "out").exists()
+
+
+BOUNDLESS = {
+    "megabyte_cell": (lambda: _csv_with_cell(3, "f1", "x" * 1_000_000), "non-numeric value"),
+    "sixty_thousand_columns_without_label": (
+        lambda: ",".join(f"c{i}" for i in range(60_000)) + "\n" + ",".join(["1"] * 60_000),
+        "no 'label' column in header ['c0', 'c1',",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BOUNDLESS))
+def test_preprocess_failure_reasons_fit_sagemakers_failure_reason_limit(
+    tmp_path: Path, case: str
+) -> None:
+    make, expected = BOUNDLESS[case]
+    ml_root = tmp_path / "ml"
+    ml_root.mkdir()
+    result = preprocess(_write(tmp_path / "in", {"a.csv": make()}), tmp_path / "out", ml_root)
+    assert result.returncode == 1
+    message = (ml_root / "output" / "message").read_text()
+    assert expected in message
+    assert len(message) <= 1024  # DescribeProcessingJob's FailureReason: max 1,024
 
 
 # -------------------------------------------------------------------- evaluate

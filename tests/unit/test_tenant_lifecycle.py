@@ -249,6 +249,10 @@ def test_retries_back_off_and_the_last_attempt_fails_the_tenant(
         "waiting": [],
         "errors": [],
         "deferred": [],
+        "stacks_updating": [],
+        "stacks_updated": [],
+        "stack_update_failures": [],
+        "stacks_outdated": [],
     }
     assert len(provisioner.created) == 4
     # A repeated POST starts over, from attempt 1.

@@ -10,7 +10,7 @@ import pytest
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict
-from trainyard_core.models import TenantStatus, parse_iso
+from trainyard_core.models import Tenant, TenantStatus, parse_iso
 from trainyard_core.ports.provisioning import StackState, StoredObject
 from trainyard_core.store.tenants import InMemoryTenantRepository
 from trainyard_core.tenants import TenantService
@@ -30,9 +30,14 @@ class InMemoryMover:
         self.fail_copy_after: int | None = None  # copies that succeed before a crash
         self.fail_next_delete = False
         self.corrupt_next_copy = False
+        self.modified: dict[tuple[str, str], str] = {}  # (bucket, key) -> ISO time written
 
-    def put(self, bucket: str, key: str, etag: str, size: int = 10) -> None:
+    def put(
+        self, bucket: str, key: str, etag: str, size: int = 10, modified: str | None = None
+    ) -> None:
         self.buckets.setdefault(bucket, {})[key] = (etag, size)
+        if modified is not None:
+            self.modified[(bucket, key)] = modified
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         return sorted(k for k in self.buckets.get(bucket, {}) if k.startswith(prefix))
@@ -55,7 +60,9 @@ class InMemoryMover:
         for rel, (etag, size) in sorted(source.items()):
             if handled and stop is not None and stop():
                 break
-            handled.append(StoredObject(rel, etag, size))
+            handled.append(
+                StoredObject(rel, etag, size, self.modified.get((src_bucket, src_root + rel)))
+            )
             if dst.get(dst_root + rel, (None,))[0] == etag:
                 continue
             if self.fail_copy_after is not None and self.copies >= self.fail_copy_after:
@@ -130,6 +137,14 @@ def _pool_tenant_with_history(service: TenantService, mover: InMemoryMover) -> N
     mover.put(POOL, "tenants/other/data/x.csv", "e-x")  # a neighbour's data
 
 
+def _scheduled(service: TenantService, tenant_id: str = "acme") -> Tenant:
+    """One lifecycle-schedule pass (the only place data moves), then the tenant."""
+    service.advance_pending()
+    tenant = service.tenants.get(tenant_id)
+    assert tenant is not None
+    return tenant
+
+
 def test_new_basic_tenants_live_in_a_prefix_of_the_pool_bucket(service: TenantService) -> None:
     tenant, _ = service.create("acme", "basic")
     assert tenant.isolation == "pool"
@@ -148,7 +163,7 @@ def test_upsell_to_premium_moves_the_data_into_a_silo_bucket_and_keeps_the_model
     assert migrating.data_bucket == POOL
     assert provisioner.template_swaps == [("trainyard-tenant-acme", "silo")]
 
-    moved = service.get("acme")
+    moved = _scheduled(service)
     assert moved.status == TenantStatus.ACTIVE
     assert (moved.isolation, moved.migrating_to) == ("silo", None)
     assert (moved.data_bucket, moved.data_prefix) == (SILO, "data/")
@@ -166,7 +181,7 @@ def test_downgrade_to_basic_moves_the_data_into_the_pool_and_removes_the_silo_bu
     mover.put(SILO, "data/a.csv", "e-a")
     mover.put(SILO, "artifacts/run1/model.tar.gz", "e-m")
     service.update("acme", plan="basic", status=None)
-    moved = service.get("acme")
+    moved = _scheduled(service)
     assert moved.status == TenantStatus.ACTIVE and moved.isolation == "pool"
     assert (moved.data_bucket, moved.data_prefix) == (POOL, "tenants/acme/data/")
     assert mover.keys(POOL) == [
@@ -182,14 +197,15 @@ def test_an_interrupted_copy_leaves_the_tenant_migrating_with_a_reason_and_a_ret
     _pool_tenant_with_history(service, mover)
     mover.fail_copy_after = 1
     service.update("acme", plan="premium", status=None)
-    stuck = service.get("acme")
+    stuck = _scheduled(service)
     assert stuck.status == TenantStatus.MIGRATING
     assert "connection reset" in (stuck.failure_reason or "")
     assert "PATCH the same plan again" in (stuck.failure_reason or "")
     # Nothing was deleted before a verified copy.
     assert len(mover.keys(POOL, "tenants/acme/")) == 3
 
-    done = service.update("acme", plan="premium", status=None)
+    service.update("acme", plan="premium", status=None)
+    done = _scheduled(service)
     assert done.status == TenantStatus.ACTIVE and done.failure_reason is None
     assert mover.keys(SILO) == ["artifacts/run1/model.tar.gz", "data/a.csv", "data/b.csv"]
     assert mover.keys(POOL, "tenants/acme/") == []
@@ -202,8 +218,8 @@ def test_a_failed_delete_after_a_verified_copy_resumes_without_duplicates(
     _pool_tenant_with_history(service, mover)
     mover.fail_next_delete = True
     service.update("acme", plan="premium", status=None)
-    assert "SlowDown" in (service.get("acme").failure_reason or "")
-    done = service.update("acme", plan="premium", status=None)
+    assert "SlowDown" in (_scheduled(service).failure_reason or "")
+    done = _scheduled(service)
     assert done.status == TenantStatus.ACTIVE
     assert len(mover.keys(SILO)) == 3 and mover.copies == 3
     assert mover.keys(POOL, "tenants/acme/") == []
@@ -215,10 +231,10 @@ def test_a_copy_that_does_not_verify_deletes_nothing(
     _pool_tenant_with_history(service, mover)
     mover.corrupt_next_copy = True
     service.update("acme", plan="premium", status=None)
-    stuck = service.get("acme")
+    stuck = _scheduled(service)
     assert stuck.status == TenantStatus.MIGRATING and "differ" in (stuck.failure_reason or "")
     assert len(mover.keys(POOL, "tenants/acme/")) == 3
-    assert service.update("acme", plan="premium", status=None).status == TenantStatus.ACTIVE
+    assert _scheduled(service).status == TenantStatus.ACTIVE
     assert mover.buckets[SILO]["data/a.csv"][0] == "e-a"
 
 
@@ -231,8 +247,10 @@ def test_a_failed_stack_update_keeps_the_data_in_place_and_a_retry_updates_again
     assert stuck.status == TenantStatus.MIGRATING
     assert "rate exceeded" in (stuck.failure_reason or "")
     assert service.get("acme").status == TenantStatus.MIGRATING  # reads do not re-deploy
+    assert _scheduled(service).status == TenantStatus.MIGRATING  # nor does the schedule
     assert mover.keys(SILO) == []
-    assert service.update("acme", plan="premium", status=None).status == TenantStatus.ACTIVE
+    service.update("acme", plan="premium", status=None)
+    assert _scheduled(service).status == TenantStatus.ACTIVE
 
 
 def test_the_data_moves_only_after_the_stack_update_completes(
@@ -245,7 +263,7 @@ def test_the_data_moves_only_after_the_stack_update_completes(
     assert mover.keys(SILO) == []
     state = provisioner.stacks["trainyard-tenant-acme"]
     provisioner.stacks["trainyard-tenant-acme"] = type(state)("UPDATE_COMPLETE", state.outputs)
-    assert service.get("acme").status == TenantStatus.ACTIVE
+    assert _scheduled(service).status == TenantStatus.ACTIVE
 
 
 def test_while_migrating_only_a_retry_of_the_same_plan_change_is_accepted(
@@ -278,7 +296,7 @@ def test_the_new_location_is_owned_from_a_later_second_than_the_last_copy(
     clock.advance(0.25)
     last_copy = clock.now()
     service.update("acme", plan="premium", status=None)
-    moved = service.get("acme")
+    moved = _scheduled(service)
     since = parse_iso(moved.location_since)
     assert since is not None
     assert since.replace(microsecond=0) > last_copy.replace(microsecond=0)

@@ -55,3 +55,30 @@ def test_only_tenants_in_a_transitional_state_are_pending(repo: DynamoTenantRepo
     assert [t.tenant_id for t in repo.pending()] == ["gone", "move"]
     # The index attribute never leaks into the tenant.
     assert repo.get("move") == repo.pending()[1]
+
+
+def test_outdated_lists_active_and_suspended_tenants_on_another_or_no_template_version(
+    repo: DynamoTenantRepository,
+) -> None:
+    from trainyard_core.store.tenants import InMemoryTenantRepository
+
+    memory = InMemoryTenantRepository()
+    for tenant_id, status, version in (
+        ("current", TenantStatus.ACTIVE, "v2"),
+        ("old", TenantStatus.ACTIVE, "v1"),
+        ("legacy", TenantStatus.SUSPENDED, None),
+        ("napping", TenantStatus.SUSPENDED, "v1"),
+        ("prov", TenantStatus.PROVISIONING, None),
+        ("move", TenantStatus.MIGRATING, "v1"),
+        ("broke", TenantStatus.FAILED, "v1"),
+    ):
+        record = tenant(tenant_id, status).model_copy(update={"template_version": version})
+        repo.create(record)
+        memory.create(record)
+    for store in (repo, memory):
+        assert [t.tenant_id for t in store.outdated("v2")] == ["legacy", "napping", "old"]
+    # The version is stored and read back (and removed when cleared).
+    old = repo.get("old")
+    assert old is not None and old.template_version == "v1"
+    repo.save(old.model_copy(update={"template_version": "v2", "template_requested": None}))
+    assert [t.tenant_id for t in repo.outdated("v2")] == ["legacy", "napping"]

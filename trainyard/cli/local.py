@@ -61,8 +61,14 @@ def local_up(
         None, "--workdir", file_okay=False, help="Keep pipeline files here (default: temp dir)."
     ),
 ) -> None:
-    """Run the embedded stack in the foreground until Ctrl-C / SIGTERM."""
-    from trainyard.local.stack import EmbeddedStack
+    """Run the embedded stack in the foreground until Ctrl-C / SIGTERM.
+
+    All state (tenants, runs, uploaded objects, models) is in this process's memory
+    only: stopping or killing it loses everything, and the next start begins empty.
+    There is no persistent mode. Work directories that a killed stack left behind
+    are removed at the next start.
+    """
+    from trainyard.local.stack import IN_MEMORY_NOTICE, EmbeddedStack
 
     opts = _opts(ctx)
     stop = threading.Event()
@@ -85,6 +91,7 @@ def local_up(
             "apiUrl": stack.api_url,
             "region": stack.region,
             "accountId": stack.account_id,
+            "persistent": False,
         }
         if opts.json_output:
             print(json.dumps(endpoints), flush=True)
@@ -98,6 +105,7 @@ def local_up(
                 f"use it:       export AWS_ENDPOINT_URL={stack.aws_endpoint_url} "
                 f"TRAINYARD_API_URL={stack.api_url}"
             )
+            print(f"note:         {IN_MEMORY_NOTICE}")
             print("ready; Ctrl-C to stop", flush=True)
         sys.stdout.flush()
         try:

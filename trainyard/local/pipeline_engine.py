@@ -27,10 +27,13 @@ Three moto gaps are closed on the watched backend while the engine runs:
 - A new execution is Executing at once (moto: "Succeeded"), so Describe/List
   never report a queued execution as finished.
 - DescribePipelineExecution returns the real FailureReason (moto always "").
+- StopPipelineExecution (a shim, ``shims.py``) stops that execution's worker: it is
+  Stopping until its current job is killed, then Stopped, as in AWS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -118,6 +121,8 @@ class LocalPipelineEngine:
         self._stop = threading.Event()
         self._idle = threading.Condition(self._lock)
         self._seen: set[str] = set()
+        # Per execution: set by StopPipelineExecution or by stop() (every execution).
+        self._stops: dict[str, threading.Event] = {}
         self._active = 0
         self._results: dict[str, ExecutionResult] = {}
         self._watcher: threading.Thread | None = None
@@ -141,6 +146,9 @@ class LocalPipelineEngine:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        with self._lock:
+            for event in self._stops.values():
+                event.set()
         if self._watcher is not None:
             self._watcher.join(timeout=10)
         # Running executions see the stop event, kill their job and end Stopped.
@@ -216,15 +224,44 @@ class LocalPipelineEngine:
                 response.pop("FailureReason", None)
             return response
 
+        def stop_pipeline_execution(
+            pipeline_execution_arn: str, client_request_token: str | None = None
+        ) -> str:
+            from moto.sagemaker.exceptions import ValidationError
+
+            with lock:
+                execution = self._find_execution(backend, pipeline_execution_arn)
+                if execution is None:
+                    raise ValidationError(
+                        f"Pipeline execution {pipeline_execution_arn} does not exist."
+                    )
+                status = execution.pipeline_execution_status
+                if status == "Stopping":
+                    return pipeline_execution_arn  # a repeated stop
+                if status != EXECUTING:
+                    raise ValidationError(
+                        f"Pipeline execution {pipeline_execution_arn} is {status}; only an "
+                        "Executing execution can be stopped."
+                    )
+                execution.pipeline_execution_status = "Stopping"
+                execution.last_modified_time = datetime.now(UTC).replace(tzinfo=None)
+                self._stops.setdefault(pipeline_execution_arn, threading.Event()).set()
+            return pipeline_execution_arn
+
         start_pipeline_execution._trainyard_engine = self  # type: ignore[attr-defined]
         backend.start_pipeline_execution = start_pipeline_execution
         backend.describe_pipeline_execution = describe_pipeline_execution
+        backend.stop_pipeline_execution = stop_pipeline_execution
         self._patched = backend
 
     def _remove_patches(self) -> None:
         backend, self._patched = self._patched, None
         if backend is not None:
-            for name in ("start_pipeline_execution", "describe_pipeline_execution"):
+            for name in (
+                "start_pipeline_execution",
+                "describe_pipeline_execution",
+                "stop_pipeline_execution",
+            ):
                 backend.__dict__.pop(name, None)
 
     @staticmethod
@@ -287,6 +324,16 @@ class LocalPipelineEngine:
 
     def _execute(self, pipeline: Any, execution: Any) -> None:
         arn = execution.arn
+        with self._lock:
+            stop = self._stops.setdefault(arn, threading.Event())
+            if self._stop.is_set():
+                stop.set()
+        if stop.is_set():
+            # Stopped while it waited for a worker: it never runs.
+            with self._lock:
+                self._stops.pop(arn, None)
+            self._set_status(pipeline, execution, "Stopped", None, previous=EXECUTING)
+            return
         self._set_status(pipeline, execution, EXECUTING, None, previous=None)
         definition = execution.pipeline_definition_for_execution
         context = ExecutionContext(
@@ -300,7 +347,7 @@ class LocalPipelineEngine:
                 definition,
                 parameters=execution.pipeline_parameters or [],
                 context=context,
-                stop_event=self._stop,
+                stop_event=stop,
             )
         except Exception as exc:  # the runner reports failures; this is a bug guard
             log.exception("runner crashed on %s", arn)
@@ -308,7 +355,11 @@ class LocalPipelineEngine:
             result = ExecutionResult(FAILED, f"local runner error: {exc}", [], now, now)
         with self._lock:
             self._results[arn] = result
+            self._stops.pop(arn, None)
         status = {SUCCEEDED: SUCCEEDED, STOPPED: "Stopped"}.get(result.status, FAILED)
+        if status == "Stopped" and not self._stop.is_set():
+            # Stopped on request: SageMaker gives a stopped execution no failure reason.
+            result = dataclasses.replace(result, failure_reason=None)
         log.info("pipeline execution %s %s %s", arn, status, result.failure_reason or "")
         self._set_status(pipeline, execution, status, result.failure_reason, previous=EXECUTING)
 

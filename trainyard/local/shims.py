@@ -6,6 +6,8 @@
   below are added to moto's backend and API (reachable with plain boto3) with AWS's
   behaviour: a group that still holds model packages cannot be deleted
   (ConflictException), a group without a policy has none to get (ValidationException).
+- SageMaker pipelines: moto has no ``StopPipelineExecution``; it is added (only an
+  Executing execution can be stopped), and the pipeline engine stops its worker.
 - S3 access logging: moto's PutBucketLogging accepts a target bucket policy only if
   its Resource is spelled exactly ``<bucket>/<prefix>*`` (the platform bucket grants
   ``access-logs/*`` to log delivery, with source conditions, which S3 accepts); the
@@ -95,6 +97,29 @@ def _delete_model_package_group_policy(self: Any, model_package_group_name: str)
     _group(self, model_package_group_name).resource_policy = None
 
 
+def _stop_pipeline_execution(
+    self: Any, pipeline_execution_arn: str, client_request_token: str | None = None
+) -> str:
+    """Without a pipeline engine nothing executes (moto records executions as
+    Succeeded): only an Executing one can be stopped, as in AWS. The engine replaces
+    this on the backend it watches, to stop its worker."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    for pipeline in list(self.pipelines.values()):
+        execution = pipeline.pipeline_executions.get(pipeline_execution_arn)
+        if execution is None:
+            continue
+        if execution.pipeline_execution_status != "Executing":
+            raise ValidationError(
+                f"Pipeline execution {pipeline_execution_arn} is "
+                f"{execution.pipeline_execution_status}; only an Executing execution can "
+                "be stopped."
+            )
+        execution.pipeline_execution_status = "Stopped"
+        return pipeline_execution_arn
+    raise ValidationError(f"Pipeline execution {pipeline_execution_arn} does not exist.")
+
+
 def _create_model_package_group_once(original: Any) -> Any:
     def create(self: Any, model_package_group_name: str, *args: Any, **kwargs: Any) -> Any:
         from moto.sagemaker.exceptions import ValidationError
@@ -135,6 +160,7 @@ def install_sagemaker_registry_shims() -> None:
             ("get_model_package_group_policy", _get_model_package_group_policy),
             ("put_model_package_group_policy", _put_model_package_group_policy),
             ("delete_model_package_group_policy", _delete_model_package_group_policy),
+            ("stop_pipeline_execution", _stop_pipeline_execution),
         ):
             setattr(SageMakerModelBackend, name, function)
         SageMakerModelBackend.create_model_package_group = _create_model_package_group_once(
@@ -151,6 +177,11 @@ def install_sagemaker_registry_shims() -> None:
                 "ModelPackageGroupArn",
             ),
             ("delete_model_package_group_policy", ("ModelPackageGroupName",), None),
+            (
+                "stop_pipeline_execution",
+                ("PipelineExecutionArn", "ClientRequestToken"),
+                "PipelineExecutionArn",
+            ),
         ):
             setattr(SageMakerResponse, name, _response(name, *params, result=result))
         SageMakerModelBackend._trainyard_registry = True  # type: ignore[attr-defined]

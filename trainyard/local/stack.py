@@ -4,7 +4,8 @@
         stack.api_url            # onboarding API, same paths/JSON as in AWS
         stack.aws_endpoint_url   # AWS APIs (moto), region us-east-1, any credentials
 
-Handler code never knows it is local: it reaches moto through plain boto3 and
+All state is in memory (``IN_MEMORY_NOTICE``): a restart starts from an empty
+account. Handler code never knows it is local: it reaches moto through plain boto3 and
 the standard AWS_ENDPOINT_URL setting, and receives the same event shapes.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -41,6 +43,47 @@ log = logging.getLogger("trainyard.local")
 
 ACCOUNT_ID = "123456789012"  # moto's default account
 _active_lock = threading.Lock()
+# The stack's state (moto's backends, the pipeline runs) lives in this process's
+# memory only: stopping or killing it loses every tenant, run and object. Its
+# temporary work directory is ours: named with WORKDIR_PREFIX and holding an
+# OWNER_FILE with the process id, so a later start can remove one a killed
+# process left behind. (A persistent mode would mean snapshotting moto's
+# backends and the runner's state consistently: not offered.)
+WORKDIR_PREFIX = "trainyard-local-"
+OWNER_FILE = ".trainyard-owner-pid"
+IN_MEMORY_NOTICE = (
+    "state is in memory only: stopping or killing this process loses every tenant, run and object"
+)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_stale_workdirs(parent: Path | None = None) -> list[Path]:
+    """Remove work directories of embedded stacks whose process is gone; only ours
+    (our prefix and owner file, owned by this user), never one still in use."""
+    removed: list[Path] = []
+    base = Path(parent or tempfile.gettempdir())
+    for candidate in base.glob(f"{WORKDIR_PREFIX}*"):
+        owner = candidate / OWNER_FILE
+        try:
+            if candidate.is_symlink() or candidate.stat().st_uid != os.getuid():
+                continue
+            pid = int(owner.read_text().strip())
+        except (OSError, ValueError):
+            continue  # not one of ours (or not readable): leave it
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        shutil.rmtree(candidate, ignore_errors=True)
+        removed.append(candidate)
+    return removed
 
 
 def free_port() -> int:
@@ -96,6 +139,11 @@ class EmbeddedStack:
         )
 
     @property
+    def api_server_errors(self) -> list[tuple[str, str, int]]:
+        """(method, path, status) of every 500/502 the local API answered so far."""
+        return list(self._api.server_errors) if self._api is not None else []
+
+    @property
     def engine(self) -> Any:
         """The local pipeline engine (None until started); fault tools wrap its seams."""
         return self._engine
@@ -139,8 +187,11 @@ class EmbeddedStack:
 
         self._started = True
         if self.workdir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="trainyard-local-")
+            for stale in remove_stale_workdirs():
+                log.info("removed the work directory of a stopped stack: %s", stale)
+            self._tmp = tempfile.TemporaryDirectory(prefix=WORKDIR_PREFIX)
             self.workdir = Path(self._tmp.name)
+            (self.workdir / OWNER_FILE).write_text(str(os.getpid()))
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self.quiet:
             for name in ("werkzeug", "moto", "botocore", "urllib3"):

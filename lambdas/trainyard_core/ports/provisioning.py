@@ -69,6 +69,8 @@ class StoredObject:
     key: str  # relative to the tenant's root prefix, identical at both locations
     etag: str
     size: int
+    # When it was written at the source (ISO 8601), if the mover knows.
+    modified: str | None = None
 
 
 class DataMover(Protocol):
@@ -105,3 +107,22 @@ class ModelPurger(Protocol):
 
 class PurgePaused(Exception):
     """A purge ran out of time; the next lifecycle run resumes it (not a failure)."""
+
+
+@dataclass(frozen=True)
+class TenantExecution:
+    """A pipeline execution of a tenant that has not ended (it may still write)."""
+
+    run_id: str
+    execution_arn: str | None  # None: admitted, its start still in flight
+    status: str  # Starting | Executing | Stopping
+
+
+class TenantExecutions(Protocol):
+    """The tenant's pipeline executions, for offboarding: a purge waits for them."""
+
+    def unfinished(self, tenant_id: str) -> list[TenantExecution]:
+        """Its executions that have not ended (Stopped, Failed, Succeeded)."""
+
+    def stop(self, execution_arn: str) -> None:
+        """StopPipelineExecution; an execution already ending or ended is not an error."""

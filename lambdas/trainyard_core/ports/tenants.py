@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from trainyard_core.models import Tenant, TenantStatus
+from trainyard_core.models import IgnoredUpload, Tenant, TenantStatus
 
 
 class TenantExistsError(Exception):
@@ -22,6 +22,8 @@ class StaleTenantError(Exception):
 # States that finish on their own (a stack operation, a data move): the
 # lifecycle schedule advances tenants in them without anyone reading them.
 PENDING_STATUSES = (TenantStatus.PROVISIONING, TenantStatus.MIGRATING, TenantStatus.OFFBOARDING)
+# States whose stack the template rollout updates (the others' flows pass the template).
+SETTLED_STATUSES = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
 
 
 class TenantRepository(Protocol):
@@ -42,6 +44,17 @@ class TenantRepository(Protocol):
 
     def delete(self, tenant_id: str) -> None: ...
 
+    def record_ignored_upload(self, tenant_id: str, upload: IgnoredUpload) -> bool:
+        """Append to the tenant's recent ignored uploads (bounded, de-duplicated on
+        key and ETag) without touching anything ``save`` writes; False if there is
+        no such tenant or concurrent writers kept winning (best effort)."""
+        ...
+
     def pending(self) -> list[Tenant]:
         """Tenants in a state of PENDING_STATUSES (provisioning, migrating, offboarding)."""
+        ...
+
+    def outdated(self, template_version: str) -> list[Tenant]:
+        """ACTIVE and SUSPENDED tenants whose ``template_version`` is not this one
+        (or none): their stacks are on an older tenant template."""
         ...

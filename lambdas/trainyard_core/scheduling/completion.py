@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from trainyard_core import limits
 from trainyard_core.models import Run, RunStatus, iso_ms, parse_iso
 from trainyard_core.scheduling.context import SchedulerContext, month_of
 from trainyard_core.scheduling.policy import cost_usd
@@ -106,6 +107,9 @@ def finish(
         failure_reason = "pipeline execution failed"
     if status == RunStatus.STOPPED and not failure_reason:
         failure_reason = "pipeline execution was stopped"
+    # A reason is data (a CSV cell, a 60,000-column header): bounded before it
+    # reaches an item or a log line (limits.py).
+    failure_reason = limits.failure_reason(failure_reason)
     done = ctx.runs.finish(
         run,
         status,

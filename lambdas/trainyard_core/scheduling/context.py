@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from trainyard_core import limits
 from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Settings
 from trainyard_core.models import Run
@@ -48,7 +51,31 @@ class SchedulerContext:
         self.describe_min_age_seconds = describe_min_age_seconds
 
     def log_keys(self, run: Run) -> None:
-        # Powertools Logger: keep tenant/run ids on every line while handling a record.
-        append = getattr(self.log, "append_keys", None)
+        # Powertools Logger: keep tenant/run ids on every line while handling a record,
+        # per thread (the embedded stack runs handlers side by side in one process;
+        # the handler removes them after the record).
+        append = getattr(self.log, "thread_safe_append_keys", None)
         if append is not None:
             append(tenant_id=run.tenant_id, run_id=run.run_id)
+
+    @contextmanager
+    def isolated(self, step: str, run: Run | None = None, **keys: Any) -> Iterator[None]:
+        """One element of a sweep (a run, a counter, a plan) that fails is logged
+        with its reason and counted (``SweepErrors``, by step), and the sweep goes
+        on: one poison run must not stop reconcile or dispatch for every tenant.
+        The element is retried by the next sweep."""
+        try:
+            yield
+        except Exception as exc:
+            error = limits.bounded(f"{type(exc).__name__}: {exc}", limits.REASON_MAX_CHARS)
+            where = {"tenant_id": run.tenant_id, "run_id": run.run_id} if run else {}
+            self.log.error(
+                "sweep element failed; the sweep goes on",
+                # The traceback repeats the message: only when it is short.
+                exc_info=len(str(exc)) <= limits.REASON_MAX_CHARS,
+                extra={"step": step, "error": error, **where, **keys},
+            )
+            self.metrics.record("SweepErrors", 1, dimensions={"step": step})
+            # And once without the step: the alarm's metric (an alarm names exact
+            # dimensions, and the steps are many).
+            self.metrics.record("SweepErrors", 1)

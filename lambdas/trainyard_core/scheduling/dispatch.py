@@ -3,6 +3,9 @@
 Admission is one transaction (run QUEUED -> STARTING, counters +1 under their
 caps); the start carries the run id as ClientRequestToken, so a repeated start
 (crash, reconcile, concurrent retry) returns the same execution.
+
+Each run is isolated (``SchedulerContext.isolated``): one that cannot be
+written or started is logged and counted, and the others are still admitted.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from trainyard_core.models import Run, RunStatus, Tenant, iso_ms, parse_iso
+from trainyard_core.models import Run, RunStatus, Tenant, TenantStatus, iso_ms, parse_iso
 from trainyard_core.ports.pipeline import StartError
 from trainyard_core.ports.runs import AdmitOutcome, Caps, Counters
 from trainyard_core.scheduling.completion import finish
@@ -32,7 +35,8 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
     now = ctx.clock.now()
     for plan in ctx.settings.plans:
         for run in ctx.runs.due_starts(plan, iso_ms(now) or ""):
-            _start(ctx, run, report)
+            with ctx.isolated("start", run):
+                _start(ctx, run, report)
 
     # Work per invocation is bounded by the caps, not by the backlog: with every
     # slot taken there is nothing to decide, and otherwise only the head of each
@@ -53,27 +57,32 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
             snapshot = read_snapshot(ctx, None)
             decision = plan_dispatch(ctx.settings, snapshot)
         for run, reason in decision.waiting.values():
-            ctx.runs.set_waiting_reason(run, reason)
-            if reason:
-                ctx.log.info(
-                    "run waits",
-                    extra={"tenant_id": run.tenant_id, "run_id": run.run_id, "reason": reason},
-                )
+            with ctx.isolated("waiting-reason", run):
+                ctx.runs.set_waiting_reason(run, reason)
+                if reason:
+                    ctx.log.info(
+                        "run waits",
+                        extra={"tenant_id": run.tenant_id, "run_id": run.run_id, "reason": reason},
+                    )
         for run, reason in decision.cancellations:
-            if ctx.runs.cancel_queued(run, reason, iso_ms(now) or ""):
-                ctx.log.warning(
-                    "queued run cancelled", extra={"run_id": run.run_id, "reason": reason}
-                )
+            with ctx.isolated("cancel", run):
+                if ctx.runs.cancel_queued(run, reason, iso_ms(now) or ""):
+                    ctx.log.warning(
+                        "queued run cancelled", extra={"run_id": run.run_id, "reason": reason}
+                    )
         contended = False
         for run in decision.admissions:
-            outcome = admit(ctx, run, now)
+            outcome = None
+            with ctx.isolated("admit", run):
+                outcome = admit(ctx, run, now)
             if outcome == AdmitOutcome.CAP_REACHED:
                 contended = True
                 break
             if outcome == AdmitOutcome.ADMITTED:
-                admitted = ctx.runs.get_run(run.tenant_id, run.run_id)
-                if admitted is not None:
-                    _start(ctx, admitted, report)
+                with ctx.isolated("start", run):
+                    admitted = ctx.runs.get_run(run.tenant_id, run.run_id)
+                    if admitted is not None:
+                        _start(ctx, admitted, report)
         if not contended:
             break
         snapshot = read_snapshot(ctx, window)
@@ -196,6 +205,11 @@ def _fail_start(ctx: SchedulerContext, run: Run, reason: str) -> None:
 def _missing_start_inputs(tenant: Tenant | None, plan_known: bool) -> str | None:
     if tenant is None:
         return "tenant no longer exists"
+    # Read again at the start: an offboarding that began after the admission must not
+    # get a new execution (its purge would have to stop it). A migration is safe to
+    # start under: it waits for the tenant's STARTING and RUNNING runs.
+    if tenant.status in (TenantStatus.OFFBOARDING, TenantStatus.FAILED):
+        return f"tenant is {tenant.status.value}"
     if not plan_known:
         return "plan is not configured"
     for attr in (

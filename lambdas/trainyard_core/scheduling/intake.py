@@ -1,7 +1,11 @@
 """Intake: an upload (or a manual run) joins the tenant's QUEUED run or starts one.
 
 The tenant comes from the registry only, never from the event; S3's
-at-least-once delivery is de-duplicated on the object version.
+at-least-once delivery is de-duplicated on the object version. The tenant's rule
+delivers every object created under its data prefix: a training file is one whose
+name ends in ``.csv`` in any case (``train.CSV``); anything else is recorded on
+the tenant (``ignoredUploads`` in ``GET /tenants/{id}``), so an upload that starts
+no run says so where the tenant looks.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Literal
 
 from trainyard_core.errors import Conflict
 from trainyard_core.models import (
+    IgnoredUpload,
     Run,
     RunStatus,
     Tenant,
@@ -31,6 +36,7 @@ from trainyard_core.ports.runs import (
 )
 from trainyard_core.scheduling.context import SchedulerContext
 from trainyard_core.scheduling.queues import with_positions
+from trainyard_core.uploads import is_training_file, unstageable_key
 
 DEDUPE_TTL_DAYS = 7
 REJECTION_TTL_DAYS = 30
@@ -38,6 +44,11 @@ REJECTION_TTL_DAYS = 30
 ACCEPTING = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.MIGRATING)
 
 IntakeOutcome = Literal["created", "joined", "duplicate", "ignored", "rejected"]
+NOT_TRAINING_DATA = "not a training file: only *.csv uploads (any case) start a run"
+UNSTAGEABLE = (
+    "this key cannot be a file in a training job ({why}): delete or rename the "
+    "object, every run of the tenant fails while it exists"
+)
 
 
 class TenantNotAcceptingError(Conflict):
@@ -62,9 +73,6 @@ def handle_upload(
     version_id: str | None = None,
     event_time: datetime | None = None,
 ) -> IntakeResult:
-    if not key.lower().endswith(".csv"):
-        ctx.log.info("ignoring non-CSV object", extra={"bucket": bucket, "key": key})
-        return IntakeResult("ignored", reason="not a .csv object")
     # The tenant comes from the registry only: an event cannot claim one.
     tenant = ctx.tenants.find_by_location(bucket, key)
     if tenant is None:
@@ -77,14 +85,69 @@ def handle_upload(
             key,
             tenant.tenant_id,
         )
+    located = _locate(tenant, bucket, key)
+    if located is None:
+        # At the new location of a migrating tenant: the migration's own copy (an
+        # upload made during the migration is recorded from where it was made).
+        ctx.log.info(
+            "ignoring object at the new location of a migrating tenant (migration copy)",
+            extra={"tenant_id": tenant.tenant_id, "bucket": bucket, "key": key},
+        )
+        return IntakeResult("ignored", reason="migration copy at the tenant's new location")
+    if located != (bucket, key):
+        if not is_training_file(key):
+            return _ignore(ctx, tenant, located[1], size, etag, NOT_TRAINING_DATA)
+        # Uploaded at the location a migration moves (or moved) the tenant from: the
+        # object is (or will be) at the new location; record it as it is there.
+        obj = TriggerObject(key=located[1], etag=etag, size=size, bucket=located[0])
+        return record_moved_upload(ctx, tenant, obj)
     if _predates_location(tenant, event_time):
         ctx.log.info(
             "ignoring object created before the tenant moved here (migration copy)",
             extra={"tenant_id": tenant.tenant_id, "bucket": bucket, "key": key},
         )
         return IntakeResult("ignored", reason="object predates the tenant's current location")
+    if not is_training_file(key):
+        return _ignore(ctx, tenant, key, size, etag, NOT_TRAINING_DATA)
+    relative = key.removeprefix(tenant.data_prefix or "")
+    unusable = unstageable_key(relative)
+    if unusable is not None:
+        return _ignore(ctx, tenant, key, size, etag, UNSTAGEABLE.format(why=unusable))
     obj = TriggerObject(key=key, etag=etag, size=size, bucket=bucket, version_id=version_id)
     return _enqueue(ctx, tenant, "s3", obj, dedupe_key(bucket, key, etag, version_id))
+
+
+def record_moved_upload(ctx: SchedulerContext, tenant: Tenant, obj: TriggerObject) -> IntakeResult:
+    """An upload made at the location a migration moves the tenant from, recorded
+    with its bucket and key at the new location. Its event and the migration that
+    moves it may both report it: the same content at the same new key is one upload
+    (no version id: the copy has another one)."""
+    assert obj.bucket is not None
+    return _enqueue(ctx, tenant, "s3", obj, dedupe_key(obj.bucket, obj.key, obj.etag, None))
+
+
+def _locate(tenant: Tenant, bucket: str, key: str) -> tuple[str, str] | None:
+    """Where an object at (bucket, key) is once the tenant's migration is done:
+    the same place, or its key at the other location (a migrating tenant's current
+    location, or the location a migrated tenant left); None for an object at the
+    new location of a migrating tenant (the migration's copy)."""
+    here = f"{bucket}/{key}"
+    current = f"{tenant.data_bucket}/{tenant.data_prefix}" if tenant.data_bucket else None
+    migrating = tenant.status == TenantStatus.MIGRATING
+    if current is not None and here.startswith(current):
+        if migrating and tenant.alt_location:
+            return _translate(here[len(current) :], tenant.alt_location)
+        return bucket, key
+    if tenant.alt_location and here.startswith(tenant.alt_location):
+        if migrating or current is None:
+            return None
+        return _translate(here[len(tenant.alt_location) :], current)
+    return bucket, key
+
+
+def _translate(relative: str, location: str) -> tuple[str, str]:
+    new_bucket, _, prefix = location.partition("/")
+    return new_bucket, prefix + relative
 
 
 def submit_manual_run(ctx: SchedulerContext, tenant: Tenant) -> Run:
@@ -157,6 +220,34 @@ def _duplicate(ctx: SchedulerContext, tenant: Tenant, obj: TriggerObject | None)
         extra={"tenant_id": tenant.tenant_id, "key": obj.key if obj else None},
     )
     return IntakeResult("duplicate", reason="already accepted")
+
+
+def _ignore(
+    ctx: SchedulerContext,
+    tenant: Tenant,
+    key: str,
+    size: int | None,
+    etag: str | None,
+    reason: str,
+) -> IntakeResult:
+    ctx.log.info(
+        "upload ignored",
+        extra={"tenant_id": tenant.tenant_id, "key": key, "reason": reason},
+    )
+    upload = IgnoredUpload(
+        key=key, size=size, reason=reason, at=iso_ms(ctx.clock.now()) or "", etag=etag
+    )
+    # An AWS error raises: the event is retried (then dead-lettered with the reason
+    # logged). Lost races in a burst are not worth a retry of the shared queue's
+    # batch: logged above and counted.
+    if not ctx.tenants.record_ignored_upload(tenant.tenant_id, upload):
+        ctx.log.warning(
+            "ignored upload not recorded on the tenant (contention or tenant gone)",
+            extra={"tenant_id": tenant.tenant_id, "key": key},
+        )
+        ctx.metrics.record("IgnoredUploadsNotRecorded", 1)
+    ctx.metrics.record("UploadsIgnored", 1)
+    return IntakeResult("ignored", reason=reason)
 
 
 def _reject(

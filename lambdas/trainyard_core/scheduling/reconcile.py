@@ -1,5 +1,9 @@
 """Reconcile (the one-minute schedule): recover missed status events, report
-stuck runs, heal the slot counters, then dispatch and count the full queues."""
+stuck runs, heal the slot counters, then dispatch and count the full queues.
+
+Every phase, and every run or counter within one, is isolated
+(``SchedulerContext.isolated``): whatever one of them raises is logged and
+counted, and the rest of the sweep still heals and dispatches."""
 
 from __future__ import annotations
 
@@ -27,15 +31,20 @@ def reconcile(ctx: SchedulerContext) -> ReconcileReport:
     report = ReconcileReport()
     now = ctx.clock.now()
     if ctx.pipeline is not None:
-        _recover_executions(ctx, report, now)
-    report.healed_counters = heal_counters(ctx)
-    report.dispatch = dispatch(ctx)
+        with ctx.isolated("recover-executions"):
+            _recover_executions(ctx, report, now)
+    with ctx.isolated("heal-counters"):
+        report.healed_counters = heal_counters(ctx)
+    report.dispatch = DispatchReport()
+    with ctx.isolated("dispatch"):
+        report.dispatch = dispatch(ctx)
     for plan in ctx.settings.plans:
         if plan not in report.dispatch.queued_by_plan:
-            # Dispatch only counts short queues; the full depth once a minute.
-            depth = ctx.runs.queue_depth(plan)
-            report.dispatch.queued_by_plan[plan] = depth
-            ctx.metrics.record("QueueDepth", depth, dimensions={"plan": plan})
+            with ctx.isolated("queue-depth", plan=plan):
+                # Dispatch only counts short queues; the full depth once a minute.
+                depth = ctx.runs.queue_depth(plan)
+                report.dispatch.queued_by_plan[plan] = depth
+                ctx.metrics.record("QueueDepth", depth, dimensions={"plan": plan})
     return report
 
 
@@ -52,52 +61,12 @@ def _recover_executions(ctx: SchedulerContext, report: ReconcileReport, now: dat
             if changed and (now - changed).total_seconds() < ctx.describe_min_age_seconds:
                 continue
             candidates.append(run)
-    listed = _list_statuses(ctx, candidates)
+    listed: dict[str, ExecutionInfo] = {}
+    with ctx.isolated("list-executions"):
+        listed = _list_statuses(ctx, candidates)
     for run in candidates:
-        assert run.execution_arn
-        info = listed.get(run.execution_arn)
-        if info is None or (info.status == "Failed" and not info.failure_reason):
-            # Not in the listing (or no reason given): ask for this one only.
-            info = ctx.pipeline.describe(run.execution_arn) or info
-        if info is None:
-            _stuck(
-                ctx,
-                run,
-                f"pipeline execution {run.execution_arn} is unknown to SageMaker; "
-                "stop the run's execution or fail the run by hand",
-                report,
-            )
-            continue
-        ctx.log_keys(run)
-        if info.status in TERMINAL_EXECUTION_STATUS and info.last_modified is None:
-            # The listing has no end time: ask (lost events are rare), so
-            # duration and cost end when the execution did, not now. The
-            # answer is fresher than the listing, so it decides.
-            info = ctx.pipeline.describe(run.execution_arn) or info
-        if info.status in TERMINAL_EXECUTION_STATUS:
-            ctx.log.info("missed status event recovered", extra={"status": info.status})
-            if finish(
-                ctx,
-                run,
-                TERMINAL_EXECUTION_STATUS[info.status],
-                run.execution_arn,
-                info.failure_reason,
-                info.last_modified,
-            ):
-                report.finished.append(run.run_id)
-            continue
-        if info.status == "Executing" and run.status == RunStatus.STARTING:
-            ctx.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
-        started = parse_iso(run.started_at)
-        limit = ctx.settings.stuck_run_hours
-        if started and (now - started).total_seconds() > limit * 3600:
-            _stuck(
-                ctx,
-                run,
-                f"executing since {run.started_at}, longer than stuck_run_hours "
-                f"({limit:g} h); check the execution in SageMaker, stop it if it hangs",
-                report,
-            )
+        with ctx.isolated("recover-execution", run):
+            _recover_one(ctx, run, listed, report, now)
     stuck_by_plan = {plan: 0 for plan in ctx.settings.plans}
     for run in candidates:
         if run.run_id in report.stuck:
@@ -105,6 +74,59 @@ def _recover_executions(ctx: SchedulerContext, report: ReconcileReport, now: dat
     for plan, count in stuck_by_plan.items():
         # Every minute, zeros included, so the RunsStuck alarm clears by itself.
         ctx.metrics.record("RunsStuck", count, dimensions={"plan": plan})
+
+
+def _recover_one(
+    ctx: SchedulerContext,
+    run: Run,
+    listed: dict[str, ExecutionInfo],
+    report: ReconcileReport,
+    now: datetime,
+) -> None:
+    assert ctx.pipeline is not None and run.execution_arn
+    info = listed.get(run.execution_arn)
+    if info is None or (info.status == "Failed" and not info.failure_reason):
+        # Not in the listing (or no reason given): ask for this one only.
+        info = ctx.pipeline.describe(run.execution_arn) or info
+    if info is None:
+        _stuck(
+            ctx,
+            run,
+            f"pipeline execution {run.execution_arn} is unknown to SageMaker; "
+            "stop the run's execution or fail the run by hand",
+            report,
+        )
+        return
+    ctx.log_keys(run)
+    if info.status in TERMINAL_EXECUTION_STATUS and info.last_modified is None:
+        # The listing has no end time: ask (lost events are rare), so
+        # duration and cost end when the execution did, not now. The
+        # answer is fresher than the listing, so it decides.
+        info = ctx.pipeline.describe(run.execution_arn) or info
+    if info.status in TERMINAL_EXECUTION_STATUS:
+        ctx.log.info("missed status event recovered", extra={"status": info.status})
+        if finish(
+            ctx,
+            run,
+            TERMINAL_EXECUTION_STATUS[info.status],
+            run.execution_arn,
+            info.failure_reason,
+            info.last_modified,
+        ):
+            report.finished.append(run.run_id)
+        return
+    if info.status == "Executing" and run.status == RunStatus.STARTING:
+        ctx.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
+    started = parse_iso(run.started_at)
+    limit = ctx.settings.stuck_run_hours
+    if started and (now - started).total_seconds() > limit * 3600:
+        _stuck(
+            ctx,
+            run,
+            f"executing since {run.started_at}, longer than stuck_run_hours "
+            f"({limit:g} h); check the execution in SageMaker, stop it if it hangs",
+            report,
+        )
 
 
 def _stuck(ctx: SchedulerContext, run: Run, reason: str, report: ReconcileReport) -> None:
@@ -143,13 +165,14 @@ def heal_counters(ctx: SchedulerContext) -> dict[str, int]:
         have, want = observed.get(name, 0), actual.get(name, 0)
         if have == want:
             continue
-        if have < want or ctx.runs.drift_marker(name) == (have, want):
-            if ctx.runs.set_counter(name, want, expected=have):
-                healed[name] = want
-                ctx.log.warning(
-                    "slot counter healed", extra={"counter": name, "was": have, "now": want}
-                )
-            ctx.runs.put_drift_marker(name, None, None)
-        else:
-            ctx.runs.put_drift_marker(name, have, want)
+        with ctx.isolated("heal-counter", counter=name):
+            if have < want or ctx.runs.drift_marker(name) == (have, want):
+                if ctx.runs.set_counter(name, want, expected=have):
+                    healed[name] = want
+                    ctx.log.warning(
+                        "slot counter healed", extra={"counter": name, "was": have, "now": want}
+                    )
+                ctx.runs.put_drift_marker(name, None, None)
+            else:
+                ctx.runs.put_drift_marker(name, have, want)
     return healed

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from trainyard_core.models import Run, Tenant
+from trainyard_core.models import Run, Tenant, TriggerObject
 from trainyard_core.ports.runs import AdmitOutcome
 from trainyard_core.scheduling import completion, dispatch, intake, queries, queues, reconcile
 from trainyard_core.scheduling.context import SchedulerContext
@@ -36,6 +36,9 @@ class SchedulerService(SchedulerContext):
         event_time: datetime | None = None,
     ) -> IntakeResult:
         return intake.handle_upload(self, bucket, key, etag, size, version_id, event_time)
+
+    def record_moved_upload(self, tenant: Tenant, obj: TriggerObject) -> IntakeResult:
+        return intake.record_moved_upload(self, tenant, obj)
 
     def submit_manual_run(self, tenant: Tenant) -> Run:
         return intake.submit_manual_run(self, tenant)

@@ -26,7 +26,8 @@ import secrets
 import time
 from typing import Any
 
-from trainyard_core.models import Run, RunStatus, parse_iso
+from trainyard_core import limits
+from trainyard_core.models import Run, RunStatus, TriggerObject, parse_iso
 from trainyard_core.ports.runs import (
     GLOBAL,
     PLAN_PREFIX,
@@ -87,7 +88,48 @@ def epoch(iso: str) -> int:
 # --- runs
 
 
+def bounded_object(obj: TriggerObject) -> TriggerObject:
+    """An upload as a run lists it: S3 already bounds keys (1024 bytes), but an
+    event is only as trustworthy as its sender."""
+    return obj.model_copy(
+        update={
+            "key": limits.bounded(obj.key, limits.S3_KEY_MAX_CHARS),
+            "etag": limits.bounded_or_none(obj.etag, limits.NAME_MAX_CHARS),
+            "bucket": limits.bounded_or_none(obj.bucket, limits.NAME_MAX_CHARS),
+            "version_id": limits.bounded_or_none(obj.version_id, limits.NAME_MAX_CHARS),
+        }
+    )
+
+
+def bounded_run(run: Run) -> Run:
+    """The run with every caller- or data-controlled field within limits.py."""
+    objects = run.trigger.objects
+    omitted = run.trigger.objects_omitted + max(0, len(objects) - limits.TRIGGER_OBJECTS_MAX)
+    trigger = run.trigger.model_copy(
+        update={
+            "objects": [bounded_object(o) for o in objects[: limits.TRIGGER_OBJECTS_MAX]],
+            "objects_omitted": omitted,
+        }
+    )
+    return run.model_copy(
+        update={
+            "trigger": trigger,
+            "failure_reason": limits.failure_reason(run.failure_reason),
+            "metrics": bounded_metrics(run.metrics),
+            "model_package_arn": limits.bounded_or_none(
+                run.model_package_arn, limits.ARN_MAX_CHARS
+            ),
+        }
+    )
+
+
+def bounded_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    names = sorted(metrics)[: limits.METRICS_MAX]
+    return {limits.bounded(n, limits.NAME_MAX_CHARS): metrics[n] for n in names}
+
+
 def run_to_item(run: Run, next_attempt_at: str | None = None) -> dict[str, Any]:
+    run = bounded_run(run)
     item = run.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"queue_position"})
     if run.status == RunStatus.QUEUED:
         item["queuePlan"] = run.plan
@@ -149,15 +191,19 @@ def usage_from(item: dict[str, Any]) -> dict[str, float]:
 
 
 def rejection_item(rejection: Rejection) -> dict[str, Any]:
-    item: dict[str, Any] = {"at": rejection.at, "reason": rejection.reason}
-    for attr, value in (
-        ("bucket", rejection.bucket),
-        ("key", rejection.key),
-        ("tenantId", rejection.tenant_id),
+    item: dict[str, Any] = {
+        "at": rejection.at,
+        "reason": limits.bounded(rejection.reason, limits.REASON_MAX_CHARS),
+    }
+    for attr, value, bound in (
+        ("bucket", rejection.bucket, limits.NAME_MAX_CHARS),
+        ("key", rejection.key, limits.S3_KEY_MAX_CHARS),
+        ("tenantId", rejection.tenant_id, limits.NAME_MAX_CHARS),
     ):
         if value is not None:
-            item[attr] = value
-    if rejection.detail:
+            item[attr] = limits.bounded(value, bound)
+    # Free-form: kept only while it is small.
+    if rejection.detail and limits.item_size(rejection.detail) <= limits.DETAIL_MAX_BYTES:
         item["detail"] = rejection.detail
     return item
 

@@ -6,139 +6,45 @@ concurrent callers can never double-apply one.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection
 from typing import Any
 
-from trainyard_core.models import Run, RunStatus, TriggerObject
+from trainyard_core import limits
+from trainyard_core.models import Run, RunStatus
 from trainyard_core.ports.runs import (
     GLOBAL,
     TENANT_PREFIX,
     AdmitOutcome,
     Caps,
     Counters,
-    DuplicateUploadError,
-    QueuedRunExistsError,
     Rejection,
     RunNotFoundError,
-    RunNotQueuedError,
     plan_counter,
     tenant_counter,
 )
-from trainyard_core.store.dynamodb import DynamoClient
 from trainyard_core.store.run_items import (
     COUNTER_PK,
     REJECTION_PK,
-    StateKey,
+    bounded_metrics,
     counter_key,
     counters_from,
     drift_key,
-    epoch,
     is_due,
     item_to_run,
     pointer_key,
     rejection_from,
-    rejection_item,
-    rejection_key,
-    run_to_item,
     run_token,
     state_item,
-    upload_key,
     usage_from,
     usage_key,
 )
+from trainyard_core.store.runs_dynamodb_intake import QueuedRunWrites
 from trainyard_core.store.tokens import encode_token
 
-# A run update may name a status as a placeholder (":queued", ":running", ...)
-# without passing its value.
-_STATUS_VALUES = {f":{status.value.lower()}": status.value for status in RunStatus}
-_VALUE_PLACEHOLDER = re.compile(r":\w+")
 
-
-class DynamoRunRepository(DynamoClient):
-    def __init__(self, runs_table: str, state_table: str, client: Any | None = None) -> None:
-        super().__init__(client)
-        self.runs_table = runs_table
-        self.state_table = state_table
-
-    # --- keys and requests
-    @staticmethod
-    def _run_key(tenant_id: str, run_id: str) -> dict[str, Any]:
-        return {"tenantId": tenant_id, "runId": run_id}
-
-    def _state_key(self, key: StateKey) -> dict[str, Any]:
-        return self._s(state_item(key))
-
-    def _run_update(
-        self, run: Run, expression: str, condition: str | None, values: dict[str, Any]
-    ) -> dict[str, Any]:
-        """A conditional update of the run's item."""
-        used = _VALUE_PLACEHOLDER.findall(f"{expression} {condition or ''}")
-        statuses = {p: _STATUS_VALUES[p] for p in used if p in _STATUS_VALUES}
-        key = self._run_key(run.tenant_id, run.run_id)
-        return self._update_request(
-            self.runs_table, key, expression, condition, {**statuses, **values}
-        )
-
-    def _update_run(
-        self, run: Run, expression: str, condition: str, values: dict[str, Any]
-    ) -> bool:
-        """The update alone; False when its condition refused it."""
-        return self._update(**self._run_update(run, expression, condition, values)) is not None
-
-    def _index_query(self, index: str, attribute: str, value: str) -> dict[str, Any]:
-        """Query arguments for the runs of one key of a runs table index."""
-        return {
-            "TableName": self.runs_table,
-            "IndexName": index,
-            "KeyConditionExpression": f"{attribute} = :v",
-            "ExpressionAttributeValues": self._s({":v": value}),
-        }
-
-    def _get_state(self, key: StateKey) -> dict[str, Any] | None:
-        return self._get(self.state_table, state_item(key))
-
-    def _dedupe_put(self, key: str, ttl: int, now_iso: str) -> dict[str, Any]:
-        return self._put_request(
-            self.state_table,
-            state_item(upload_key(key), expiresAt=ttl),
-            # An expired-but-not-yet-deleted marker (TTL is lazy) no longer counts.
-            "attribute_not_exists(pk) OR expiresAt <= :now",
-            {":now": epoch(now_iso)},
-        )
-
-    def _counter_update(
-        self, name: str, delta: int, cap: int | None, stamp: str | None = None
-    ) -> dict[str, Any]:
-        expression = "ADD running :delta"
-        values: dict[str, Any] = {":delta": delta}
-        if stamp is not None:  # same write, so the fair order costs no extra request
-            expression += " SET lastAdmittedAt = :stamp"
-            values[":stamp"] = stamp
-        condition = None
-        if cap is not None:
-            condition = "attribute_not_exists(running) OR running < :cap"
-            values[":cap"] = cap
-        key = state_item(counter_key(name))
-        return {
-            "Update": self._update_request(self.state_table, key, expression, condition, values)
-        }
-
-    def _pointer_delete_if(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
-        # Only clear the pointer if it points at this run. Nobody can move it away
-        # from a QUEUED run, so this read cannot go stale before the transaction.
-        if self.queued_run_id(tenant_id) != run_id:
-            return []
-        return [
-            {
-                "Delete": {
-                    "TableName": self.state_table,
-                    "Key": self._state_key(pointer_key(tenant_id)),
-                    "ConditionExpression": "runId = :rid",
-                    "ExpressionAttributeValues": self._s({":rid": run_id}),
-                }
-            }
-        ]
+class DynamoRunRepository(QueuedRunWrites):
+    """Runs and scheduler state: reads, dispatch, completion and counters here;
+    intake's writes in ``runs_dynamodb_intake``, keys in ``runs_dynamodb_base``."""
 
     # --- reads
     def get_run(self, tenant_id: str, run_id: str) -> Run | None:
@@ -244,71 +150,6 @@ class DynamoRunRepository(DynamoClient):
         )
         return [rejection_from(self._d(i)) for i in resp.get("Items", [])]
 
-    # --- intake
-    def create_queued_run(
-        self,
-        run: Run,
-        dedupe_key: str | None,
-        dedupe_ttl: int,
-        replace_pointer: str | None = None,
-    ) -> None:
-        items: list[dict[str, Any]] = []
-        if dedupe_key is not None:
-            items.append(self._dedupe_put(dedupe_key, dedupe_ttl, run.queued_at))
-        pointer = state_item(pointer_key(run.tenant_id), runId=run.run_id)
-        if replace_pointer is None:
-            items.append(self._put_request(self.state_table, pointer, "attribute_not_exists(pk)"))
-        else:
-            # The pointer names a run that is no longer QUEUED: take it over.
-            items.append(
-                self._put_request(
-                    self.state_table,
-                    pointer,
-                    "attribute_not_exists(pk) OR runId = :stale",
-                    {":stale": replace_pointer},
-                )
-            )
-        items.append(
-            self._put_request(self.runs_table, run_to_item(run), "attribute_not_exists(runId)")
-        )
-        codes = self._transact(items)
-        if codes is None:
-            return
-        if dedupe_key is not None and codes[0] == "ConditionalCheckFailed":
-            raise DuplicateUploadError(dedupe_key)
-        raise QueuedRunExistsError(run.tenant_id)
-
-    def add_to_queued_run(
-        self,
-        tenant_id: str,
-        run_id: str,
-        obj: TriggerObject | None,
-        dedupe_key: str | None,
-        dedupe_ttl: int,
-        now_iso: str,
-    ) -> None:
-        items: list[dict[str, Any]] = []
-        if dedupe_key is not None:
-            items.append(self._dedupe_put(dedupe_key, dedupe_ttl, now_iso))
-        values: dict[str, Any] = {":queued": RunStatus.QUEUED.value, ":now": now_iso}
-        expression = "SET updatedAt = :now"
-        if obj is not None:
-            expression += ", #trigger.objects = list_append(#trigger.objects, :obj)"
-            values[":obj"] = [obj.model_dump(by_alias=True, mode="json", exclude_none=True)]
-        key = self._run_key(tenant_id, run_id)
-        update = self._update_request(self.runs_table, key, expression, "#status = :queued", values)
-        items.append({"Update": update})
-        codes = self._transact(items)
-        if codes is None:
-            return
-        if dedupe_key is not None and codes[0] == "ConditionalCheckFailed":
-            raise DuplicateUploadError(dedupe_key)
-        raise RunNotQueuedError(run_id)
-
-    def record_rejection(self, rejection: Rejection, ttl: int) -> None:
-        item = state_item(rejection_key(rejection.at), expiresAt=ttl, **rejection_item(rejection))
-        self.client.put_item(TableName=self.state_table, Item=self._s(item))
-
     # --- dispatch
     def admit(self, run: Run, caps: Caps, now_iso: str, next_attempt_at: str) -> AdmitOutcome:
         run_update = self._run_update(
@@ -343,7 +184,12 @@ class DynamoRunRepository(DynamoClient):
         if reason is None:
             self._update_run(run, "REMOVE failureReason", "#status = :queued", {})
         else:
-            self._update_run(run, "SET failureReason = :r", "#status = :queued", {":r": reason})
+            self._update_run(
+                run,
+                "SET failureReason = :r",
+                "#status = :queued",
+                {":r": limits.failure_reason(reason)},
+            )
 
     def move_queued_run(self, run: Run, plan: str) -> bool:
         # queueKey (queued time) stays: the run keeps its seniority in the new queue.
@@ -354,7 +200,10 @@ class DynamoRunRepository(DynamoClient):
     def set_stuck_reason(self, run: Run, reason: str) -> None:
         # updatedAt is left alone: it dates the last state change, not this note.
         self._update_run(
-            run, "SET failureReason = :r", "#status IN (:starting, :running)", {":r": reason}
+            run,
+            "SET failureReason = :r",
+            "#status IN (:starting, :running)",
+            {":r": limits.failure_reason(reason)},
         )
 
     def cancel_queued(self, run: Run, reason: str, now_iso: str) -> bool:
@@ -363,7 +212,7 @@ class DynamoRunRepository(DynamoClient):
             "SET #status = :failed, failureReason = :r, endedAt = :now, "
             "updatedAt = :now REMOVE queuePlan, queueKey",
             "#status = :queued",
-            {":r": reason, ":now": now_iso},
+            {":r": limits.failure_reason(reason), ":now": now_iso},
         )
         items = [{"Update": cancel}, *self._pointer_delete_if(run.tenant_id, run.run_id)]
         return self._transact(items) is None
@@ -401,7 +250,12 @@ class DynamoRunRepository(DynamoClient):
             run,
             "SET startAttempts = :n, nextAttemptAt = :next, failureReason = :r, updatedAt = :now",
             "#status = :starting AND attribute_not_exists(executionArn)",
-            {":n": attempts, ":next": next_attempt_at, ":r": reason, ":now": now_iso},
+            {
+                ":n": attempts,
+                ":next": next_attempt_at,
+                ":r": limits.failure_reason(reason),
+                ":now": now_iso,
+            },
         )
 
     # --- status
@@ -438,7 +292,7 @@ class DynamoRunRepository(DynamoClient):
         )
         if failure_reason:
             expression += ", failureReason = :reason"
-            values[":reason"] = failure_reason
+            values[":reason"] = limits.failure_reason(failure_reason)
         if execution_arn:
             expression += ", executionArn = if_not_exists(executionArn, :arn)"
             values[":arn"] = execution_arn
@@ -472,11 +326,11 @@ class DynamoRunRepository(DynamoClient):
         model_package_arn: str | None,
         now_iso: str,
     ) -> Run:
-        values: dict[str, Any] = {":m": metrics, ":now": now_iso}
+        values: dict[str, Any] = {":m": bounded_metrics(metrics), ":now": now_iso}
         expression = "SET #metrics = :m, updatedAt = :now"  # metrics: a reserved word
         if model_package_arn:
             expression += ", modelPackageArn = :arn"
-            values[":arn"] = model_package_arn
+            values[":arn"] = limits.bounded(model_package_arn, limits.ARN_MAX_CHARS)
         key = self._run_key(tenant_id, run_id)
         resp = self._update(
             **self._update_request(

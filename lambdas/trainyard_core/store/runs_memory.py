@@ -12,6 +12,7 @@ import threading
 from collections.abc import Collection, Iterable
 from typing import Any
 
+from trainyard_core import limits
 from trainyard_core.models import Run, RunStatus, TriggerObject
 from trainyard_core.ports.runs import (
     GLOBAL,
@@ -29,6 +30,7 @@ from trainyard_core.ports.runs import (
 )
 from trainyard_core.store.run_items import (
     REJECTION_PK,
+    bounded_object,
     counter_key,
     counters_from,
     drift_key,
@@ -69,10 +71,13 @@ class InMemoryRunRepository:
 
     def _put_run(self, run: Run, next_attempt_at: str | None = None) -> None:
         key = (run.tenant_id, run.run_id)
+        item = run_to_item(run, next_attempt_at)
+        # DynamoDB refuses an item over 400 KB, and the whole transaction with it;
+        # so does the twin: callers write the run first, then the rest.
+        limits.check_item_size(item)
         old = self._runs.get(key)
         if old is not None:
             self._unindex(key, old)
-        item = run_to_item(run, next_attempt_at)
         self._runs[key] = item
         self._index(key, item)
 
@@ -217,10 +222,10 @@ class InMemoryRunRepository:
                 raise QueuedRunExistsError(pointer)
             if self._run_item(run.tenant_id, run.run_id):
                 raise QueuedRunExistsError(run.run_id)
+            self._put_run(run)
             if dedupe_key is not None:
                 self._state[upload_key(dedupe_key)] = {"expiresAt": dedupe_ttl}
             self._state[pointer_key(run.tenant_id)] = {"runId": run.run_id}
-            self._put_run(run)
 
     def add_to_queued_run(
         self,
@@ -237,18 +242,23 @@ class InMemoryRunRepository:
             run = self._load(tenant_id, run_id)
             if run is None or run.status != RunStatus.QUEUED:
                 raise RunNotQueuedError(run_id)
+            objects, omitted = run.trigger.objects, run.trigger.objects_omitted
+            if obj is not None and len(objects) < limits.TRIGGER_OBJECTS_MAX:
+                objects = [*objects, bounded_object(obj)]
+            elif obj is not None:
+                omitted += 1
+            trigger = run.trigger.model_copy(
+                update={"objects": objects, "objects_omitted": omitted}
+            )
+            self._put_run(run.model_copy(update={"trigger": trigger, "updated_at": now_iso}))
             if dedupe_key is not None:
                 self._state[upload_key(dedupe_key)] = {"expiresAt": dedupe_ttl}
-            objects = [*run.trigger.objects, obj] if obj is not None else run.trigger.objects
-            trigger = run.trigger.model_copy(update={"objects": objects})
-            self._put_run(run.model_copy(update={"trigger": trigger, "updated_at": now_iso}))
 
     def record_rejection(self, rejection: Rejection, ttl: int) -> None:
+        item = {**rejection_item(rejection), "expiresAt": ttl}
+        limits.check_item_size(item)
         with self._lock:
-            self._state[rejection_key(rejection.at)] = {
-                **rejection_item(rejection),
-                "expiresAt": ttl,
-            }
+            self._state[rejection_key(rejection.at)] = item
 
     # --- dispatch
     def admit(self, run: Run, caps: Caps, now_iso: str, next_attempt_at: str) -> AdmitOutcome:
@@ -262,11 +272,6 @@ class InMemoryRunRepository:
                 or self._counter(tenant_counter(run.tenant_id)) >= caps.tenant_cap
             ):
                 return AdmitOutcome.CAP_REACHED
-            for name in (GLOBAL, plan_counter(run.plan), tenant_counter(run.tenant_id)):
-                self._add_counter(name, 1)
-            self._state[counter_key(tenant_counter(run.tenant_id))]["lastAdmittedAt"] = now_iso
-            if self._pointer(run.tenant_id) == run.run_id:
-                del self._state[pointer_key(run.tenant_id)]
             self._put_run(
                 current.model_copy(
                     update={
@@ -277,6 +282,11 @@ class InMemoryRunRepository:
                 ),
                 next_attempt_at,
             )
+            for name in (GLOBAL, plan_counter(run.plan), tenant_counter(run.tenant_id)):
+                self._add_counter(name, 1)
+            self._state[counter_key(tenant_counter(run.tenant_id))]["lastAdmittedAt"] = now_iso
+            if self._pointer(run.tenant_id) == run.run_id:
+                del self._state[pointer_key(run.tenant_id)]
             return AdmitOutcome.ADMITTED
 
     def set_waiting_reason(self, run: Run, reason: str | None) -> None:
@@ -304,8 +314,6 @@ class InMemoryRunRepository:
             current = self._load(run.tenant_id, run.run_id)
             if current is None or current.status != RunStatus.QUEUED:
                 return False
-            if self._pointer(run.tenant_id) == run.run_id:
-                del self._state[pointer_key(run.tenant_id)]
             self._put_run(
                 current.model_copy(
                     update={
@@ -316,6 +324,8 @@ class InMemoryRunRepository:
                     }
                 )
             )
+            if self._pointer(run.tenant_id) == run.run_id:
+                del self._state[pointer_key(run.tenant_id)]
             return True
 
     def mark_started(
@@ -406,15 +416,6 @@ class InMemoryRunRepository:
             current = self._load(run.tenant_id, run.run_id)
             if current is None or not current.status.holds_slot:
                 return False
-            for name in (GLOBAL, plan_counter(current.plan), tenant_counter(current.tenant_id)):
-                self._add_counter(name, -1)
-            usage = self._state.setdefault(
-                usage_key(current.tenant_id, month),
-                {"runs": 0, "trainingSeconds": 0.0, "costEstimateUsd": 0.0},
-            )
-            usage["runs"] += 1
-            usage["trainingSeconds"] += training_seconds
-            usage["costEstimateUsd"] += cost_usd
             self._put_run(
                 current.model_copy(
                     update={
@@ -428,6 +429,15 @@ class InMemoryRunRepository:
                     }
                 )
             )
+            for name in (GLOBAL, plan_counter(current.plan), tenant_counter(current.tenant_id)):
+                self._add_counter(name, -1)
+            usage = self._state.setdefault(
+                usage_key(current.tenant_id, month),
+                {"runs": 0, "trainingSeconds": 0.0, "costEstimateUsd": 0.0},
+            )
+            usage["runs"] += 1
+            usage["trainingSeconds"] += training_seconds
+            usage["costEstimateUsd"] += cost_usd
             return True
 
     # --- recorder

@@ -9,8 +9,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from trainyard_core.models import Tenant
-from trainyard_core.ports.tenants import PENDING_STATUSES, StaleTenantError, TenantExistsError
+from trainyard_core import limits
+from trainyard_core.models import IgnoredUpload, Tenant
+from trainyard_core.ports.tenants import (
+    PENDING_STATUSES,
+    SETTLED_STATUSES,
+    StaleTenantError,
+    TenantExistsError,
+)
 from trainyard_core.store.tokens import InvalidTokenError, decode_token, encode_token
 
 
@@ -29,38 +35,83 @@ def candidate_location_keys(bucket: str, key: str, max_depth: int = 4) -> list[s
     return [location_key(bucket, p) for p in reversed(prefixes)] + [location_key(bucket, "")]
 
 
-_INDEX_ONLY = ("locationKey", "lifecycleStatus")
+_INDEX_ONLY = ("locationKey", "altLocationKey", "lifecycleStatus")
+# The location attributes, in lookup order (byLocation, then byAltLocation).
+_LOCATION_ATTRIBUTES = ("locationKey", "altLocationKey")
+
+
+# Written only by intake (``record_ignored_upload``), never by create/save, so
+# a lifecycle or API write from an earlier read cannot drop a later entry.
+INTAKE_OWNED = ("ignoredUploads", "ignoredUploadsSeq")
 
 
 def tenant_to_item(tenant: Tenant) -> dict[str, Any]:
-    item = tenant.model_dump(by_alias=True, mode="json", exclude_none=True)
+    item = tenant.model_dump(
+        by_alias=True, mode="json", exclude_none=True, exclude={"ignored_uploads"}
+    )
+    # A reason may quote a dependency's error (CloudFormation, S3): bounded.
+    if tenant.failure_reason is not None:
+        item["failureReason"] = limits.failure_reason(tenant.failure_reason)
     if tenant.data_bucket and tenant.data_prefix is not None:
         item["locationKey"] = location_key(tenant.data_bucket, tenant.data_prefix)
+    if tenant.alt_location:
+        # The tenant's other location during and after a migration (byAltLocation).
+        item["altLocationKey"] = tenant.alt_location
     if tenant.status in PENDING_STATUSES:
         item["lifecycleStatus"] = tenant.status.value
     return item
 
 
 def item_to_tenant(item: dict[str, Any]) -> Tenant:
-    clean = {k: (int(v) if k == "version" else v) for k, v in item.items() if k not in _INDEX_ONLY}
+    clean = {
+        k: (int(v) if k == "version" else v)
+        for k, v in item.items()
+        if k not in _INDEX_ONLY and k != "ignoredUploadsSeq"
+    }
     return Tenant.model_validate(clean)
+
+
+def saved_attributes() -> frozenset[str]:
+    """Every attribute ``save`` owns (sets or removes): all but the intake's."""
+    fields = {f.alias or name for name, f in Tenant.model_fields.items()}
+    return frozenset((fields | set(_INDEX_ONLY)) - set(INTAKE_OWNED) - {"tenantId"})
+
+
+def with_ignored_upload(
+    uploads: list[dict[str, Any]], upload: IgnoredUpload
+) -> list[dict[str, Any]] | None:
+    """The tenant's ignored uploads with ``upload`` appended (newest last, the
+    last IGNORED_UPLOADS_MAX, every field bounded); None if it is already there
+    (S3 delivers at least once)."""
+    entry = upload.model_copy(
+        update={
+            "key": limits.bounded(upload.key, limits.S3_KEY_MAX_CHARS),
+            "reason": limits.bounded(upload.reason, limits.REASON_MAX_CHARS),
+            "etag": limits.bounded_or_none(upload.etag, limits.NAME_MAX_CHARS),
+        }
+    ).model_dump(by_alias=True, mode="json", exclude_none=True)
+    if any(u.get("key") == entry["key"] and u.get("etag") == entry.get("etag") for u in uploads):
+        return None
+    return [*uploads, entry][-limits.IGNORED_UPLOADS_MAX :]
 
 
 class InMemoryTenantRepository:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, Any]] = {}
-        # locationKey -> tenant id, like the byLocation index (lookups stay O(1)).
-        self._by_location: dict[str, str] = {}
+        # locationKey / altLocationKey -> tenant id, like the byLocation and
+        # byAltLocation indexes (lookups stay O(1)).
+        self._by_location: dict[str, dict[str, str]] = {a: {} for a in _LOCATION_ATTRIBUTES}
         self._lock = threading.Lock()
 
     def _store(self, tenant_id: str, item: dict[str, Any] | None) -> None:
         old = self._items.pop(tenant_id, None)
-        if old is not None and old.get("locationKey"):
-            self._by_location.pop(old["locationKey"], None)
+        for attribute, index in self._by_location.items():
+            if old is not None and old.get(attribute):
+                index.pop(old[attribute], None)
+            if item is not None and item.get(attribute):
+                index[item[attribute]] = tenant_id
         if item is not None:
             self._items[tenant_id] = item
-            if item.get("locationKey"):
-                self._by_location[item["locationKey"]] = tenant_id
 
     def get(self, tenant_id: str) -> Tenant | None:
         with self._lock:
@@ -68,19 +119,23 @@ class InMemoryTenantRepository:
         return item_to_tenant(item) if item else None
 
     def find_by_location(self, bucket: str, key: str) -> Tenant | None:
-        for candidate in candidate_location_keys(bucket, key):
-            with self._lock:
-                tenant_id = self._by_location.get(candidate)
-                item = self._items.get(tenant_id) if tenant_id else None
-            if item is not None:
-                return item_to_tenant(item)
+        candidates = candidate_location_keys(bucket, key)
+        for attribute in _LOCATION_ATTRIBUTES:  # own location first (as DynamoDB's)
+            for candidate in candidates:
+                with self._lock:
+                    tenant_id = self._by_location[attribute].get(candidate)
+                    item = self._items.get(tenant_id) if tenant_id else None
+                if item is not None:
+                    return item_to_tenant(item)
         return None
 
     def create(self, tenant: Tenant) -> None:
         with self._lock:
             if tenant.tenant_id in self._items:
                 raise TenantExistsError(tenant.tenant_id)
-            self._store(tenant.tenant_id, tenant_to_item(tenant))
+            item = tenant_to_item(tenant)
+            limits.check_item_size(item)  # as DynamoDB would refuse it
+            self._store(tenant.tenant_id, item)
 
     def save(self, tenant: Tenant) -> Tenant:
         with self._lock:
@@ -88,8 +143,24 @@ class InMemoryTenantRepository:
             if current is None or int(current.get("version", 0)) != tenant.version:
                 raise StaleTenantError(tenant.tenant_id)
             stored = tenant.model_copy(update={"version": tenant.version + 1})
-            self._store(tenant.tenant_id, tenant_to_item(stored))
+            item = tenant_to_item(stored)
+            item.update({k: current[k] for k in INTAKE_OWNED if k in current})
+            limits.check_item_size(item)  # as DynamoDB would refuse it
+            self._store(tenant.tenant_id, item)
             return stored
+
+    def record_ignored_upload(self, tenant_id: str, upload: IgnoredUpload) -> bool:
+        with self._lock:
+            current = self._items.get(tenant_id)
+            if current is None:
+                return False
+            uploads = with_ignored_upload(list(current.get("ignoredUploads", [])), upload)
+            if uploads is None:
+                return True
+            item = {**current, "ignoredUploads": uploads}
+            limits.check_item_size(item)
+            self._items[tenant_id] = item
+            return True
 
     def list(
         self, limit: int = 50, next_token: str | None = None
@@ -110,4 +181,13 @@ class InMemoryTenantRepository:
     def pending(self) -> list[Tenant]:
         with self._lock:
             items = [i for i in self._items.values() if i.get("lifecycleStatus")]
+        return sorted((item_to_tenant(i) for i in items), key=lambda t: t.tenant_id)
+
+    def outdated(self, template_version: str) -> list[Tenant]:
+        with self._lock:
+            items = [
+                i
+                for i in self._items.values()
+                if i["status"] in SETTLED_STATUSES and i.get("templateVersion") != template_version
+            ]
         return sorted((item_to_tenant(i) for i in items), key=lambda t: t.tenant_id)

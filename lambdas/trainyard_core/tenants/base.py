@@ -10,8 +10,14 @@ from trainyard_core.arns import arn
 from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import InvalidRequest
-from trainyard_core.models import Tenant, TenantStatus, iso_ms
-from trainyard_core.ports.provisioning import DataMover, DataPurger, ModelPurger, StackProvisioner
+from trainyard_core.models import Tenant, TenantStatus, TriggerObject, iso_ms
+from trainyard_core.ports.provisioning import (
+    DataMover,
+    DataPurger,
+    ModelPurger,
+    StackProvisioner,
+    TenantExecutions,
+)
 from trainyard_core.ports.tenants import StaleTenantError, TenantRepository
 from trainyard_core.wiring import Names
 
@@ -35,13 +41,26 @@ class TenantLifecycle:
         models: ModelPurger | None = None,
         retained: Callable[[str], list[str]] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        active_runs: Callable[[str], int] | None = None,
+        record_upload: Callable[[Tenant, TriggerObject], object] | None = None,
+        executions: TenantExecutions | None = None,
+        template_version: str | None = None,
     ) -> None:
         self.settings = settings
+        # The version of the tenant templates the provisioner creates and updates
+        # stacks from (the deployed one); None: not known, no template rollout.
+        self.template_version = template_version
         # Whether an id has history (runs) from an earlier, offboarded tenant.
         self.used_before = used_before
         # What an offboarded id still owns (retained group, bucket, pool objects).
         self.retained = retained
         self.models = models
+        # How many of a tenant's runs are STARTING or RUNNING (a migration waits for
+        # them), and how an upload moved by a migration is recorded (intake).
+        self.active_runs = active_runs
+        self.record_upload = record_upload
+        # The tenant's pipeline executions: offboarding stops them, a purge waits.
+        self.executions = executions
         self.names = Names.from_settings(settings)
         self.tenants = tenants
         self.provisioner = provisioner
@@ -63,6 +82,20 @@ class TenantLifecycle:
     def root_prefix(self, isolation: str, tenant_id: str) -> str:
         """Where everything a tenant owns lives in its bucket ("" = the whole bucket)."""
         return self.names.tenant_location(isolation, tenant_id, self.account_id)[1]
+
+    def storage_locations(self, tenant: Tenant) -> list[tuple[str, str]]:
+        """(bucket, root prefix) of every place the tenant's objects may be: its
+        storage and, mid-migration, the one it moves to (a purge takes both)."""
+        found: list[tuple[str, str]] = []
+        if tenant.data_bucket:
+            found.append((tenant.data_bucket, self.root_prefix(tenant.isolation, tenant.tenant_id)))
+        if tenant.migrating_to is not None:
+            bucket, root, _ = self.names.tenant_location(
+                tenant.migrating_to, tenant.tenant_id, self.account_id
+            )
+            if (bucket, root) not in found:
+                found.append((bucket, root))
+        return found
 
     def stack_parameters(self, tenant_id: str, plan: str) -> dict[str, str]:
         # Both templates take exactly these (wiring.TENANT_STACK_PARAMETERS).

@@ -6,15 +6,31 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
+from trainyard_core.errors import Conflict
+from trainyard_core.limits import FAILURE_REASON_MAX_CHARS, bounded
 from trainyard_core.models import Tenant, TenantStatus, iso_ms, parse_iso
 from trainyard_core.tenants.base import TenantLifecycle
 from trainyard_core.wiring import TENANT_TAG_KEY
 
 
 class Provisioning(TenantLifecycle):
+    def _refuse_retained(self, tenant_id: str) -> None:
+        """409 if an earlier tenant of this id left models or data (or a bucket of
+        its silo name belongs to someone else): the tenant stack would collide with
+        them, and a new tenant must never inherit its predecessor's models or data."""
+        left = self.retained(tenant_id) if self.retained is not None else []
+        if left:
+            raise Conflict(
+                f"tenantId {tenant_id!r} cannot be given to a new tenant: {', '.join(left)} "
+                "remain under it (an earlier tenant of that id offboarded without purge "
+                "keeps its data and models); delete them or choose another id",
+                code="TenantIdRetired",
+            )
+
     def _provision(self, tenant: Tenant) -> Tenant:
         stack_name = tenant.stack_name or self.names.tenant_stack(tenant.tenant_id)
         state = self.provisioner.describe(stack_name)
+        requested = tenant.template_requested
         try:
             retrying = tenant.status == TenantStatus.FAILED
             if state is not None and (state.failed or (retrying and not state.complete)):
@@ -26,18 +42,25 @@ class Provisioning(TenantLifecycle):
                     # next read) creates the stack once it is gone.
                     return self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
             if state is None:
+                if tenant.status == TenantStatus.PROVISIONING and self._failed_attempts(tenant):
+                    # A retry minutes later: what appeared under the id since the
+                    # create was checked (a bucket of that name) fails it with a reason.
+                    self._refuse_retained(tenant.tenant_id)
                 self.provisioner.create(
                     stack_name,
                     self.stack_parameters(tenant.tenant_id, tenant.plan),
                     {TENANT_TAG_KEY: tenant.tenant_id},
                     isolation=tenant.isolation,
                 )
+                requested = self.template_version
         except Exception as exc:  # the provisioner's failure becomes the tenant's reason
-            return self._transition(
-                tenant, TenantStatus.FAILED, failure_reason=f"provisioning failed: {exc}"
-            )
+            # Bounded: a dependency's message must not make the tenant item unwritable.
+            reason = bounded(f"provisioning failed: {exc}", FAILURE_REASON_MAX_CHARS)
+            return self._transition(tenant, TenantStatus.FAILED, failure_reason=reason)
         if tenant.status != TenantStatus.PROVISIONING:
-            tenant = self._transition(tenant, TenantStatus.PROVISIONING, failure_reason=None)
+            tenant = self._transition(
+                tenant, TenantStatus.PROVISIONING, failure_reason=None, template_requested=requested
+            )
         return self._advance_provisioning(tenant, retry=False, created=True)
 
     # "provisioning attempt 2 of 5 failed: <why>; ...": the failed stack is deleted
@@ -88,8 +111,12 @@ class Provisioning(TenantLifecycle):
                 model_package_group_name=out.get("ModelPackageGroupName")
                 or tenant.model_package_group_name,
                 failure_reason=None,
+                # The version its create asked for (None: unknown, so outdated).
+                template_version=tenant.template_requested,
+                template_requested=None,
+                template_update_at=None,
             )
-        reason = state.reason or state.status
+        reason = bounded(state.reason or state.status, FAILURE_REASON_MAX_CHARS)
         if state.status == "DELETE_FAILED":
             # Cleaning up a failed attempt failed: something needs a person.
             return self._transition(

@@ -11,16 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trainyard_core.errors import Conflict, InvalidRequest, NotFound
+from trainyard_core.limits import REASON_MAX_CHARS, bounded
 from trainyard_core.models import Tenant, TenantStatus
-from trainyard_core.ports.provisioning import PurgePaused
 from trainyard_core.ports.tenants import PENDING_STATUSES, TenantExistsError
 from trainyard_core.tenants.migration import Migration
 from trainyard_core.tenants.offboarding import Offboarding
 from trainyard_core.tenants.provisioning import Provisioning
+from trainyard_core.tenants.rollout import TemplateRollout, empty_report
 from trainyard_core.tenants.validation import validate_tenant_id
 
 
-class TenantService(Provisioning, Migration, Offboarding):
+class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
     # --- queries
     def get(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
@@ -48,16 +49,7 @@ class TenantService(Provisioning, Migration, Offboarding):
                 "history, usage and retained data stay under that id; choose another id",
                 code="TenantIdRetired",
             )
-        left = self.retained(tenant_id) if self.retained is not None else []
-        if left:
-            # The tenant stack would collide with them, and a new tenant must never
-            # inherit its predecessor's models or data.
-            raise Conflict(
-                f"tenantId {tenant_id!r} still owns {', '.join(left)}, kept when an earlier "
-                "tenant of that id was offboarded without purge; delete them or choose "
-                "another id",
-                code="TenantIdRetired",
-            )
+        self._refuse_retained(tenant_id)
         now = self._now()
         tenant = Tenant(
             tenant_id=tenant_id,
@@ -68,6 +60,8 @@ class TenantService(Provisioning, Migration, Offboarding):
             model_package_group_name=self.names.model_package_group(tenant_id),
             created_at=now,
             updated_at=now,
+            # What the create below uses (recorded before it: never newer than the stack).
+            template_requested=self.template_version,
         )
         try:
             self.tenants.create(tenant)
@@ -79,13 +73,23 @@ class TenantService(Provisioning, Migration, Offboarding):
         return self._provision(tenant), True
 
     def _same_or_conflict(self, existing: Tenant, plan: str) -> Tenant:
+        if existing.status == TenantStatus.OFFBOARDING:
+            # Not "already exists": the record goes once the stack is deleted (and
+            # the purge is done), and a 200 would read as the tenant being created.
+            raise Conflict(
+                f"tenant {existing.tenant_id!r} is being offboarded; create it again once "
+                "GET /tenants/{tenantId} answers 404",
+                code="TenantOffboarding",
+            )
         if existing.plan != plan:
             raise Conflict(
                 f"tenant {existing.tenant_id!r} already exists with plan {existing.plan!r}",
                 code="TenantExists",
             )
         if existing.status == TenantStatus.FAILED:
-            # A retried create of a failed tenant provisions again.
+            # A retried create of a failed tenant provisions again; what appeared
+            # under the id since (a bucket of that name, say) is refused as at create.
+            self._refuse_retained(existing.tenant_id)
             return self._provision(existing)
         return self.refresh(existing)
 
@@ -137,21 +141,10 @@ class TenantService(Provisioning, Migration, Offboarding):
         ``retry`` (the lifecycle schedule) is a failed provisioning attempt retried and
         an offboarded tenant's purge run."""
         if tenant.status == TenantStatus.MIGRATING:
-            return self._advance_migration(tenant, move_until)
+            # Only the lifecycle schedule (retry) moves data; a request reads state.
+            return self._advance_migration(tenant, move_until, move=retry)
         if tenant.status == TenantStatus.OFFBOARDING:
-            if self.provisioner.describe(tenant.stack_name or "") is not None:
-                return tenant
-            if tenant.purge_requested:
-                if not retry:
-                    return tenant  # purges run on the lifecycle schedule, not in a request
-                try:
-                    self._purge(tenant, move_until)
-                except PurgePaused:
-                    return tenant  # the next run carries on
-            # Stack gone (and purged if asked): the tenant leaves the registry; its run
-            # history stays.
-            self.tenants.delete(tenant.tenant_id)
-            return tenant
+            return self._advance_offboarding(tenant, move_until, retry=retry)
         if tenant.status != TenantStatus.PROVISIONING:
             return tenant
         return self._advance_provisioning(tenant, retry=retry)
@@ -164,10 +157,12 @@ class TenantService(Provisioning, Migration, Offboarding):
         checks come first and data moves last, so a long move cannot hold up the
         others; a move stops ``reserve_seconds`` before ``time_left`` runs out and
         resumes on the next call. One tenant's failure does not stop the others.
+        Then, in the time left, ACTIVE and SUSPENDED tenants' stacks on an older
+        tenant template are updated (``update_outdated_stacks``, tenants/rollout.py).
 
         Returns {"advanced": ids whose status changed, "waiting": ids still
         pending, "errors": "<id>: <error>" for each tenant that raised,
-        "deferred": ids not reached}."""
+        "deferred": ids not reached} and the rollout's report (its keys)."""
         report: dict[str, list[str]] = {"advanced": [], "waiting": [], "errors": [], "deferred": []}
         pending = sorted(
             self.tenants.pending(),
@@ -190,10 +185,20 @@ class TenantService(Provisioning, Migration, Offboarding):
                     and self.tenants.get(tenant.tenant_id) is None
                 )
             except Exception as exc:  # isolate tenants from each other; logged by the caller
-                report["errors"].append(f"{listed.tenant_id}: {type(exc).__name__}: {exc}")
+                # Bounded: a huge message (a dependency's, a tenant's data) must not make
+                # the report, the log line or the invocation error unwritable.
+                error = f"{listed.tenant_id}: {type(exc).__name__}: {exc}"
+                report["errors"].append(bounded(error, REASON_MAX_CHARS))
                 continue
             if gone or after.status != tenant.status:
                 report["advanced"].append(tenant.tenant_id)
             else:
                 report["waiting"].append(tenant.tenant_id)
+        # Last: new tenants' provisioning never waits for the rollout.
+        report.update(empty_report())
+        try:
+            report.update(self.update_outdated_stacks(time_left, reserve_seconds))
+        except Exception as exc:  # listing the outdated tenants failed; the next run retries
+            error = f"rollout: {type(exc).__name__}: {exc}"
+            report["errors"].append(bounded(error, REASON_MAX_CHARS))
         return report

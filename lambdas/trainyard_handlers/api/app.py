@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from botocore.exceptions import ClientError
 from trainyard_core.errors import DomainError
 
 from trainyard_handlers.api import health, plans, queue, runs, tenants, usage
@@ -31,6 +32,48 @@ def _domain_error(exc: DomainError) -> Response[str]:
 @app.not_found
 def _not_found(exc: NotFoundError) -> Response[str]:
     return json_response(404, Error.of("RouteNotFound", f"no route {app.current_event.path}"))
+
+
+# What an AWS service answers when it is the one that is (briefly) unable: retrying
+# later succeeds. Everything else (AccessDenied, ValidationException, a missing
+# resource) is a fault of ours and stays a 500 that the tests refuse.
+_RETRYABLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalError",
+        "InternalServerError",
+        "InternalFailure",
+    }
+)
+
+
+def _retryable(exc: ClientError) -> bool:
+    code = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return code in _RETRYABLE_CODES or int(status or 0) >= 500
+
+
+@app.exception_handler(ClientError)
+def _dependency_error(exc: ClientError) -> Response[str]:
+    error = exc.response.get("Error", {})
+    what = f"{exc.operation_name}: {error.get('Code', 'error')}"
+    if not _retryable(exc):
+        logger.exception("AWS call refused", extra={"operation": exc.operation_name})
+        return json_response(500, Error.of("InternalError", "internal error"))
+    # The service is unavailable for now: 503 with what answered (its operation and
+    # error code, no internals), so a caller knows to retry later.
+    logger.exception("AWS dependency unavailable", extra={"operation": exc.operation_name})
+    message = f"an AWS dependency is unavailable ({what}); retry later"
+    return json_response(503, Error.of("DependencyUnavailable", message))
 
 
 @app.exception_handler(Exception)

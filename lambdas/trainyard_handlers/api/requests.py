@@ -7,7 +7,8 @@ Every bad input becomes a ``DomainError`` (the app turns it into a 4xx
 from __future__ import annotations
 
 import json
-from typing import Any, TypeVar
+import re
+from typing import Any, NoReturn, TypeVar
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -21,6 +22,29 @@ from trainyard_handlers.observability import logger
 
 M = TypeVar("M", bound=BaseModel)
 
+# Deeper bodies are refused before they reach anything recursive (our bodies are flat).
+MAX_BODY_DEPTH = 32
+# Query integers are ASCII digits only ("²" and "٣" are digits to str.isdigit()).
+_ASCII_INT = re.compile(r"[0-9]{1,9}", re.ASCII)
+
+
+def _reject_constant(name: str) -> NoReturn:
+    # NaN, Infinity and -Infinity are not JSON (RFC 8259), whatever json.loads allows.
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth_exceeds(data: Any, limit: int) -> bool:
+    """Whether ``data`` nests deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
 
 def json_body(event: APIGatewayProxyEvent, model: type[M]) -> M:
     raw = event.body
@@ -29,11 +53,20 @@ def json_body(event: APIGatewayProxyEvent, model: type[M]) -> M:
     if len(raw.encode()) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body exceeds {MAX_BODY_BYTES} bytes")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(f"body is not valid JSON: {exc.msg}", code="MalformedJson") from exc
+    except RecursionError as exc:
+        raise InvalidRequest(
+            f"body nests deeper than {MAX_BODY_DEPTH} levels", code="InvalidBody"
+        ) from exc
+    except ValueError as exc:
+        # An integer past Python's int/str digit limit, NaN or Infinity.
+        raise InvalidRequest(f"body is not valid JSON: {exc}", code="MalformedJson") from exc
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object", code="InvalidBody")
+    if _depth_exceeds(data, MAX_BODY_DEPTH):
+        raise InvalidRequest(f"body nests deeper than {MAX_BODY_DEPTH} levels", code="InvalidBody")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -45,7 +78,7 @@ def json_body(event: APIGatewayProxyEvent, model: type[M]) -> M:
 def limit(event: APIGatewayProxyEvent) -> int:
     default = str(LIMIT_DEFAULT)
     raw = event.get_query_string_value("limit", default) or default
-    if not raw.isdigit() or not LIMIT_MIN <= int(raw) <= LIMIT_MAX:
+    if not _ASCII_INT.fullmatch(raw) or not LIMIT_MIN <= int(raw) <= LIMIT_MAX:
         raise InvalidRequest(
             f"limit must be an integer between {LIMIT_MIN} and {LIMIT_MAX}", code="InvalidLimit"
         )

@@ -19,7 +19,7 @@ router = Router()
 
 @bind(router, "listRuns")
 def list_runs(tenant_id: str) -> dict[str, Any]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     dependencies.tenant_service().get(tenant_id)  # 404 for unknown tenants
     event = router.current_event
     runs, token = dependencies.run_service().list_runs(
@@ -30,7 +30,7 @@ def list_runs(tenant_id: str) -> dict[str, Any]:
 
 @bind(router, "getRun")
 def get_run(tenant_id: str, run_id: str) -> dict[str, Any]:
-    logger.append_keys(tenant_id=tenant_id, run_id=run_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id, run_id=run_id)
     dependencies.tenant_service().get(tenant_id)
     run = dependencies.run_service().get_run(tenant_id, run_id)
     if run is None:
@@ -42,9 +42,9 @@ def get_run(tenant_id: str, run_id: str) -> dict[str, Any]:
 
 @bind(router, "triggerRun")
 def trigger_run(tenant_id: str) -> Response[str]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     tenant = dependencies.tenant_service().get(tenant_id)
     run = dependencies.run_service().submit_manual_run(tenant)
-    logger.append_keys(run_id=run.run_id)
+    logger.thread_safe_append_keys(run_id=run.run_id)
     requests.request_dispatch(run.plan)
     return requests.json_response(202, run.api_dict())

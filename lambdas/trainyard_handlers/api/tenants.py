@@ -20,7 +20,7 @@ router = Router()
 def create_tenant() -> Response[str]:
     request = requests.json_body(router.current_event, CreateTenantRequest)
     tenant, created = dependencies.tenant_service().create(request.tenantId, request.plan)
-    logger.append_keys(tenant_id=tenant.tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant.tenant_id)
     if created:
         metrics.add_metric(name="TenantsCreated", unit="Count", value=1)
     status = 201 if tenant.status.value == "ACTIVE" and created else 202 if created else 200
@@ -38,13 +38,13 @@ def list_tenants() -> dict[str, Any]:
 
 @bind(router, "getTenant")
 def get_tenant(tenant_id: str) -> dict[str, Any]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     return dependencies.tenant_service().get(tenant_id).api_dict()
 
 
 @bind(router, "updateTenant")
 def update_tenant(tenant_id: str) -> dict[str, Any]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     request = requests.json_body(router.current_event, UpdateTenantRequest)
     tenant = dependencies.tenant_service().update(
         tenant_id, plan=request.plan, status=request.status
@@ -66,7 +66,7 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
 
 @bind(router, "offboardTenant")
 def offboard_tenant(tenant_id: str) -> Response[str]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     purge = requests.purge(router.current_event)
     tenant = dependencies.tenant_service().offboard(tenant_id, purge=purge)
     return requests.json_response(202, tenant.api_dict())

@@ -17,7 +17,7 @@ router = Router()
 
 @bind(router, "getUsage")
 def usage(tenant_id: str) -> dict[str, Any]:
-    logger.append_keys(tenant_id=tenant_id)
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
     dependencies.tenant_service().get(tenant_id)  # 404 for unknown tenants
     month = requests.month(router.current_event)
     return Usage.model_validate(dependencies.run_service().usage(tenant_id, month)).wire()

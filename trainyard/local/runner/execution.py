@@ -8,6 +8,7 @@ RoleArn for its data; both are ``acting_as`` scopes here (``iam/enforcer.py``)."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import threading
@@ -21,7 +22,9 @@ from . import staging
 from .expressions import Resolver, referenced_steps
 from .jobs import DEFAULT_JOB_TIMEOUT_SECONDS, Job, JobLauncher, SubprocessJobLauncher
 from .records import (
+    EXECUTION_FAILURE_REASON_MAX,
     FAILED,
+    STEP_FAILURE_REASON_MAX,
     STOPPED,
     SUCCEEDED,
     ExecutionContext,
@@ -30,9 +33,11 @@ from .records import (
     Step,
     StepFailure,
     StepRecord,
+    bounded,
     now,
     sanitize,
 )
+from .staging import OPT_ML
 from .step_types import STEP_TYPES
 
 LambdaInvoker = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -138,7 +143,19 @@ class Execution:
         finally:
             if not self.runner.keep_job_dirs:
                 shutil.rmtree(self.dir, ignore_errors=True)
+        reason = bounded(self.container_paths(reason), EXECUTION_FAILURE_REASON_MAX)
         return ExecutionResult(status, reason, list(self.records.values()), start, now())
+
+    def container_paths(self, text: str | None) -> str | None:
+        """``text`` with this emulator's local paths as a job would see them: a job's
+        root is /opt/ml, anything else of the work directory is not shown."""
+        if not text:
+            return text
+        for base in {str(self.dir), str(self.dir.resolve())}:
+            text = re.sub(re.escape(base) + r"/[^/\s'\"]+/opt-ml(?=/|\b|$)", OPT_ML, text)
+        for base in {str(self.runner.workdir), str(self.runner.workdir.resolve())}:
+            text = text.replace(base, "<work>")
+        return text
 
     # ----------------------------------------------------------- identities
 
@@ -291,6 +308,8 @@ class Execution:
         except Exception as exc:  # boto errors, bad data: a failed step, never a crash
             record.status = FAILED
             record.failure_reason = f"{type(exc).__name__}: {exc}"
+        reason = self.container_paths(record.failure_reason)
+        record.failure_reason = bounded(reason, STEP_FAILURE_REASON_MAX)
         record.end_time = now()
         if self.on_step:
             self.on_step(record)

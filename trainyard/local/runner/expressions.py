@@ -14,7 +14,7 @@ from .records import SUCCEEDED, ExecutionContext, StepFailure, StepRecord, now
 
 # ------------------------------------------------------------------- paths
 
-_PATH_TOKEN = re.compile(r"""\.?([A-Za-z0-9_:\-]+)|\[(\d+)\]|\[(['"])(.*?)\3\]""")
+_PATH_TOKEN = re.compile(r"""\.?([A-Za-z0-9_:\-]+)|\[([0-9]+)\]|\[(['"])(.*?)\3\]""")
 # List elements are addressed by name in property paths (Outputs['train']).
 _NAME_KEYS = ("OutputName", "InputName", "ChannelName", "MetricName", "Name", "PropertyFileName")
 

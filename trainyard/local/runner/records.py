@@ -11,6 +11,20 @@ from typing import Any
 
 SUCCEEDED, FAILED, STOPPED, EXECUTING = "Succeeded", "Failed", "Stopped", "Executing"
 
+# SageMaker's own caps (botocore's sagemaker service-2.json): FailureReason (a
+# processing or training job, a pipeline step) is at most 1,024 characters,
+# PipelineExecutionFailureReason 1,300. A step's 1 MB error becomes a bounded reason.
+STEP_FAILURE_REASON_MAX = 1024
+EXECUTION_FAILURE_REASON_MAX = 1300
+_CUT = " …"
+
+
+def bounded(reason: str | None, limit: int) -> str | None:
+    """``reason`` cut to at most ``limit`` characters (marked with an ellipsis)."""
+    if reason is None or len(reason) <= limit:
+        return reason
+    return reason[: limit - len(_CUT)] + _CUT
+
 
 class StepFailure(Exception):
     """A step failed; the message is its FailureReason."""

@@ -13,10 +13,30 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from trainyard_core.uploads import unstageable_key
+
 from .expressions import split_s3_uri, to_text
 from .records import StepFailure
 
 OPT_ML = "/opt/ml"
+# Linux's limits on the job's volume: a name (one path component) and a whole path.
+PATH_MAX_BYTES = 4096
+_SHOWN_KEY_CHARS = 120
+
+
+def _shown(key: str) -> str:
+    return key if len(key) <= _SHOWN_KEY_CHARS else key[: _SHOWN_KEY_CHARS - 1] + "…"
+
+
+def unstageable(relative: str, container_dir: str) -> str | None:
+    """Why an S3 key (relative to its input prefix) cannot be a file in the job's
+    container, or None. SageMaker's File mode keeps the key's relative path, so a
+    key that is no valid path fails the real job too; here it fails with a reason
+    that names the key, never a local path. The per-segment rule is intake's too."""
+    reason = unstageable_key(relative)
+    if reason is None and len(f"{container_dir}/{relative}".encode()) > PATH_MAX_BYTES:
+        reason = f"its path is longer than {PATH_MAX_BYTES} bytes"
+    return reason
 
 
 def job_root(workdir: Path) -> Path:
@@ -42,9 +62,10 @@ def map_arg(arg: Any, root: Path) -> str:
     return re.sub(r"(?<![\w/])/opt/ml(?=/|$|\s)", str(root), to_text(arg))
 
 
-def download(s3: Any, uri: str, dest: Path, what: str) -> None:
+def download(s3: Any, uri: str, dest: Path, what: str, container_dir: str = OPT_ML) -> None:
     """An S3Prefix input: every key starting with the prefix, kept relative to the
-    prefix's last "/" (a single object lands by its name). None found fails the job."""
+    prefix's last "/" (a single object lands by its name). None found fails the job;
+    so does a key that cannot be a file there (``unstageable``)."""
     bucket, prefix = split_s3_uri(uri)
     dest.mkdir(parents=True, exist_ok=True)
     base = prefix[: prefix.rfind("/") + 1]
@@ -53,11 +74,21 @@ def download(s3: Any, uri: str, dest: Path, what: str) -> None:
         relative = key[len(base) :]
         if not relative or relative.endswith("/"):
             continue  # "folder" placeholder objects
+        why = unstageable(relative, container_dir)
+        if why is not None:
+            raise StepFailure(
+                f"ClientError: Data download failed: S3 object {_shown(key)!r} in input data "
+                f"source {what!r} cannot be a file in the container: {why}"
+            )
         target = dest / relative
-        if ".." in Path(relative).parts:
-            raise StepFailure(f"S3 key {key!r} escapes the input directory")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(target))
+        except OSError as exc:  # e.g. "a.csv" and "a.csv/b.csv": a name both file and folder
+            raise StepFailure(
+                f"ClientError: Data download failed: S3 object {_shown(key)!r} in input data "
+                f"source {what!r}: {exc.strerror or type(exc).__name__}"
+            ) from None
         count += 1
     if count == 0:
         raise StepFailure(

@@ -135,7 +135,9 @@ def processing(ex: Execution, step: Step, record: StepRecord) -> None:
             if source.get("S3DataType", "S3Prefix") != "S3Prefix":
                 raise StepFailure(f"input {item.get('InputName')}: only S3Prefix is supported")
             local = staging.map_path(source["LocalPath"], root)
-            staging.download(s3, source["S3Uri"], local, item.get("InputName", ""))
+            staging.download(
+                s3, source["S3Uri"], local, item.get("InputName", ""), str(source["LocalPath"])
+            )
     for item in outputs:
         if "S3Output" in item:
             staging.map_path(item["S3Output"]["LocalPath"], root).mkdir(parents=True, exist_ok=True)
@@ -200,7 +202,11 @@ def training(ex: Execution, step: Step, record: StepRecord) -> None:
         channel_name = channel["ChannelName"]
         with ex.as_job(role, job_arn):
             staging.download(
-                ex.runner.s3, source["S3Uri"], root / "input" / "data" / channel_name, channel_name
+                ex.runner.s3,
+                source["S3Uri"],
+                root / "input" / "data" / channel_name,
+                channel_name,
+                f"{staging.OPT_ML}/input/data/{channel_name}",
             )
         channels[channel_name] = {
             "ContentType": channel.get("ContentType", "text/csv"),

@@ -1,0 +1,104 @@
+"""Field limits: every caller- or data-controlled value written into an item.
+
+One home for the bounds, so no upload, failure message or exception text can
+grow an item past DynamoDB's 400 KB (an item the table refuses is a run that
+never ends, and a sweep that raises for everyone: docs/faults.md). Pure.
+
+The failure-reason bound is above what SageMaker itself returns, so its reasons
+are never cut (botocore's shapes, ``sagemaker/2017-07-24/service-2.json``):
+``DescribePipelineExecution.FailureReason`` max 1300, the listing's
+``PipelineExecutionSummary.PipelineExecutionFailureReason`` max 3072, a step's or
+job's ``FailureReason`` max 1024. It only cuts what no AWS API would return (a
+local runner, a hand-made event, our own messages quoting an exception).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+# DynamoDB's item limit: names and values, UTF-8 (developer guide, "Service,
+# account, and table quotas": 400 KB). moto refuses a little above 405,000 bytes.
+DYNAMODB_ITEM_MAX_BYTES = 400 * 1024
+# SQS and EventBridge: 256 KiB a message / event entry.
+MESSAGE_MAX_BYTES = 256 * 1024
+
+FAILURE_REASON_MAX_CHARS = 4096  # > 3072, SageMaker's longest (see above)
+REASON_MAX_CHARS = 1024  # an ignored/rejected upload's reason, a log extra
+S3_KEY_MAX_CHARS = 1024  # S3: a key is at most 1024 bytes of UTF-8
+NAME_MAX_CHARS = 256  # a metric name, a bucket, an ETag, a version id
+ARN_MAX_CHARS = 2048  # SageMaker's ModelPackageArn shape: max 2048
+# A QUEUED run coalesces any number of uploads; it lists the first ones and
+# counts the rest (``Trigger.objectsOmitted``): 100 x ~1.3 KB at most.
+TRIGGER_OBJECTS_MAX = 100
+# A rejected upload's free-form detail.
+DETAIL_MAX_BYTES = 16 * 1024
+# Metrics the pipeline's evaluation step reports for one run.
+METRICS_MAX = 50
+# The uploads a tenant made that started no run (``Tenant.ignoredUploads``).
+IGNORED_UPLOADS_MAX = 20
+
+_MARK = " …[truncated {n} more characters]"
+
+
+class ItemTooLargeError(ValueError):
+    """What DynamoDB answers (ValidationException) for an item over 400 KB; the
+    in-memory stores raise it too, so both backends refuse the same writes."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"Item size has exceeded the maximum allowed size ({size} > "
+            f"{DYNAMODB_ITEM_MAX_BYTES} bytes)"
+        )
+        self.size = size
+
+
+def bounded(text: str, max_chars: int) -> str:
+    """``text`` at most ``max_chars`` long: the start (where a reason says what
+    failed) kept, and the cut marked with how much was left off."""
+    if len(text) <= max_chars:
+        return text
+    # The marker's own length comes out of the budget, so the bound holds.
+    mark = _MARK.format(n=len(text))
+    keep = max(0, max_chars - len(mark))
+    return text[:keep] + _MARK.format(n=len(text) - keep)
+
+
+def bounded_or_none(text: str | None, max_chars: int) -> str | None:
+    return None if text is None else bounded(text, max_chars)
+
+
+def failure_reason(text: str | None) -> str | None:
+    """A run's or tenant's failure reason, bounded."""
+    return bounded_or_none(text, FAILURE_REASON_MAX_CHARS)
+
+
+def _value_size(value: Any) -> int:
+    if value is None or isinstance(value, bool):
+        return 1
+    if isinstance(value, str):
+        return len(value.encode("utf-8"))
+    if isinstance(value, bytes | bytearray):
+        return len(value)
+    if isinstance(value, int | float | Decimal):
+        # About one byte per two significant digits, plus one.
+        digits = len(str(value).lstrip("-").replace(".", "").lstrip("0")) or 1
+        return (digits + 1) // 2 + 1
+    if isinstance(value, dict):
+        return 3 + sum(len(str(k).encode("utf-8")) + _value_size(v) + 1 for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return 3 + sum(_value_size(v) + 1 for v in value)
+    return len(str(value).encode("utf-8"))
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """An item's size as DynamoDB counts it: attribute names plus values, UTF-8
+    ("Item sizes and formats" in the developer guide)."""
+    return sum(len(name.encode("utf-8")) + _value_size(v) for name, v in item.items())
+
+
+def check_item_size(item: dict[str, Any]) -> None:
+    """Refuse an item DynamoDB would refuse (the in-memory twins call this)."""
+    size = item_size(item)
+    if size > DYNAMODB_ITEM_MAX_BYTES:
+        raise ItemTooLargeError(size)
