@@ -43,7 +43,7 @@ class Limits:
     tenant_caps: dict[str, float]  # by plan
 
     @classmethod
-    def trainyard(cls, settings: Settings) -> Limits:
+    def trainyard(cls, settings: Settings) -> Limits:  # also B3's
         return cls(
             settings.global_max_concurrent_runs,
             {n: p.max_concurrent_runs for n, p in settings.plans.items()},
@@ -311,6 +311,124 @@ def worst_tenant_wait(out: Outcome, exclude: str | None = None) -> float:
     return max((sum(w) / len(w) for w in waits.values()), default=math.nan)
 
 
+T975 = {
+    1: 12.71,
+    2: 4.30,
+    3: 3.18,
+    4: 2.78,
+    5: 2.57,
+    6: 2.45,
+    7: 2.36,
+    8: 2.31,
+    9: 2.26,
+    10: 2.23,
+    11: 2.20,
+    12: 2.18,
+    13: 2.16,
+    14: 2.14,
+    15: 2.13,
+    19: 2.09,
+    29: 2.05,
+}
+
+
+def mean_ci(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean and the half-width of its 95% interval (Student t), over the finite values."""
+    xs = [v for v in values if v is not None and not math.isnan(v) and not math.isinf(v)]
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, 0
+    mean = sum(xs) / n
+    if n == 1:
+        return mean, math.nan, 1
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    t = T975.get(n - 1) or next((v for k, v in sorted(T975.items()) if k >= n - 1), 1.96)
+    return mean, t * sd / math.sqrt(n), n
+
+
+@dataclass
+class Absolute:
+    plan_util: float  # focus plan (or every plan): running / plan cap while it has work waiting
+    global_util: float  # running / global cap while anything waits
+    makespan_s: float  # first arrival -> last end
+    heavy_makespan_s: float  # the noisy tenant's first arrival -> its last end
+    heavy_bound_s: float  # work-conserving optimum (lower bound) for the noisy tenant
+
+
+def absolute(
+    out: Outcome,
+    settings: Settings,
+    focus_plan: str | None,
+    heavy: str | None,
+    start_latency_s: float = 20.0,
+) -> Absolute:
+    """Utilisation of the caps themselves (not of what a policy's own caps allow)."""
+    events: list[
+        tuple[float, int, str, bool]
+    ] = []  # (t, +1 start/-1 end/0 arrival, plan, is start)
+    for req in out.requests:
+        events.append((req.at, 2, req.plan, False))
+        if req.rid in out.start:
+            events.append((out.start[req.rid], 1, req.plan, True))
+    for _, plan, _s, e in out.executions:
+        if e != math.inf:
+            events.append((e, 0, plan, False))
+    events.sort()
+    serving_plan_running: dict[str, int] = defaultdict(int)
+    waiting: dict[str, int] = defaultdict(int)
+    plans = [focus_plan] if focus_plan else list(settings.plans)
+    run_int = cap_int = g_run = g_cap = 0.0
+    last = events[0][0] if events else 0.0
+    total = 0
+    starts_seen: dict[str, int] = defaultdict(int)
+    execs_started: dict[str, int] = defaultdict(int)
+    for _, plan, _, _ in out.executions:
+        execs_started[plan] += 1
+    for t, kind, plan, _ in events:
+        span = t - last
+        if span > 0:
+            for p in plans:
+                if waiting[p] > 0:
+                    run_int += serving_plan_running[p] * span
+                    cap_int += settings.plans[p].max_concurrent_runs * span
+            if any(w > 0 for w in waiting.values()):
+                g_run += total * span
+                g_cap += settings.global_max_concurrent_runs * span
+        last = t
+        if kind == 2:
+            waiting[plan] += 1
+        elif kind == 1:
+            waiting[plan] -= 1
+            starts_seen[plan] += 1
+            # Coalesced requests share one execution: only the first holds a slot.
+            if starts_seen[plan] <= execs_started[plan]:
+                serving_plan_running[plan] += 1
+                total += 1
+        else:
+            serving_plan_running[plan] -= 1
+            total -= 1
+    ends = [e for e in out.end.values()]
+    first = min((r.at for r in out.requests), default=0.0)
+    makespan = (max(ends) - first) if ends else math.nan
+    heavy_ms = bound = math.nan
+    if heavy:
+        mine = [r for r in out.requests if r.tenant == heavy]
+        mine_ends = [out.end[r.rid] for r in mine if r.rid in out.end]
+        if mine and mine_ends:
+            heavy_ms = max(mine_ends) - min(r.at for r in mine)
+            plan = mine[0].plan
+            work = sum(r.duration + start_latency_s for r in out.requests if r.plan == plan)
+            cap = settings.plans[plan].max_concurrent_runs
+            bound = max(work / cap, max(r.duration + start_latency_s for r in mine))
+    return Absolute(
+        plan_util=run_int / cap_int if cap_int else math.nan,
+        global_util=g_run / g_cap if g_cap else math.nan,
+        makespan_s=makespan,
+        heavy_makespan_s=heavy_ms,
+        heavy_bound_s=bound,
+    )
+
+
 @dataclass
 class Summary:
     scenario: str
@@ -334,6 +452,19 @@ class Summary:
     cpu_p50_ms: float
     cpu_p99_ms: float
     wall_seconds: float
+    plan_util_abs: float = math.nan
+    global_util_abs: float = math.nan
+    makespan_s: float = math.nan
+    heavy_makespan_s: float = math.nan
+    heavy_bound_s: float = math.nan
+    ddb_per_run: float = math.nan
+    sm_per_run: float = math.nan
+    req_per_invocation: float = math.nan
+    req_per_invocation_max: float = math.nan
+    cap_reached: int = 0
+    admitted: int = 0
+    max_concurrency: int = 1
+    seed: int = 0
 
 
 def summarise(
@@ -343,12 +474,21 @@ def summarise(
     focus_plan: str | None = None,
     heavy_tenant: str | None = None,
 ) -> Summary:
-    own = (
-        Limits.trainyard(settings) if out.policy != "baseline" else Limits.baseline(settings, quota)
-    )
+    # Each policy's own caps: tenant caps for Trainyard and B3 only; the global cap
+    # is the account quota for B1 (it has no global check).
+    if out.policy in ("trainyard", "b3"):
+        own = Limits.trainyard(settings)
+    else:
+        base = Limits.baseline(settings, quota)
+        gcap = quota if out.policy.startswith("b1") else settings.global_max_concurrent_runs
+        own = Limits(gcap, base.plan_caps, base.tenant_caps)
     delays = dispatch_delays(out, own)
     sw = sweep(out, own, Limits.trainyard(settings), focus_plan)
     cpu = [c * 1000.0 for _, _, c in out.invocations]
+    ab = absolute(out, settings, focus_plan, heavy_tenant)
+    led = out.ledger
+    runs = out.runs_started
+    per = [d + m for _, d, m in led.per_invocation]
     return Summary(
         scenario=out.scenario,
         policy=out.policy,
@@ -363,12 +503,24 @@ def summarise(
         jain_fair=sw.jain_fair_mean,
         worst_wait=worst_tenant_wait(out, heavy_tenant),
         violations=sw.violations,
-        api_calls=out.calls.total,
-        api_per_run=out.calls.total / out.runs_started if out.runs_started else math.nan,
+        api_calls=led.total,
+        api_per_run=led.total / runs if runs else math.nan,  # DynamoDB + SageMaker
         starts_throttled=out.calls.start_throttled,
         starts_refused=out.calls.start_refused,
         invocations=len(out.invocations) + len(out.reconcile_cpu),
         cpu_p50_ms=percentile(cpu, 50),
         cpu_p99_ms=percentile(cpu, 99),
         wall_seconds=out.wall_seconds,
+        plan_util_abs=ab.plan_util,
+        global_util_abs=ab.global_util,
+        makespan_s=ab.makespan_s,
+        heavy_makespan_s=ab.heavy_makespan_s,
+        heavy_bound_s=ab.heavy_bound_s,
+        ddb_per_run=led.dynamodb / runs if runs else math.nan,
+        sm_per_run=led.sagemaker / runs if runs else math.nan,
+        req_per_invocation=sum(per) / len(per) if per else math.nan,
+        req_per_invocation_max=max(per) if per else math.nan,
+        cap_reached=out.admit_outcomes.get("CAP_REACHED", 0),
+        admitted=out.admit_outcomes.get("ADMITTED", 0),
+        max_concurrency=out.max_concurrency,
     )

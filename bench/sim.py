@@ -1,24 +1,29 @@
-"""Discrete-event simulation: the real scheduler vs the timer-polling baseline.
+"""Discrete-event simulation: the real scheduler vs seed-design baselines.
 
 Trainyard side: the production ``SchedulerService`` on ``InMemoryRunRepository``
-/ ``InMemoryTenantRepository`` with a ``VirtualClock``, wired the way the
-Lambdas are:
+/ ``InMemoryTenantRepository`` with a ``VirtualClock``, in the deployed
+topology (``infra/queues.py``, ``infra/lambdas.py``, ``wiring.py``):
 
-- status events and upload events reach one SQS queue; the scheduler Lambda
-  is invoked by the event source mapping with batches of up to 10 messages
-  after a batching window of 1 s (``infra/lambdas.py``), handles every record
-  (``handle_upload`` / ``handle_status``) and then calls ``dispatch()`` once;
-- a manual run (``POST /tenants/{id}/runs``) calls ``submit_manual_run`` in
-  the API Lambda and sends a "Dispatch Requested" message to that queue;
-- the one-minute schedule calls ``reconcile()``.
+- uploads go S3 -> the tenant's rule -> the plan's intake queue; status
+  changes EventBridge -> the status queue. Each of the four queues has its own
+  event source mapping (batches of up to 10 after a 1 s window) and up to
+  ``ESM_CONCURRENCY`` concurrent invocations; each invocation handles its
+  records (``handle_upload`` / ``handle_status``) and calls ``dispatch()``;
+- the one-minute schedule calls ``reconcile()``, concurrently with the rest;
+- concurrent invocations interleave in virtual time (``bench.strands``): each
+  DynamoDB / SageMaker request is counted and pauses its invocation for its
+  latency (``bench.counting``), so two can race for the global counter;
+- a record that fails comes back after the deployed visibility timeout
+  (360 s), at most 5 receives, then the dead-letter queue.
 
 Two intake modes: ``paced`` (default) turns every request into its own run:
-a tenant's next request is submitted as a manual run as soon as its previous
-run has left QUEUED (so nothing coalesces, and the run count equals the
-baseline's); its wait before submission counts in its delay. ``upload`` sends
-every request as an S3 upload (distinct keys) and lets Trainyard coalesce.
+a tenant's next upload is made as soon as its previous run has left QUEUED
+(so nothing coalesces and the run count equals the baselines'); the wait
+before the upload counts in its delay. ``upload`` sends every request as its
+own upload at once and lets Trainyard coalesce. Both go through the same S3
+event path as every baseline's requests.
 
-Each Lambda invocation is timed with ``time.process_time``.
+Each invocation's CPU is ``time.thread_time`` of its own thread.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import heapq
 import itertools
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,16 +47,30 @@ from trainyard_core.scheduling.service import SchedulerService
 from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
 
-from bench.baseline import BaselineScheduler
+from bench.counting import (
+    PIPELINE_COSTS,
+    RUN_COSTS,
+    TENANT_COSTS,
+    CountingProxy,
+    Latencies,
+    Ledger,
+)
 from bench.model import ApiCalls, ModelConfig, SageMakerModel
+from bench.strands import Strands
 from trainyard.testing.scheduling import make_tenant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 BATCH_SIZE = 10  # infra/lambdas.py QUEUE_BATCH_SIZE
 BATCH_WINDOW_S = 1.0  # infra/lambdas.py QUEUE_BATCH_WINDOW
 RECONCILE_S = 60.0
-API_TO_SQS_S = 0.05  # SendMessage from the API Lambda until the message is receivable
-VISIBILITY_RETRY_S = 30.0  # a record that failed comes back after its visibility timeout
+# infra/queues.py: visibility timeout = 6 x the scheduler Lambda's 60 s timeout
+# (wiring.py), maxReceiveCount 5: a failed record comes back after 360 s.
+VISIBILITY_RETRY_S = 360.0
+MAX_RECEIVE_COUNT = 5
+# An SQS event source mapping starts with 5 concurrent batches per queue (the
+# scheduler function has no reserved concurrency): each queue's trigger runs up
+# to this many invocations at once.
+ESM_CONCURRENCY = 5
 
 Mode = Literal["paced", "upload"]
 
@@ -99,6 +118,10 @@ class Outcome:
     reconcile_cpu: list[tuple[int, float]] = field(default_factory=list)
     wall_seconds: float = 0.0
     unstarted: int = 0
+    ledger: Ledger = field(default_factory=Ledger)
+    admit_outcomes: dict[str, int] = field(default_factory=dict)
+    max_concurrency: int = 1
+    dlq: int = 0
 
     @property
     def runs_started(self) -> int:
@@ -116,14 +139,23 @@ class EventLoop:
     def schedule(self, at: float, fn: Callable[[], None]) -> None:
         heapq.heappush(self._heap, (max(at, self.now), next(self._seq), fn))
 
+    def next_at(self) -> float:
+        return self._heap[0][0] if self._heap else float("inf")
+
+    def advance(self, at: float) -> None:
+        """Move the clock without an event (an invocation waiting on a request)."""
+        self.now = max(self.now, at)
+        if self._on_time is not None:
+            self._on_time(self.now)
+
     def run(self, until: float = float("inf")) -> None:
         while self._heap and not self.stopped:
             at, _, fn = heapq.heappop(self._heap)
             if at > until:
                 break
-            self.now = at
+            self.now = max(self.now, at)
             if self._on_time is not None:
-                self._on_time(at)
+                self._on_time(self.now)
             fn()
 
 
@@ -136,9 +168,17 @@ class _QuietLogger:
     info = warning = error = exception = debug = _noop
 
 
+def _leg(rng: random.Random, minimum: float, mean: float) -> float:
+    return minimum + (rng.expovariate(1.0 / mean) if mean > 0 else 0.0)
+
+
 def _s3_delay(rng: random.Random, cfg: ModelConfig) -> float:
-    # S3 -> EventBridge -> SQS: typically about a second.
-    return cfg.event_delay_min_s + rng.expovariate(1.0 / cfg.event_delay_mean_s)
+    """S3 object created -> EventBridge -> the plan's SQS queue, then -> Lambda."""
+    return _leg(rng, cfg.s3_delay_min_s, cfg.s3_delay_mean_s) + _sqs_delay(rng, cfg)
+
+
+def _sqs_delay(rng: random.Random, cfg: ModelConfig) -> float:
+    return _leg(rng, cfg.sqs_delay_min_s, cfg.sqs_delay_mean_s)
 
 
 def _window(sc: Scenario) -> list[Request]:
@@ -184,25 +224,94 @@ def _collect(
     )
 
 
+class QueueTrigger:
+    """One SQS queue and its Lambda event source mapping: batches of up to
+    ``batch`` messages after a batching ``window``, up to ``concurrency``
+    invocations in flight at once (each its own strand)."""
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        strands: Strands,
+        handler: Callable[[QueueTrigger, list[tuple[Any, int]]], None],
+        name: str,
+        window_s: float,
+        batch: int,
+        concurrency: int,
+    ) -> None:
+        self.loop, self.strands, self.handler = loop, strands, handler
+        self.name, self.window, self.batch, self.concurrency = name, window_s, batch, concurrency
+        self.messages: deque[tuple[Any, int, float]] = deque()  # (msg, receives, visible at)
+        self.inflight = 0
+        self.max_inflight = 0
+        self._timer: float | None = None
+
+    def deliver(self, msg: Any, receives: int = 0) -> None:
+        self.messages.append((msg, receives, self.loop.now))
+        self._kick()
+
+    def _kick(self) -> None:
+        while self.messages and self.inflight < self.concurrency:
+            due = self.messages[0][2] + self.window
+            if len(self.messages) < self.batch and self.loop.now < due:
+                if self._timer is None or self._timer > due:
+                    self._timer = due
+                    self.loop.schedule(due, self._fire)
+                return
+            batch = [
+                (m, r)
+                for m, r, _ in (
+                    self.messages.popleft() for _ in range(min(self.batch, len(self.messages)))
+                )
+            ]
+            self.inflight += 1
+            self.max_inflight = max(self.max_inflight, self.inflight)
+            self.strands.spawn(lambda b=batch: self.handler(self, b), on_done=self._done)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._kick()
+
+    def _done(self) -> None:
+        self.inflight -= 1
+        self._kick()
+
+
 # ---------------------------------------------------------------------------
 # Trainyard
 # ---------------------------------------------------------------------------
 
 
 class TrainyardSim:
-    def __init__(self, sc: Scenario, mode: Mode = "paced") -> None:
+    """The production scheduler in the deployed topology: one intake queue per
+    plan and the status queue, each with its own event source mapping (batch
+    10, 1 s window, up to ``ESM_CONCURRENCY`` concurrent invocations), the
+    one-minute reconcile schedule as another concurrent invocation; every
+    DynamoDB and SageMaker request counted and charged its latency."""
+
+    def __init__(
+        self,
+        sc: Scenario,
+        mode: Mode = "paced",
+        latencies: Latencies | None = None,
+        batch_window_s: float = BATCH_WINDOW_S,
+        requests: list[Request] | None = None,
+    ) -> None:
         self.sc = sc
         self.mode = mode
-        self.requests = _window(sc)
+        self.lat = latencies or Latencies()
+        self.requests = _window(sc) if requests is None else requests
         self.clock = VirtualClock(T0)
         self.loop = EventLoop(on_time=lambda t: self.clock.set(T0 + timedelta(seconds=t)))
+        self.strands = Strands(self.loop)
+        self.ledger = Ledger()
         self.rng = random.Random(sc.seed)
-        self.runs = InMemoryRunRepository()
-        self.tenants = InMemoryTenantRepository()
+        self.raw_runs = InMemoryRunRepository()
+        self.raw_tenants = InMemoryTenantRepository()
         self.tenant_objs: dict[str, Tenant] = {}
         for tenant_id, plan in sc.tenants.items():
             tenant = make_tenant(tenant_id, plan)
-            self.tenants.create(tenant)
+            self.raw_tenants.create(tenant)
             self.tenant_objs[tenant_id] = tenant
         self.requests_of_run: dict[str, list[Request]] = {}
         self.run_of: dict[int, str] = {}
@@ -214,32 +323,63 @@ class TrainyardSim:
             rng=random.Random(sc.seed + 1),
             on_status=self._on_status,
         )
+        self.admit_outcomes: Counter[str] = Counter()
+        admit = self.raw_runs.admit
+
+        def observed_admit(run: Any, caps: Any, now_iso: str, next_at: str) -> AdmitOutcome:
+            outcome = admit(run, caps, now_iso, next_at)
+            self.admit_outcomes[str(outcome)] += 1
+            if outcome == AdmitOutcome.ADMITTED:
+                self._left_queued(run)
+            return outcome
+
+        self.raw_runs.admit = observed_admit  # type: ignore[method-assign]
+        pause = self.strands.pause
+        runs = CountingProxy(
+            self.raw_runs, self.ledger, "dynamodb", RUN_COSTS, self.lat.dynamodb_s, pause
+        )
+        tenants = CountingProxy(
+            self.raw_tenants, self.ledger, "dynamodb", TENANT_COSTS, self.lat.dynamodb_s, pause
+        )
+        pipeline = CountingProxy(
+            self.model, self.ledger, "sagemaker", PIPELINE_COSTS, self.lat.sagemaker_s, pause
+        )
         self.service = SchedulerService(
             sc.settings,
-            self.runs,
-            self.tenants,
-            self.model,
+            runs,  # type: ignore[arg-type]
+            tenants,  # type: ignore[arg-type]
+            pipeline,  # type: ignore[arg-type]
             clock=self.clock,
             logger=_QuietLogger(),
             rng=random.Random(sc.seed + 2),
         )
-        # Observe admissions without touching the store's code: the paced client
-        # submits a tenant's next request once its queued run was admitted.
-        self._admitted: list[Any] = []
-        admit = self.runs.admit
-
-        def observed_admit(run: Any, caps: Any, now_iso: str, next_at: str) -> AdmitOutcome:
-            outcome = admit(run, caps, now_iso, next_at)
-            if outcome == AdmitOutcome.ADMITTED:
-                self._admitted.append(run)
-            return outcome
-
-        self.runs.admit = observed_admit  # type: ignore[method-assign]
-        self.sqs: deque[tuple[Any, ...]] = deque()
-        self.next_invoke: float | None = None
-        self.blocked: dict[str, str] = {}  # tenant -> its QUEUED run (paced mode)
+        self.intake = {
+            plan: QueueTrigger(
+                self.loop,
+                self.strands,
+                self._handle,
+                f"intake-{plan}",
+                batch_window_s,
+                BATCH_SIZE,
+                ESM_CONCURRENCY,
+            )
+            for plan in sc.settings.plans
+        }
+        self.status = QueueTrigger(
+            self.loop,
+            self.strands,
+            self._handle,
+            "status",
+            batch_window_s,
+            BATCH_SIZE,
+            ESM_CONCURRENCY,
+        )
+        self.blocked: set[str] = set()  # tenants with an upload in flight or a QUEUED run
         self.outbox: dict[str, deque[Request]] = {}
-        self.queued = 0  # QUEUED runs in the store (for CPU vs backlog)
+        self.pending_of_tenant: dict[str, Request] = {}
+        self.queued = 0
+        self.dlq = 0
+        self.redelivered = 0
         self.outcome_invocations: list[tuple[float, int, float]] = []
         self.reconcile_cpu: list[tuple[int, float]] = []
         self.last_arrival = max((r.at for r in self.requests), default=0.0)
@@ -250,58 +390,55 @@ class TrainyardSim:
         return first.duration, first.fails
 
     def _on_status(self, arn: str, status: str, display: str | None, reason: str | None) -> None:
-        self._send(("status", arn, status, display))
-
-    def _send(self, msg: tuple[Any, ...]) -> None:
-        self.sqs.append(msg)
-        target = self.loop.now if len(self.sqs) >= BATCH_SIZE else self.loop.now + BATCH_WINDOW_S
-        if self.next_invoke is None or target < self.next_invoke:
-            self.next_invoke = target
-            self.loop.schedule(target, lambda t=target: self._invoke(t))
+        # EventBridge -> the status queue (the EventBridge leg is in the model), -> Lambda.
+        msg = ("status", arn, status, display)
+        self.loop.schedule(
+            self.loop.now + _sqs_delay(self.rng, self.sc.model), lambda: self.status.deliver(msg)
+        )
 
     def _arrive(self, req: Request) -> None:
-        if self.mode == "upload":
-            tenant = self.tenant_objs[req.tenant]
-            key = f"{tenant.data_prefix}req-{req.rid:08d}.csv"
-            msg = ("upload", tenant.data_bucket, key, f"{req.rid:032x}", req)
-            self.loop.schedule(
-                self.loop.now + _s3_delay(self.rng, self.sc.model), lambda: self._send(msg)
-            )
-            return
-        if req.tenant in self.blocked:
+        if self.mode == "paced" and req.tenant in self.blocked:
             self.outbox.setdefault(req.tenant, deque()).append(req)
-        else:
-            self._submit(req)
+            return
+        self._upload(req)
 
-    def _submit(self, req: Request) -> None:
-        # POST /tenants/{id}/runs: the API Lambda queues the run, then asks for a dispatch.
-        run = self.service.submit_manual_run(self.tenant_objs[req.tenant])
-        assert run.run_id not in self.requests_of_run, "paced requests must not coalesce"
-        self.requests_of_run[run.run_id] = [req]
-        self.run_of[req.rid] = run.run_id
-        self.blocked[req.tenant] = run.run_id
-        self.queued += 1
-        self.loop.schedule(self.loop.now + API_TO_SQS_S, lambda: self._send(("dispatch",)))
+    def _upload(self, req: Request) -> None:
+        """The tenant's upload: S3 -> its rule -> the plan's intake queue -> Lambda."""
+        tenant = self.tenant_objs[req.tenant]
+        key = f"{tenant.data_prefix}req-{req.rid:08d}.csv"
+        msg = ("upload", tenant.data_bucket, key, f"{req.rid:032x}", req)
+        if self.mode == "paced":
+            self.blocked.add(req.tenant)
+        queue = self.intake[req.plan]
+        self.loop.schedule(
+            self.loop.now + _s3_delay(self.rng, self.sc.model), lambda: queue.deliver(msg)
+        )
+
+    def _left_queued(self, run: Any) -> None:
+        self.queued -= 1
+        if self.mode != "paced":
+            return
+        self.blocked.discard(run.tenant_id)
+        pending = self.outbox.get(run.tenant_id)
+        if pending:
+            nxt = pending.popleft()
+            self.loop.schedule(self.loop.now, lambda: self._upload(nxt))
 
     # --- the scheduler Lambda
-    def _invoke(self, scheduled_for: float) -> None:
-        if self.next_invoke != scheduled_for:
-            return  # superseded by an earlier invocation
-        self.next_invoke = None
-        batch = [self.sqs.popleft() for _ in range(min(BATCH_SIZE, len(self.sqs)))]
+    def _handle(self, queue: QueueTrigger, batch: list[tuple[Any, int]]) -> None:
+        mark = self.ledger.begin(queue.name)
+        self.strands.pause(self.lat.lambda_invoke_s)
         backlog = self.queued
-        cpu = time.process_time()
-        for msg in batch:
+        cpu = time.thread_time()
+        failed: list[tuple[Any, int]] = []
+        for msg, receives in batch:
             kind = msg[0]
             if kind == "status":
                 _, arn, status, display = msg
                 try:
                     self.service.handle_status(arn, status, display_name=display)
                 except RunNotFoundYetError:
-                    # Batch item failure: the message comes back after its visibility timeout.
-                    self.loop.schedule(
-                        self.loop.now + VISIBILITY_RETRY_S, lambda m=msg: self._send(m)
-                    )
+                    failed.append((msg, receives + 1))
             elif kind == "upload":
                 _, bucket, key, etag, req = msg
                 result = self.service.handle_upload(bucket, key, etag=etag, size=1024)
@@ -310,39 +447,44 @@ class TrainyardSim:
                     self.requests_of_run.setdefault(result.run.run_id, []).append(req)
                     if result.outcome == "created":
                         self.queued += 1
+                    elif self.mode == "paced":
+                        raise AssertionError("paced requests must not coalesce")
         self.service.dispatch()
-        self.outcome_invocations.append((self.loop.now, backlog, time.process_time() - cpu))
-        self._after_invocation()
-        if self.sqs and self.next_invoke is None:
-            self.next_invoke = self.loop.now
-            self.loop.schedule(self.loop.now, lambda t=self.loop.now: self._invoke(t))
+        self.outcome_invocations.append((self.loop.now, backlog, time.thread_time() - cpu))
+        self.ledger.end(mark)
+        for msg, receives in failed:
+            # Batch item failure: back after the visibility timeout, at most
+            # maxReceiveCount receives, then the dead-letter queue (reconcile heals).
+            if receives >= MAX_RECEIVE_COUNT:
+                self.dlq += 1
+                continue
+            self.redelivered += 1
+            self.loop.schedule(
+                self.loop.now + VISIBILITY_RETRY_S,
+                lambda m=msg, r=receives: queue.deliver(m, r),
+            )
+
+    def _reconcile_body(self) -> None:
+        mark = self.ledger.begin("reconcile")
+        self.strands.pause(self.lat.lambda_invoke_s)
+        backlog = self.queued
+        cpu = time.thread_time()
+        self.service.reconcile()
+        self.reconcile_cpu.append((backlog, time.thread_time() - cpu))
+        self.ledger.end(mark)
 
     def _reconcile(self) -> None:
-        backlog = self.queued
-        cpu = time.process_time()
-        self.service.reconcile()
-        self.reconcile_cpu.append((backlog, time.process_time() - cpu))
-        self._after_invocation()
+        self.strands.spawn(self._reconcile_body)
         if not self._finished():
             self.loop.schedule(self.loop.now + RECONCILE_S, self._reconcile)
-
-    def _after_invocation(self) -> None:
-        admitted, self._admitted = self._admitted, []
-        for run in admitted:
-            self.queued -= 1
-            if self.blocked.get(run.tenant_id) == run.run_id:
-                del self.blocked[run.tenant_id]
-                pending = self.outbox.get(run.tenant_id)
-                if pending:
-                    self._submit(pending.popleft())
 
     def _finished(self) -> bool:
         return (
             self.loop.now > self.last_arrival
-            and self.queued == 0
+            and self.queued <= 0
             and not self.blocked
             and self.model.running == 0
-            and self.runs.counters().global_running == 0
+            and self.raw_runs.counters(()).global_running == 0
         )
 
     def run(self) -> Outcome:
@@ -354,70 +496,28 @@ class TrainyardSim:
         out = _collect("trainyard", self.sc, self.requests, self.model, self.run_of)
         out.invocations = self.outcome_invocations
         out.reconcile_cpu = self.reconcile_cpu
+        out.ledger = self.ledger
+        out.admit_outcomes = dict(self.admit_outcomes)
+        out.max_concurrency = self.strands.max_active
+        out.dlq = self.dlq
         out.wall_seconds = time.perf_counter() - wall
         return out
 
 
-# ---------------------------------------------------------------------------
-# Baseline
-# ---------------------------------------------------------------------------
+def run_trainyard(
+    sc: Scenario,
+    mode: Mode = "paced",
+    latencies: Latencies | None = None,
+    batch_window_s: float = BATCH_WINDOW_S,
+    full: bool = False,
+) -> Outcome:
+    return TrainyardSim(
+        sc, mode, latencies, batch_window_s, requests=sc.requests if full else None
+    ).run()
 
 
-class BaselineSim:
-    def __init__(self, sc: Scenario, requests: list[Request] | None = None) -> None:
-        self.sc = sc
-        self.requests = sc.requests if requests is None else requests
-        self.loop = EventLoop()
-        self.rng = random.Random(sc.seed)
-        self.by_rid = {r.rid: r for r in self.requests}
-        self.run_of: dict[int, str] = {}
-        self.model = SageMakerModel(
-            config=sc.model,
-            # The timer Lambda's calls happen while it runs, not all at the tick.
-            now=lambda: self.loop.now + self.scheduler.elapsed,
-            schedule=self.loop.schedule,
-            work=lambda run_id, _p: (
-                self.by_rid[int(run_id)].duration,
-                self.by_rid[int(run_id)].fails,
-            ),
-            rng=random.Random(sc.seed + 1),
-            on_status=None,
-        )
-        self.scheduler = BaselineScheduler(sc.settings, self.model, self._started)
-        self.pending = len(self.requests)
-        self.last_arrival = max((r.at for r in self.requests), default=0.0)
+def run_baseline(sc: Scenario, window_only: bool = True, policy: str = "b1") -> Outcome:
+    """A seed-design policy (``bench.policies.POLICIES``); B1 as designed by default."""
+    from bench.policies import run_policy
 
-    def _started(self, rid: int, arn: str) -> None:
-        self.run_of[rid] = self.model.executions[arn].token
-        self.pending -= 1
-
-    def _tick(self) -> None:
-        self.scheduler.tick()
-        self.scheduler.elapsed = 0.0  # between invocations, model time is loop time
-        done = (
-            self.loop.now > self.last_arrival and self.pending == 0 and not self.scheduler.running
-        )
-        if not done:
-            self.loop.schedule(self.loop.now + RECONCILE_S, self._tick)
-
-    def run(self) -> Outcome:
-        wall = time.perf_counter()
-        for req in self.requests:
-            delay = _s3_delay(self.rng, self.sc.model)
-            self.loop.schedule(
-                req.at + delay,
-                lambda r=req: self.scheduler.enqueue(r.rid, r.tenant, r.plan),
-            )
-        self.loop.schedule(RECONCILE_S, self._tick)
-        self.loop.run()
-        out = _collect("baseline", self.sc, self.requests, self.model, self.run_of)
-        out.wall_seconds = time.perf_counter() - wall
-        return out
-
-
-def run_trainyard(sc: Scenario, mode: Mode = "paced") -> Outcome:
-    return TrainyardSim(sc, mode).run()
-
-
-def run_baseline(sc: Scenario, window_only: bool = True) -> Outcome:
-    return BaselineSim(sc, _window(sc) if window_only else sc.requests).run()
+    return run_policy(sc, policy, requests=_window(sc) if window_only else sc.requests)
