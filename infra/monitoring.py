@@ -212,6 +212,27 @@ class Monitoring(Construct):
             datapoints_to_alarm=SWEEP_ERROR_PERIODS,
         )
 
+        alarm(
+            "TenantStackUpdateFailures",
+            alarm_name=f"{names.prefix}-tenant-stack-update-failures",
+            alarm_description=(
+                "Tenant stacks failed to update to the deployed tenant template in "
+                f"{SWEEP_ERROR_PERIODS} consecutive 5-minute periods (those tenants keep "
+                "working on their old stack; the onboarding log says why)"
+            ),
+            metric=cloudwatch.Metric(
+                namespace=wiring.METRICS_NAMESPACE,
+                metric_name="TenantStackUpdateFailures",
+                dimensions_map={"service": wiring.service_name(names.prefix, "onboarding")},
+                statistic="Sum",
+                period=Duration.minutes(5),
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=SWEEP_ERROR_PERIODS,
+            datapoints_to_alarm=SWEEP_ERROR_PERIODS,
+        )
+
         self.dashboard = cloudwatch.Dashboard(
             self,
             "Dashboard",
