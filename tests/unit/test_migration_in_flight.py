@@ -137,6 +137,25 @@ def test_uploads_at_the_old_location_during_a_migration_are_recorded_as_the_obje
     assert world.runs.list_rejections() == []
 
 
+def test_an_upload_in_the_same_second_just_before_the_plan_change_is_recorded_once(
+    world: World,
+) -> None:
+    # S3's LastModified has one-second precision: the move reports an object uploaded
+    # (and recorded from its event) in the second the migration began.
+    world.clock.advance(0.2)
+    assert world.upload(POOL, "tenants/acme/data/first.csv", "e-1") == "created"
+    world.clock.advance(0.5)
+    world.provisioner.complete_immediately = False
+    world.service.update("acme", plan="premium", status=None)
+    stack = world.provisioner.stacks["trainyard-tenant-acme"]
+    world.provisioner.stacks["trainyard-tenant-acme"] = type(stack)(
+        "UPDATE_COMPLETE", stack.outputs
+    )
+    world.service.advance_pending()
+    assert world.tenant().status == TenantStatus.ACTIVE
+    assert world.recorded() == [(POOL, "tenants/acme/data/first.csv")]
+
+
 def test_reads_retries_and_offboarding_of_a_migrating_tenant_move_and_purge_nothing_inline(
     world: World,
 ) -> None:

@@ -123,7 +123,31 @@ def record_moved_upload(ctx: SchedulerContext, tenant: Tenant, obj: TriggerObjec
     moves it may both report it: the same content at the same new key is one upload
     (no version id: the copy has another one)."""
     assert obj.bucket is not None
+    if _recorded_before_the_move(ctx, tenant.tenant_id, obj):
+        return IntakeResult("duplicate", reason="already recorded at the old location")
     return _enqueue(ctx, tenant, "s3", obj, dedupe_key(obj.bucket, obj.key, obj.etag, None))
+
+
+# The migration reports objects changed since it began; S3 times have one-second
+# precision, so an upload made in the same second just before it is reported too.
+_RECENT_RUNS = 20
+
+
+def _recorded_before_the_move(ctx: SchedulerContext, tenant_id: str, obj: TriggerObject) -> bool:
+    """The same content under the same key below the tenant's old root is already in
+    one of its recent runs (recorded from its own event, before the move)."""
+    if not obj.etag:
+        return False
+    runs, _ = ctx.runs.list_runs(tenant_id, limit=_RECENT_RUNS)
+
+    def same_key(old: str) -> bool:
+        return old == obj.key or old.endswith("/" + obj.key) or obj.key.endswith("/" + old)
+
+    return any(
+        o.etag == obj.etag and o.bucket != obj.bucket and same_key(o.key)
+        for run in runs
+        for o in run.trigger.objects
+    )
 
 
 def _locate(tenant: Tenant, bucket: str, key: str) -> tuple[str, str] | None:
