@@ -110,6 +110,20 @@ def _counters(a: tuple[Any, ...], k: dict[str, Any], r: Any) -> list[tuple[str, 
     return [("Query", 1), ("BatchGetItem", math.ceil(keys / BATCH_GET_KEYS))]
 
 
+def _batch_get(a: tuple[Any, ...], k: dict[str, Any], r: Any) -> list[tuple[str, int]]:
+    # store/dynamodb.batch_get: one BatchGetItem per 100 distinct keys (none for none).
+    keys = a[0] if a else k.get("tenant_ids", ())
+    return [("BatchGetItem", math.ceil(len(set(keys)) / BATCH_GET_KEYS))]
+
+
+def _tenant_counters(a: tuple[Any, ...], k: dict[str, Any], r: Any) -> list[tuple[str, int]]:
+    return [("Query", _pages(_len(r[0]), COUNTER_ITEMS_PER_PAGE))]  # Limit = the slice
+
+
+def _set_cursor(a: tuple[Any, ...], k: dict[str, Any], r: Any) -> list[tuple[str, int]]:
+    return [("DeleteItem" if (a[0] if a else k.get("after")) is None else "PutItem", 1)]
+
+
 def _find_by_execution(a: tuple[Any, ...], k: dict[str, Any], r: Any) -> list[tuple[str, int]]:
     return [("Query", 1), ("GetItem", 1 if r is not None else 0)]
 
@@ -134,6 +148,7 @@ RUN_COSTS: dict[str, Cost] = {
     "queued_run_id": _one("GetItem"),
     "counters": _counters,
     "usage": _one("GetItem"),
+    "usage_many": _batch_get,
     "list_rejections": _one("Query"),
     "create_queued_run": _one("TransactWriteItems"),
     "add_to_queued_run": _one("TransactWriteItems"),
@@ -149,6 +164,9 @@ RUN_COSTS: dict[str, Cost] = {
     "finish": _one("TransactWriteItems"),
     "record_results": _one("UpdateItem"),
     "set_counter": _one("UpdateItem"),
+    "tenant_counters": _tenant_counters,
+    "heal_cursor": _one("GetItem"),
+    "set_heal_cursor": _set_cursor,
     "drift_marker": _one("GetItem"),
     "put_drift_marker": _put_drift,
 }
@@ -156,6 +174,7 @@ RUN_COSTS: dict[str, Cost] = {
 # store/tenants_dynamodb.py
 TENANT_COSTS: dict[str, Cost] = {
     "get": _one("GetItem"),
+    "get_many": _batch_get,
     "find_by_location": _one("Query"),
     "create": _one("PutItem"),
     "save": _one("UpdateItem"),

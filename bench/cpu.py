@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from trainyard_core.clock import VirtualClock
-from trainyard_core.ports.runs import tenant_counter
+from trainyard_core.ports.runs import Counters, tenant_counter
 from trainyard_core.scheduling.service import SchedulerService
 from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.store.tenants import InMemoryTenantRepository
@@ -101,6 +102,7 @@ def measure(queued: int, repeats: int = 3, tenants_ever: int = 0) -> CpuPoint:
         gets.append(ledger.ops["dynamodb:GetItem"] - before_get)
     clock.advance(600)
     before = ledger.total
+    read = _count_counter_reads(raw_runs)
     start = time.process_time()
     service.reconcile()
     reconcile = time.process_time() - start
@@ -114,8 +116,28 @@ def measure(queued: int, repeats: int = 3, tenants_ever: int = 0) -> CpuPoint:
         dispatch_requests=statistics.mean(requests),
         dispatch_get_items=statistics.mean(gets),
         reconcile_requests=ledger.total - before,
-        reconcile_items_read=len(raw_runs.counters().tenants),
+        reconcile_items_read=read[0],
     )
+
+
+def _count_counter_reads(runs: InMemoryRunRepository) -> list[int]:
+    """Tenant counter items read from now on (the counters asked for, the slices)."""
+    read = [0]
+    counters, page = runs.counters, runs.tenant_counters
+
+    def counted(tenant_ids: Collection[str] | None = None) -> Counters:
+        found = counters(tenant_ids)
+        read[0] += len(found.tenants)
+        return found
+
+    def counted_page(after: str | None, limit: int) -> tuple[dict[str, int], str | None]:
+        values, cursor = page(after, limit)
+        read[0] += len(values)
+        return values, cursor
+
+    runs.counters = counted  # type: ignore[method-assign]
+    runs.tenant_counters = counted_page  # type: ignore[method-assign]
+    return read
 
 
 def cpu_curve(sizes: tuple[int, ...] = SIZES) -> list[CpuPoint]:

@@ -40,6 +40,11 @@ class Plan(_Model):
     name: str
     max_concurrent_runs: int = Field(ge=1)
     max_concurrent_runs_per_tenant: int = Field(ge=1)
+    # Work-conserving tenant cap: runs a tenant may hold beyond its cap, only in
+    # slots no tenant of any plan below its cap can use (policy.py). 0 = the
+    # tenant cap is a hard limit (the default: a plan opts in, as it is a promise
+    # about how much of the plan one tenant may take).
+    max_borrowed_runs_per_tenant: int = Field(default=0, ge=0)
     weight: int = Field(ge=1)
     isolation: Isolation
     training_instance_type: str
@@ -174,6 +179,11 @@ class Settings(_Model):
         for plan in self.plans.values():
             if plan.max_concurrent_runs_per_tenant > plan.max_concurrent_runs:
                 raise ValueError(f"plan {plan.name}: per-tenant cap exceeds plan cap")
+            borrowing = plan.max_concurrent_runs_per_tenant + plan.max_borrowed_runs_per_tenant
+            if borrowing > plan.max_concurrent_runs:
+                raise ValueError(
+                    f"plan {plan.name}: per-tenant cap plus borrowing exceeds plan cap"
+                )
             if plan.training_instance_type not in self.instance_prices_usd_per_hour:
                 raise ValueError(f"plan {plan.name}: no price for {plan.training_instance_type}")
         return self

@@ -287,3 +287,49 @@ def test_counters_can_be_healed_only_from_the_value_observed(store: Any) -> None
     assert not store.set_counter("global", 0, expected=2)
     assert store.set_counter("global", 0, expected=3)
     assert store.counters().global_running == 0
+
+
+def test_usage_of_many_tenants_is_read_in_one_batch_with_zeros_for_the_unrecorded(
+    store: Any,
+) -> None:
+    for tenant in ("a", "b"):
+        run = enqueue(store, queued_run(tenant))
+        admit(store, run, Caps(5, 5, 1))
+        store.finish(
+            store.get_run(tenant, run.run_id),
+            RunStatus.SUCCEEDED,
+            ended_at=NOW,
+            month="2026-03",
+            training_seconds=60.0,
+            cost_usd=0.5,
+            failure_reason=None,
+        )
+    # 150 ids: more than one BatchGetItem's 100 keys.
+    ids = ["a", "b", *(f"idle-{i:03d}" for i in range(148))]
+    usage = store.usage_many(ids, "2026-03")
+    assert set(usage) == set(ids)
+    assert usage["a"] == store.usage("a", "2026-03") == usage["b"]
+    assert usage["a"]["trainingSeconds"] == 60.0
+    assert usage["idle-007"] == {"runs": 0, "trainingSeconds": 0.0, "costEstimateUsd": 0.0}
+    assert store.usage_many([], "2026-03") == {}
+
+
+def test_tenant_counters_are_read_a_slice_at_a_time_in_id_order(store: Any) -> None:
+    for i in range(7):
+        store.set_counter(tenant_counter(f"t{i}"), i, None)
+    store.set_counter("global", 9, None)
+    store.set_counter("plan#basic", 9, None)
+    first, cursor = store.tenant_counters(None, 3)
+    assert first == {"t0": 0, "t1": 1, "t2": 2} and cursor == "t2"
+    second, cursor = store.tenant_counters(cursor, 3)
+    assert second == {"t3": 3, "t4": 4, "t5": 5} and cursor == "t5"
+    last, cursor = store.tenant_counters(cursor, 3)
+    assert last == {"t6": 6} and cursor is None
+
+
+def test_the_heal_cursor_is_kept_until_cleared(store: Any) -> None:
+    assert store.heal_cursor() is None
+    store.set_heal_cursor("t5")
+    assert store.heal_cursor() == "t5"
+    store.set_heal_cursor(None)
+    assert store.heal_cursor() is None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 from trainyard_core.config import Settings
 from trainyard_core.models import Tenant, TenantStatus
+from trainyard_core.store.dynamodb import batch_get
+from trainyard_core.store.tenants import InMemoryTenantRepository
 from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
 from trainyard_core.wiring import Names
 
@@ -82,3 +85,45 @@ def test_outdated_lists_active_and_suspended_tenants_on_another_or_no_template_v
     assert old is not None and old.template_version == "v1"
     repo.save(old.model_copy(update={"template_version": "v2", "template_requested": None}))
     assert [t.tenant_id for t in repo.outdated("v2")] == ["legacy", "napping"]
+
+
+@pytest.fixture(params=["dynamodb", "memory"])
+def registry(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    if request.param == "memory":
+        yield InMemoryTenantRepository()
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        names = Names.from_settings(Settings())
+        create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
+        yield DynamoTenantRepository(
+            names.tenants_table, resource=boto3.resource("dynamodb", region_name="us-east-1")
+        )
+
+
+def test_many_tenants_are_read_by_id_in_batches_leaving_out_unknown_ones(registry: Any) -> None:
+    # 130 known + 20 unknown ids (and a duplicate): two BatchGetItem calls of <= 100 keys.
+    for i in range(130):
+        registry.create(tenant(f"t{i:03d}", TenantStatus.ACTIVE))
+    ids = [f"t{i:03d}" for i in range(150)] + ["t000"]
+    found = registry.get_many(ids)
+    assert sorted(found) == [f"t{i:03d}" for i in range(130)]
+    assert found["t042"] == registry.get("t042")
+    assert registry.get_many([]) == {}
+
+
+def test_unprocessed_keys_are_asked_again_with_backoff_as_consistent_reads() -> None:
+    calls: list[dict[str, Any]] = []
+    slept: list[float] = []
+
+    def batch_get_item(RequestItems: dict[str, Any]) -> dict[str, Any]:
+        calls.append(RequestItems)
+        keys = RequestItems["t"]["Keys"]
+        if len(calls) == 1:  # throttled, or past 16 MB: half comes back unprocessed
+            return {"Responses": {"t": keys[:1]}, "UnprocessedKeys": {"t": {"Keys": keys[1:]}}}
+        return {"Responses": {"t": keys}}
+
+    keys = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+    assert batch_get(batch_get_item, "t", keys, sleep=slept.append) == keys
+    assert len(calls) == 2 and calls[1]["t"] == {"Keys": keys[1:], "ConsistentRead": True}
+    assert len(slept) == 1 and slept[0] > 0

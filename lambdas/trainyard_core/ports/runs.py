@@ -134,6 +134,11 @@ class RunRepository(Protocol):
         """{"runs", "trainingSeconds", "costEstimateUsd"} recorded for a tenant-month."""
         ...
 
+    def usage_many(self, tenant_ids: Collection[str], month: str) -> dict[str, dict[str, float]]:
+        """``usage`` of many tenants (every id asked for, zeros if none recorded):
+        one BatchGetItem per 100 tenants on DynamoDB."""
+        ...
+
     def list_rejections(self, limit: int = 50) -> list[Rejection]: ...
 
     # --- intake
@@ -238,6 +243,18 @@ class RunRepository(Protocol):
     def set_counter(self, name: str, value: int, expected: int | None) -> bool:
         """Heal one counter ("global", "plan#<p>", "tenant#<t>") if it still reads ``expected``."""
         ...
+
+    def tenant_counters(self, after: str | None, limit: int) -> tuple[dict[str, int], str | None]:
+        """At most ``limit`` tenant counters (tenant id -> running), in id order,
+        of tenants after ``after`` (None: from the first); and the id to go on
+        after, or None when the last one was read. Reconcile heals a slice a tick."""
+        ...
+
+    def heal_cursor(self) -> str | None:
+        """Where the counter healing goes on (a tenant id), None from the start."""
+        ...
+
+    def set_heal_cursor(self, after: str | None) -> None: ...
 
     def drift_marker(self, name: str) -> tuple[int, int] | None: ...
 

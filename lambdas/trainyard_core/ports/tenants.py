@@ -6,6 +6,7 @@ Implemented by ``store/tenants_dynamodb.py`` (the tenants table) and
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from trainyard_core.models import IgnoredUpload, Tenant, TenantStatus
@@ -28,6 +29,12 @@ SETTLED_STATUSES = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
 
 class TenantRepository(Protocol):
     def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def get_many(self, tenant_ids: Collection[str]) -> dict[str, Tenant]:
+        """Consistent reads of many tenants, by id (absent ids are left out). On
+        DynamoDB one BatchGetItem per 100 ids, so a dispatch's reads do not grow
+        with the number of waiting tenants one request each."""
+        ...
 
     def find_by_location(self, bucket: str, key: str) -> Tenant | None: ...
 

@@ -18,7 +18,12 @@ from trainyard_core.ports.pipeline import StartError
 from trainyard_core.ports.runs import AdmitOutcome, Caps, Counters
 from trainyard_core.scheduling.completion import finish
 from trainyard_core.scheduling.context import SchedulerContext
-from trainyard_core.scheduling.policy import Snapshot, backoff_seconds, plan_dispatch
+from trainyard_core.scheduling.policy import (
+    Snapshot,
+    backoff_seconds,
+    plan_dispatch,
+    tenant_limit,
+)
 from trainyard_core.scheduling.queues import read_snapshot
 
 
@@ -51,9 +56,10 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
     snapshot = read_snapshot(ctx, window)
     for _ in range(3):
         decision = plan_dispatch(ctx.settings, snapshot)
-        if not decision.admissions and _window_full(snapshot, window):
-            # Every run at the head must wait (suspended, over budget): look past
-            # it rather than starve the tenants behind. Rare, so a full read is fine.
+        if (not decision.admissions or decision.borrowed) and _window_full(snapshot, window):
+            # Every run at the head must wait (suspended, over budget) or can only
+            # borrow: look past it rather than starve the tenants behind (or lend
+            # a slot one of them below its cap could take). Rare: a full read.
             snapshot = read_snapshot(ctx, None)
             decision = plan_dispatch(ctx.settings, snapshot)
         for run, reason in decision.waiting.values():
@@ -74,7 +80,7 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
         for run in decision.admissions:
             outcome = None
             with ctx.isolated("admit", run):
-                outcome = admit(ctx, run, now)
+                outcome = admit(ctx, run, now, borrowing=run.run_id in decision.borrowed)
             if outcome == AdmitOutcome.CAP_REACHED:
                 contended = True
                 break
@@ -119,12 +125,17 @@ def _record_depths(
             ctx.metrics.record("QueueDepth", len(head), dimensions={"plan": plan})
 
 
-def admit(ctx: SchedulerContext, run: Run, now: datetime) -> AdmitOutcome:
+def admit(
+    ctx: SchedulerContext, run: Run, now: datetime, *, borrowing: bool = False
+) -> AdmitOutcome:
+    """Admit under the caps; a borrowing admission (``DispatchPlan.borrowed``)
+    under the tenant cap plus the plan's borrowing limit, in the same
+    transaction, so concurrent schedulers can never borrow past it."""
     plan = ctx.settings.plans[run.plan]
     caps = Caps(
         global_cap=ctx.settings.global_max_concurrent_runs,
         plan_cap=plan.max_concurrent_runs,
-        tenant_cap=plan.max_concurrent_runs_per_tenant,
+        tenant_cap=tenant_limit(ctx.settings, run.plan, borrowing),
     )
     # If we crash between admission and start, reconcile restarts it after this.
     deadline = now + timedelta(seconds=ctx.settings.starting_timeout_seconds)

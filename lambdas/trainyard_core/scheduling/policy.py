@@ -16,6 +16,11 @@ that enforces the caps under concurrency; this module decides *fairness*:
   behind each of its starts does not take every freed slot by seniority, and
   nobody waits behind newcomers for more than one quantum; the per-tenant cap
   is respected.
+- Work-conserving tenant caps (a plan's ``max_borrowed_runs_per_tenant``, like
+  Kueue's borrowing or AWS Batch's share lending): slots left free once every
+  admission within the tenant caps is made (in every plan) go, by the same
+  water-filling and fair order, to tenants at their cap, up to cap + that limit.
+  They come back as those runs end (no pre-emption); with 0 the cap is hard.
 - Suspended tenants and tenants over their monthly training budget wait, with
   the reason written on the run; runs of offboarded/unknown tenants are cancelled.
 """
@@ -71,6 +76,8 @@ class DispatchPlan:
     # run_id -> reason to show (None = clear a stale waiting reason)
     waiting: dict[str, tuple[Run, str | None]] = field(default_factory=dict)
     cancellations: list[tuple[Run, str]] = field(default_factory=list)
+    # run ids of the admissions that borrow beyond their tenant cap
+    borrowed: set[str] = field(default_factory=set)
 
 
 # Fair queuing's "virtual start time", simplified: a tenant whose previous run was
@@ -175,6 +182,39 @@ def plan_dispatch(settings: Settings, snapshot: Snapshot) -> DispatchPlan:
             result.waiting[run.run_id] = (run, None)
         candidates[run.plan].append(run)
 
+    # Within the tenant caps first; then, in what is left, borrowing (a second
+    # pass, so borrowing never takes a slot a tenant below its cap could use).
+    # With no plan borrowing, the second pass admits nothing: today's behaviour.
+    for borrowing in (False, True):
+        pending = {name: list(runs) for name, runs in candidates.items()}
+        free = _fill(
+            settings, pending, running_plan, running_tenant, snapshot, free, result, borrowing
+        )
+        for run in result.admissions:
+            if run in candidates[run.plan]:
+                candidates[run.plan].remove(run)
+    return result
+
+
+def tenant_limit(settings: Settings, plan: str, borrowing: bool) -> int:
+    """How many runs a tenant of the plan may hold: its cap, plus the plan's
+    borrowing limit for a borrowing admission."""
+    config = settings.plans[plan]
+    extra = config.max_borrowed_runs_per_tenant if borrowing else 0
+    return config.max_concurrent_runs_per_tenant + extra
+
+
+def _fill(
+    settings: Settings,
+    candidates: dict[str, list[Run]],
+    running_plan: dict[str, int],
+    running_tenant: dict[str, int],
+    snapshot: Snapshot,
+    free: int,
+    result: DispatchPlan,
+    borrowing: bool,
+) -> int:
+    """Water-filling of ``free`` slots over the plans; returns the slots left."""
     while free > 0:
         open_plans = [
             name
@@ -191,18 +231,20 @@ def plan_dispatch(settings: Settings, snapshot: Snapshot) -> DispatchPlan:
                 p,
             ),
         )
-        tenant_cap = settings.plans[name].max_concurrent_runs_per_tenant
-        eligible = [r for r in candidates[name] if running_tenant.get(r.tenant_id, 0) < tenant_cap]
+        limit = tenant_limit(settings, name, borrowing)
+        eligible = [r for r in candidates[name] if running_tenant.get(r.tenant_id, 0) < limit]
         if not eligible:
-            candidates[name] = []  # everyone left in this plan is at its tenant cap
+            candidates[name] = []  # everyone left in this plan is at its limit
             continue
         chosen = min(eligible, key=lambda r: _fair_key(r, running_tenant, snapshot.tenants))
         candidates[name].remove(chosen)
         result.admissions.append(chosen)
+        if borrowing:
+            result.borrowed.add(chosen.run_id)
         running_plan[name] = running_plan.get(name, 0) + 1
         running_tenant[chosen.tenant_id] = running_tenant.get(chosen.tenant_id, 0) + 1
         free -= 1
-    return result
+    return free
 
 
 def queue_positions(settings: Settings, snapshot: Snapshot) -> dict[str, int]:

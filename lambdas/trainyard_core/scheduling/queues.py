@@ -20,23 +20,31 @@ def read_snapshot(
         active.extend(ctx.runs.active_runs(plan))
     month = month_of(ctx.clock.now())
     waiting_tenants = {r.tenant_id for r in queued}
-    # Only the queued tenants' counters: their last admission feeds the fair order.
+    # Batched reads, so a dispatch costs the same few requests for 10 waiting
+    # tenants or 1,000 (the window bounds how many are read at all): the tenants
+    # (consistent BatchGetItem, 100 a call), the counters of the queued ones (their
+    # last admission feeds the fair order) and the month's usage of those on a
+    # budget. Denormalizing status and budget onto the queued run instead would
+    # need every tenant change to rewrite its queued run: batching keeps one writer.
     last_admitted = ctx.runs.counters(waiting_tenants).last_admitted
+    found = ctx.tenants.get_many(waiting_tenants) if waiting_tenants else {}
+    budgets = {
+        tenant_id: plan.monthly_training_hours
+        for tenant_id, tenant in found.items()
+        if (plan := ctx.settings.plans.get(tenant.plan)) is not None
+        and plan.monthly_training_hours is not None
+    }
+    usage = ctx.runs.usage_many(budgets, month) if budgets else {}
     views: dict[str, TenantView] = {}
     plan_of: dict[str, str] = {}
     for tenant_id in waiting_tenants:
-        tenant = ctx.tenants.get(tenant_id)
+        tenant = found.get(tenant_id)
         if tenant is None:
             views[tenant_id] = TenantView(status=None)
             continue
         plan_of[tenant_id] = tenant.plan
-        plan = ctx.settings.plans.get(tenant.plan)
-        budget = plan.monthly_training_hours if plan else None
-        used = (
-            ctx.runs.usage(tenant_id, month)["trainingSeconds"] / 3600.0
-            if budget is not None
-            else 0.0
-        )
+        budget = budgets.get(tenant_id)
+        used = usage[tenant_id]["trainingSeconds"] / 3600.0 if budget is not None else 0.0
         views[tenant_id] = TenantView(
             tenant.status, used, budget, month, last_admitted.get(tenant_id, "")
         )

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 CONDITION_FAILED = "ConditionalCheckFailedException"
+# BatchGetItem: at most 100 keys a call (and 16 MB a response: what does not fit
+# comes back in UnprocessedKeys, like what throttling leaves).
+BATCH_GET_MAX_KEYS = 100
+BATCH_GET_ATTEMPTS = 8
 _PLACEHOLDER = re.compile(r"#(\w+)")
 
 
@@ -47,6 +51,37 @@ def error_code(exc: Exception) -> str:
 
 def condition_failed(exc: Exception) -> bool:
     return error_code(exc) == CONDITION_FAILED
+
+
+def batch_get(
+    call: Callable[..., dict[str, Any]],
+    table: str,
+    keys: list[dict[str, Any]],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Consistent reads of ``keys`` from ``table`` with BatchGetItem, 100 keys a
+    call; UnprocessedKeys (throttling, or the 16 MB response limit) are asked
+    again with exponential backoff. ``call`` is a client's or a resource's
+    ``batch_get_item``: keys and items stay in its (de)serialization."""
+    found: list[dict[str, Any]] = []
+    unique = list({repr(sorted(k.items())): k for k in keys}.values())  # no duplicate keys
+    for start in range(0, len(unique), BATCH_GET_MAX_KEYS):
+        request: dict[str, Any] = {
+            table: {"Keys": unique[start : start + BATCH_GET_MAX_KEYS], "ConsistentRead": True}
+        }
+        for attempt in range(BATCH_GET_ATTEMPTS):
+            resp = call(RequestItems=request)
+            found.extend(resp.get("Responses", {}).get(table, []))
+            unprocessed = resp.get("UnprocessedKeys") or {}
+            # Asked again as consistent reads, whatever the answer echoes.
+            request = {t: {**v, "ConsistentRead": True} for t, v in unprocessed.items()}
+            if not request:
+                break
+            sleep(min(1.0, 0.05 * 2**attempt))
+        else:
+            raise RuntimeError("BatchGetItem left keys unprocessed after retries")
+    return found
 
 
 class DynamoClient:
@@ -159,22 +194,6 @@ class DynamoClient:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _get_many(self, table: str, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """BatchGetItem (100 keys a call, unprocessed keys retried)."""
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(keys), 100):
-            request: dict[str, Any] = {
-                table: {
-                    "Keys": [self._s(key) for key in keys[start : start + 100]],
-                    "ConsistentRead": True,
-                }
-            }
-            for attempt in range(8):
-                resp = self.client.batch_get_item(RequestItems=request)
-                found.extend(self._d(i) for i in resp.get("Responses", {}).get(table, []))
-                request = resp.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                time.sleep(min(1.0, 0.05 * 2**attempt))
-            else:
-                raise RuntimeError("BatchGetItem left keys unprocessed after retries")
-        return found
+        """Consistent BatchGetItem of any number of keys (see ``batch_get``)."""
+        raw = batch_get(self.client.batch_get_item, table, [self._s(key) for key in keys])
+        return [self._d(item) for item in raw]

@@ -17,6 +17,8 @@ pk                     sk              what
 ``rejection``          ``<at>#<rand>`` an upload that was refused, and why (TTL)
 ``usage#<t>``          ``YYYY-MM``     runs, trainingSeconds, costEstimateUsd
 ``drift``              ``<counter>``   a counter mismatch seen by the reconciler
+``heal``               ``cursor``      the last tenant counter healed (``after``):
+                                       reconcile heals a slice a tick from there
 =====================  ==============  ===========================================
 """
 
@@ -41,6 +43,7 @@ from trainyard_core.store.tokens import InvalidTokenError, decode_token
 COUNTER_PK = "counter"
 REJECTION_PK = "rejection"
 DRIFT_PK = "drift"
+HEAL_PK = "heal"
 # Attributes that exist only for indexing/scheduling, never part of a Run.
 INTERNAL_ATTRS = ("queuePlan", "queueKey", "activePlan", "activeKey", "nextAttemptAt")
 
@@ -77,6 +80,10 @@ def usage_key(tenant_id: str, month: str) -> StateKey:
 
 def drift_key(name: str) -> StateKey:
     return DRIFT_PK, name
+
+
+def heal_cursor_key() -> StateKey:
+    return HEAL_PK, "cursor"
 
 
 def epoch(iso: str) -> int:

@@ -29,6 +29,7 @@ from trainyard_core.store.run_items import (
     counter_key,
     counters_from,
     drift_key,
+    heal_cursor_key,
     is_due,
     item_to_run,
     pointer_key,
@@ -139,6 +140,12 @@ class DynamoRunRepository(QueuedRunWrites):
 
     def usage(self, tenant_id: str, month: str) -> dict[str, float]:
         return usage_from(self._get_state(usage_key(tenant_id, month)) or {})
+
+    def usage_many(self, tenant_ids: Collection[str], month: str) -> dict[str, dict[str, float]]:
+        wanted = sorted(set(tenant_ids))
+        keys = [state_item(usage_key(t, month)) for t in wanted]
+        found = {str(i["pk"]).split("#", 1)[1]: i for i in self._get_many(self.state_table, keys)}
+        return {t: usage_from(found.get(t, {})) for t in wanted}
 
     def list_rejections(self, limit: int = 50) -> list[Rejection]:
         resp = self.client.query(
@@ -354,6 +361,45 @@ class DynamoRunRepository(QueuedRunWrites):
         key = state_item(counter_key(name))
         request = self._update_request(self.state_table, key, "SET running = :v", condition, values)
         return self._update(**request) is not None
+
+    def tenant_counters(self, after: str | None, limit: int) -> tuple[dict[str, int], str | None]:
+        # The counter partition from the cursor on: "global" and "plan#..." sort
+        # before "tenant#", so every key after it is a tenant counter; Limit bounds
+        # the items read (and paid for).
+        start = tenant_counter(after) if after is not None else TENANT_PREFIX
+        kwargs: dict[str, Any] = {
+            "TableName": self.state_table,
+            "KeyConditionExpression": "pk = :pk AND sk > :from",
+            "ExpressionAttributeValues": self._s({":pk": COUNTER_PK, ":from": start}),
+            "ConsistentRead": True,
+            "Limit": limit,
+        }
+        items: list[dict[str, Any]] = []
+        more = False
+        while len(items) < limit:
+            page = self.client.query(**kwargs)
+            items.extend(self._d(i) for i in page.get("Items", []))
+            more = bool(page.get("LastEvaluatedKey"))
+            if not more:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs["Limit"] = limit - len(items)
+        values = counters_from(items[:limit]).tenants
+        return values, (max(values) if more and values else None)
+
+    def heal_cursor(self) -> str | None:
+        item = self._get_state(heal_cursor_key())
+        return str(item["after"]) if item else None
+
+    def set_heal_cursor(self, after: str | None) -> None:
+        if after is None:
+            self.client.delete_item(
+                TableName=self.state_table, Key=self._state_key(heal_cursor_key())
+            )
+            return
+        self.client.put_item(
+            TableName=self.state_table, Item=self._s(state_item(heal_cursor_key(), after=after))
+        )
 
     def drift_marker(self, name: str) -> tuple[int, int] | None:
         item = self._get_state(drift_key(name))

@@ -33,7 +33,6 @@ from trainyard_core.store.run_items import (
     bounded_object,
     counter_key,
     counters_from,
-    drift_key,
     epoch,
     is_due,
     item_to_run,
@@ -47,10 +46,11 @@ from trainyard_core.store.run_items import (
     usage_from,
     usage_key,
 )
+from trainyard_core.store.runs_memory_counters import InMemoryCounterState
 from trainyard_core.store.tokens import encode_token
 
 
-class InMemoryRunRepository:
+class InMemoryRunRepository(InMemoryCounterState):
     """Same semantics as ``DynamoRunRepository``; one lock = one transaction."""
 
     def __init__(self) -> None:
@@ -105,9 +105,6 @@ class InMemoryRunRepository:
     def _load(self, tenant_id: str, run_id: str) -> Run | None:
         item = self._run_item(tenant_id, run_id)
         return item_to_run(item) if item else None
-
-    def _counter(self, name: str) -> int:
-        return int(self._state.get(counter_key(name), {}).get("running", 0))
 
     def _add_counter(self, name: str, delta: int) -> None:
         item = self._state.setdefault(counter_key(name), {"running": 0})
@@ -198,6 +195,9 @@ class InMemoryRunRepository:
         with self._lock:
             item = dict(self._state.get(usage_key(tenant_id, month), {}))
         return usage_from(item)
+
+    def usage_many(self, tenant_ids: Collection[str], month: str) -> dict[str, dict[str, float]]:
+        return {t: self.usage(t, month) for t in set(tenant_ids)}
 
     def list_rejections(self, limit: int = 50) -> list[Rejection]:
         with self._lock:
@@ -462,27 +462,6 @@ class InMemoryRunRepository:
             updated = current.model_copy(update=update)
             self._put_run(updated, next_attempt)
             return updated
-
-    # --- reconcile
-    def set_counter(self, name: str, value: int, expected: int | None) -> bool:
-        with self._lock:
-            if expected is not None and self._counter(name) != expected:
-                return False
-            self._state.setdefault(counter_key(name), {})["running"] = value
-            self._counter_names.add(name)
-            return True
-
-    def drift_marker(self, name: str) -> tuple[int, int] | None:
-        with self._lock:
-            item = self._state.get(drift_key(name))
-        return (int(item["observed"]), int(item["actual"])) if item else None
-
-    def put_drift_marker(self, name: str, observed: int | None, actual: int | None) -> None:
-        with self._lock:
-            if observed is None or actual is None:
-                self._state.pop(drift_key(name), None)
-            else:
-                self._state[drift_key(name)] = {"observed": observed, "actual": actual}
 
     # --- test/benchmark helpers
     def all_runs(self) -> list[Run]:

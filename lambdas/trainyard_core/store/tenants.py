@@ -7,6 +7,7 @@ in-memory repository serves tests and the benchmark.
 from __future__ import annotations
 
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from trainyard_core import limits
@@ -117,6 +118,12 @@ class InMemoryTenantRepository:
         with self._lock:
             item = self._items.get(tenant_id)
         return item_to_tenant(item) if item else None
+
+    def get_many(self, tenant_ids: Collection[str]) -> dict[str, Tenant]:
+        with self._lock:
+            items = [self._items.get(t) for t in set(tenant_ids)]
+        tenants = (item_to_tenant(item) for item in items if item)
+        return {tenant.tenant_id: tenant for tenant in tenants}
 
     def find_by_location(self, bucket: str, key: str) -> Tenant | None:
         candidates = candidate_location_keys(bucket, key)
