@@ -191,47 +191,43 @@ class Monitoring(Construct):
                 datapoints_to_alarm=THROTTLED_PERIODS,
             )
 
-        alarm(
-            "SweepErrors",
-            alarm_name=f"{names.prefix}-scheduler-sweep-errors",
-            alarm_description=(
-                "Reconcile or dispatch isolated a failing run, counter or plan in "
-                f"{SWEEP_ERROR_PERIODS} consecutive 5-minute periods (the sweep goes on; "
-                "the scheduler's log says which element and why)"
+        # Failures a handler isolates and goes on from (it never errors for them):
+        # alarmed when they persist, on the function's own service-wide metric.
+        persistent = (
+            (
+                "SweepErrors",
+                "scheduler",
+                f"{names.prefix}-scheduler-sweep-errors",
+                "Reconcile or dispatch isolated a failing run, counter or plan",
+                "the sweep goes on; the scheduler's log says which element and why",
             ),
-            metric=cloudwatch.Metric(
-                namespace=wiring.METRICS_NAMESPACE,
-                metric_name="SweepErrors",
-                dimensions_map={"service": wiring.service_name(names.prefix, "scheduler")},
-                statistic="Sum",
-                period=Duration.minutes(5),
+            (
+                "TenantStackUpdateFailures",
+                "onboarding",
+                f"{names.prefix}-tenant-stack-update-failures",
+                "Tenant stacks failed to update to the deployed tenant template",
+                "those tenants keep working on their old stack; the onboarding log says why",
             ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=SWEEP_ERROR_PERIODS,
-            datapoints_to_alarm=SWEEP_ERROR_PERIODS,
         )
-
-        alarm(
-            "TenantStackUpdateFailures",
-            alarm_name=f"{names.prefix}-tenant-stack-update-failures",
-            alarm_description=(
-                "Tenant stacks failed to update to the deployed tenant template in "
-                f"{SWEEP_ERROR_PERIODS} consecutive 5-minute periods (those tenants keep "
-                "working on their old stack; the onboarding log says why)"
-            ),
-            metric=cloudwatch.Metric(
-                namespace=wiring.METRICS_NAMESPACE,
-                metric_name="TenantStackUpdateFailures",
-                dimensions_map={"service": wiring.service_name(names.prefix, "onboarding")},
-                statistic="Sum",
-                period=Duration.minutes(5),
-            ),
-            threshold=0,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            evaluation_periods=SWEEP_ERROR_PERIODS,
-            datapoints_to_alarm=SWEEP_ERROR_PERIODS,
-        )
+        for metric_name, handler, alarm_name, what, effect in persistent:
+            alarm(
+                metric_name,
+                alarm_name=alarm_name,
+                alarm_description=(
+                    f"{what} in {SWEEP_ERROR_PERIODS} consecutive 5-minute periods ({effect})"
+                ),
+                metric=cloudwatch.Metric(
+                    namespace=wiring.METRICS_NAMESPACE,
+                    metric_name=metric_name,
+                    dimensions_map={"service": wiring.service_name(names.prefix, handler)},
+                    statistic="Sum",
+                    period=Duration.minutes(5),
+                ),
+                threshold=0,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=SWEEP_ERROR_PERIODS,
+                datapoints_to_alarm=SWEEP_ERROR_PERIODS,
+            )
 
         self.dashboard = cloudwatch.Dashboard(
             self,
