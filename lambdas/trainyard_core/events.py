@@ -1,0 +1,67 @@
+"""Trainyard's own events: the one table of their names and the shape of their detail.
+
+Trainyard puts these on the account's default EventBridge bus (source ``trainyard``)
+and delivers the same events to tenant webhooks. The webhook event name and the
+EventBridge ``detail-type`` are two spellings of one event; both are listed here
+once (docs/events.md documents them; a test checks the two agree).
+
+``detail`` is versioned (``detail.version``): fields may be added within a version,
+never renamed or removed. Every detail carries ``event``, ``tenantId`` and
+``occurredAt``; run events carry the run, model events the model package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SOURCE = "trainyard"
+DETAIL_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class EventType:
+    name: str  # the webhook event name, e.g. "run.succeeded"
+    detail_type: str  # the EventBridge detail-type, e.g. "Trainyard Run Succeeded"
+
+
+RUN_QUEUED = EventType("run.queued", "Trainyard Run Queued")
+RUN_STARTED = EventType("run.started", "Trainyard Run Started")
+RUN_SUCCEEDED = EventType("run.succeeded", "Trainyard Run Succeeded")
+RUN_FAILED = EventType("run.failed", "Trainyard Run Failed")
+MODEL_REGISTERED = EventType("model.registered", "Trainyard Model Registered")
+MODEL_APPROVED = EventType("model.approved", "Trainyard Model Approved")
+MODEL_REJECTED = EventType("model.rejected", "Trainyard Model Rejected")
+
+ALL: tuple[EventType, ...] = (
+    RUN_QUEUED,
+    RUN_STARTED,
+    RUN_SUCCEEDED,
+    RUN_FAILED,
+    MODEL_REGISTERED,
+    MODEL_APPROVED,
+    MODEL_REJECTED,
+)
+BY_NAME: dict[str, EventType] = {event.name: event for event in ALL}
+BY_DETAIL_TYPE: dict[str, EventType] = {event.detail_type: event for event in ALL}
+NAMES: tuple[str, ...] = tuple(event.name for event in ALL)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event, as the domain emits it; ``detail`` is the wire (camelCase) detail
+    without the envelope fields, which ``envelope`` adds."""
+
+    type: EventType
+    tenant_id: str
+    occurred_at: str  # ISO 8601, milliseconds, UTC
+    detail: dict[str, Any]
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "version": DETAIL_VERSION,
+            "event": self.type.name,
+            "tenantId": self.tenant_id,
+            "occurredAt": self.occurred_at,
+            **self.detail,
+        }
