@@ -149,6 +149,7 @@ RUN_COSTS: dict[str, Cost] = {
     "counters": _counters,
     "usage": _one("GetItem"),
     "usage_many": _batch_get,
+    "duration_samples": _batch_get,
     "list_rejections": _one("Query"),
     "create_queued_run": _one("TransactWriteItems"),
     "add_to_queued_run": _one("TransactWriteItems"),

@@ -201,6 +201,29 @@ class Trigger(_Wire):
     objects_omitted: int = 0
 
 
+class WaitingCode(StrEnum):
+    """Why a run has not started yet (docs/architecture.md §5, README "When and why")."""
+
+    PLAN_CAP = "PLAN_CAP"  # the plan's slots are taken (or by the runs ahead of it)
+    GLOBAL_CAP = "GLOBAL_CAP"  # the platform-wide cap is taken
+    TENANT_CAP = "TENANT_CAP"  # the tenant already holds its plan's runs per tenant
+    BUDGET = "BUDGET"  # the tenant's monthly training hours are used up
+    SUSPENDED = "SUSPENDED"
+    MIGRATING = "MIGRATING"  # the tenant's data moves between isolation models
+    # Extensions: a tenant in no state to train (PROVISIONING, FAILED), a plan
+    # not configured, a slot free and the next dispatch not made yet, and an
+    # admitted (STARTING) run whose pipeline start is retried after an error.
+    TENANT_INACTIVE = "TENANT_INACTIVE"
+    PLAN_UNKNOWN = "PLAN_UNKNOWN"
+    DISPATCH_PENDING = "DISPATCH_PENDING"
+    START_RETRY = "START_RETRY"
+
+
+class WaitingFor(_Wire):
+    code: WaitingCode
+    message: str
+
+
 class Run(_Wire):
     run_id: str
     tenant_id: str
@@ -218,7 +241,26 @@ class Run(_Wire):
     instance_count: int | None = None
     training_seconds: float | None = None
     cost_estimate_usd: float | None = None
-    queue_position: int | None = None
+    queue_position: int | None = Field(
+        default=None,
+        description="While QUEUED: 1-based place in its plan's dispatch order (fair order, "
+        "then runs held back); computed per read.",
+    )
+    # Why it has not started (QUEUED, or STARTING with a start retried); never a
+    # failure. Stored only when the scheduler's reason changes; the read model
+    # (scheduling/waiting.py) derives the capacity reasons and, like
+    # queue_position, estimated_start_at at read time (never stored).
+    waiting_for: WaitingFor | None = Field(
+        default=None,
+        description="Why it has not started (QUEUED, or STARTING while its start is retried); "
+        "null once it started. Never a failure: see failureReason.",
+    )
+    estimated_start_at: str | None = Field(
+        default=None,
+        description="While QUEUED: ISO-8601 UTC estimate of its start from the plan's recent "
+        "run durations, the runs ahead and the free slots; null when unknown (no history, "
+        "held back).",
+    )
     start_attempts: int = 0
     updated_at: str | None = None
 

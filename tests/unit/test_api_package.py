@@ -75,7 +75,14 @@ def test_list_envelopes_carry_the_records_wire_shape_and_omit_a_missing_token() 
         "runs": [run.api_dict()],
         "nextToken": "t",
     }
-    queued = {"runId": "r", "tenantId": "acme", "queuePosition": None, "queuedAt": "t"}
+    queued = {
+        "runId": "r",
+        "tenantId": "acme",
+        "queuePosition": None,
+        "queuedAt": "t",
+        "estimatedStartAt": None,
+        "waitingFor": None,
+    }
     assert QueuedRun.model_validate(queued).wire() == queued
 
 

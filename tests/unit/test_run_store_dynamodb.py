@@ -9,7 +9,15 @@ import boto3
 import pytest
 from moto import mock_aws
 from trainyard_core.config import Settings
-from trainyard_core.models import Run, RunStatus, Trigger, TriggerObject, new_run_id
+from trainyard_core.models import (
+    Run,
+    RunStatus,
+    Trigger,
+    TriggerObject,
+    WaitingCode,
+    WaitingFor,
+    new_run_id,
+)
 from trainyard_core.ports.runs import (
     AdmitOutcome,
     Caps,
@@ -252,9 +260,10 @@ def test_a_failed_start_attempt_keeps_the_run_starting_until_due(store: Any) -> 
     run = enqueue(store, queued_run())
     admit(store, run)
     assert store.due_starts("basic", "2026-03-10T12:01:00.000Z") == []
-    assert store.record_start_failure(run, 1, "2026-03-10T12:00:05.000Z", "throttled", NOW)
+    retry = WaitingFor(code=WaitingCode.START_RETRY, message="throttled")
+    assert store.record_start_failure(run, 1, "2026-03-10T12:00:05.000Z", retry, NOW)
     [due] = store.due_starts("basic", "2026-03-10T12:00:05.000Z")
-    assert due.start_attempts == 1 and due.failure_reason == "throttled"
+    assert due.start_attempts == 1 and due.waiting_for == retry and due.failure_reason is None
 
 
 def test_results_are_recorded_idempotently_and_unknown_runs_raise(store: Any) -> None:

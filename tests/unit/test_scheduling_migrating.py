@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from trainyard_core.models import RunStatus, TenantStatus, iso_ms
+from trainyard_core.models import RunStatus, TenantStatus, WaitingCode, iso_ms
 
 from tests.unit.test_scheduling_service import World
 
@@ -17,7 +17,9 @@ def test_a_migrating_tenants_upload_is_accepted_but_waits_for_the_migration() ->
     world.service.dispatch()
     waiting = world.run(result.run)
     assert waiting.status == RunStatus.QUEUED
-    assert "migrated" in (waiting.failure_reason or "")
+    assert waiting.failure_reason is None
+    assert waiting.waiting_for is not None and waiting.waiting_for.code == WaitingCode.MIGRATING
+    assert "migrated" in waiting.waiting_for.message
     tenant = world.tenants.get("movi")
     assert tenant
     world.tenants.save(tenant.model_copy(update={"status": TenantStatus.ACTIVE}))

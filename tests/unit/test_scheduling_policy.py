@@ -8,17 +8,23 @@ from hypothesis import given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from trainyard_core.config import Settings, resolve_settings
-from trainyard_core.models import Run, RunStatus, TenantStatus, Trigger
+from trainyard_core.models import (
+    Run,
+    RunStatus,
+    TenantStatus,
+    Trigger,
+    WaitingCode,
+    WaitingFor,
+)
 from trainyard_core.scheduling.policy import (
-    WAIT_PREFIX,
     Snapshot,
     TenantView,
     backoff_seconds,
     fair_tag,
     order_within_plan,
     plan_dispatch,
-    queue_positions,
 )
+from trainyard_core.scheduling.waiting import queue_positions
 
 ACTIVE = TenantView(TenantStatus.ACTIVE)
 
@@ -155,7 +161,9 @@ def test_a_suspended_tenant_waits_with_a_visible_reason() -> None:
     )
     assert decision.admissions == []
     _, reason = decision.waiting[backlog[0].run_id]
-    assert reason is not None and "SUSPENDED" in reason
+    assert reason is not None and reason.code == WaitingCode.SUSPENDED
+    assert "reactivated" in reason.message
+    assert backlog[0].failure_reason is None  # a wait is not a failure
 
 
 def test_a_tenant_over_its_monthly_budget_waits_with_the_numbers_in_the_reason() -> None:
@@ -172,12 +180,23 @@ def test_a_tenant_over_its_monthly_budget_waits_with_the_numbers_in_the_reason()
     decision = plan_dispatch(s, Snapshot(backlog, [], tenants))
     assert [r.tenant_id for r in decision.admissions] == ["thrifty"]
     _, reason = decision.waiting[backlog[0].run_id]
-    assert reason is not None and "budget" in reason and "10.50 of 10 hours" in reason
+    assert reason is not None and reason.code == WaitingCode.BUDGET
+    assert "10.50 of 10 hours" in reason.message
+
+
+def test_an_unchanged_waiting_reason_is_not_written_again() -> None:
+    s = settings()
+    sleepy = run("sleepy", "basic", 1)
+    tenants = {"sleepy": TenantView(TenantStatus.SUSPENDED)}
+    first = plan_dispatch(s, Snapshot([sleepy], [], tenants)).waiting[sleepy.run_id][1]
+    stored = sleepy.model_copy(update={"waiting_for": first})
+    assert plan_dispatch(s, Snapshot([stored], [], tenants)).waiting == {}
 
 
 def test_a_waiting_reason_is_cleared_once_the_run_may_start() -> None:
     s = settings()
-    waiting = run("back", "basic", 1).model_copy(update={"failure_reason": f"{WAIT_PREFIX}x"})
+    reason = WaitingFor(code=WaitingCode.SUSPENDED, message="x")
+    waiting = run("back", "basic", 1).model_copy(update={"waiting_for": reason})
     decision = plan_dispatch(s, Snapshot([waiting], [], views([waiting])))
     assert decision.admissions == [waiting]
     assert decision.waiting[waiting.run_id] == (waiting, None)

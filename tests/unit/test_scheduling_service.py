@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings, resolve_settings
-from trainyard_core.models import Run, RunStatus, TenantStatus
+from trainyard_core.models import Run, RunStatus, TenantStatus, WaitingCode
 from trainyard_core.ports.pipeline import ExecutionInfo
 from trainyard_core.scheduling.completion import RunNotFoundYetError
 from trainyard_core.scheduling.intake import TenantNotAcceptingError
@@ -202,13 +202,15 @@ def test_a_suspended_tenants_upload_waits_and_starts_after_reactivation(world: W
     world.service.dispatch()
     assert result.run
     waiting = world.run(result.run)
-    assert waiting.status == RunStatus.QUEUED and "SUSPENDED" in (waiting.failure_reason or "")
+    assert waiting.status == RunStatus.QUEUED and waiting.failure_reason is None
+    assert waiting.waiting_for is not None and waiting.waiting_for.code == WaitingCode.SUSPENDED
     tenant = world.tenants.get("sleepy")
     assert tenant
     world.tenants.save(tenant.model_copy(update={"status": TenantStatus.ACTIVE}))
     world.service.dispatch()
     started = world.run(result.run)
     assert started.status == RunStatus.RUNNING and started.failure_reason is None
+    assert started.waiting_for is None
 
 
 def test_a_tenant_over_budget_waits_until_next_month(world: World) -> None:
@@ -222,7 +224,11 @@ def test_a_tenant_over_budget_waits_until_next_month(world: World) -> None:
     assert second.run
     waiting = world.run(second.run)
     assert waiting.status == RunStatus.QUEUED
-    assert "budget" in (waiting.failure_reason or "")
+    assert waiting.failure_reason is None
+    assert waiting.waiting_for is not None and waiting.waiting_for.code == WaitingCode.BUDGET
+    assert "budget" in waiting.waiting_for.message
+    shown = world.service.get_run("spender", second.run.run_id)
+    assert shown is not None and shown.estimated_start_at is None  # held back: no estimate
     world.clock.set(datetime(2026, 4, 1, 0, 1, tzinfo=UTC))
     world.service.dispatch()
     assert world.run(second.run).status == RunStatus.RUNNING
@@ -253,7 +259,10 @@ def test_a_throttled_start_is_retried_with_backoff_and_keeps_its_slot(world: Wor
     assert result.run
     starting = world.run(result.run)
     assert starting.status == RunStatus.STARTING and starting.start_attempts == 1
-    assert "retrying" in (starting.failure_reason or "")
+    assert starting.failure_reason is None  # not a failure (yet)
+    assert starting.waiting_for is not None
+    assert starting.waiting_for.code == WaitingCode.START_RETRY
+    assert "retrying" in starting.waiting_for.message
     assert world.runs.counters().global_running == 1
     assert world.metrics.values("StartsThrottled") == [1]
     world.service.dispatch()  # not due yet
@@ -262,6 +271,7 @@ def test_a_throttled_start_is_retried_with_backoff_and_keeps_its_slot(world: Wor
     world.service.dispatch()
     running = world.run(result.run)
     assert running.status == RunStatus.RUNNING and running.failure_reason is None
+    assert running.waiting_for is None
     assert len(world.pipeline.executions) == 1
 
 

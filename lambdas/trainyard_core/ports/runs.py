@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from trainyard_core.models import Run, RunStatus, TriggerObject
+from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
 
 # --- slot counters: one global, one a plan, one a tenant
 
@@ -139,6 +139,11 @@ class RunRepository(Protocol):
         one BatchGetItem per 100 tenants on DynamoDB."""
         ...
 
+    def duration_samples(self, plans: Collection[str]) -> dict[str, list[float]]:
+        """Recent durations (seconds) of the plans' ended runs, a bounded sample
+        per plan (every plan asked for; [] = no history): one BatchGetItem."""
+        ...
+
     def list_rejections(self, limit: int = 50) -> list[Rejection]: ...
 
     # --- intake
@@ -174,8 +179,8 @@ class RunRepository(Protocol):
         """QUEUED -> STARTING + counters +1 under their caps + clear the pointer, atomically."""
         ...
 
-    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
-        """Show why a QUEUED run waits (no-op if it left QUEUED)."""
+    def set_waiting_reason(self, run: Run, reason: WaitingFor | None) -> None:
+        """Store why a QUEUED run waits, None to clear it (no-op if it left QUEUED)."""
         ...
 
     def move_queued_run(self, run: Run, plan: str) -> bool:
@@ -203,8 +208,11 @@ class RunRepository(Protocol):
         ...
 
     def record_start_failure(
-        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
-    ) -> bool: ...
+        self, run: Run, attempts: int, next_attempt_at: str, reason: WaitingFor, now_iso: str
+    ) -> bool:
+        """A STARTING run's start failed and is retried at ``next_attempt_at``;
+        ``reason`` is its waiting reason (START_RETRY), not a failure."""
+        ...
 
     # --- status
     def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:
@@ -222,9 +230,11 @@ class RunRepository(Protocol):
         cost_usd: float,
         failure_reason: str | None,
         execution_arn: str | None = None,
+        duration_sample: float | None = None,
     ) -> bool:
-        """STARTING/RUNNING -> terminal + release the slot + add usage, atomically.
-        False (and nothing written) if the run was not holding a slot."""
+        """STARTING/RUNNING -> terminal + release the slot + add usage, atomically
+        (and ``duration_sample``, seconds, into its plan's durations; clears
+        ``waitingFor``). False (and nothing written) if the run was not holding a slot."""
         ...
 
     # --- recorder

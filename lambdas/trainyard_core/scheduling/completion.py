@@ -119,6 +119,12 @@ def finish(
         cost_usd=cost_usd(ctx.settings, instance_type, count, seconds) if started else 0.0,
         failure_reason=failure_reason if status != RunStatus.SUCCEEDED else None,
         execution_arn=execution_arn,
+        # What the start estimates learn from: how long the plan's runs hold a
+        # slot. A stopped run (cut short by a person) or one that never started
+        # says nothing about that.
+        duration_sample=round(seconds, 3)
+        if started and status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        else None,
     )
     if done:
         ctx.log.info(

@@ -13,7 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from trainyard_core.models import Run, RunStatus, Tenant, TenantStatus, iso_ms, parse_iso
+from trainyard_core.models import (
+    Run,
+    RunStatus,
+    Tenant,
+    TenantStatus,
+    WaitingCode,
+    WaitingFor,
+    iso_ms,
+    parse_iso,
+)
 from trainyard_core.ports.pipeline import StartError
 from trainyard_core.ports.runs import AdmitOutcome, Caps, Counters
 from trainyard_core.scheduling.completion import finish
@@ -68,7 +77,12 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
                 if reason:
                     ctx.log.info(
                         "run waits",
-                        extra={"tenant_id": run.tenant_id, "run_id": run.run_id, "reason": reason},
+                        extra={
+                            "tenant_id": run.tenant_id,
+                            "run_id": run.run_id,
+                            "code": reason.code.value,
+                            "reason": reason.message,
+                        },
                     )
         for run, reason in decision.cancellations:
             with ctx.isolated("cancel", run):
@@ -193,7 +207,11 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
             run,
             attempts,
             iso_ms(now + timedelta(seconds=delay)) or "",
-            f"start attempt {attempts} failed ({exc}); retrying",
+            WaitingFor(
+                code=WaitingCode.START_RETRY,
+                message=f"start attempt {attempts} failed ({exc}); retrying at "
+                f"{iso_ms(now + timedelta(seconds=delay))}",
+            ),
             iso_ms(now) or "",
         )
         ctx.log.warning(

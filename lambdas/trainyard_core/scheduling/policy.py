@@ -22,7 +22,9 @@ that enforces the caps under concurrency; this module decides *fairness*:
   water-filling and fair order, to tenants at their cap, up to cap + that limit.
   They come back as those runs end (no pre-emption); with 0 the cap is hard.
 - Suspended tenants and tenants over their monthly training budget wait, with
-  the reason written on the run; runs of offboarded/unknown tenants are cancelled.
+  the reason (``WaitingFor``) stored on the run when it changes; runs of
+  offboarded/unknown tenants are cancelled. The capacity reasons and the
+  estimates are derived at read time (``waiting.py``).
 """
 
 from __future__ import annotations
@@ -33,11 +35,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from trainyard_core.config import Settings
-from trainyard_core.models import Run, TenantStatus, iso_ms, parse_iso
-
-# Prefixes of reasons this module writes on QUEUED runs; only these are cleared
-# again when the condition goes away (a start failure reason is never touched).
-WAIT_PREFIX = "Waiting: "
+from trainyard_core.models import (
+    Run,
+    TenantStatus,
+    WaitingCode,
+    WaitingFor,
+    iso_ms,
+    parse_iso,
+)
 
 
 @dataclass(frozen=True)
@@ -73,8 +78,8 @@ class Snapshot:
 @dataclass
 class DispatchPlan:
     admissions: list[Run] = field(default_factory=list)
-    # run_id -> reason to show (None = clear a stale waiting reason)
-    waiting: dict[str, tuple[Run, str | None]] = field(default_factory=dict)
+    # run_id -> why it waits, to store (None = clear a stale one); only changes
+    waiting: dict[str, tuple[Run, WaitingFor | None]] = field(default_factory=dict)
     cancellations: list[tuple[Run, str]] = field(default_factory=list)
     # run ids of the admissions that borrow beyond their tenant cap
     borrowed: set[str] = field(default_factory=set)
@@ -104,25 +109,35 @@ def _fair_key(
     return (running_by_tenant.get(run.tenant_id, 0), tag, run.run_id)
 
 
-def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> str | None:
+def blocking_reason(run: Run, settings: Settings, tenant: TenantView | None) -> WaitingFor | None:
     """Why a QUEUED run may not start now regardless of capacity (None = it may)."""
     if tenant is None or tenant.status is None:
         return None  # handled as a cancellation
     if run.plan not in settings.plans:
-        return f"{WAIT_PREFIX}plan {run.plan!r} is not configured"
+        return _wait(WaitingCode.PLAN_UNKNOWN, f"plan {run.plan!r} is not configured")
     if tenant.status == TenantStatus.SUSPENDED:
-        return f"{WAIT_PREFIX}tenant is SUSPENDED; the run starts when it is reactivated"
+        return _wait(
+            WaitingCode.SUSPENDED, "tenant is SUSPENDED; the run starts when it is reactivated"
+        )
     if tenant.status == TenantStatus.MIGRATING:
-        return f"{WAIT_PREFIX}tenant data is being migrated; the run starts when it completes"
+        return _wait(
+            WaitingCode.MIGRATING,
+            "tenant data is being migrated; the run starts when it completes",
+        )
     if tenant.status != TenantStatus.ACTIVE:
-        return f"{WAIT_PREFIX}tenant is {tenant.status.value}"
+        return _wait(WaitingCode.TENANT_INACTIVE, f"tenant is {tenant.status.value}")
     if tenant.budget_hours is not None and tenant.used_hours >= tenant.budget_hours:
-        return (
-            f"{WAIT_PREFIX}monthly training budget exhausted "
+        return _wait(
+            WaitingCode.BUDGET,
+            f"monthly training budget exhausted "
             f"({tenant.used_hours:.2f} of {tenant.budget_hours:g} hours used in {tenant.month}); "
-            "the run starts next month or after a plan change"
+            "the run starts next month or after a plan change",
         )
     return None
+
+
+def _wait(code: WaitingCode, message: str) -> WaitingFor:
+    return WaitingFor(code=code, message=message)
 
 
 def _cancel_reason(tenant: TenantView | None) -> str | None:
@@ -173,12 +188,12 @@ def plan_dispatch(settings: Settings, snapshot: Snapshot) -> DispatchPlan:
             result.cancellations.append((run, cancel))
             continue
         reason = blocking_reason(run, settings, tenant)
-        current = run.failure_reason
         if reason is not None:
-            if current != reason:
+            # Written only when it changes: a dispatch costs no write per waiting run.
+            if run.waiting_for != reason:
                 result.waiting[run.run_id] = (run, reason)
             continue
-        if current is not None and current.startswith(WAIT_PREFIX):
+        if run.waiting_for is not None:
             result.waiting[run.run_id] = (run, None)
         candidates[run.plan].append(run)
 
@@ -245,30 +260,6 @@ def _fill(
         running_tenant[chosen.tenant_id] = running_tenant.get(chosen.tenant_id, 0) + 1
         free -= 1
     return free
-
-
-def queue_positions(settings: Settings, snapshot: Snapshot) -> dict[str, int]:
-    """run_id -> 1-based position within its plan, in dispatch order: runs that
-    may start first (fair order), then blocked ones (oldest first)."""
-    running_tenant = snapshot.running_by_tenant()
-    by_plan: dict[str, list[Run]] = {}
-    for run in snapshot.queued:
-        by_plan.setdefault(run.plan, []).append(run)
-    positions: dict[str, int] = {}
-    for runs in by_plan.values():
-        ready, blocked = [], []
-        for run in runs:
-            tenant = snapshot.tenants.get(run.tenant_id)
-            if _cancel_reason(tenant) or blocking_reason(run, settings, tenant):
-                blocked.append(run)
-            else:
-                ready.append(run)
-        ordered = order_within_plan(ready, running_tenant, snapshot.tenants) + sorted(
-            blocked, key=lambda r: (r.queued_at, r.run_id)
-        )
-        for index, run in enumerate(ordered, start=1):
-            positions[run.run_id] = index
-    return positions
 
 
 def backoff_seconds(

@@ -1,4 +1,5 @@
-"""Read models for the API: runs with their queue positions, the queues, usage."""
+"""Read models for the API: runs with when and why they wait (``waiting.py``), the
+queues, usage."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from trainyard_core.models import MONTH_RE, Run, RunStatus
 from trainyard_core.scheduling.context import SchedulerContext
-from trainyard_core.scheduling.policy import queue_positions
-from trainyard_core.scheduling.queues import read_snapshot, with_positions
+from trainyard_core.scheduling.queues import wait_info, wait_snapshot, with_positions
+from trainyard_core.scheduling.waiting import WaitInfo
 
 
 def get_run(ctx: SchedulerContext, tenant_id: str, run_id: str) -> Run | None:
@@ -27,30 +28,36 @@ def list_runs(
 
 
 def queue_overview(ctx: SchedulerContext) -> dict[str, dict[str, Any]]:
-    snapshot = read_snapshot(ctx)
-    positions = queue_positions(ctx.settings, snapshot)
+    snapshot = wait_snapshot(ctx)
+    info = wait_info(ctx, snapshot)
     out: dict[str, dict[str, Any]] = {}
     for name, plan in ctx.settings.plans.items():
         queued = sorted(
             (r for r in snapshot.queued if r.plan == name),
-            key=lambda r: positions.get(r.run_id, 0),
+            key=lambda r: info[r.run_id].position if r.run_id in info else 0,
         )
         out[name] = {
             "queued": len(queued),
             "running": sum(1 for r in snapshot.active if r.plan == name),
             "cap": plan.max_concurrent_runs,
-            "runs": [
-                {
-                    "runId": r.run_id,
-                    "tenantId": r.tenant_id,
-                    "queuePosition": positions.get(r.run_id),
-                    "queuedAt": r.queued_at,
-                    **({"waitingReason": r.failure_reason} if r.failure_reason else {}),
-                }
-                for r in queued
-            ],
+            "runs": [_queued_entry(r, info.get(r.run_id)) for r in queued],
         }
     return out
+
+
+def _queued_entry(run: Run, info: WaitInfo | None) -> dict[str, Any]:
+    waiting = info.waiting_for if info else run.waiting_for
+    entry: dict[str, Any] = {
+        "runId": run.run_id,
+        "tenantId": run.tenant_id,
+        "queuePosition": info.position if info else None,
+        "queuedAt": run.queued_at,
+        "estimatedStartAt": info.estimated_start_at if info else None,
+        "waitingFor": waiting.api_dict() if waiting else None,
+    }
+    if waiting is not None:
+        entry["waitingReason"] = waiting.message  # before waitingFor: its text alone
+    return entry
 
 
 def usage(ctx: SchedulerContext, tenant_id: str, month: str) -> dict[str, Any]:

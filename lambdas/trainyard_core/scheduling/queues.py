@@ -7,7 +7,8 @@ from collections.abc import Iterable
 
 from trainyard_core.models import Run, RunStatus
 from trainyard_core.scheduling.context import SchedulerContext, month_of
-from trainyard_core.scheduling.policy import Snapshot, TenantView, queue_positions
+from trainyard_core.scheduling.policy import Snapshot, TenantView
+from trainyard_core.scheduling.waiting import WaitInfo, wait_view
 
 
 def read_snapshot(
@@ -80,16 +81,40 @@ def follow_plan_change(ctx: SchedulerContext, tenant_id: str) -> Run | None:
     return moved if moved.plan != run.plan else None
 
 
+def wait_snapshot(ctx: SchedulerContext, plans: Iterable[str] | None = None) -> Snapshot:
+    """The queues of ``plans`` (None: every plan) and the slot holders of every
+    plan: the global cap is shared, so the capacity reasons and the estimates
+    need them all (bounded by the global cap)."""
+    wanted = list(ctx.settings.plans if plans is None else plans)
+    snapshot = read_snapshot(ctx, plans=wanted)
+    others = [r for p in ctx.settings.plans if p not in wanted for r in ctx.runs.active_runs(p)]
+    return Snapshot(snapshot.queued, snapshot.active + others, snapshot.tenants)
+
+
+def wait_info(ctx: SchedulerContext, snapshot: Snapshot) -> dict[str, WaitInfo]:
+    samples = ctx.runs.duration_samples(list(ctx.settings.plans))
+    return wait_view(ctx.settings, snapshot, samples, ctx.clock.now())
+
+
 def with_positions(ctx: SchedulerContext, runs: list[Run]) -> list[Run]:
+    """The runs with, on each QUEUED one, its position, waiting reason and
+    estimated start (``waiting.py``), computed now from what is stored."""
     waiting_in = {r.plan for r in runs if r.status == RunStatus.QUEUED}
     if not waiting_in:
         return runs
     # A position is within the run's own plan: read only those queues.
     plans = [p for p in ctx.settings.plans if p in waiting_in]
-    positions = queue_positions(ctx.settings, read_snapshot(ctx, plans=plans))
-    return [
-        r.model_copy(update={"queue_position": positions.get(r.run_id)})
-        if r.status == RunStatus.QUEUED
-        else r
-        for r in runs
-    ]
+    info = wait_info(ctx, wait_snapshot(ctx, plans))
+    return [_with_info(r, info.get(r.run_id)) if r.status == RunStatus.QUEUED else r for r in runs]
+
+
+def _with_info(run: Run, info: WaitInfo | None) -> Run:
+    if info is None:  # not in the queue index yet (it lags a write): what is stored
+        return run
+    return run.model_copy(
+        update={
+            "queue_position": info.position,
+            "waiting_for": info.waiting_for,
+            "estimated_start_at": info.estimated_start_at,
+        }
+    )

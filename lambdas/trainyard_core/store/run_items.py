@@ -19,7 +19,15 @@ pk                     sk              what
 ``drift``              ``<counter>``   a counter mismatch seen by the reconciler
 ``heal``               ``cursor``      the last tenant counter healed (``after``):
                                        reconcile heals a slice a tick from there
+``durations``          ``<plan>``      recent run durations of the plan, seconds,
+                                       in ``d00``..``d15`` (``DURATION_SAMPLES``)
 =====================  ==============  ===========================================
+
+Durations: each SUCCEEDED or FAILED run that ran overwrites the slot its run id
+picks (random bits), in the transaction that ends it: no read, no growth, and an
+old sample survives ``n`` later runs with probability ``(1 - 1/16)**n`` (an
+exponentially fading sample, like a moving average). The read model estimates
+start times from it (``scheduling/waiting.py``).
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import time
 from typing import Any
 
 from trainyard_core import limits
-from trainyard_core.models import Run, RunStatus, TriggerObject, parse_iso
+from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor, parse_iso
 from trainyard_core.ports.runs import (
     GLOBAL,
     PLAN_PREFIX,
@@ -44,6 +52,10 @@ COUNTER_PK = "counter"
 REJECTION_PK = "rejection"
 DRIFT_PK = "drift"
 HEAL_PK = "heal"
+DURATIONS_PK = "durations"
+DURATION_SAMPLES = 16
+# What waiting reasons began with when they were kept in failureReason.
+LEGACY_WAIT_PREFIX = "Waiting: "
 # Attributes that exist only for indexing/scheduling, never part of a Run.
 INTERNAL_ATTRS = ("queuePlan", "queueKey", "activePlan", "activeKey", "nextAttemptAt")
 
@@ -86,6 +98,27 @@ def heal_cursor_key() -> StateKey:
     return HEAL_PK, "cursor"
 
 
+def durations_key(plan: str) -> StateKey:
+    return DURATIONS_PK, plan
+
+
+def duration_slot(run_id: str) -> str:
+    """The sample attribute a run's duration goes to: its id's last (random) hex digits."""
+    try:
+        value = int(run_id[-4:], 16)
+    except ValueError:
+        value = sum(map(ord, run_id))
+    return f"d{value % DURATION_SAMPLES:02d}"
+
+
+def durations_from(item: dict[str, Any] | None) -> list[float]:
+    if not item:
+        return []
+    item = from_dynamo(item)
+    names = (f"d{i:02d}" for i in range(DURATION_SAMPLES))
+    return [float(item[n]) for n in names if n in item]
+
+
 def epoch(iso: str) -> int:
     """An ISO time in epoch seconds, the unit of TTL attributes (``expiresAt``)."""
     moment = parse_iso(iso)
@@ -122,11 +155,20 @@ def bounded_run(run: Run) -> Run:
         update={
             "trigger": trigger,
             "failure_reason": limits.failure_reason(run.failure_reason),
+            "waiting_for": bounded_waiting(run.waiting_for),
             "metrics": bounded_metrics(run.metrics),
             "model_package_arn": limits.bounded_or_none(
                 run.model_package_arn, limits.ARN_MAX_CHARS
             ),
         }
+    )
+
+
+def bounded_waiting(waiting: WaitingFor | None) -> WaitingFor | None:
+    if waiting is None:
+        return None
+    return waiting.model_copy(
+        update={"message": limits.bounded(waiting.message, limits.REASON_MAX_CHARS)}
     )
 
 
@@ -137,7 +179,13 @@ def bounded_metrics(metrics: dict[str, float]) -> dict[str, float]:
 
 def run_to_item(run: Run, next_attempt_at: str | None = None) -> dict[str, Any]:
     run = bounded_run(run)
-    item = run.model_dump(by_alias=True, mode="json", exclude_none=True, exclude={"queue_position"})
+    # Position and estimate are the read model's (computed per read, never stored).
+    item = run.model_dump(
+        by_alias=True,
+        mode="json",
+        exclude_none=True,
+        exclude={"queue_position", "estimated_start_at"},
+    )
     if run.status == RunStatus.QUEUED:
         item["queuePlan"] = run.plan
         item["queueKey"] = f"{run.queued_at}#{run.run_id}"
@@ -151,6 +199,10 @@ def run_to_item(run: Run, next_attempt_at: str | None = None) -> dict[str, Any]:
 
 def item_to_run(item: dict[str, Any]) -> Run:
     clean = {k: v for k, v in from_dynamo(item).items() if k not in INTERNAL_ATTRS}
+    legacy = str(clean.get("failureReason") or "")
+    if clean.get("status") == RunStatus.QUEUED.value and legacy.startswith(LEGACY_WAIT_PREFIX):
+        # Written before waitingFor existed: a waiting reason, not a failure.
+        clean.pop("failureReason")
     return Run.model_validate(clean)
 
 

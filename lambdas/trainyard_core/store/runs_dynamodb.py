@@ -10,7 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 from trainyard_core import limits
-from trainyard_core.models import Run, RunStatus
+from trainyard_core.models import Run, RunStatus, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
     TENANT_PREFIX,
@@ -26,9 +26,13 @@ from trainyard_core.store.run_items import (
     COUNTER_PK,
     REJECTION_PK,
     bounded_metrics,
+    bounded_waiting,
     counter_key,
     counters_from,
     drift_key,
+    duration_slot,
+    durations_from,
+    durations_key,
     heal_cursor_key,
     is_due,
     item_to_run,
@@ -147,6 +151,11 @@ class DynamoRunRepository(QueuedRunWrites):
         found = {str(i["pk"]).split("#", 1)[1]: i for i in self._get_many(self.state_table, keys)}
         return {t: usage_from(found.get(t, {})) for t in wanted}
 
+    def duration_samples(self, plans: Collection[str]) -> dict[str, list[float]]:
+        keys = [state_item(durations_key(p)) for p in sorted(set(plans))]
+        found = {str(i["sk"]): i for i in self._get_many(self.state_table, keys)} if keys else {}
+        return {p: durations_from(found.get(p)) for p in sorted(set(plans))}
+
     def list_rejections(self, limit: int = 50) -> list[Rejection]:
         resp = self.client.query(
             TableName=self.state_table,
@@ -162,7 +171,8 @@ class DynamoRunRepository(QueuedRunWrites):
         run_update = self._run_update(
             run,
             "SET #status = :starting, updatedAt = :now, nextAttemptAt = :next, "
-            "activePlan = :plan, activeKey = :akey REMOVE queuePlan, queueKey, failureReason",
+            "activePlan = :plan, activeKey = :akey "
+            "REMOVE queuePlan, queueKey, failureReason, waitingFor",
             "#status = :queued",
             {
                 ":now": now_iso,
@@ -187,15 +197,12 @@ class DynamoRunRepository(QueuedRunWrites):
             return AdmitOutcome.CAP_REACHED
         return AdmitOutcome.NOT_QUEUED
 
-    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
+    def set_waiting_reason(self, run: Run, reason: WaitingFor | None) -> None:
         if reason is None:
-            self._update_run(run, "REMOVE failureReason", "#status = :queued", {})
+            self._update_run(run, "REMOVE waitingFor", "#status = :queued", {})
         else:
             self._update_run(
-                run,
-                "SET failureReason = :r",
-                "#status = :queued",
-                {":r": limits.failure_reason(reason)},
+                run, "SET waitingFor = :w", "#status = :queued", {":w": _waiting_value(reason)}
             )
 
     def move_queued_run(self, run: Run, plan: str) -> bool:
@@ -217,7 +224,7 @@ class DynamoRunRepository(QueuedRunWrites):
         cancel = self._run_update(
             run,
             "SET #status = :failed, failureReason = :r, endedAt = :now, "
-            "updatedAt = :now REMOVE queuePlan, queueKey",
+            "updatedAt = :now REMOVE queuePlan, queueKey, waitingFor",
             "#status = :queued",
             {":r": limits.failure_reason(reason), ":now": now_iso},
         )
@@ -236,7 +243,7 @@ class DynamoRunRepository(QueuedRunWrites):
             run,
             "SET #status = :running, executionArn = :arn, startedAt = :at, "
             "instanceType = :it, instanceCount = :ic, updatedAt = :at "
-            "REMOVE nextAttemptAt, failureReason",
+            "REMOVE nextAttemptAt, failureReason, waitingFor",
             "#status = :starting",
             {":arn": execution_arn, ":at": started_at, ":it": instance_type, ":ic": instance_count},
         ):
@@ -251,16 +258,16 @@ class DynamoRunRepository(QueuedRunWrites):
         return False
 
     def record_start_failure(
-        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
+        self, run: Run, attempts: int, next_attempt_at: str, reason: WaitingFor, now_iso: str
     ) -> bool:
         return self._update_run(
             run,
-            "SET startAttempts = :n, nextAttemptAt = :next, failureReason = :r, updatedAt = :now",
+            "SET startAttempts = :n, nextAttemptAt = :next, waitingFor = :w, updatedAt = :now",
             "#status = :starting AND attribute_not_exists(executionArn)",
             {
                 ":n": attempts,
                 ":next": next_attempt_at,
-                ":r": limits.failure_reason(reason),
+                ":w": _waiting_value(reason),
                 ":now": now_iso,
             },
         )
@@ -270,7 +277,8 @@ class DynamoRunRepository(QueuedRunWrites):
         return self._update_run(
             run,
             "SET #status = :running, executionArn = if_not_exists(executionArn, :arn), "
-            "startedAt = if_not_exists(startedAt, :now), updatedAt = :now REMOVE failureReason",
+            "startedAt = if_not_exists(startedAt, :now), updatedAt = :now "
+            "REMOVE failureReason, waitingFor",
             "#status = :starting",
             {":arn": execution_arn, ":now": now_iso},
         )
@@ -286,6 +294,7 @@ class DynamoRunRepository(QueuedRunWrites):
         cost_usd: float,
         failure_reason: str | None,
         execution_arn: str | None = None,
+        duration_sample: float | None = None,
     ) -> bool:
         values: dict[str, Any] = {
             ":status": status.value,
@@ -303,7 +312,7 @@ class DynamoRunRepository(QueuedRunWrites):
         if execution_arn:
             expression += ", executionArn = if_not_exists(executionArn, :arn)"
             values[":arn"] = execution_arn
-        expression += " REMOVE activePlan, activeKey, nextAttemptAt"
+        expression += " REMOVE activePlan, activeKey, nextAttemptAt, waitingFor"
         if not failure_reason:
             expression += ", failureReason"
         # Only a slot holder may finish: duplicates and late events are no-ops.
@@ -322,6 +331,16 @@ class DynamoRunRepository(QueuedRunWrites):
             self._counter_update(tenant_counter(run.tenant_id), -1, None),
             {"Update": usage},
         ]
+        if duration_sample is not None:
+            # Same transaction, so the estimate costs the completion no extra request.
+            sample = self._update_request(
+                self.state_table,
+                state_item(durations_key(run.plan)),
+                f"SET #{duration_slot(run.run_id)} = :d",
+                None,
+                {":d": round(duration_sample, 3)},
+            )
+            items.append({"Update": sample})
         return self._transact(items) is None
 
     # --- recorder
@@ -415,3 +434,9 @@ class DynamoRunRepository(QueuedRunWrites):
             TableName=self.state_table,
             Item=self._s(state_item(drift_key(name), observed=observed, actual=actual)),
         )
+
+
+def _waiting_value(reason: WaitingFor) -> dict[str, str]:
+    bounded = bounded_waiting(reason)
+    assert bounded is not None
+    return bounded.model_dump(mode="json")

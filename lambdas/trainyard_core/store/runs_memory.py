@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from trainyard_core import limits
-from trainyard_core.models import Run, RunStatus, TriggerObject
+from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
     TENANT_PREFIX,
@@ -33,6 +33,9 @@ from trainyard_core.store.run_items import (
     bounded_object,
     counter_key,
     counters_from,
+    duration_slot,
+    durations_from,
+    durations_key,
     epoch,
     is_due,
     item_to_run,
@@ -277,6 +280,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                     update={
                         "status": RunStatus.STARTING,
                         "failure_reason": None,
+                        "waiting_for": None,
                         "updated_at": now_iso,
                     }
                 ),
@@ -289,11 +293,11 @@ class InMemoryRunRepository(InMemoryCounterState):
                 del self._state[pointer_key(run.tenant_id)]
             return AdmitOutcome.ADMITTED
 
-    def set_waiting_reason(self, run: Run, reason: str | None) -> None:
+    def set_waiting_reason(self, run: Run, reason: WaitingFor | None) -> None:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
             if current is not None and current.status == RunStatus.QUEUED:
-                self._put_run(current.model_copy(update={"failure_reason": reason}))
+                self._put_run(current.model_copy(update={"waiting_for": reason}))
 
     def move_queued_run(self, run: Run, plan: str) -> bool:
         with self._lock:
@@ -319,6 +323,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                     update={
                         "status": RunStatus.FAILED,
                         "failure_reason": reason,
+                        "waiting_for": None,
                         "ended_at": now_iso,
                         "updated_at": now_iso,
                     }
@@ -356,6 +361,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "instance_type": instance_type,
                         "instance_count": instance_count,
                         "failure_reason": None,
+                        "waiting_for": None,
                         "updated_at": started_at,
                     }
                 )
@@ -363,7 +369,7 @@ class InMemoryRunRepository(InMemoryCounterState):
             return True
 
     def record_start_failure(
-        self, run: Run, attempts: int, next_attempt_at: str, reason: str, now_iso: str
+        self, run: Run, attempts: int, next_attempt_at: str, reason: WaitingFor, now_iso: str
     ) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -373,7 +379,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                 current.model_copy(
                     update={
                         "start_attempts": attempts,
-                        "failure_reason": reason,
+                        "waiting_for": reason,
                         "updated_at": now_iso,
                     }
                 ),
@@ -394,6 +400,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "execution_arn": current.execution_arn or execution_arn,
                         "started_at": current.started_at or now_iso,
                         "failure_reason": None,
+                        "waiting_for": None,
                         "updated_at": now_iso,
                     }
                 )
@@ -411,6 +418,7 @@ class InMemoryRunRepository(InMemoryCounterState):
         cost_usd: float,
         failure_reason: str | None,
         execution_arn: str | None = None,
+        duration_sample: float | None = None,
     ) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -424,6 +432,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "training_seconds": training_seconds,
                         "cost_estimate_usd": cost_usd,
                         "failure_reason": failure_reason,
+                        "waiting_for": None,
                         "execution_arn": current.execution_arn or execution_arn,
                         "updated_at": ended_at,
                     }
@@ -438,7 +447,14 @@ class InMemoryRunRepository(InMemoryCounterState):
             usage["runs"] += 1
             usage["trainingSeconds"] += training_seconds
             usage["costEstimateUsd"] += cost_usd
+            if duration_sample is not None:
+                samples = self._state.setdefault(durations_key(current.plan), {})
+                samples[duration_slot(run.run_id)] = round(duration_sample, 3)
             return True
+
+    def duration_samples(self, plans: Collection[str]) -> dict[str, list[float]]:
+        with self._lock:
+            return {p: durations_from(self._state.get(durations_key(p))) for p in set(plans)}
 
     # --- recorder
     def record_results(

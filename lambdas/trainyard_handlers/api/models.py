@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
 from trainyard_core.config import Plan
-from trainyard_core.models import MONTH_RE, Run, Tenant
+from trainyard_core.models import MONTH_RE, Run, Tenant, WaitingFor
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -34,6 +34,7 @@ __all__ = [
     "TenantList",
     "UpdateTenantRequest",
     "Usage",
+    "WaitingFor",
 ]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -118,8 +119,14 @@ class QueuedRun(_Envelope):
     tenant_id: str
     queue_position: int | None
     queued_at: str
+    estimated_start_at: str | None = Field(
+        default=None, description="When it is expected to start; null when unknown."
+    )
+    waiting_for: WaitingFor | None = Field(default=None, description="Why it waits.")
     waiting_reason: str | None = Field(
-        default=None, exclude_if=_absent_if_none, description="Present while held back."
+        default=None,
+        exclude_if=_absent_if_none,
+        description="The message of waitingFor (kept for older clients).",
     )
 
 
