@@ -209,10 +209,12 @@ def test_throttled_starts_are_retried_and_the_run_completes_once(
     stack.faults.fail_starts(3, code="ThrottlingException", tenant=tid)
     _upload(stack, tenant, "a.csv", tenant_csv(tid))
 
-    waiting = _one_run(stack, tid, lambda r: r["failureReason"], "a start failure")
+    waiting = _one_run(stack, tid, lambda r: r["waitingFor"], "a start failure")
     assert waiting["status"] == "STARTING"  # holds its slot while it waits to retry
-    assert "ThrottlingException" in waiting["failureReason"]
-    assert "retrying" in waiting["failureReason"]
+    assert waiting["failureReason"] is None  # a retried start is a wait, not a failure
+    assert waiting["waitingFor"]["code"] == "START_RETRY"
+    assert "ThrottlingException" in waiting["waitingFor"]["message"]
+    assert "retrying" in waiting["waitingFor"]["message"]
 
     for minute in range(1, 6):  # backoff is seconds; each tick retries what is due
         if _runs(stack, tid)[0]["status"] != "STARTING":
@@ -239,7 +241,7 @@ def test_a_start_that_keeps_failing_fails_the_run_with_the_reason_and_frees_the_
     tenant = onboard(tid, "premium")
     stack.faults.fail_starts(None, code=code, status=status, message="no", tenant=tid)
     _upload(stack, tenant, "a.csv", tenant_csv(tid))
-    _one_run(stack, tid, lambda r: r["failureReason"], "a start failure")
+    _one_run(stack, tid, lambda r: r["failureReason"] or r["waitingFor"], "a start failure")
     for minute in range(1, expected + 2):
         if _runs(stack, tid)[0]["status"] in TERMINAL:
             break

@@ -34,12 +34,15 @@ def test_a_suspended_tenants_upload_waits_and_starts_on_resume(
     )
     waiting = wait_for(
         lambda: (
-            (r := _only_run(api, "lc-suspend")) and "SUSPENDED" in (r["failureReason"] or "") and r
+            (r := _only_run(api, "lc-suspend"))
+            and (r["waitingFor"] or {}).get("code") == "SUSPENDED"
+            and r
         ),
         timeout=30,
         what="a run waiting because the tenant is suspended",
     )
     assert waiting["status"] == "QUEUED" and waiting["queuePosition"] >= 1
+    assert waiting["failureReason"] is None and waiting["estimatedStartAt"] is None
 
     assert api.call("PATCH", "/tenants/lc-suspend", json={"status": "ACTIVE"}).status_code == 200
     done = wait_for(
@@ -48,7 +51,7 @@ def test_a_suspended_tenants_upload_waits_and_starts_on_resume(
         interval=1,
         what="the resumed tenant's run to succeed",
     )
-    assert done["failureReason"] is None
+    assert done["failureReason"] is None and done["waitingFor"] is None
 
 
 def test_a_run_waiting_during_a_plan_change_runs_under_the_new_plan(

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from trainyard import data
-from trainyard.cli import app
+from trainyard.cli import app, render
 
 runner = CliRunner()
 
@@ -349,6 +350,53 @@ def test_runs_watch_without_a_tty_prints_plain_lines_and_stops_when_all_ended(
     ]
 
 
+def test_runs_watch_shows_where_a_queued_run_is_when_it_starts_and_why_it_waits(
+    api: tuple[str, Routes],
+) -> None:
+    url, routes = api
+    soon = datetime.now(UTC) + timedelta(minutes=12, seconds=10)
+    queued = {
+        "runId": "0190aaaabbbbccccddddeeeeffff0002",
+        "plan": "basic",
+        "status": "QUEUED",
+        "queuePosition": 2,
+        "estimatedStartAt": soon.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "waitingFor": {"code": "PLAN_CAP", "message": "plan basic runs 4 of its 4"},
+        "failureReason": None,
+        "metrics": {},
+    }
+    routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": [queued]})
+
+    def start() -> None:
+        time.sleep(0.4)
+        done = {**queued, "status": "SUCCEEDED", "waitingFor": None, "queuePosition": None}
+        routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": [done]})
+
+    threading.Thread(target=start, daemon=True).start()
+    result = invoke(url, "runs", "acme", "--watch", "--interval", "0.1")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "acme run eeeeffff0002 QUEUED auc=- #2 in the basic queue, starts in ~12 min; "
+        "PLAN_CAP: plan basic runs 4 of its 4"
+    )
+    assert "SUCCEEDED" in lines[-1] and len(lines) == 2  # the estimate ticking prints nothing
+
+
+def test_an_estimated_start_reads_as_a_relative_time() -> None:
+    now = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+    assert render.relative_start(None, now) == ""
+    assert render.relative_start("2026-01-01T12:00:10.000Z", now) == "any moment now"
+    assert render.relative_start("2026-01-01T12:01:00.000Z", now) == "in ~60 s"
+    assert render.relative_start("2026-01-01T12:12:00.000Z", now) == "in ~12 min"
+    assert render.relative_start("2026-01-01T15:00:00.000Z", now) == "in ~3.0 h"
+    held = {"status": "QUEUED", "plan": "basic", "queuePosition": 3, "estimatedStartAt": None}
+    held["waitingFor"] = {"code": "SUSPENDED", "message": "tenant is SUSPENDED"}
+    assert render.wait_summary(held, now) == (
+        "#3 in the basic queue, start unknown; SUSPENDED: tenant is SUSPENDED"
+    )
+
+
 def test_plans_and_queue_render(api: tuple[str, Routes]) -> None:
     url, routes = api
     routes.table[("GET", "/plans")] = (
@@ -470,7 +518,7 @@ def test_train_starts_a_run_and_says_where_it_waits(api: tuple[str, Routes]) -> 
     )
     result = invoke(url, "train", "acme")
     assert result.exit_code == 0, result.output
-    assert "QUEUED" in result.output and "position 3 in the basic queue" in result.output
+    assert "QUEUED" in result.output and "#3 in the basic queue" in result.output
     assert ("POST", "/tenants/acme/runs") in [(m, p) for m, p, _ in routes.seen]
 
 

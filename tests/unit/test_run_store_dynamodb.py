@@ -28,6 +28,7 @@ from trainyard_core.ports.runs import (
     dedupe_key,
     tenant_counter,
 )
+from trainyard_core.store.run_items import DURATION_SAMPLES, item_to_run, run_to_item
 from trainyard_core.store.runs_dynamodb import DynamoRunRepository
 from trainyard_core.store.runs_memory import InMemoryRunRepository
 from trainyard_core.wiring import Names
@@ -342,3 +343,48 @@ def test_the_heal_cursor_is_kept_until_cleared(store: Any) -> None:
     assert store.heal_cursor() == "t5"
     store.set_heal_cursor(None)
     assert store.heal_cursor() is None
+
+
+def test_a_waiting_reason_is_stored_apart_from_failures_and_cleared_on_admission(
+    store: Any,
+) -> None:
+    run = enqueue(store, queued_run())
+    reason = WaitingFor(code=WaitingCode.SUSPENDED, message="tenant is SUSPENDED")
+    store.set_waiting_reason(run, reason)
+    stored = store.get_run("acme", run.run_id)
+    assert stored.waiting_for == reason and stored.failure_reason is None
+    assert store.queued_runs("basic")[0].waiting_for == reason  # what dispatch compares
+    store.set_waiting_reason(run, None)
+    assert store.get_run("acme", run.run_id).waiting_for is None
+    store.set_waiting_reason(run, reason)
+    admit(store, run)
+    assert store.get_run("acme", run.run_id).waiting_for is None
+    store.set_waiting_reason(run, reason)  # no longer QUEUED: not written
+    assert store.get_run("acme", run.run_id).waiting_for is None
+
+
+def test_ended_runs_leave_a_bounded_duration_sample_per_plan(store: Any) -> None:
+    assert store.duration_samples(["basic", "premium"]) == {"basic": [], "premium": []}
+    for seconds in range(100, 100 + 3 * DURATION_SAMPLES):
+        run = enqueue(store, queued_run(key=f"data/{seconds}.csv"))
+        admit(store, run, Caps(100, 100, 100))
+        assert store.finish(
+            run,
+            RunStatus.SUCCEEDED,
+            ended_at="2026-03-10T13:00:00.000Z",
+            month="2026-03",
+            training_seconds=float(seconds),
+            cost_usd=0.0,
+            failure_reason=None,
+            duration_sample=float(seconds),
+        )
+    samples = store.duration_samples(["basic", "premium"])
+    assert samples["premium"] == []
+    assert 0 < len(samples["basic"]) <= DURATION_SAMPLES
+    assert set(samples["basic"]) <= set(map(float, range(100, 100 + 3 * DURATION_SAMPLES)))
+
+
+def test_a_waiting_reason_written_before_waiting_for_existed_is_not_a_failure() -> None:
+    item = run_to_item(queued_run())
+    item["failureReason"] = "Waiting: tenant is SUSPENDED; the run starts when it is reactivated"
+    assert item_to_run(item).failure_reason is None

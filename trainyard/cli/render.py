@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -21,6 +22,43 @@ def short_time(value: str | None) -> str:
 def auc_of(run: dict[str, Any]) -> str:
     auc = (run.get("metrics") or {}).get("auc")
     return f"{auc:.3f}" if isinstance(auc, int | float) else "-"
+
+
+def relative_start(value: str | None, now: datetime | None = None) -> str:
+    """An estimated start as people say it: "in ~12 min" ("" when unknown)."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return ""
+    seconds = (moment - (now or datetime.now(UTC))).total_seconds()
+    if seconds < 30:
+        return "any moment now"
+    if seconds < 90:
+        return f"in ~{round(seconds)} s"
+    if seconds < 90 * 60:
+        return f"in ~{round(seconds / 60)} min"
+    return f"in ~{seconds / 3600:.1f} h"
+
+
+def wait_summary(run: dict[str, Any], now: datetime | None = None) -> str:
+    """Where a waiting run is, when it should start and why it waits:
+    "#2 in the basic queue, starts in ~12 min; PLAN_CAP: plan basic runs 4 of ..."."""
+    parts = []
+    if run.get("queuePosition"):
+        parts.append(f"#{run['queuePosition']} in the {run.get('plan', '?')} queue")
+    start = relative_start(run.get("estimatedStartAt"), now)
+    if start:
+        parts.append(f"starts {start}")
+    elif run.get("status") == "QUEUED":
+        parts.append("start unknown")
+    text = ", ".join(parts)
+    waiting = run.get("waitingFor") or {}
+    if waiting.get("code"):
+        reason = f"{waiting['code']}: {waiting.get('message', '')}".rstrip(": ")
+        text = f"{text}; {reason}" if text else reason
+    return text
 
 
 STATUS_STYLE = {
@@ -82,7 +120,7 @@ def runs_table(tenant_id: str, runs: list[dict[str, Any]]) -> Table:
         detail = (
             run.get("failureReason")
             or run.get("modelPackageArn")
-            or (f"queue position {run['queuePosition']}" if run.get("queuePosition") else "")
+            or (wait_summary(run) if run.get("status") in ("QUEUED", "STARTING") else "")
         )
         table.add_row(
             short_id(run.get("runId")),
@@ -149,8 +187,8 @@ def queue_tables(body: dict[str, Any]) -> list[Table]:
         summary.add_row(*("-" if entry.get(k) is None else str(entry.get(k)) for k in scalar_keys))
 
     queued = Table(title="Queued runs")
-    for column in ("plan", "position", "tenant", "run", "queued"):
-        queued.add_column(column)
+    for column in ("plan", "position", "tenant", "run", "queued", "starts", "waiting for"):
+        queued.add_column(column, overflow="fold")
     count = 0
     for entry in entries:
         plan = str(entry.get("plan") or entry.get("name") or "?")
@@ -162,6 +200,8 @@ def queue_tables(body: dict[str, Any]) -> list[Table]:
                 str(run.get("tenantId", "?")),
                 short_id(run.get("runId")),
                 short_time(run.get("queuedAt")),
+                relative_start(run.get("estimatedStartAt")) or "-",
+                str((run.get("waitingFor") or {}).get("code") or "-"),
             )
     return [summary, queued] if count else [summary]
 

@@ -25,6 +25,7 @@ from trainyard.cli.render import (
     auc_of,
     runs_table,
     short_id,
+    wait_summary,
 )
 
 
@@ -134,14 +135,21 @@ def runs(
             print(f"no runs for {tenant} yet; waiting for one (Ctrl-C to stop)", flush=True)
             waiting_said = True
         for run in reversed(items):  # oldest first reads naturally in a log
-            state = f"{run.get('status')}|{auc_of(run)}"
+            # A new line when the run moves in the queue or waits for something
+            # else; not for every tick of its estimate.
+            waiting = (run.get("waitingFor") or {}).get("code")
+            state = f"{run.get('status')}|{auc_of(run)}|{run.get('queuePosition')}|{waiting}"
             if seen.get(run.get("runId", "")) == state:
                 continue
             seen[run.get("runId", "")] = state
             if opts.json_output:
                 print(json.dumps(run, sort_keys=True), flush=True)
             else:
-                extra = run.get("failureReason") or run.get("modelPackageArn") or ""
+                extra = (
+                    run.get("failureReason")
+                    or run.get("modelPackageArn")
+                    or (wait_summary(run) if run.get("status") in ("QUEUED", "STARTING") else "")
+                )
                 print(
                     f"{tenant} run {short_id(run.get('runId'))} {run.get('status')}"
                     f" auc={auc_of(run)} {extra}".rstrip(),
@@ -161,8 +169,8 @@ def train(ctx: typer.Context, tenant: str = typer.Argument(...)) -> None:
         _print_json(run)
         return
     line = f"{tenant} run {short_id(run.get('runId'))} {run.get('status')}"
-    if run.get("queuePosition"):
-        line += f", position {run['queuePosition']} in the {run.get('plan')} queue"
+    if run.get("queuePosition") or run.get("waitingFor"):
+        line += f" ({wait_summary(run)})"
     if run.get("failureReason"):
         line += f" ({run['failureReason']})"
     common.console.print(line)
