@@ -58,12 +58,13 @@ class Event:
     detail: dict[str, Any]
 
     def envelope(self) -> dict[str, Any]:
+        # The envelope's fields win: a detail field of the same name cannot shadow them.
         return {
+            **self.detail,
             "version": DETAIL_VERSION,
             "event": self.type.name,
             "tenantId": self.tenant_id,
             "occurredAt": self.occurred_at,
-            **self.detail,
         }
 
 
@@ -100,11 +101,13 @@ def run_event(event_type: EventType, run: Any, occurred_at: str, **changes: Any)
 
 
 def model_event(event_type: EventType, model: Any, occurred_at: str, tenant_id: str) -> Event:
-    """A model event from a ``model_versions.ModelVersion`` (its state after the change)."""
+    """A model event from a ``model_versions.ModelVersion`` (its state after the change).
+    The model's version is ``modelVersion``: ``version`` is the envelope's (the
+    detail's schema version), which a field of the detail must never shadow."""
     detail: dict[str, Any] = {
         "modelPackageArn": model.model_package_arn,
         "modelPackageGroupName": model.model_package_group_name,
-        "version": model.version,
+        "modelVersion": model.version,
         "status": model.status,
         "metrics": dict(model.metrics),
         "runId": model.run_id,

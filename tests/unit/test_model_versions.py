@@ -108,7 +108,8 @@ def test_an_approval_is_recorded_on_the_package_and_announced_once(sm: Any) -> N
     detail = event.envelope()
     assert detail["event"] == "model.approved" and detail["tenantId"] == "acme"
     assert detail["approvedBy"] == approved.decided_by and detail["reason"] == approved.reason
-    assert detail["modelPackageArn"] == arn and detail["version"] == 1
+    assert detail["modelPackageArn"] == arn and detail["modelVersion"] == 1
+    assert detail["version"] == "1"  # the envelope's schema version, never shadowed
     assert detail["metrics"] == {"auc": 0.88} and detail["runId"] == "run1"
 
     models.approve(acme, 1, "someone-else", "again")  # a retried request
