@@ -16,6 +16,7 @@ from infra.lambdas import TrainyardFunction, retention
 from infra.nag import acknowledge, acknowledge_findings
 from infra.pipeline import pipeline_arn
 from infra.queues import Queues
+from infra.registry import grant_model_versions, grant_put_events
 from infra.storage import ACCESS_LOGS_PREFIX, CODE_PREFIX, Storage
 from infra.tenant_template import TenantProvisioning
 
@@ -152,6 +153,10 @@ class OnboardingApi(Construct):
                 resources=[executions],
             )
         )
+        # Manual runs (run.queued), model approval and rejection (model.*) are published.
+        grant_put_events(onboarding.role)
+        # GET /tenants/{id}/models and its approve/reject (ListModelPackages is above).
+        grant_model_versions(onboarding.role, names, listed=False)
         # Nor is the shared pool bucket: purges and moves touch one tenant's prefix only.
         onboarding.role.add_to_policy(
             iam.PolicyStatement(

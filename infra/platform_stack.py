@@ -16,6 +16,7 @@ from infra.monitoring import Monitoring
 from infra.pipeline import TrainingPipeline, pipeline_arn, step_script_files
 from infra.platform_files import PlatformFiles
 from infra.queues import Queues
+from infra.registry import grant_model_versions, grant_put_events
 from infra.scheduler import Scheduling
 from infra.storage import Storage
 from infra.tenant_template import TenantProvisioning
@@ -98,6 +99,9 @@ class PlatformStack(Stack):
         # Onboarding creates stacks from the templates: never before they are there.
         self.functions["onboarding"].function.node.add_dependency(self.files.deployment)
         self.storage.grant_run_results(self.functions["recorder"].role)
+        # The recorder announces a registered model and applies auto-approval.
+        grant_put_events(self.functions["recorder"].role)
+        grant_model_versions(self.functions["recorder"].role, names, listed=True)
         self.scheduling = Scheduling(
             self,
             "Scheduling",

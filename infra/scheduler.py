@@ -13,6 +13,7 @@ from trainyard_core.config import Settings
 from infra.lambdas import TrainyardFunction
 from infra.nag import acknowledge_findings
 from infra.queues import Queues
+from infra.registry import grant_put_events
 from infra.storage import Storage
 
 
@@ -50,6 +51,8 @@ class Scheduling(Construct):
         )
 
         storage.grant_tables(scheduler.role)
+        # run.started, run.succeeded, run.failed (and run.queued from intake).
+        grant_put_events(scheduler.role)
         executions = f"{pipeline_arn}/execution/*"
         scheduler.role.add_to_policy(
             iam.PolicyStatement(

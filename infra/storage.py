@@ -191,14 +191,15 @@ class Storage(Construct):
         return list(self.tables.values())
 
     def grant_run_results(self, role: iam.IRole) -> None:
-        """The recorder only writes a run's metrics and model package (UpdateItem)."""
+        """The recorder only reads a run (did it record this model already?) and writes
+        its metrics and model package (GetItem, UpdateItem)."""
         # Not Table.grant: it adds the indexes ("/index/*"), which UpdateItem never uses.
         iam.Policy(
             self,
             "RunResultsWriter",
             statements=[
                 iam.PolicyStatement(
-                    actions=["dynamodb:UpdateItem"],
+                    actions=["dynamodb:GetItem", "dynamodb:UpdateItem"],
                     resources=[self.tables[self.names.runs_table].table_arn],
                 )
             ],

@@ -40,6 +40,7 @@ from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Tag
 from sagemaker.train.model_trainer import ModelTrainer
 from trainyard_core.config import Settings
+from trainyard_core.model_versions import META_METRIC_PREFIX, META_RUN, META_TENANT
 from trainyard_core.wiring import TENANT_TAG_KEY, Names
 
 from pipeline import contract
@@ -324,6 +325,14 @@ def _register(jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation) -> Mode
                     content_type="application/json", s3_uri=evaluation.report_uri
                 )
             ),
+            # Whose model it is and how good, on the package itself: the model list,
+            # its approval and a deployment stack read them without the runs table.
+            # Values are strings (a Join makes the AUC one).
+            customer_metadata_properties={
+                META_TENANT: jobs.p.tenant_id,
+                META_RUN: jobs.p.run_id,
+                f"{META_METRIC_PREFIX}auc": Join(on="", values=[evaluation.auc]),
+            },
         ),
     )
 

@@ -16,7 +16,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from trainyard_handlers.api.models import CreateTenantRequest, UpdateTenantRequest
+from trainyard_handlers.api.models import (
+    CreateTenantRequest,
+    ModelDecisionRequest,
+    UpdateTenantRequest,
+)
 from trainyard_handlers.api.routes import route
 
 DEFAULT_LOCAL_API_URL = "http://127.0.0.1:8787"
@@ -221,3 +225,22 @@ class TrainyardApi:
 
     def queue(self) -> dict[str, Any]:
         return self.call("getQueue")
+
+    def list_models(
+        self, tenant_id: str, *, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        return self.call(
+            "listModels", params={"limit": limit, "nextToken": next_token}, tenantId=tenant_id
+        )
+
+    def approve_model(
+        self, tenant_id: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        body = ModelDecisionRequest(reason=reason).model_dump(exclude_none=True)
+        return self.call("approveModel", json_body=body, tenantId=tenant_id, version=str(version))
+
+    def reject_model(
+        self, tenant_id: str, version: int, *, reason: str | None = None
+    ) -> dict[str, Any]:
+        body = ModelDecisionRequest(reason=reason).model_dump(exclude_none=True)
+        return self.call("rejectModel", json_body=body, tenantId=tenant_id, version=str(version))

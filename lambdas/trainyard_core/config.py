@@ -36,6 +36,14 @@ class _Model(BaseModel):
     )
 
 
+class AutoApprove(_Model):
+    """Approve a newly registered model of the plan's tenants without a person: its
+    ``metric`` reaches ``min`` and beats the tenant's newest approved version."""
+
+    metric: str = Field(default="auc", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    min: float
+
+
 class Plan(_Model):
     name: str
     max_concurrent_runs: int = Field(ge=1)
@@ -51,6 +59,8 @@ class Plan(_Model):
     training_instance_count: int = Field(default=1, ge=1)
     # None = unlimited.
     monthly_training_hours: float | None = Field(default=None, ge=0)
+    # None = every model waits for a person (POST /tenants/{id}/models/{v}/approve).
+    auto_approve: AutoApprove | None = None
 
     def api_dict(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)

@@ -37,6 +37,11 @@ DETAIL_MAX_BYTES = 16 * 1024
 METRICS_MAX = 50
 # The uploads a tenant made that started no run (``Tenant.ignoredUploads``).
 IGNORED_UPLOADS_MAX = 20
+# Why a model was approved or rejected: SageMaker's ApprovalDescription (UpdateModelPackage,
+# botocore shape: 0-1024 characters matching ".*", i.e. one line).
+MODEL_REASON_MAX_CHARS = 1024
+# A model package's customer metadata value (botocore: 1-256 characters).
+METADATA_VALUE_MAX_CHARS = 256
 
 _MARK = " …[truncated {n} more characters]"
 

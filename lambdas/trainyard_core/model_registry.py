@@ -1,5 +1,6 @@
-"""Data access for a tenant's model registry (its SageMaker model package group) and
-for what an offboarded tenant left behind.
+"""Data access for a tenant's model registry (its SageMaker model package group): its
+versions, their approval (``SageMakerModelVersions``, ports/model_versions.py), and
+what an offboarded tenant left behind.
 
 The group is retained when the tenant stack is deleted (it holds the tenant's
 models), so a purge removes it explicitly: its model packages first (SageMaker
@@ -9,10 +10,25 @@ retained group and bucket would collide with a new tenant of the same id.
 
 from __future__ import annotations
 
+import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
+
+from trainyard_core import limits
+from trainyard_core.model_versions import (
+    META_DECIDED_AT,
+    META_DECIDED_BY,
+    META_METRIC_PREFIX,
+    META_RUN,
+    META_TENANT,
+    ModelStatus,
+    ModelVersion,
+)
+from trainyard_core.models import iso_ms
+from trainyard_core.store.tokens import InvalidTokenError, decode_token, encode_token
 
 
 def _code(exc: ClientError) -> str:
@@ -64,6 +80,136 @@ class SageMakerModelRegistry:
             if not _missing(exc):
                 raise
         return deleted
+
+
+# Versions described side by side for one page (one DescribeModelPackage each: the
+# listing's summaries carry no customer metadata, i.e. no run and no metrics).
+_DESCRIBE_WORKERS = 8
+
+
+def to_version(described: dict[str, Any]) -> ModelVersion:
+    metadata = described.get("CustomerMetadataProperties") or {}
+    metrics: dict[str, float] = {}
+    for key, value in metadata.items():
+        if key.startswith(META_METRIC_PREFIX):
+            try:
+                number = float(value)
+            except ValueError:
+                continue
+            if math.isfinite(number) and len(metrics) < limits.METRICS_MAX:
+                metrics[key[len(META_METRIC_PREFIX) :]] = number
+    return ModelVersion(
+        version=int(described.get("ModelPackageVersion") or 0),
+        model_package_arn=described["ModelPackageArn"],
+        model_package_group_name=described.get("ModelPackageGroupName") or "",
+        status=described.get("ModelApprovalStatus") or "PendingManualApproval",
+        metrics=metrics,
+        run_id=metadata.get(META_RUN),
+        tenant_id=metadata.get(META_TENANT),
+        created_at=iso_ms(described.get("CreationTime")) or "",
+        decided_by=metadata.get(META_DECIDED_BY),
+        decided_at=metadata.get(META_DECIDED_AT),
+        reason=described.get("ApprovalDescription") or None,
+        package_status=described.get("ModelPackageStatus") or "Completed",
+    )
+
+
+class SageMakerModelVersions:
+    """A tenant group's versions: ListModelPackages (newest first), DescribeModelPackage,
+    UpdateModelPackage. Page tokens wrap SageMaker's NextToken with the group, signed
+    (store/tokens.py), so one listing's token never pages another group."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._sm = client or boto3.client("sagemaker")
+
+    def _describe(self, arn: str) -> ModelVersion | None:
+        try:
+            return to_version(self._sm.describe_model_package(ModelPackageName=arn))
+        except ClientError as exc:
+            if _missing(exc) or "not found" in str(exc).lower():
+                return None
+            raise
+
+    def list_versions(
+        self, group: str, limit: int, next_token: str | None
+    ) -> tuple[list[ModelVersion], str | None]:
+        request: dict[str, Any] = {
+            "ModelPackageGroupName": group,
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": limit,
+        }
+        if next_token:
+            key = decode_token(next_token, keys=("group", "page"))
+            if key["group"] != group:
+                raise InvalidTokenError("nextToken belongs to another tenant's model listing")
+            request["NextToken"] = key["page"]
+        try:
+            page = self._sm.list_model_packages(**request)
+        except ClientError as exc:
+            if _missing(exc):
+                return [], None
+            raise
+        arns = [p["ModelPackageArn"] for p in page.get("ModelPackageSummaryList", [])]
+        with ThreadPoolExecutor(max_workers=_DESCRIBE_WORKERS) as pool:
+            described = list(pool.map(self._describe, arns))
+        more = page.get("NextToken")
+        token = encode_token({"group": group, "page": more}) if more else None
+        return [v for v in described if v is not None], token
+
+    def _package_arn(self, group: str, version: int) -> str | None:
+        try:
+            group_arn = self._sm.describe_model_package_group(ModelPackageGroupName=group)[
+                "ModelPackageGroupArn"
+            ]
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        # arn:...:model-package-group/<group> -> arn:...:model-package/<group>/<version>
+        prefix, _, name = group_arn.rpartition(":model-package-group/")
+        return f"{prefix}:model-package/{name}/{version}"
+
+    def get_version(self, group: str, version: int) -> ModelVersion | None:
+        arn = self._package_arn(group, version)
+        model = self._describe(arn) if arn else None
+        if model is not None and model.model_package_group_name not in ("", group):
+            return None
+        return model
+
+    def get_by_arn(self, model_package_arn: str) -> ModelVersion | None:
+        return self._describe(model_package_arn)
+
+    def latest_approved(self, group: str) -> ModelVersion | None:
+        try:
+            page = self._sm.list_model_packages(
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                SortBy="CreationTime",
+                SortOrder="Descending",
+                MaxResults=1,
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                return None
+            raise
+        summaries = page.get("ModelPackageSummaryList", [])
+        return self._describe(summaries[0]["ModelPackageArn"]) if summaries else None
+
+    def set_status(
+        self,
+        model: ModelVersion,
+        status: ModelStatus,
+        description: str,
+        metadata: dict[str, str],
+    ) -> ModelVersion:
+        self._sm.update_model_package(
+            ModelPackageArn=model.model_package_arn,
+            ModelApprovalStatus=status,
+            ApprovalDescription=description[: limits.MODEL_REASON_MAX_CHARS],
+            CustomerMetadataProperties=metadata,
+        )
+        return self._describe(model.model_package_arn) or model
 
 
 class RetainedResources:

@@ -21,7 +21,9 @@ from trainyard_core.config import Settings, settings_from_env
 if TYPE_CHECKING:
     from trainyard_core.intake_queue import IntakeQueue
     from trainyard_core.model_registry import RetainedResources
+    from trainyard_core.model_versions import ModelVersionService
     from trainyard_core.models import Run
+    from trainyard_core.ports.events import EventPublisher
     from trainyard_core.ports.runs import RunRepository
     from trainyard_core.sagemaker_port import SageMakerTenantExecutions
     from trainyard_core.scheduling.service import SchedulerService
@@ -141,7 +143,7 @@ def _retained_resources() -> RetainedResources:
 def _run_service() -> SchedulerService:
     from trainyard_core.scheduling.factory import build_scheduler_service
 
-    return build_scheduler_service()
+    return build_scheduler_service(events=events())
 
 
 def _scheduler_service() -> SchedulerService:
@@ -149,7 +151,27 @@ def _scheduler_service() -> SchedulerService:
 
     from trainyard_handlers.observability import PowertoolsMetricsSink, logger
 
-    return build_scheduler_service(metrics=PowertoolsMetricsSink(), logger=logger)
+    return build_scheduler_service(metrics=PowertoolsMetricsSink(), logger=logger, events=events())
+
+
+def _events() -> EventPublisher:
+    """Trainyard's events on the default bus (trainyard_core/events.py)."""
+    from trainyard_core.event_bus import EventBridgePublisher
+
+    from trainyard_handlers.observability import PowertoolsMetricsSink, logger
+
+    return EventBridgePublisher(metrics=PowertoolsMetricsSink(), logger=logger)
+
+
+def _model_versions() -> ModelVersionService:
+    from trainyard_core.model_registry import SageMakerModelVersions
+    from trainyard_core.model_versions import ModelVersionService
+
+    from trainyard_handlers.observability import logger
+
+    return ModelVersionService(
+        settings(), SageMakerModelVersions(), events(), clock=clock(), log=logger
+    )
 
 
 def _intake_queue() -> IntakeQueue:
@@ -178,7 +200,19 @@ scheduler_service: Dependency[SchedulerService] = Dependency(_scheduler_service)
 # The recorder function.
 run_repository: Dependency[RunRepository] = Dependency(_run_repository)
 clock: Dependency[Clock] = Dependency(SystemClock)
+# Every function that changes a run or a model publishes what changed.
+events: Dependency[EventPublisher] = Dependency(_events)
+# The API's model routes and the recorder (registration, auto-approval).
+model_versions: Dependency[ModelVersionService] = Dependency(_model_versions)
 
-ONBOARDING = (settings, tenant_service, retained_resources, run_service, intake_queue)
-SCHEDULER = (scheduler_service,)
-RECORDER = (run_repository, clock)
+ONBOARDING = (
+    settings,
+    tenant_service,
+    retained_resources,
+    run_service,
+    intake_queue,
+    events,
+    model_versions,
+)
+SCHEDULER = (scheduler_service, events)
+RECORDER = (run_repository, clock, settings, events, model_versions)

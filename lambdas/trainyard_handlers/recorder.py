@@ -3,7 +3,9 @@
 Event (from the pipeline definition, values may arrive as strings):
 ``{"tenant_id", "run_id", "model_package_arn", "auc", "evaluation_uri",
 "training_job_name"}``. Writes ``metrics.auc`` and ``modelPackageArn`` on the
-run; idempotent (a retried step writes the same values again).
+run; idempotent (a retried step writes the same values again). A newly recorded
+model package is announced (``model.registered``) and the plan's auto-approval
+rule applied (``model_versions.ModelVersionService.registered``).
 """
 
 from __future__ import annotations
@@ -84,8 +86,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     request = parse(event=event, model=RecordRequest)
     logger.append_keys(tenant_id=request.tenant_id, run_id=request.run_id)
     run_metrics = {"auc": request.auc} if request.auc is not None else {}
+    runs = get_runs()
     try:
-        get_runs().record_results(
+        before = runs.get_run(request.tenant_id, request.run_id)
+        run = runs.record_results(
             request.tenant_id,
             request.run_id,
             run_metrics,
@@ -108,4 +112,25 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
         },
     )
     metrics.add_metric(name="ResultsRecorded", unit=MetricUnit.Count, value=1)
+    arn = request.model_package_arn
+    # A retried step records the same package again: model.registered only the first time.
+    if arn and (before is None or before.model_package_arn != arn):
+        _registered(run.tenant_id, run.plan, arn, run.run_id, run_metrics)
     return {"recorded": "true"}
+
+
+def _registered(
+    tenant_id: str, plan: str, arn: str, run_id: str, run_metrics: dict[str, float]
+) -> None:
+    """model.registered and the plan's auto-approval. The results are recorded: a
+    failure here leaves the model PendingManualApproval for a person (logged and
+    counted), it does not fail the run."""
+    try:
+        model = dependencies.model_versions().registered(tenant_id, plan, arn, run_id, run_metrics)
+    except Exception:
+        logger.exception("model registration follow-up failed", extra={"model_package_arn": arn})
+        metrics.add_metric(name="AutoApprovalErrors", unit=MetricUnit.Count, value=1)
+        return
+    if model is not None and model.decided_by:
+        logger.info("model auto-approved", extra={"model_package_arn": arn, "reason": model.reason})
+        metrics.add_metric(name="ModelsAutoApproved", unit=MetricUnit.Count, value=1)

@@ -6,6 +6,10 @@
   below are added to moto's backend and API (reachable with plain boto3) with AWS's
   behaviour: a group that still holds model packages cannot be deleted
   (ConflictException), a group without a policy has none to get (ValidationException).
+- SageMaker's UpdateModelPackage: moto replaces the customer metadata with the
+  request's (and the approval description with None when the request has none);
+  SageMaker changes only what the request names, adding its metadata to the
+  package's (``CustomerMetadataPropertiesToRemove`` removes keys).
 - SageMaker pipelines: moto has no ``StopPipelineExecution``; it is added (only an
   Executing execution can be stopped), and the pipeline engine stops its worker.
 - S3 access logging: moto's PutBucketLogging accepts a target bucket policy only if
@@ -120,6 +124,37 @@ def _stop_pipeline_execution(
     raise ValidationError(f"Pipeline execution {pipeline_execution_arn} does not exist.")
 
 
+def _update_model_package(
+    self: Any,
+    model_package_arn: str,
+    model_approval_status: str | None,
+    approval_description: str | None,
+    customer_metadata_properties: dict[str, str] | None,
+    customer_metadata_properties_to_remove: list[str] | None,
+    additional_inference_specifications_to_add: list[Any] | None,
+) -> str:
+    """UpdateModelPackage as SageMaker applies it: only the named fields change."""
+    from moto.sagemaker.exceptions import ValidationError
+
+    mapped = self.model_package_name_mapping.get(model_package_arn, model_package_arn)
+    package = self.model_packages.get(mapped)
+    if package is None:
+        raise ValidationError(f"Model package {model_package_arn} not found")
+    if model_approval_status is not None:
+        package.set_model_approval_status(model_approval_status)
+    if approval_description is not None:
+        package.approval_description = approval_description
+    metadata = dict(package.customer_metadata_properties or {})
+    metadata.update(customer_metadata_properties or {})
+    for key in customer_metadata_properties_to_remove or []:
+        metadata.pop(key, None)
+    package.customer_metadata_properties = metadata or None
+    if additional_inference_specifications_to_add:
+        package.add_additional_inference_specifications(additional_inference_specifications_to_add)
+    package.modifications_done()
+    return str(package.arn)
+
+
 def _create_model_package_group_once(original: Any) -> Any:
     def create(self: Any, model_package_group_name: str, *args: Any, **kwargs: Any) -> Any:
         from moto.sagemaker.exceptions import ValidationError
@@ -161,6 +196,7 @@ def install_sagemaker_registry_shims() -> None:
             ("put_model_package_group_policy", _put_model_package_group_policy),
             ("delete_model_package_group_policy", _delete_model_package_group_policy),
             ("stop_pipeline_execution", _stop_pipeline_execution),
+            ("update_model_package", _update_model_package),
         ):
             setattr(SageMakerModelBackend, name, function)
         SageMakerModelBackend.create_model_package_group = _create_model_package_group_once(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from trainyard_core import limits
+from trainyard_core import events, limits
 from trainyard_core.models import Run, RunStatus, iso_ms, parse_iso
 from trainyard_core.scheduling.context import SchedulerContext, month_of
 from trainyard_core.scheduling.policy import cost_usd
@@ -63,10 +63,28 @@ def handle_status(
             ctx, run, TERMINAL_EXECUTION_STATUS[status], execution_arn, failure_reason, event_time
         )
     elif status == "Executing":
-        ctx.runs.mark_running(run, execution_arn, iso_ms(ctx.clock.now()) or "")
+        mark_running(ctx, run, execution_arn)
     else:
         ctx.log.info("pipeline status noted", extra={"status": status})
     return ctx.runs.get_run(run.tenant_id, run.run_id)
+
+
+def mark_running(ctx: SchedulerContext, run: Run, execution_arn: str) -> bool:
+    """STARTING -> RUNNING from an Executing event (or reconcile); run.started once,
+    by whichever of this and dispatch's ``mark_started`` won the write."""
+    now = iso_ms(ctx.clock.now()) or ""
+    if not ctx.runs.mark_running(run, execution_arn, now):
+        return False
+    started = events.run_event(
+        events.RUN_STARTED,
+        run,
+        now,
+        status=RunStatus.RUNNING.value,
+        startedAt=run.started_at or now,
+        executionArn=run.execution_arn or execution_arn,
+    )
+    ctx.emit(started)
+    return True
 
 
 def _find_by_display_name(ctx: SchedulerContext, display_name: str) -> Run | None:
@@ -127,6 +145,19 @@ def finish(
         else None,
     )
     if done:
+        # Only the caller whose conditional write ended the run reports it: a repeated
+        # status event or a racing reconcile finds it ended and emits nothing.
+        ctx.emit(
+            events.run_event(
+                events.run_end_type(status.value),
+                run,
+                iso_ms(now) or "",
+                status=status.value,
+                endedAt=iso_ms(ended),
+                executionArn=execution_arn or run.execution_arn,
+                failureReason=failure_reason if status != RunStatus.SUCCEEDED else None,
+            )
+        )
         ctx.log.info(
             "run finished",
             extra={"status": status.value, "training_seconds": seconds, "reason": failure_reason},

@@ -12,7 +12,9 @@ from typing import Any
 from trainyard_core import limits
 from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Settings
+from trainyard_core.events import Event
 from trainyard_core.models import Run
+from trainyard_core.ports.events import EventPublisher, NullEvents
 from trainyard_core.ports.metrics import MetricsSink, NullMetrics
 from trainyard_core.ports.pipeline import PipelinePort
 from trainyard_core.ports.runs import RunRepository
@@ -37,6 +39,7 @@ class SchedulerContext:
         logger: Any | None = None,
         rng: random.Random | None = None,
         describe_min_age_seconds: float = 60.0,
+        events: EventPublisher | None = None,
     ) -> None:
         self.settings = settings
         self.runs = runs
@@ -46,6 +49,9 @@ class SchedulerContext:
         self.metrics = metrics or NullMetrics()
         self.log = logger or logging.getLogger("trainyard.scheduler")
         self.rng = rng or random.Random()
+        # Trainyard's own events (trainyard_core/events.py), published after the
+        # write they report, only by the caller whose conditional write won.
+        self.events: EventPublisher = events or NullEvents()
         # Reconcile asks SageMaker only about runs quiet for this long, so it does
         # not race the status event that is normally seconds behind a change.
         self.describe_min_age_seconds = describe_min_age_seconds
@@ -57,6 +63,15 @@ class SchedulerContext:
         append = getattr(self.log, "thread_safe_append_keys", None)
         if append is not None:
             append(tenant_id=run.tenant_id, run_id=run.run_id)
+
+    def emit(self, *events: Event) -> None:
+        """Publish after the state change: a publisher that fails must never undo
+        or retry the change (ports/events.py), so nothing it raises escapes."""
+        try:
+            self.events.publish(list(events))
+        except Exception:
+            self.log.exception("events not published")
+            self.metrics.record("EventsNotPublished", len(events))
 
     @contextmanager
     def isolated(self, step: str, run: Run | None = None, **keys: Any) -> Iterator[None]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from trainyard_core import events
 from trainyard_core.models import (
     Run,
     RunStatus,
@@ -87,6 +88,17 @@ def dispatch(ctx: SchedulerContext) -> DispatchReport:
         for run, reason in decision.cancellations:
             with ctx.isolated("cancel", run):
                 if ctx.runs.cancel_queued(run, reason, iso_ms(now) or ""):
+                    at = iso_ms(now) or ""
+                    ctx.emit(
+                        events.run_event(
+                            events.RUN_FAILED,
+                            run,
+                            at,
+                            status=RunStatus.FAILED.value,
+                            endedAt=at,
+                            failureReason=reason,
+                        )
+                    )
                     ctx.log.warning(
                         "queued run cancelled", extra={"run_id": run.run_id, "reason": reason}
                     )
@@ -223,6 +235,17 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
     ):
         ctx.metrics.record("RunsStarted", 1, dimensions={"plan": run.plan})
         ctx.log.info("pipeline execution started", extra={"execution_arn": arn})
+        # Not when an Executing event (mark_running) moved it first: that one emitted.
+        ctx.emit(
+            events.run_event(
+                events.RUN_STARTED,
+                run,
+                iso_ms(now) or "",
+                status=RunStatus.RUNNING.value,
+                startedAt=iso_ms(now),
+                executionArn=arn,
+            )
+        )
     report.started.append(run)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from trainyard_core import wiring
 from trainyard_core.clock import Clock
 from trainyard_core.config import settings_from_env
+from trainyard_core.ports.events import EventPublisher
 from trainyard_core.ports.metrics import MetricsSink
 from trainyard_core.scheduling.service import SchedulerService
 
@@ -22,6 +23,7 @@ def build_scheduler_service(
     metrics: MetricsSink | None = None,
     logger: Any | None = None,
     clock: Clock | None = None,
+    events: EventPublisher | None = None,
 ) -> SchedulerService:
     from trainyard_core.sagemaker_port import SageMakerPipelinePort
     from trainyard_core.store.runs_dynamodb import DynamoRunRepository
@@ -36,4 +38,5 @@ def build_scheduler_service(
         clock=clock,
         metrics=metrics,
         logger=logger,
+        events=events,
     )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
+from trainyard_core import events
 from trainyard_core.errors import Conflict
 from trainyard_core.models import (
     IgnoredUpload,
@@ -234,6 +235,8 @@ def _enqueue(
             "run queued",
             extra={"tenant_id": tenant.tenant_id, "run_id": run.run_id, "trigger": kind},
         )
+        # Only the intake that created the run says so (a joined upload is no new run).
+        ctx.emit(events.run_event(events.RUN_QUEUED, run, run.queued_at))
         return IntakeResult("created", run)
     raise RuntimeError(f"could not queue a run for {tenant.tenant_id}: contention")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from trainyard_core.models import Run, RunStatus, iso_ms, parse_iso
+from trainyard_core.models import Run, RunStatus, parse_iso
 from trainyard_core.ports.pipeline import ExecutionInfo
 from trainyard_core.ports.runs import GLOBAL, plan_counter, tenant_counter
-from trainyard_core.scheduling.completion import TERMINAL_EXECUTION_STATUS, finish
+from trainyard_core.scheduling.completion import TERMINAL_EXECUTION_STATUS, finish, mark_running
 from trainyard_core.scheduling.context import SchedulerContext
 from trainyard_core.scheduling.dispatch import DispatchReport, dispatch
 
@@ -116,7 +116,7 @@ def _recover_one(
             report.finished.append(run.run_id)
         return
     if info.status == "Executing" and run.status == RunStatus.STARTING:
-        ctx.runs.mark_running(run, run.execution_arn, iso_ms(now) or "")
+        mark_running(ctx, run, run.execution_arn)
     started = parse_iso(run.started_at)
     limit = ctx.settings.stuck_run_hours
     if started and (now - started).total_seconds() > limit * 3600:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
 from trainyard_core.config import Plan
+from trainyard_core.model_versions import ModelVersion
 from trainyard_core.models import MONTH_RE, Run, Tenant, WaitingFor
 
 __all__ = [
@@ -23,6 +24,9 @@ __all__ = [
     "Error",
     "ErrorDetail",
     "Health",
+    "ModelDecisionRequest",
+    "ModelList",
+    "ModelVersion",
     "Plan",
     "PlanList",
     "PlanQueue",
@@ -57,6 +61,12 @@ class UpdateTenantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     plan: str | None = None
     status: str | None = None
+
+
+class ModelDecisionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # Bounded and one line (SageMaker's ApprovalDescription; model_versions.check_reason).
+    reason: str | None = None
 
 
 # --- responses (envelopes around the domain's wire models)
@@ -99,6 +109,15 @@ class RunList(_Envelope):
     _hidden: ClassVar[dict[str, Any]] = {"runs": {"__all__": Run._internal_fields()}}
 
     runs: list[Run] = Field(description="Newest first.")
+    next_token: str | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Absent on the last page."
+    )
+
+
+class ModelList(_Envelope):
+    _hidden: ClassVar[dict[str, Any]] = {"models": {"__all__": ModelVersion._internal_fields()}}
+
+    models: list[ModelVersion] = Field(description="Newest first.")
     next_token: str | None = Field(
         default=None, exclude_if=_absent_if_none, description="Absent on the last page."
     )

@@ -20,6 +20,9 @@ from trainyard_handlers.api.models import (
     MONTH_RE,
     CreateTenantRequest,
     Health,
+    ModelDecisionRequest,
+    ModelList,
+    ModelVersion,
     PlanList,
     Queue,
     Run,
@@ -69,12 +72,17 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "tenantId": {"schema": {"$ref": "#/components/schemas/TenantId"}},
     "runId": {"description": "32 hex characters, time-ordered.", "schema": {"type": "string"}},
+    "version": {
+        "description": "The model package version in the tenant's group (1, 2, ...).",
+        "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,8}$"},
+    },
 }
 
 TAGS: dict[str, str] = {
     "tenants": "Onboarding, plan changes, offboarding",
     "runs": "Training runs and usage",
     "platform": "Plans, queue, health",
+    "models": "A tenant's model registry: versions, approval",
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
@@ -222,6 +230,50 @@ ROUTES: tuple[Route, ...] = (
         {200: ("Runs, training time and cost estimate", Usage)},
         {400: ("InvalidMonth",), 404: ("TenantNotFound",)},
         query=("month",),
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/models",
+        "listModels",
+        "List a tenant's model versions, newest first",
+        "models",
+        {200: ("A page of model versions", ModelList)},
+        {400: ("InvalidLimit", "InvalidNextToken"), 404: ("TenantNotFound",)},
+        query=("limit", "nextToken"),
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/models/{version}/approve",
+        "approveModel",
+        "Approve a model version (SageMaker ModelApprovalStatus Approved)",
+        "models",
+        {200: ("The model version, Approved (a repeated approval changes nothing)", ModelVersion)},
+        {
+            400: ("InvalidModelVersion", "InvalidReason", "MalformedJson", "InvalidBody"),
+            404: ("TenantNotFound", "ModelNotFound"),
+            409: ("ModelOfAnotherTenant", "ModelNotReady", "ModelUpdateConflict"),
+            413: ("PayloadTooLarge",),
+        },
+        body=ModelDecisionRequest,
+        description="The body is optional. Who approved (the caller's IAM identity) and "
+        "why (reason) are recorded on the model package and in the model.approved event.",
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/models/{version}/reject",
+        "rejectModel",
+        "Reject a model version (SageMaker ModelApprovalStatus Rejected)",
+        "models",
+        {200: ("The model version, Rejected (a repeated rejection changes nothing)", ModelVersion)},
+        {
+            400: ("InvalidModelVersion", "InvalidReason", "MalformedJson", "InvalidBody"),
+            404: ("TenantNotFound", "ModelNotFound"),
+            409: ("ModelOfAnotherTenant", "ModelNotReady", "ModelUpdateConflict"),
+            413: ("PayloadTooLarge",),
+        },
+        body=ModelDecisionRequest,
+        description="The body is optional. Rejecting an approved version revokes it "
+        "(SageMaker allows it); who and why are recorded as for an approval.",
     ),
 )
 
