@@ -18,7 +18,10 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from trainyard_handlers.api.models import (
     MONTH_RE,
+    AbortUploadRequest,
+    CompleteUploadRequest,
     CreateTenantRequest,
+    CreateUploadRequest,
     Health,
     PlanList,
     Queue,
@@ -27,6 +30,8 @@ from trainyard_handlers.api.models import (
     Tenant,
     TenantList,
     UpdateTenantRequest,
+    Upload,
+    UploadResult,
     Usage,
 )
 
@@ -69,12 +74,17 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "tenantId": {"schema": {"$ref": "#/components/schemas/TenantId"}},
     "runId": {"description": "32 hex characters, time-ordered.", "schema": {"type": "string"}},
+    "uploadId": {
+        "description": "A multipart upload's id, as POST /tenants/{tenantId}/uploads answered.",
+        "schema": {"type": "string"},
+    },
 }
 
 TAGS: dict[str, str] = {
     "tenants": "Onboarding, plan changes, offboarding",
     "runs": "Training runs and usage",
     "platform": "Plans, queue, health",
+    "uploads": "Training data through presigned S3 requests (no AWS credentials)",
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
@@ -224,6 +234,61 @@ ROUTES: tuple[Route, ...] = (
         query=("month",),
     ),
 )
+
+# Uploads through the API (trainyard_core/tenants/uploads.py): every refusal of the
+# file itself (key, content type, size, expiry) is S3's, on the presigned request.
+UPLOAD_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads",
+        "createUpload",
+        "Presign the upload of one CSV file to the tenant's data prefix",
+        "uploads",
+        {201: ("A presigned POST, or a multipart upload's presigned parts", Upload)},
+        {
+            400: ("InvalidFileName", *BODY_ERRORS),
+            404: ("TenantNotFound",),
+            409: ("TenantNotAccepting", "DataQuotaExceeded", "TooManyDataObjects"),
+            413: ("UploadTooLarge", "PayloadTooLarge"),
+        },
+        body=CreateUploadRequest,
+        description="Signed with a session of the uploader role narrowed to this one key: "
+        "S3 takes only that key, Content-Type text/csv and at most the plan's "
+        "maxUploadBytes (and the room left in its dataQuotaBytes), for 15 minutes (a "
+        "multipart upload's parts for an hour, each of exactly its signed size).",
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads/{uploadId}/complete",
+        "completeUpload",
+        "Complete a multipart upload (the file then starts training)",
+        "uploads",
+        {200: ("Completed", UploadResult)},
+        {
+            400: ("InvalidUploadKey", "InvalidParts", *BODY_ERRORS),
+            404: ("TenantNotFound", "UploadNotFound"),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=CompleteUploadRequest,
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads/{uploadId}/abort",
+        "abortUpload",
+        "Abort a multipart upload (S3 drops its parts)",
+        "uploads",
+        {200: ("Aborted", UploadResult)},
+        {
+            400: ("InvalidUploadKey", *BODY_ERRORS),
+            404: ("TenantNotFound", "UploadNotFound"),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=AbortUploadRequest,
+    ),
+)
+ROUTES = ROUTES + UPLOAD_ROUTES
 
 _BY_ID = {route.operation_id: route for route in ROUTES}
 
