@@ -20,6 +20,7 @@ from infra.registry import grant_model_versions, grant_put_events
 from infra.scheduler import Scheduling
 from infra.storage import Storage
 from infra.tenant_template import TenantProvisioning
+from infra.uploads import TenantUploads
 
 
 class PlatformStack(Stack):
@@ -121,6 +122,9 @@ class PlatformStack(Stack):
             storage=self.storage,
             provisioning=self.provisioning,
             queues=self.queues,
+        )
+        self.uploads = TenantUploads(
+            self, "Uploads", names=names, onboarding=self.functions["onboarding"]
         )
         self.monitoring = Monitoring(
             self, "Monitoring", names=names, queues=self.queues, functions=self.functions

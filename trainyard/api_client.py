@@ -17,7 +17,11 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from trainyard_handlers.api.models import (
+    AbortUploadRequest,
+    CompletedPartBody,
+    CompleteUploadRequest,
     CreateTenantRequest,
+    CreateUploadRequest,
     ModelDecisionRequest,
     UpdateTenantRequest,
 )
@@ -244,3 +248,27 @@ class TrainyardApi:
     ) -> dict[str, Any]:
         body = ModelDecisionRequest(reason=reason).model_dump(exclude_none=True)
         return self.call("rejectModel", json_body=body, tenantId=tenant_id, version=str(version))
+
+    # --- uploads (the file itself goes to S3 with trainyard/uploads.py, no credentials)
+
+    def create_upload(
+        self, tenant_id: str, file_name: str, content_length: int | None = None
+    ) -> dict[str, Any]:
+        body = CreateUploadRequest(fileName=file_name, contentLength=content_length)
+        return self.call(
+            "createUpload", json_body=body.model_dump(exclude_none=True), tenantId=tenant_id
+        )
+
+    def complete_upload(
+        self, tenant_id: str, upload_id: str, key: str, parts: list[tuple[int, str]]
+    ) -> dict[str, Any]:
+        body = CompleteUploadRequest(
+            key=key, parts=[CompletedPartBody(partNumber=n, eTag=e) for n, e in parts]
+        )
+        return self.call(
+            "completeUpload", json_body=body.model_dump(), tenantId=tenant_id, uploadId=upload_id
+        )
+
+    def abort_upload(self, tenant_id: str, upload_id: str, key: str) -> dict[str, Any]:
+        body = AbortUploadRequest(key=key).model_dump()
+        return self.call("abortUpload", json_body=body, tenantId=tenant_id, uploadId=upload_id)

@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from trainyard_core.limits import MAX_UPLOAD_BYTES_LIMIT
+
 # Inline JSON (tests and tools); deployed handlers read the file below instead.
 SETTINGS_ENV = "TRAINYARD_SETTINGS"
 # Path of the resolved settings (relative paths: from the Lambda task root).
@@ -61,6 +63,11 @@ class Plan(_Model):
     monthly_training_hours: float | None = Field(default=None, ge=0)
     # None = every model waits for a person (POST /tenants/{id}/models/{v}/approve).
     auto_approve: AutoApprove | None = None
+    # Uploads through the API (POST /tenants/{id}/uploads): the largest file one
+    # upload may be (S3's content-length-range; above MULTIPART_THRESHOLD_BYTES a
+    # multipart upload), and the bytes a tenant may keep under its data prefix.
+    max_upload_bytes: int = Field(default=1024**3, ge=1, le=MAX_UPLOAD_BYTES_LIMIT)
+    data_quota_bytes: int = Field(default=10 * 1024**3, ge=1)
 
     def api_dict(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
@@ -98,6 +105,8 @@ class Settings(_Model):
                 isolation="pool",
                 training_instance_type="ml.m5.large",
                 monthly_training_hours=10,
+                max_upload_bytes=1024**3,
+                data_quota_bytes=10 * 1024**3,
             ),
             "standard": Plan(
                 name="standard",
@@ -107,6 +116,8 @@ class Settings(_Model):
                 isolation="pool",
                 training_instance_type="ml.m5.xlarge",
                 monthly_training_hours=50,
+                max_upload_bytes=5 * 1024**3,
+                data_quota_bytes=100 * 1024**3,
             ),
             "premium": Plan(
                 name="premium",
@@ -116,6 +127,8 @@ class Settings(_Model):
                 isolation="silo",
                 training_instance_type="ml.m5.2xlarge",
                 monthly_training_hours=None,
+                max_upload_bytes=50 * 1024**3,
+                data_quota_bytes=1024**4,
             ),
         }
     )

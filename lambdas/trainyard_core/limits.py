@@ -107,3 +107,28 @@ def check_item_size(item: dict[str, Any]) -> None:
     size = item_size(item)
     if size > DYNAMODB_ITEM_MAX_BYTES:
         raise ItemTooLargeError(size)
+
+
+# --- uploads through the API (POST /tenants/{id}/uploads; tenants/uploads.py)
+# S3: "the maximum allowable size of an upload using POST is 5 GB"; a part is 5 MiB
+# to 5 GiB (the last one may be smaller), at most 10,000 parts.
+S3_POST_MAX_BYTES = 5 * 1024**3
+S3_PART_MIN_BYTES = 5 * 1024**2
+S3_PART_MAX_BYTES = 5 * 1024**3
+S3_PARTS_MAX = 10_000
+# Files above this get a multipart upload (parts of at least MULTIPART_PART_BYTES).
+MULTIPART_THRESHOLD_BYTES = 100 * 1024**2
+MULTIPART_PART_BYTES = 64 * 1024**2
+# One answer lists every part's presigned URL (~1.5 KB each, the session token
+# included): 1,000 keep it far below Lambda's 6 MB response limit.
+UPLOAD_PARTS_MAX = 1_000
+# So a plan's maxUploadBytes is at most 1,000 parts of 5 GiB.
+MAX_UPLOAD_BYTES_LIMIT = UPLOAD_PARTS_MAX * S3_PART_MAX_BYTES
+# A presigned POST lives 15 minutes; a multipart upload's part URLs an hour, the
+# longest a role-chained session (a Lambda assuming the uploader role) may last.
+UPLOAD_URL_SECONDS = 900
+MULTIPART_URL_SECONDS = 3600
+UPLOAD_FILE_NAME_MAX_BYTES = 255  # one path segment (SageMaker stages it as a file)
+# The quota check lists the data prefix: at most this many pages of 1,000 objects.
+DATA_QUOTA_LIST_PAGES = 50
+ETAG_MAX_CHARS = 256

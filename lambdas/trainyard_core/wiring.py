@@ -143,6 +143,15 @@ class Names:
     def tenant_role(self, tenant_id: str) -> str:
         return f"{self.prefix}-tenant-{tenant_id}"
 
+    @property
+    def uploader_role(self) -> str:
+        # The role presigned uploads are signed with (infra/uploads.py): the
+        # onboarding Lambda assumes it narrowed to one tenant's key.
+        return f"{self.prefix}-uploader"
+
+    def uploader_role_arn(self, partition: str, account_id: str) -> str:
+        return f"arn:{partition}:iam::{account_id}:role/{self.uploader_role}"
+
     def model_package_group(self, tenant_id: str) -> str:
         return f"{self.prefix}-{tenant_id}"
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from trainyard_core.sagemaker_port import SageMakerTenantExecutions
     from trainyard_core.scheduling.service import SchedulerService
     from trainyard_core.tenants import TenantService
+    from trainyard_core.tenants.uploads import TenantUploads
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -188,6 +189,18 @@ def _run_repository() -> RunRepository:
     )
 
 
+def _tenant_uploads() -> TenantUploads:
+    from trainyard_core.arns import partition_of
+    from trainyard_core.tenants.uploads import TenantUploads
+    from trainyard_core.upload_signer import S3UploadSigner
+
+    region = os.environ.get("AWS_REGION") or settings().region
+    role = wiring.Names.from_settings(settings()).uploader_role_arn(
+        partition_of(region), os.environ[wiring.ENV_ACCOUNT_ID]
+    )
+    return TenantUploads(settings(), S3UploadSigner(role, region))
+
+
 settings: Dependency[Settings] = Dependency(settings_from_env)
 # The onboarding function: tenants, and the runs as the API sees them (reads, manual
 # runs, usage, queue; no metrics of its own, admission stays in the scheduler).
@@ -195,6 +208,8 @@ tenant_service: Dependency[TenantService] = Dependency(_tenant_service)
 retained_resources: Dependency[RetainedResources] = Dependency(_retained_resources)
 run_service: Dependency[SchedulerService] = Dependency(_run_service)
 intake_queue: Dependency[IntakeQueue] = Dependency(_intake_queue)
+# Presigned uploads (the onboarding function), signed as the uploader role.
+tenant_uploads: Dependency[TenantUploads] = Dependency(_tenant_uploads)
 # The scheduler function: the same service, with Powertools metrics and logger.
 scheduler_service: Dependency[SchedulerService] = Dependency(_scheduler_service)
 # The recorder function.
@@ -213,6 +228,7 @@ ONBOARDING = (
     intake_queue,
     events,
     model_versions,
+    tenant_uploads,
 )
 SCHEDULER = (scheduler_service, events)
 RECORDER = (run_repository, clock, settings, events, model_versions)

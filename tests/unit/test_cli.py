@@ -216,7 +216,14 @@ def test_upload_puts_each_file_under_the_tenants_data_prefix(
     second.write_bytes(data.tenant_csv("acme", part=1, parts=2))
 
     result = invoke(
-        url, "--aws-endpoint-url", moto_endpoint, "upload", "acme", str(first), str(second)
+        url,
+        "--aws-endpoint-url",
+        moto_endpoint,
+        "upload",
+        "--direct",
+        "acme",
+        str(first),
+        str(second),
     )
 
     assert result.exit_code == 0, result.output
@@ -239,7 +246,9 @@ def test_upload_finds_the_aws_endpoint_the_local_api_announces(
     path = tmp_path / "train.csv"
     path.write_bytes(data.tenant_csv("acme"))
     result = runner.invoke(
-        app, ["--api-url", url, "upload", "acme", str(path)], env={"AWS_ENDPOINT_URL": None}
+        app,
+        ["--api-url", url, "upload", "--direct", "acme", str(path)],
+        env={"AWS_ENDPOINT_URL": None},
     )
     assert result.exit_code == 0, result.output
     assert s3.head_object(Bucket="announced-bucket", Key="data/train.csv")["ContentLength"] > 0
@@ -259,8 +268,51 @@ def test_upload_works_without_any_aws_credentials_locally(
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     path = tmp_path / "train.csv"
     path.write_bytes(data.tenant_csv("acme"))
-    result = invoke(url, "--aws-endpoint-url", moto_endpoint, "upload", "acme", str(path))
+    result = invoke(
+        url, "--aws-endpoint-url", moto_endpoint, "upload", "--direct", "acme", str(path)
+    )
     assert result.exit_code == 0, result.output
+
+
+def test_upload_goes_through_the_apis_presigned_post_by_default(
+    api: tuple[str, Routes], moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, routes = api
+    s3 = _s3(moto_endpoint)
+    s3.create_bucket(Bucket="presigned-bucket")
+    grant = s3.generate_presigned_post(Bucket="presigned-bucket", Key="data/train.csv")
+    routes.table[("POST", "/tenants/acme/uploads")] = (
+        201,
+        {"method": "POST", "key": "data/train.csv", "expiresAt": "x", **grant},
+    )
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    path = tmp_path / "train.csv"
+    path.write_bytes(data.tenant_csv("acme"))
+    result = invoke(url, "upload", "acme", str(path))
+    assert result.exit_code == 0, result.output
+    asked = [
+        json.loads(b) for m, p, b in routes.seen if (m, p) == ("POST", "/tenants/acme/uploads")
+    ]
+    assert asked == [{"fileName": "train.csv", "contentLength": path.stat().st_size}]
+    stored = s3.get_object(Bucket="presigned-bucket", Key="data/train.csv")["Body"].read()
+    assert stored == path.read_bytes()
+    assert "uploaded data/train.csv" in result.output
+
+
+def test_upload_to_a_tenant_that_takes_no_uploads_is_a_clear_error(
+    api: tuple[str, Routes], tmp_path: Path
+) -> None:
+    url, routes = api
+    routes.table[("POST", "/tenants/acme/uploads")] = (
+        409,
+        {"error": {"code": "TenantNotAccepting", "message": "tenant acme is PROVISIONING"}},
+    )
+    path = tmp_path / "train.csv"
+    path.write_text("f0,label\n1,0\n")
+    result = invoke(url, "upload", "acme", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error TenantNotAccepting:")
 
 
 def test_upload_to_a_tenant_still_provisioning_is_a_clear_error(
@@ -273,7 +325,7 @@ def test_upload_to_a_tenant_still_provisioning_is_a_clear_error(
     )
     path = tmp_path / "train.csv"
     path.write_text("f0,label\n1,0\n")
-    result = invoke(url, "upload", "acme", str(path))
+    result = invoke(url, "upload", "--direct", "acme", str(path))
     assert result.exit_code == 1
     assert result.stderr.startswith("error TenantNotReady:")
 
@@ -285,7 +337,9 @@ def test_upload_to_a_missing_bucket_is_an_error_line_not_a_traceback(
     routes.table[("GET", "/tenants/acme")] = (200, {**TENANT, "dataBucket": "no-such-bucket"})
     path = tmp_path / "train.csv"
     path.write_text("f0,label\n1,0\n")
-    result = invoke(url, "--aws-endpoint-url", moto_endpoint, "upload", "acme", str(path))
+    result = invoke(
+        url, "--aws-endpoint-url", moto_endpoint, "upload", "--direct", "acme", str(path)
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("error NoSuchBucket:")
 

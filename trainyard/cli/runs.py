@@ -45,10 +45,20 @@ def upload(
     files: list[Path] = typer.Argument(
         ..., exists=True, dir_okay=False, readable=True, help="CSV files to upload."
     ),
+    direct: bool = typer.Option(
+        False,
+        "--direct",
+        help="Operators only: put_object with your own AWS credentials instead of the "
+        "API's presigned upload.",
+    ),
 ) -> None:
-    """Upload training data; every *.csv upload triggers a training run."""
+    """Upload training data through the API (presigned, no AWS credentials needed);
+    every *.csv upload triggers a training run."""
     opts = _opts(ctx)
     api = opts.api()
+    if not direct:
+        _upload_through_api(opts, api, tenant, files)
+        return
     record = api.get_tenant(tenant)
     bucket = record.get("dataBucket")
     if not bucket:
@@ -77,6 +87,21 @@ def upload(
         if not opts.json_output:
             note = "" if path.suffix.lower() == ".csv" else " (not *.csv: will not trigger a run)"
             common.console.print(f"uploaded s3://{bucket}/{key} ({item['size']} bytes){note}")
+    if opts.json_output:
+        _print_json({"tenantId": tenant, "uploaded": uploaded})
+
+
+def _upload_through_api(opts: Any, api: Any, tenant: str, files: list[Path]) -> None:
+    from trainyard.uploads import upload_file
+
+    uploaded: list[dict[str, Any]] = []
+    for path in files:
+        item = upload_file(api, tenant, path)
+        uploaded.append(item)
+        if not opts.json_output:
+            common.console.print(
+                f"uploaded {item['key']} ({item['size']} bytes, {item['method'].lower()})"
+            )
     if opts.json_output:
         _print_json({"tenantId": tenant, "uploaded": uploaded})
 

@@ -36,6 +36,7 @@ from .cloudformation import install as install_tenant_cloudformation
 from .faults import Faults
 from .iam.actions import Scope
 from .iam.enforcer import Enforcer, MotoPolicyStore
+from .iam.presigned import PresignedS3Gate, gated_moto_server, s3_bucket_names
 from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
 from .shims import install_dynamodb_serializer
 
@@ -183,8 +184,6 @@ class EmbeddedStack:
         return self
 
     def _start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         self._started = True
         if self.workdir is None:
             for stale in remove_stale_workdirs():
@@ -217,7 +216,18 @@ class EmbeddedStack:
                 "POWERTOOLS_DEV": "false",
             }
         )
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+        # Presigned S3 requests (plain HTTP, no SDK) are checked as S3 checks them.
+        self._moto = gated_moto_server(
+            "127.0.0.1",
+            self.aws_port,
+            lambda app: PresignedS3Gate(
+                app,
+                self.iam,
+                region=self.region,
+                partition=partition_of(self.region),
+                buckets=s3_bucket_names(self.account_id, partition_of(self.region)),
+            ),
+        )
         self._moto.start()
 
         specs = wiring.handlers(self.names)

@@ -9,7 +9,7 @@ the envelopes here wrap them. Importable without side effects (pydantic only).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
@@ -20,7 +20,11 @@ from trainyard_core.models import MONTH_RE, Run, Tenant, WaitingFor
 __all__ = [
     "MAX_BODY_BYTES",
     "MONTH_RE",
+    "AbortUploadRequest",
+    "CompleteUploadRequest",
+    "CompletedPartBody",
     "CreateTenantRequest",
+    "CreateUploadRequest",
     "Error",
     "ErrorDetail",
     "Health",
@@ -37,6 +41,9 @@ __all__ = [
     "Tenant",
     "TenantList",
     "UpdateTenantRequest",
+    "Upload",
+    "UploadPart",
+    "UploadResult",
     "Usage",
     "WaitingFor",
 ]
@@ -67,6 +74,34 @@ class ModelDecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     # Bounded and one line (SageMaker's ApprovalDescription; model_versions.check_reason).
     reason: str | None = None
+
+
+class CreateUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    fileName: str = Field(min_length=1, max_length=1024, examples=["part-1.csv"])
+    contentLength: int | None = Field(
+        default=None,
+        ge=1,
+        description="The file's size in bytes: above 100 MiB the answer is a multipart "
+        "upload; without it, a presigned POST that takes up to the plan's maxUploadBytes.",
+    )
+
+
+class CompletedPartBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    partNumber: int = Field(ge=1)
+    eTag: str = Field(min_length=1, description="The ETag header S3 answered the part's PUT with.")
+
+
+class CompleteUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str = Field(min_length=1, max_length=1024)
+    parts: list[CompletedPartBody] = Field(min_length=1)
+
+
+class AbortUploadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    key: str = Field(min_length=1, max_length=1024)
 
 
 # --- responses (envelopes around the domain's wire models)
@@ -161,6 +196,41 @@ class Queue(RootModel[dict[str, PlanQueue]]):
 
     def wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
+
+
+class UploadPart(_Envelope):
+    part_number: int
+    url: str = Field(description="Presigned PUT of this part (its Content-Length is signed).")
+    size: int = Field(description="The part's exact size in bytes.")
+
+
+class Upload(_Envelope):
+    """A presigned POST (``method`` POST: send ``fields`` and then the file as
+    multipart/form-data to ``url``) or a multipart upload (``method`` PUT: PUT each
+    part to its URL, then complete it with the parts' ETags)."""
+
+    method: Literal["POST", "PUT"]
+    key: str
+    expires_at: str
+    url: str | None = Field(default=None, exclude_if=_absent_if_none, description="POST only.")
+    fields: dict[str, str] | None = Field(
+        default=None, exclude_if=_absent_if_none, description="POST only."
+    )
+    upload_id: str | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Multipart only."
+    )
+    parts: list[UploadPart] | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Multipart only."
+    )
+
+
+class UploadResult(_Envelope):
+    key: str
+    upload_id: str
+    status: Literal["COMPLETED", "ABORTED"]
+    e_tag: str | None = Field(
+        default=None, exclude_if=_absent_if_none, description="COMPLETED only."
+    )
 
 
 class ErrorDetail(BaseModel):

@@ -18,7 +18,10 @@ from pydantic.alias_generators import to_camel, to_snake
 
 from trainyard_handlers.api.models import (
     MONTH_RE,
+    AbortUploadRequest,
+    CompleteUploadRequest,
     CreateTenantRequest,
+    CreateUploadRequest,
     Health,
     ModelDecisionRequest,
     ModelList,
@@ -30,6 +33,8 @@ from trainyard_handlers.api.models import (
     Tenant,
     TenantList,
     UpdateTenantRequest,
+    Upload,
+    UploadResult,
     Usage,
 )
 
@@ -76,6 +81,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "The model package version in the tenant's group (1, 2, ...).",
         "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,8}$"},
     },
+    "uploadId": {
+        "description": "A multipart upload's id, as POST /tenants/{tenantId}/uploads answered.",
+        "schema": {"type": "string"},
+    },
 }
 
 TAGS: dict[str, str] = {
@@ -83,6 +92,7 @@ TAGS: dict[str, str] = {
     "runs": "Training runs and usage",
     "platform": "Plans, queue, health",
     "models": "A tenant's model registry: versions, approval",
+    "uploads": "Training data through presigned S3 requests (no AWS credentials)",
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
@@ -276,6 +286,61 @@ ROUTES: tuple[Route, ...] = (
         "(SageMaker allows it); who and why are recorded as for an approval.",
     ),
 )
+
+# Uploads through the API (trainyard_core/tenants/uploads.py): every refusal of the
+# file itself (key, content type, size, expiry) is S3's, on the presigned request.
+UPLOAD_ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads",
+        "createUpload",
+        "Presign the upload of one CSV file to the tenant's data prefix",
+        "uploads",
+        {201: ("A presigned POST, or a multipart upload's presigned parts", Upload)},
+        {
+            400: ("InvalidFileName", *BODY_ERRORS),
+            404: ("TenantNotFound",),
+            409: ("TenantNotAccepting", "DataQuotaExceeded", "TooManyDataObjects"),
+            413: ("UploadTooLarge", "PayloadTooLarge"),
+        },
+        body=CreateUploadRequest,
+        description="Signed with a session of the uploader role narrowed to this one key: "
+        "S3 takes only that key, Content-Type text/csv and at most the plan's "
+        "maxUploadBytes (and the room left in its dataQuotaBytes), for 15 minutes (a "
+        "multipart upload's parts for an hour, each of exactly its signed size).",
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads/{uploadId}/complete",
+        "completeUpload",
+        "Complete a multipart upload (the file then starts training)",
+        "uploads",
+        {200: ("Completed", UploadResult)},
+        {
+            400: ("InvalidUploadKey", "InvalidParts", *BODY_ERRORS),
+            404: ("TenantNotFound", "UploadNotFound"),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=CompleteUploadRequest,
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads/{uploadId}/abort",
+        "abortUpload",
+        "Abort a multipart upload (S3 drops its parts)",
+        "uploads",
+        {200: ("Aborted", UploadResult)},
+        {
+            400: ("InvalidUploadKey", *BODY_ERRORS),
+            404: ("TenantNotFound", "UploadNotFound"),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=AbortUploadRequest,
+    ),
+)
+ROUTES = ROUTES + UPLOAD_ROUTES
 
 _BY_ID = {route.operation_id: route for route in ROUTES}
 

@@ -430,6 +430,15 @@ for _name in ("DescribeStacks", "DescribeStackEvents", "DescribeStackResources",
 # ---------------------------------------------------------------- the others
 
 
+@_op("sts", "AssumeRole")
+def _assume_role(params: Mapping[str, Any], scope: Scope) -> list[Request]:
+    # The enforcer also requires the role's trust policy to name the caller.
+    out = [Request("sts:AssumeRole", str(params["RoleArn"]))]
+    if params.get("Tags") or params.get("TransitiveTagKeys"):
+        out.append(Request("sts:TagSession", str(params["RoleArn"])))
+    return out
+
+
 @_op("sts", "GetCallerIdentity")
 def _caller_identity(params: Mapping[str, Any], scope: Scope) -> list[Request]:
     return []  # "No permissions are required to perform this operation."

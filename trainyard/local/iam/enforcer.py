@@ -43,13 +43,16 @@ from .moto_gaps import (
 )
 from .policy import (
     IDENTITY_DENY,
+    IMPLICIT_DENY,
     RESOURCE_DENY,
     Decision,
     Request,
     RequestPrincipal,
     evaluate,
     evaluate_resource_policy,
+    trust_names,
 )
+from .sessions import SessionExpired, session_of
 
 log = logging.getLogger("trainyard.local.iam")
 
@@ -63,6 +66,9 @@ class Principal:
 
     role_arn: str
     session: str
+    # An STS session's inline session policy (AssumeRole's Policy): the session may
+    # do only what both it and the role's policies allow.
+    session_policy: str | None = None
 
     @property
     def role_name(self) -> str:
@@ -204,6 +210,8 @@ class MotoPolicyStore:
         return _document(role.assume_role_policy_document) if role is not None else None
 
     def resource_policy(self, request: Request) -> dict[str, Any] | None:
+        if request.action.lower() == "sts:assumerole":
+            return self.trust_policy(request.resource)
         if not request.action.lower().startswith("s3:"):
             return None
         bucket = request.resource.split(":::", 1)[-1].split("/", 1)[0]
@@ -272,18 +280,29 @@ class Enforcer:
             **request.context,
         }
         full = Request(request.action, request.resource, context)
+        who = RequestPrincipal(arn=principal.role_arn, account=principal.account)
         decision = evaluate(
             self.store.identity_policies(principal.role_arn),
             full,
             resource_document=self.store.resource_policy(full),
-            principal=RequestPrincipal(arn=principal.role_arn, account=principal.account),
+            principal=who,
         )
+        if decision.allowed and full.action.lower() == "sts:assumerole":
+            # The target role's trust policy must name the caller (or its account,
+            # and then the caller's own policies must allow it too: evaluated above).
+            trust = self.store.trust_policy(full.resource)
+            if trust is None or not trust_names(trust, full, who):
+                decision = Decision(False, IMPLICIT_DENY)
         if decision.allowed:
             boundary = self.store.permissions_boundary(principal.role_arn)
             if boundary is not None:
                 bounded = evaluate([boundary], full)
                 if not bounded.allowed:
                     decision = bounded
+        if decision.allowed and principal.session_policy is not None:
+            limited = evaluate([_document(principal.session_policy)], full)
+            if not limited.allowed:
+                decision = limited
         return decision
 
     def check(self, principal: Principal, requests: Iterable[Request]) -> None:
@@ -370,18 +389,31 @@ class Enforcer:
         if current_principal() is not None:
             context[_API_PARAMS] = dict(params)
 
-    def _before_call(self, model: Any, context: dict[str, Any], **_: Any) -> Any:
-        principal = current_principal()
+    def _before_call(
+        self, model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any
+    ) -> Any:
+        service = model.service_model.service_name
+        credentials = getattr(request_signer, "_credentials", None)
+        try:
+            # A client signing with an STS session's keys acts as that session
+            # (its role and session policy), whoever holds it; otherwise as the
+            # principal of this thread.
+            principal = session_of(getattr(credentials, "access_key", None)) or current_principal()
+        except SessionExpired as expired:
+            return _error(service, "ExpiredToken", 400, str(expired))
         if principal is None:
             return None
-        service = model.service_model.service_name
         try:
             self.check_call(principal, service, model.name, context.get(_API_PARAMS, {}))
         except AccessDenied as denied:
             code, status = _DENIED.get(service, ("AccessDenied", 403))
-            response = AWSResponse(f"https://{service}.local/", status, {}, None)
-            return response, {
-                "Error": {"Code": code, "Message": str(denied)},
-                "ResponseMetadata": {"HTTPStatusCode": status},
-            }
+            return _error(service, code, status, str(denied))
         return None
+
+
+def _error(service: str, code: str, status: int, message: str) -> Any:
+    response = AWSResponse(f"https://{service}.local/", status, {}, None)
+    return response, {
+        "Error": {"Code": code, "Message": message},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }

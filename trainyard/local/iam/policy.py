@@ -8,7 +8,8 @@ can never pass here by using a feature the evaluator does not know:
   overrides any allows"; within one account a request is allowed when an
   identity-based policy *or* a resource-based policy allows it (IAM User Guide,
   "Policy evaluation logic", same-account requests). No SCPs, permissions
-  boundaries or session policies exist in Trainyard's account model.
+  boundaries exist in Trainyard's account model; a session policy (the uploader
+  role's sessions) is evaluated by the enforcer as a second policy that must allow.
 - ``Action``/``NotAction`` match case-insensitively with ``*`` and ``?``.
 - ``Resource``/``NotResource`` and the ``Arn*`` operators match ARNs per component:
   "each of the six colon-delimited components of the ARN is checked separately and
@@ -338,3 +339,16 @@ def evaluate_resource_policy(
     """A resource-based policy on its own (a trust policy, a key or topic policy
     asked by a service principal that has no identity policy)."""
     return evaluate([], request, resource_document=document, principal=principal)
+
+
+def trust_names(document: Mapping[str, Any], request: Request, who: RequestPrincipal) -> bool:
+    """Whether a role's trust policy lets ``who`` assume it: an Allow naming it (or
+    its account) applies, and no Deny does. "account" still needs the caller's own
+    identity-based Allow, which ``evaluate`` decides."""
+    allowed = False
+    for statement in _statements(document):
+        match = resource_statement_applies(statement, request, who)
+        if match and _effect(statement) == "Deny":
+            return False
+        allowed = allowed or (bool(match) and _effect(statement) == "Allow")
+    return allowed
