@@ -16,7 +16,11 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from trainyard_handlers.api.models import CreateTenantRequest, UpdateTenantRequest
+from trainyard_handlers.api.models import (
+    CreateTenantRequest,
+    PutWebhookRequest,
+    UpdateTenantRequest,
+)
 from trainyard_handlers.api.routes import route
 
 DEFAULT_LOCAL_API_URL = "http://127.0.0.1:8787"
@@ -221,3 +225,24 @@ class TrainyardApi:
 
     def queue(self) -> dict[str, Any]:
         return self.call("getQueue")
+
+    def put_webhook(
+        self, tenant_id: str, url: str, events: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = PutWebhookRequest(url=url, events=events).model_dump(exclude_none=True)
+        return self.call("putWebhook", json_body=body, tenantId=tenant_id)
+
+    def get_webhook(self, tenant_id: str) -> dict[str, Any]:
+        return self.call("getWebhook", tenantId=tenant_id)
+
+    def delete_webhook(self, tenant_id: str) -> dict[str, Any]:
+        return self.call("deleteWebhook", tenantId=tenant_id)
+
+    def webhook_deliveries(
+        self, tenant_id: str, *, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        return self.call(
+            "listWebhookDeliveries",
+            params={"limit": limit, "nextToken": next_token},
+            tenantId=tenant_id,
+        )

@@ -21,6 +21,7 @@ from trainyard_handlers.api.models import (
     CreateTenantRequest,
     Health,
     PlanList,
+    PutWebhookRequest,
     Queue,
     Run,
     RunList,
@@ -28,6 +29,9 @@ from trainyard_handlers.api.models import (
     TenantList,
     UpdateTenantRequest,
     Usage,
+    Webhook,
+    WebhookCreated,
+    WebhookDeliveryList,
 )
 
 if TYPE_CHECKING:
@@ -75,6 +79,7 @@ TAGS: dict[str, str] = {
     "tenants": "Onboarding, plan changes, offboarding",
     "runs": "Training runs and usage",
     "platform": "Plans, queue, health",
+    "webhooks": "A tenant's webhook (signed deliveries of Trainyard's events)",
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
@@ -222,6 +227,60 @@ ROUTES: tuple[Route, ...] = (
         {200: ("Runs, training time and cost estimate", Usage)},
         {400: ("InvalidMonth",), 404: ("TenantNotFound",)},
         query=("month",),
+    ),
+    Route(
+        "PUT",
+        "/tenants/{tenantId}/webhook",
+        "putWebhook",
+        "Set the tenant's webhook (a new signing secret, shown once)",
+        "webhooks",
+        {200: ("The webhook with its new signing secret (shown only here)", WebhookCreated)},
+        {
+            400: (
+                "InvalidWebhookUrl",
+                "WebhookUrlNotHttps",
+                "WebhookUrlHasCredentials",
+                "WebhookUrlPortNotAllowed",
+                "WebhookAddressNotPublic",
+                "WebhookHostUnresolvable",
+                "UnknownWebhookEvent",
+                "InvalidWebhookEvents",
+                *BODY_ERRORS,
+            ),
+            404: ("TenantNotFound",),
+            413: ("PayloadTooLarge",),
+        },
+        body=PutWebhookRequest,
+        description="Only https URLs on port 443 whose host resolves to public addresses "
+        "only (checked again before every delivery). Every PUT rotates the secret.",
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/webhook",
+        "getWebhook",
+        "Get the tenant's webhook (never its secret)",
+        "webhooks",
+        {200: ("The webhook", Webhook)},
+        {404: ("TenantNotFound", "WebhookNotFound")},
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenantId}/webhook",
+        "deleteWebhook",
+        "Remove the tenant's webhook and its signing secret",
+        "webhooks",
+        {200: ("The webhook that was removed", Webhook)},
+        {404: ("TenantNotFound", "WebhookNotFound")},
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/webhook/deliveries",
+        "listWebhookDeliveries",
+        "List the webhook's deliveries, newest first",
+        "webhooks",
+        {200: ("A page of deliveries", WebhookDeliveryList)},
+        {400: ("InvalidLimit", "InvalidNextToken"), 404: ("TenantNotFound",)},
+        query=("limit", "nextToken"),
     ),
 )
 
