@@ -146,6 +146,6 @@ def test_rule_and_pipeline_names_match_wiring(synth: Synth) -> None:
         if wiring.Source.SCHEDULE in spec.sources
     }
     assert scheduled == {synth.names.reconcile_rule, synth.names.lifecycle_rule}
-    assert rules == {synth.names.status_rule} | scheduled
+    assert rules == {synth.names.status_rule, synth.names.webhook_rule} | scheduled
     (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
     assert pipeline["Properties"]["PipelineName"] == synth.names.pipeline_name
