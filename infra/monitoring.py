@@ -110,13 +110,26 @@ class Monitoring(Construct):
             self.alarms.append(created)
             return created
 
-        dlq_names = {**{p: names.intake_dlq(p) for p in queues.intake}, "status": names.status_dlq}
-        dlqs = {**{p: pair.dlq for p, pair in queues.intake.items()}, "status": queues.status.dlq}
+        dlq_names = {
+            **{p: names.intake_dlq(p) for p in queues.intake},
+            "status": names.status_dlq,
+            "webhooks": names.webhook_dlq,
+        }
+        dlqs = {
+            **{p: pair.dlq for p, pair in queues.intake.items()},
+            "status": queues.status.dlq,
+            "webhooks": queues.webhooks.dlq,
+        }
         for key, dlq in dlqs.items():
+            gave_up = (
+                "webhook deliveries that failed every attempt"
+                if key == "webhooks"
+                else "events the scheduler gave up on"
+            )
             alarm(
                 f"Dlq{key.capitalize()}NotEmpty",
                 alarm_name=f"{dlq_names[key]}-not-empty",
-                alarm_description=f"Messages in {dlq_names[key]}: events the scheduler gave up on",
+                alarm_description=f"Messages in {dlq_names[key]}: {gave_up}",
                 metric=dlq.metric_approximate_number_of_messages_visible(
                     period=PERIOD, statistic="Maximum"
                 ),

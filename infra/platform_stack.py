@@ -21,6 +21,7 @@ from infra.scheduler import Scheduling
 from infra.storage import Storage
 from infra.tenant_template import TenantProvisioning
 from infra.uploads import TenantUploads
+from infra.webhooks import Webhooks
 
 
 class PlatformStack(Stack):
@@ -34,6 +35,11 @@ class PlatformStack(Stack):
             **kwargs,
         )
         self.settings = settings
+        if settings.webhooks.allow_loopback_http:
+            raise ValueError(
+                "webhooks.allowLoopbackHttp is for the embedded stack only: a deployed "
+                "stack must never deliver webhooks over plain HTTP or to 127.0.0.1"
+            )
         names = wiring.Names.from_settings(settings)
         specs = wiring.handlers(names)
         Tags.of(self).add(wiring.COST_TAG_KEY, "platform")
@@ -42,7 +48,11 @@ class PlatformStack(Stack):
         # Visibility timeouts follow the slowest queue consumer.
         consumer_timeout = max(s.timeout_seconds for s in specs.values() if s.queues)
         self.queues = Queues(
-            self, "Queues", names=names, consumer_timeout=Duration.seconds(consumer_timeout)
+            self,
+            "Queues",
+            names=names,
+            consumer_timeout=Duration.seconds(consumer_timeout),
+            webhook_attempts=settings.webhooks.max_attempts,
         )
         self.provisioning = TenantProvisioning(
             self, "TenantProvisioning", settings=settings, names=names
@@ -62,6 +72,8 @@ class PlatformStack(Stack):
             wiring.ENV_TENANTS_TABLE: self.storage.tables[names.tenants_table].table_name,
             wiring.ENV_RUNS_TABLE: self.storage.tables[names.runs_table].table_name,
             wiring.ENV_STATE_TABLE: self.storage.tables[names.state_table].table_name,
+            wiring.ENV_WEBHOOKS_TABLE: self.storage.tables[names.webhooks_table].table_name,
+            wiring.ENV_WEBHOOK_QUEUE_URL: self.queues.webhooks.queue.queue_url,
             # A literal, not a Ref: the pipeline depends on the recorder function.
             wiring.ENV_PIPELINE_NAME: names.pipeline_name,
             wiring.ENV_PLATFORM_BUCKET: self.storage.bucket.bucket_name,
@@ -125,6 +137,15 @@ class PlatformStack(Stack):
         )
         self.uploads = TenantUploads(
             self, "Uploads", names=names, onboarding=self.functions["onboarding"]
+        )
+        self.webhooks = Webhooks(
+            self,
+            "Webhooks",
+            names=names,
+            deliverer=self.functions["webhooks"],
+            api=self.functions["onboarding"],
+            queues=self.queues,
+            storage=self.storage,
         )
         self.monitoring = Monitoring(
             self, "Monitoring", names=names, queues=self.queues, functions=self.functions

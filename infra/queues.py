@@ -1,5 +1,5 @@
 """SQS: one intake queue per plan (fed by tenant rules), the pipeline-status queue,
-each with its own dead-letter queue."""
+the webhook delivery queue, each with its own dead-letter queue."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ class QueuePair:
 
 
 def _pair(
-    scope: Construct, construct_id: str, *, name: str, dlq_name: str, visibility: Duration
+    scope: Construct,
+    construct_id: str,
+    *,
+    name: str,
+    dlq_name: str,
+    visibility: Duration,
+    max_receive_count: int = MAX_RECEIVE_COUNT,
 ) -> QueuePair:
     dlq = sqs.Queue(
         scope,
@@ -41,13 +47,13 @@ def _pair(
         encryption=sqs.QueueEncryption.SQS_MANAGED,
         enforce_ssl=True,
         visibility_timeout=visibility,
-        dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=MAX_RECEIVE_COUNT),
+        dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=max_receive_count),
     )
     return QueuePair(queue=queue, dlq=dlq)
 
 
 class Queues(Construct):
-    """`intake[plan]` and `status`, named by `wiring.Names`."""
+    """`intake[plan]`, `status` and `webhooks`, named by `wiring.Names`."""
 
     def __init__(
         self,
@@ -56,6 +62,7 @@ class Queues(Construct):
         *,
         names: wiring.Names,
         consumer_timeout: Duration,
+        webhook_attempts: int = MAX_RECEIVE_COUNT,
     ) -> None:
         super().__init__(scope, construct_id)
         self._names = names
@@ -98,14 +105,26 @@ class Queues(Construct):
             dlq_name=names.status_dlq,
             visibility=visibility,
         )
+        # Trainyard's events for tenant webhooks (the rule is in infra/webhooks.py).
+        # Its maxReceiveCount is the settings' webhook attempts: a delivery's last
+        # attempt failing moves the event to the dead-letter queue.
+        self.webhooks = _pair(
+            self,
+            "WebhookDeliveries",
+            name=names.webhook_queue,
+            dlq_name=names.webhook_dlq,
+            visibility=visibility,
+            max_receive_count=webhook_attempts,
+        )
 
     @property
     def by_name(self) -> dict[str, sqs.Queue]:
         """Physical name -> queue, for matching `HandlerSpec.queues`."""
         out = {self._names.intake_queue(p): pair.queue for p, pair in self.intake.items()}
         out[self._names.status_queue] = self.status.queue
+        out[self._names.webhook_queue] = self.webhooks.queue
         return out
 
     @property
     def dlqs(self) -> list[sqs.Queue]:
-        return [pair.dlq for pair in [*self.intake.values(), self.status]]
+        return [pair.dlq for pair in [*self.intake.values(), self.status, self.webhooks]]

@@ -206,10 +206,21 @@ class Storage(Construct):
             roles=[role],  # type: ignore[list-item]
         )
 
+    def grant_webhooks(self, role: iam.IRole, actions: list[str]) -> None:
+        """``dynamodb:<action>`` on the webhooks table (no indexes: it has none)."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=[f"dynamodb:{action}" for action in actions],
+                resources=[self.tables[self.names.webhooks_table].table_arn],
+            )
+        )
+
     def grant_tables(self, role: iam.IRole) -> None:
-        """Read/write on every table and its indexes (the handlers share the data layer)."""
-        for table in self.tables.values():
-            table.grant_read_write_data(role)
+        """Read/write on every table and its indexes (the handlers share the data layer),
+        but the webhooks table: its two users get exactly their calls (grant_webhooks)."""
+        for name, table in self.tables.items():
+            if name != self.names.webhooks_table:
+                table.grant_read_write_data(role)
         findings = {
             f"Resource::<{spec.logical_id}.Arn>/index/*": (
                 f"Queries on the global secondary indexes of {name}."

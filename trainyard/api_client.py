@@ -23,6 +23,7 @@ from trainyard_handlers.api.models import (
     CreateTenantRequest,
     CreateUploadRequest,
     ModelDecisionRequest,
+    PutWebhookRequest,
     UpdateTenantRequest,
 )
 from trainyard_handlers.api.routes import route
@@ -272,3 +273,24 @@ class TrainyardApi:
     def abort_upload(self, tenant_id: str, upload_id: str, key: str) -> dict[str, Any]:
         body = AbortUploadRequest(key=key).model_dump()
         return self.call("abortUpload", json_body=body, tenantId=tenant_id, uploadId=upload_id)
+
+    def put_webhook(
+        self, tenant_id: str, url: str, events: list[str] | None = None
+    ) -> dict[str, Any]:
+        body = PutWebhookRequest(url=url, events=events).model_dump(exclude_none=True)
+        return self.call("putWebhook", json_body=body, tenantId=tenant_id)
+
+    def get_webhook(self, tenant_id: str) -> dict[str, Any]:
+        return self.call("getWebhook", tenantId=tenant_id)
+
+    def delete_webhook(self, tenant_id: str) -> dict[str, Any]:
+        return self.call("deleteWebhook", tenantId=tenant_id)
+
+    def webhook_deliveries(
+        self, tenant_id: str, *, limit: int | None = None, next_token: str | None = None
+    ) -> dict[str, Any]:
+        return self.call(
+            "listWebhookDeliveries",
+            params={"limit": limit, "nextToken": next_token},
+            tenantId=tenant_id,
+        )

@@ -87,6 +87,25 @@ class XgboostSettings(_Model):
     )
 
 
+class WebhookSettings(_Model):
+    """Tenant webhooks (trainyard_core/webhooks/): how deliveries are retried and sent."""
+
+    # Attempts in all, the webhook queue's maxReceiveCount (SQS allows 1-1000): after
+    # the last one the event goes to the dead-letter queue and the delivery is failed.
+    max_attempts: int = Field(default=5, ge=1, le=1000)
+    # Attempt n failed -> the message is hidden for base * 2^(n-1) s (at most the cap;
+    # SQS allows 12 h in all) before the next attempt (ChangeMessageVisibility).
+    retry_base_seconds: int = Field(default=30, ge=0)
+    retry_max_seconds: int = Field(default=900, ge=0, le=43200)
+    # Connect and read timeouts of one attempt (each): a slow receiver is a failure.
+    timeout_seconds: float = Field(default=5, gt=0, le=10)
+    # Delivery records expire (DynamoDB TTL) this many days after they were created.
+    delivery_retention_days: int = Field(default=30, ge=1, le=365)
+    # The embedded stack only (tests receive on http://127.0.0.1:<port>); the CDK app
+    # refuses to synthesize with it on.
+    allow_loopback_http: bool = False
+
+
 class Settings(_Model):
     stack_name: str = "TrainyardPlatform"
     # Prefix of every physical name (tables, queues, roles, stacks).
@@ -182,6 +201,7 @@ class Settings(_Model):
     # account-wide; "useAccountRole" logs with the role the account already has;
     # "createAccountRole" also sets that role (overwriting any existing one).
     api_logging: Literal["off", "useAccountRole", "createAccountRole"] = "off"
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @field_validator("plans")
     @classmethod

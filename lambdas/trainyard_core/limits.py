@@ -33,6 +33,8 @@ ARN_MAX_CHARS = 2048  # SageMaker's ModelPackageArn shape: max 2048
 TRIGGER_OBJECTS_MAX = 100
 # A rejected upload's free-form detail.
 DETAIL_MAX_BYTES = 16 * 1024
+# A tenant webhook's URL (browsers and most servers stop near 2,000 characters).
+WEBHOOK_URL_MAX_CHARS = 2048
 # Metrics the pipeline's evaluation step reports for one run.
 METRICS_MAX = 50
 # The uploads a tenant made that started no run (``Tenant.ignoredUploads``).

@@ -17,6 +17,8 @@ from trainyard_core.config import SETTINGS_ENV, SETTINGS_FILE_ENV, Settings
 ENV_TENANTS_TABLE = "TENANTS_TABLE"
 ENV_RUNS_TABLE = "RUNS_TABLE"
 ENV_STATE_TABLE = "STATE_TABLE"
+ENV_WEBHOOKS_TABLE = "WEBHOOKS_TABLE"
+ENV_WEBHOOK_QUEUE_URL = "WEBHOOK_QUEUE_URL"
 ENV_PIPELINE_NAME = "PIPELINE_NAME"
 ENV_PLATFORM_BUCKET = "PLATFORM_BUCKET"
 # JSON {"silo": url, "pool": url}: one tenant template per isolation model.
@@ -99,6 +101,31 @@ class Names:
     @property
     def status_dlq(self) -> str:
         return f"{self.prefix}-pipeline-status-dlq"
+
+    @property
+    def webhooks_table(self) -> str:
+        return f"{self.prefix}-webhooks"
+
+    @property
+    def webhook_queue(self) -> str:
+        return f"{self.prefix}-webhook-deliveries"
+
+    @property
+    def webhook_dlq(self) -> str:
+        return f"{self.prefix}-webhook-deliveries-dlq"
+
+    @property
+    def webhook_rule(self) -> str:
+        # Trainyard's own events (source "trainyard") on the default bus -> the queue.
+        return f"{self.prefix}-webhook-events"
+
+    @property
+    def webhook_secret_prefix(self) -> str:
+        # One Secrets Manager secret per tenant under this path (IAM grants on it).
+        return f"trainyard/{self.prefix}/webhooks/"
+
+    def webhook_secret(self, tenant_id: str) -> str:
+        return f"{self.webhook_secret_prefix}{tenant_id}"
 
     @property
     def intake_queues(self) -> dict[str, str]:
@@ -248,6 +275,14 @@ def tables(names: Names) -> dict[str, TableSpec]:
             sort_key="sk",
             ttl_attribute="expiresAt",
         ),
+        # Per tenant: its webhook (sk "webhook") and its deliveries
+        # (sk "delivery#<occurredAt>#<event id>", newest first; they expire).
+        names.webhooks_table: TableSpec(
+            logical_id="WebhooksTable",
+            partition_key="tenantId",
+            sort_key="sk",
+            ttl_attribute="expiresAt",
+        ),
     }
 
 
@@ -270,6 +305,7 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
                 ENV_TENANT_STACK_ROLE_ARN,
                 ENV_PIPELINE_NAME,
                 ENV_ACCOUNT_ID,
+                ENV_WEBHOOKS_TABLE,
             ),
         ),
         "scheduler": HandlerSpec(
@@ -290,6 +326,16 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             memory_mb=256,
             sources=(Source.PIPELINE_STEP,),
             env_keys=common,
+        ),
+        # Tenant webhooks: Trainyard's events (EventBridge rule -> queue) to tenants' URLs.
+        "webhooks": HandlerSpec(
+            key="webhooks",
+            handler="trainyard_handlers.webhooks.handler",
+            timeout_seconds=30,
+            memory_mb=256,
+            queues=(names.webhook_queue,),
+            sources=(Source.QUEUE,),
+            env_keys=(ENV_SETTINGS_FILE, ENV_WEBHOOKS_TABLE, ENV_WEBHOOK_QUEUE_URL),
         ),
     }
 

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from trainyard_core.scheduling.service import SchedulerService
     from trainyard_core.tenants import TenantService
     from trainyard_core.tenants.uploads import TenantUploads
+    from trainyard_core.webhooks.delivery import WebhookDeliverer
+    from trainyard_core.webhooks.service import WebhookService
 
 T = TypeVar("T")
 _UNSET: Any = object()
@@ -201,6 +203,43 @@ def _tenant_uploads() -> TenantUploads:
     return TenantUploads(settings(), S3UploadSigner(role, region))
 
 
+def _webhook_parts() -> dict[str, Any]:
+    from trainyard_core import webhook_http
+    from trainyard_core.store.webhooks_dynamodb import DynamoWebhookStore
+    from trainyard_core.webhook_secrets import SecretsManagerWebhookSecrets
+
+    return {
+        "store": DynamoWebhookStore(os.environ[wiring.ENV_WEBHOOKS_TABLE]),
+        "secrets": SecretsManagerWebhookSecrets(wiring.Names.from_settings(settings())),
+        "resolve": webhook_http.resolve,
+        "settings": settings().webhooks,
+        "clock": clock(),
+    }
+
+
+def _webhook_service() -> WebhookService:
+    from trainyard_core.webhooks.service import WebhookService
+
+    return WebhookService(**_webhook_parts())
+
+
+def _webhook_deliverer() -> WebhookDeliverer:
+    from trainyard_core.webhook_http import PinnedSender
+    from trainyard_core.webhooks.delivery import WebhookDeliverer
+
+    from trainyard_handlers.observability import PowertoolsMetricsSink, logger
+
+    return WebhookDeliverer(
+        **_webhook_parts(), sender=PinnedSender(), metrics=PowertoolsMetricsSink(), logger=logger
+    )
+
+
+def _webhook_queue() -> Any:
+    import boto3
+
+    return boto3.client("sqs")
+
+
 settings: Dependency[Settings] = Dependency(settings_from_env)
 # The onboarding function: tenants, and the runs as the API sees them (reads, manual
 # runs, usage, queue; no metrics of its own, admission stays in the scheduler).
@@ -215,10 +254,15 @@ scheduler_service: Dependency[SchedulerService] = Dependency(_scheduler_service)
 # The recorder function.
 run_repository: Dependency[RunRepository] = Dependency(_run_repository)
 clock: Dependency[Clock] = Dependency(SystemClock)
+
 # Every function that changes a run or a model publishes what changed.
 events: Dependency[EventPublisher] = Dependency(_events)
 # The API's model routes and the recorder (registration, auto-approval).
 model_versions: Dependency[ModelVersionService] = Dependency(_model_versions)
+# The onboarding function's webhook routes, and the webhooks (deliverer) function.
+webhook_service: Dependency[WebhookService] = Dependency(_webhook_service)
+webhook_deliverer: Dependency[WebhookDeliverer] = Dependency(_webhook_deliverer)
+webhook_queue: Dependency[Any] = Dependency(_webhook_queue)
 
 ONBOARDING = (
     settings,
@@ -229,6 +273,8 @@ ONBOARDING = (
     events,
     model_versions,
     tenant_uploads,
+    webhook_service,
 )
 SCHEDULER = (scheduler_service, events)
 RECORDER = (run_repository, clock, settings, events, model_versions)
+WEBHOOKS = (settings, webhook_deliverer, webhook_queue)

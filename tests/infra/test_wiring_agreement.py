@@ -62,7 +62,7 @@ def test_tables_match_wiring_names_keys_indexes_and_ttl(synth: Synth) -> None:
 
 def test_queue_names_match_wiring(synth: Synth) -> None:
     names = synth.names
-    expected = {names.status_queue, names.status_dlq}
+    expected = {names.status_queue, names.status_dlq, names.webhook_queue, names.webhook_dlq}
     for plan in names.plans:
         expected |= {names.intake_queue(plan), names.intake_dlq(plan)}
     found = {
@@ -146,6 +146,6 @@ def test_rule_and_pipeline_names_match_wiring(synth: Synth) -> None:
         if wiring.Source.SCHEDULE in spec.sources
     }
     assert scheduled == {synth.names.reconcile_rule, synth.names.lifecycle_rule}
-    assert rules == {synth.names.status_rule} | scheduled
+    assert rules == {synth.names.status_rule, synth.names.webhook_rule} | scheduled
     (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
     assert pipeline["Properties"]["PipelineName"] == synth.names.pipeline_name

@@ -8,15 +8,22 @@ from typing import Any
 
 import pytest
 import requests
+from trainyard_core.config import load_project_settings
 
+from trainyard.local.bootstrap import PROJECT_ROOT
 from trainyard.local.stack import EmbeddedStack
+
+# Webhook retries within seconds, not minutes (the webhook tests wait for them):
+# attempts 1 s, 2 s, 4 s apart, a 1 s receiver timeout, four attempts in all.
+TEST_SETTINGS = {"webhooks": {"retryBaseSeconds": 1, "timeoutSeconds": 1, "maxAttempts": 4}}
 
 
 # Package scope: the stack (and its pipeline engine, which watches moto's in-process
 # backends) must be gone before other test packages use moto in this process.
 @pytest.fixture(scope="package")
 def stack() -> Iterator[EmbeddedStack]:
-    with EmbeddedStack(aws_port=0, api_port=0) as running:
+    settings = load_project_settings(PROJECT_ROOT, TEST_SETTINGS)
+    with EmbeddedStack(aws_port=0, api_port=0, settings=settings) as running:
         yield running
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trainyard_core import events as catalogue
 from trainyard_core import wiring
 from trainyard_core.config import Isolation, Settings
 from trainyard_core.wiring import Names
@@ -123,12 +124,31 @@ def create_tables(ddb: Any, names: Names) -> None:
             )
 
 
-def create_queues(sqs: Any, names: Names) -> tuple[dict[str, str], dict[str, str]]:
+def create_queues(
+    sqs: Any, names: Names, webhook_attempts: int = MAX_RECEIVE_COUNT
+) -> tuple[dict[str, str], dict[str, str]]:
     urls: dict[str, str] = {}
     arns: dict[str, str] = {}
-    pairs = [(names.intake_queue(p), names.intake_dlq(p)) for p in names.plans]
-    pairs.append((names.status_queue, names.status_dlq))
-    for queue, dlq in pairs:
+    visibility = LOCAL_VISIBILITY_TIMEOUT
+    pairs = [
+        (names.intake_queue(p), names.intake_dlq(p), MAX_RECEIVE_COUNT, visibility)
+        for p in names.plans
+    ]
+    pairs.append((names.status_queue, names.status_dlq, MAX_RECEIVE_COUNT, visibility))
+    # As infra/queues.py: the webhook queue's maxReceiveCount is the attempts setting,
+    # and its visibility timeout no shorter than its consumer's timeout (Lambda's
+    # CreateEventSourceMapping refuses a shorter one). Retries are paced by the
+    # deliverer's ChangeMessageVisibility, not by this.
+    deliverer_timeout = wiring.handlers(names)["webhooks"].timeout_seconds
+    pairs.append(
+        (
+            names.webhook_queue,
+            names.webhook_dlq,
+            webhook_attempts,
+            max(visibility, deliverer_timeout),
+        )
+    )
+    for queue, dlq, max_receives, queue_visibility in pairs:
         dlq_url = sqs.create_queue(
             QueueName=dlq, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
         )["QueueUrl"]
@@ -138,9 +158,9 @@ def create_queues(sqs: Any, names: Names) -> tuple[dict[str, str], dict[str, str
         url = sqs.create_queue(
             QueueName=queue,
             Attributes={
-                "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT),
+                "VisibilityTimeout": str(queue_visibility),
                 "RedrivePolicy": json.dumps(
-                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
+                    {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}
                 ),
             },
         )["QueueUrl"]
@@ -191,7 +211,7 @@ def bootstrap_platform(
         Pseudo(account=account_id, region=settings.region, stack_name=settings.stack_name),
     )
     create_tables(clients("dynamodb"), names)
-    urls, arns = create_queues(clients("sqs"), names)
+    urls, arns = create_queues(clients("sqs"), names, settings.webhooks.max_attempts)
 
     s3 = clients("s3")
     bucket = names.platform_bucket(account_id)
@@ -263,6 +283,16 @@ def bootstrap_platform(
     events.put_targets(
         Rule=names.status_rule,
         Targets=[{"Id": "status-queue", "Arn": arns[names.status_queue]}],
+    )
+    # Trainyard's own events to the webhook queue (infra/webhooks.py); the queue policy
+    # set above from the template is what lets this rule deliver.
+    events.put_rule(
+        Name=names.webhook_rule,
+        EventPattern=json.dumps({"source": [catalogue.SOURCE]}),
+    )
+    events.put_targets(
+        Rule=names.webhook_rule,
+        Targets=[{"Id": "webhook-queue", "Arn": arns[names.webhook_queue]}],
     )
     return Platform(
         queue_urls=urls,

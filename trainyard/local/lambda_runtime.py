@@ -190,6 +190,27 @@ def scheduled_event(rule_arn: str, region: str, account_id: str) -> dict[str, An
     }
 
 
+def batch_item_failures(result: Any, messages: list[dict[str, Any]]) -> set[str]:
+    """The message ids a function's answer reports failed, read as Lambda reads it
+    (ReportBatchItemFailures): an answer whose ``batchItemFailures`` is not a list of
+    objects with an ``itemIdentifier`` that is one of the batch's message ids fails
+    the whole batch (none of it is deleted)."""
+    ids = {m["MessageId"] for m in messages}
+    if not isinstance(result, dict) or result.get("batchItemFailures") is None:
+        return set()
+    failures = result["batchItemFailures"]
+    failed: set[str] = set()
+    if not isinstance(failures, list):
+        return ids
+    for failure in failures:
+        item = failure.get("itemIdentifier") if isinstance(failure, dict) else None
+        if not isinstance(item, str) or item not in ids:
+            log.error("invalid batchItemFailures entry %r: the whole batch failed", failure)
+            return ids
+        failed.add(item)
+    return failed
+
+
 class QueuePoller(threading.Thread):
     def __init__(
         self,
@@ -250,7 +271,7 @@ class QueuePoller(threading.Thread):
                 result = self.runtime.invoke(
                     self.function_key, sqs_event(messages, self.queue_arn, self.region)
                 )
-                failed = {f["itemIdentifier"] for f in (result or {}).get("batchItemFailures", [])}
+                failed = batch_item_failures(result, messages)
             except Exception:
                 # A crashed invocation fails the whole batch, as in AWS.
                 log.exception("handler %s failed on a batch", self.function_key)

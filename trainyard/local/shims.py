@@ -18,6 +18,9 @@
   target's policy is evaluated with the embedded IAM evaluator instead.
 - DynamoDB: moto's transactions are not atomic across its server threads; the
   item operations are serialized in process.
+- Secrets Manager: moto lets CreateSecret and PutSecretValue use a secret that is
+  scheduled for deletion (CreateSecret says ResourceExists); AWS refuses both with
+  InvalidRequestException until the secret is restored (RestoreSecret) or gone.
 
 moto's CloudFormation is not shimmed here: tenant stacks run on the embedded stack's
 own engine (``trainyard/local/cloudformation``).
@@ -314,3 +317,50 @@ def install_dynamodb_serializer() -> None:
                 return wrapper
 
             setattr(DynamoDBBackend, name, serialized())
+
+
+# ----------------------------------------------------------------- Secrets Manager
+
+
+def _refuse_when_scheduled_for_deletion(original: Any, message: str, key: str) -> Any:
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from moto.secretsmanager.exceptions import InvalidRequestException
+
+        secret_id = kwargs.get(key, args[0] if args else None)
+        secret = self.secrets.get(secret_id) if secret_id is not None else None
+        is_deleted = getattr(secret, "is_deleted", None)
+        if callable(is_deleted) and is_deleted():
+            raise InvalidRequestException(message)
+        return original(self, *args, **kwargs)
+
+    guarded._trainyard_shim = True  # type: ignore[attr-defined]
+    guarded.__name__ = original.__name__
+    return guarded
+
+
+def install_secretsmanager_deletion_checks() -> None:
+    """CreateSecret / PutSecretValue on a secret scheduled for deletion fail as in AWS
+    (idempotent)."""
+    from moto.secretsmanager.models import SecretsManagerBackend
+
+    checks = {
+        "create_secret": (
+            "You can't create this secret because a secret with this name is already "
+            "scheduled for deletion.",
+            "name",
+        ),
+        "put_secret_value": (
+            "You can't perform this operation on the secret because it was marked for deletion.",
+            "secret_id",
+        ),
+    }
+    with _lock:
+        for method, (message, key) in checks.items():
+            original = getattr(SecretsManagerBackend, method)
+            if getattr(original, "_trainyard_shim", False):
+                continue
+            setattr(
+                SecretsManagerBackend,
+                method,
+                _refuse_when_scheduled_for_deletion(original, message, key),
+            )

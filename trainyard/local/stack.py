@@ -38,7 +38,7 @@ from .iam.actions import Scope
 from .iam.enforcer import Enforcer, MotoPolicyStore
 from .iam.presigned import PresignedS3Gate, gated_moto_server, s3_bucket_names
 from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
-from .shims import install_dynamodb_serializer
+from .shims import install_dynamodb_serializer, install_secretsmanager_deletion_checks
 
 log = logging.getLogger("trainyard.local")
 
@@ -106,7 +106,16 @@ class EmbeddedStack:
         reconcile_seconds: float | None = None,
     ) -> None:
         self.project_root = project_root or PROJECT_ROOT
-        self.settings = settings or load_project_settings(self.project_root)
+        chosen = settings or load_project_settings(self.project_root)
+        # What the platform is synthesized and bootstrapped from: as deployable to AWS.
+        self.deployable_settings = chosen.model_copy(
+            update={"webhooks": chosen.webhooks.model_copy(update={"allow_loopback_http": False})}
+        )
+        # What the handlers run with: the embedded stack's receivers are plain HTTP on
+        # 127.0.0.1 (tests), which only this setting allows (never on in AWS).
+        self.settings = chosen.model_copy(
+            update={"webhooks": chosen.webhooks.model_copy(update={"allow_loopback_http": True})}
+        )
         self.names = Names.from_settings(self.settings)
         self.region = self.settings.region
         self.account_id = ACCOUNT_ID
@@ -251,9 +260,10 @@ class EmbeddedStack:
             region=self.region,
         )
         install_dynamodb_serializer()
+        install_secretsmanager_deletion_checks()
         self.platform = bootstrap_platform(
             self.client,
-            settings=self.settings,
+            settings=self.deployable_settings,
             account_id=self.account_id,
             recorder_arn=self.runtime.function_arn("recorder"),
             cache_dir=self.project_root / ".trainyard" / "cache",
@@ -272,6 +282,8 @@ class EmbeddedStack:
             wiring.ENV_TENANT_TEMPLATE_URLS: json.dumps(self.platform.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.platform.tenant_stack_role_arn,
             wiring.ENV_ACCOUNT_ID: self.account_id,
+            wiring.ENV_WEBHOOKS_TABLE: self.names.webhooks_table,
+            wiring.ENV_WEBHOOK_QUEUE_URL: self.platform.queue_urls[self.names.webhook_queue],
         }
         env: dict[str, str] = {}
         for spec in specs.values():

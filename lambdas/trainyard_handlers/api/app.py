@@ -10,13 +10,23 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from botocore.exceptions import ClientError
 from trainyard_core.errors import DomainError
 
-from trainyard_handlers.api import health, plans, queue, registry, runs, tenants, uploads, usage
+from trainyard_handlers.api import (
+    health,
+    plans,
+    queue,
+    registry,
+    runs,
+    tenants,
+    uploads,
+    usage,
+    webhooks,
+)
 from trainyard_handlers.api.models import Error
 from trainyard_handlers.api.requests import json_response
 from trainyard_handlers.observability import logger
 
 app = APIGatewayRestResolver()
-for resource in (health, plans, queue, tenants, runs, usage, registry, uploads):
+for resource in (health, plans, queue, tenants, runs, usage, registry, uploads, webhooks):
     app.include_router(resource.router)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "Plan",
     "PlanList",
     "PlanQueue",
+    "PutWebhookRequest",
     "Queue",
     "QueuedRun",
     "Run",
@@ -46,6 +47,10 @@ __all__ = [
     "UploadResult",
     "Usage",
     "WaitingFor",
+    "Webhook",
+    "WebhookCreated",
+    "WebhookDelivery",
+    "WebhookDeliveryList",
 ]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -102,6 +107,14 @@ class CompleteUploadRequest(BaseModel):
 class AbortUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     key: str = Field(min_length=1, max_length=1024)
+
+
+class PutWebhookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    url: str = Field(description="https:// on port 443, resolving to public addresses only.")
+    events: list[str] | None = Field(
+        default=None, description="Event names (docs/events.md); all when omitted."
+    )
 
 
 # --- responses (envelopes around the domain's wire models)
@@ -244,3 +257,36 @@ class Error(BaseModel):
     @classmethod
     def of(cls, code: str, message: str) -> dict[str, Any]:
         return cls(error=ErrorDetail(code=code, message=message)).model_dump()
+
+
+class Webhook(_Envelope):
+    tenant_id: str
+    url: str
+    events: list[str]
+    created_at: str
+    updated_at: str
+
+
+class WebhookCreated(Webhook):
+    secret: str = Field(
+        description="The signing secret (Trainyard-Signature); shown only in this answer."
+    )
+
+
+class WebhookDelivery(_Envelope):
+    delivery_id: str = Field(description="The Trainyard-Delivery header (de-duplicate on it).")
+    event: str
+    run_id: str | None = Field(default=None, exclude_if=_absent_if_none)
+    status: Literal["pending", "succeeded", "failed"]
+    attempts: int
+    last_status_code: int | None = Field(default=None, exclude_if=_absent_if_none)
+    last_error: str | None = Field(default=None, exclude_if=_absent_if_none)
+    created_at: str
+    updated_at: str
+
+
+class WebhookDeliveryList(_Envelope):
+    deliveries: list[WebhookDelivery] = Field(description="Newest first.")
+    next_token: str | None = Field(
+        default=None, exclude_if=_absent_if_none, description="Absent on the last page."
+    )

@@ -27,6 +27,7 @@ from trainyard_handlers.api.models import (
     ModelList,
     ModelVersion,
     PlanList,
+    PutWebhookRequest,
     Queue,
     Run,
     RunList,
@@ -36,6 +37,9 @@ from trainyard_handlers.api.models import (
     Upload,
     UploadResult,
     Usage,
+    Webhook,
+    WebhookCreated,
+    WebhookDeliveryList,
 )
 
 if TYPE_CHECKING:
@@ -93,6 +97,7 @@ TAGS: dict[str, str] = {
     "platform": "Plans, queue, health",
     "models": "A tenant's model registry: versions, approval",
     "uploads": "Training data through presigned S3 requests (no AWS credentials)",
+    "webhooks": "A tenant's webhook (signed deliveries of Trainyard's events)",
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
@@ -284,6 +289,60 @@ ROUTES: tuple[Route, ...] = (
         body=ModelDecisionRequest,
         description="The body is optional. Rejecting an approved version revokes it "
         "(SageMaker allows it); who and why are recorded as for an approval.",
+    ),
+    Route(
+        "PUT",
+        "/tenants/{tenantId}/webhook",
+        "putWebhook",
+        "Set the tenant's webhook (a new signing secret, shown once)",
+        "webhooks",
+        {200: ("The webhook with its new signing secret (shown only here)", WebhookCreated)},
+        {
+            400: (
+                "InvalidWebhookUrl",
+                "WebhookUrlNotHttps",
+                "WebhookUrlHasCredentials",
+                "WebhookUrlPortNotAllowed",
+                "WebhookAddressNotPublic",
+                "WebhookHostUnresolvable",
+                "UnknownWebhookEvent",
+                "InvalidWebhookEvents",
+                *BODY_ERRORS,
+            ),
+            404: ("TenantNotFound",),
+            413: ("PayloadTooLarge",),
+        },
+        body=PutWebhookRequest,
+        description="Only https URLs on port 443 whose host resolves to public addresses "
+        "only (checked again before every delivery). Every PUT rotates the secret.",
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/webhook",
+        "getWebhook",
+        "Get the tenant's webhook (never its secret)",
+        "webhooks",
+        {200: ("The webhook", Webhook)},
+        {404: ("TenantNotFound", "WebhookNotFound")},
+    ),
+    Route(
+        "DELETE",
+        "/tenants/{tenantId}/webhook",
+        "deleteWebhook",
+        "Remove the tenant's webhook and its signing secret",
+        "webhooks",
+        {200: ("The webhook that was removed", Webhook)},
+        {404: ("TenantNotFound", "WebhookNotFound")},
+    ),
+    Route(
+        "GET",
+        "/tenants/{tenantId}/webhook/deliveries",
+        "listWebhookDeliveries",
+        "List the webhook's deliveries, newest first",
+        "webhooks",
+        {200: ("A page of deliveries", WebhookDeliveryList)},
+        {400: ("InvalidLimit", "InvalidNextToken"), 404: ("TenantNotFound",)},
+        query=("limit", "nextToken"),
     ),
 )
 

@@ -460,3 +460,44 @@ def _put_events(params: Mapping[str, Any], scope: Scope) -> list[Request]:
 @_op("cloudwatch", "PutMetricData")
 def _metric_data(params: Mapping[str, Any], scope: Scope) -> list[Request]:
     return [Request("cloudwatch:PutMetricData", "*", {"cloudwatch:namespace": params["Namespace"]})]
+
+
+# ----------------------------------------------------------- Secrets Manager
+
+
+def secret_arn(scope: Scope, secret_id: str) -> str:
+    """The ARN a request on ``secret_id`` (a name or an ARN) is authorized on.
+
+    A secret's ARN ends in "-" and six random characters Secrets Manager adds; a
+    request by name is authorized on that ARN, so policies name secrets with a
+    trailing wildcard (``secret:<path>/*``). A name is modelled with a placeholder
+    suffix that only such a wildcard matches."""
+    if secret_id.startswith("arn:"):
+        return secret_id
+    return scope.arn("secretsmanager", f"secret:{secret_id}-xxxxxx")
+
+
+@_op("secretsmanager", "CreateSecret")
+def _create_secret(params: Mapping[str, Any], scope: Scope) -> list[Request]:
+    arn = secret_arn(scope, str(params["Name"]))
+    out = [Request("secretsmanager:CreateSecret", arn)]
+    if params.get("Tags"):
+        out.append(Request("secretsmanager:TagResource", arn))
+    if params.get("KmsKeyId"):
+        # The caller needs the key too (GenerateDataKey/Decrypt): not modelled, refused.
+        raise UnmodelledOperation("secretsmanager:CreateSecret with KmsKeyId")
+    return out
+
+
+for _name in (
+    "GetSecretValue",
+    "PutSecretValue",
+    "DeleteSecret",
+    "RestoreSecret",
+    "DescribeSecret",
+):
+
+    def _secret(params: Mapping[str, Any], scope: Scope, _a: str = _name) -> list[Request]:
+        return [Request(f"secretsmanager:{_a}", secret_arn(scope, str(params["SecretId"])))]
+
+    OPERATIONS[("secretsmanager", _name)] = _secret

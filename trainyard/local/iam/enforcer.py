@@ -120,6 +120,7 @@ _DENIED: dict[str, tuple[str, int]] = {
     "events": ("AccessDeniedException", 400),
     "cloudwatch": ("AccessDenied", 403),
     "logs": ("AccessDeniedException", 400),
+    "secretsmanager": ("AccessDeniedException", 400),
 }
 
 _WHY = {

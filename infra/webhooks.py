@@ -1,0 +1,91 @@
+"""Tenant webhooks: Trainyard's events (default bus, source ``trainyard``) -> the
+webhook queue -> the webhooks Lambda, and what the two functions involved may do.
+
+The deliverer reads the tenant's webhook, writes its delivery records, reads the
+tenant's signing secret and sets a message's retry delay; the API (onboarding
+function) sets, shows and deletes webhooks and creates, rotates and deletes the
+secrets. Secrets live under one path (``wiring.Names.webhook_secret_prefix``), so
+both grants are scoped to it.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Aws
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+from trainyard_core import events as catalogue
+from trainyard_core import wiring
+
+from infra.lambdas import TrainyardFunction
+from infra.nag import acknowledge_findings
+from infra.queues import Queues
+from infra.storage import Storage
+
+# What each function calls (trainyard_core/webhook_secrets.py, store/webhooks_dynamodb.py).
+DELIVERER_SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
+API_SECRET_ACTIONS = [
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:RestoreSecret",
+    "secretsmanager:DeleteSecret",
+]
+DELIVERER_TABLE_ACTIONS = ["GetItem", "PutItem"]
+API_TABLE_ACTIONS = ["GetItem", "PutItem", "DeleteItem", "Query"]
+
+
+def secrets_arn(names: wiring.Names) -> str:
+    # Secrets Manager appends "-" and six random characters to a secret's name.
+    return (
+        f"arn:{Aws.PARTITION}:secretsmanager:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+        f"secret:{names.webhook_secret_prefix}*"
+    )
+
+
+class Webhooks(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: wiring.Names,
+        deliverer: TrainyardFunction,
+        api: TrainyardFunction,
+        queues: Queues,
+        storage: Storage,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        # Every Trainyard event; the deliverer picks each tenant's subscriptions.
+        # (The target adds the queue policy: only this rule may send.)
+        self.rule = events.Rule(
+            self,
+            "EventsRule",
+            rule_name=names.webhook_rule,
+            description="Trainyard's own events to the webhook delivery queue",
+            event_pattern=events.EventPattern(source=[catalogue.SOURCE]),
+            targets=[targets.SqsQueue(queues.webhooks.queue)],
+        )
+        secrets = secrets_arn(names)
+        deliverer.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadWebhookSecrets", actions=DELIVERER_SECRET_ACTIONS, resources=[secrets]
+            )
+        )
+        api.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ManageWebhookSecrets", actions=API_SECRET_ACTIONS, resources=[secrets]
+            )
+        )
+        storage.grant_webhooks(deliverer.role, DELIVERER_TABLE_ACTIONS)
+        storage.grant_webhooks(api.role, API_TABLE_ACTIONS)
+        finding = (
+            "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
+            f"secret:{names.webhook_secret_prefix}*"
+        )
+        reason = (
+            "One signing secret per tenant, created at run time under this path; "
+            "Secrets Manager adds a random suffix to every secret's ARN."
+        )
+        for role in (deliverer.role, api.role):
+            acknowledge_findings(role, "IAM5", {finding: reason})

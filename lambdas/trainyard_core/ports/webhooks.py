@@ -1,0 +1,56 @@
+"""What tenant webhooks need from the world: a store, the signing secrets, HTTP.
+
+Implemented on DynamoDB (``store/webhooks_dynamodb.py``), Secrets Manager
+(``webhook_secrets.py``) and urllib3 with pinned addresses (``webhook_http.py``);
+``trainyard/testing/webhooks.py`` has in-memory twins for unit tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from trainyard_core.webhooks.records import Delivery, Webhook
+from trainyard_core.webhooks.urls import Target
+
+
+class WebhookStore(Protocol):
+    def get_webhook(self, tenant_id: str) -> Webhook | None: ...
+
+    def put_webhook(self, webhook: Webhook) -> None: ...
+
+    def delete_webhook(self, tenant_id: str) -> None: ...
+
+    def create_delivery(self, delivery: Delivery) -> Delivery:
+        """Store ``delivery`` unless one with its key exists; return what is stored."""
+        ...
+
+    def put_delivery(self, delivery: Delivery) -> None: ...
+
+    def list_deliveries(
+        self, tenant_id: str, *, limit: int, next_token: str | None = None
+    ) -> tuple[list[Delivery], str | None]:
+        """Newest first."""
+        ...
+
+
+class WebhookSecrets(Protocol):
+    def rotate(self, tenant_id: str) -> str:
+        """Create the tenant's signing secret, or replace it; return the new value."""
+        ...
+
+    def current(self, tenant_id: str) -> str | None: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int | None  # None: no HTTP answer (timeout, refused, TLS)
+    error: str | None = None
+
+
+class WebhookSender(Protocol):
+    def send(
+        self, target: Target, body: bytes, headers: dict[str, str], timeout: float
+    ) -> Response: ...

@@ -1,0 +1,115 @@
+"""Tenant webhooks in the platform template: the rule on Trainyard's own events feeds
+the webhook queue (DLQ after the attempts setting), and each function may make
+exactly the calls it makes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from trainyard_core import events as catalogue
+
+from infra.app import build_app
+from tests.infra.synth_support import Synth, resolve_ref
+
+pytestmark = pytest.mark.infra
+
+
+def _of_type(template: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == kind}
+
+
+def _logical_id(synth: Synth, kind: str, key: str, name: str) -> str:
+    found = _of_type(synth.platform_json, kind)
+    return next(lid for lid, r in found.items() if r["Properties"].get(key) == name)
+
+
+def test_every_trainyard_event_on_the_default_bus_goes_to_the_webhook_queue(
+    synth: Synth,
+) -> None:
+    rules = _of_type(synth.platform_json, "AWS::Events::Rule")
+    (rule,) = [r for r in rules.values() if r["Properties"]["Name"] == synth.names.webhook_rule]
+    props = rule["Properties"]
+    assert props["EventPattern"] == {"source": [catalogue.SOURCE]}
+    assert "EventBusName" not in props  # the default bus
+    (target,) = props["Targets"]
+    queue = _logical_id(synth, "AWS::SQS::Queue", "QueueName", synth.names.webhook_queue)
+    assert resolve_ref(synth.platform_json, target["Arn"]) == queue
+    redrive = synth.platform_json["Resources"][queue]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == synth.settings.webhooks.max_attempts
+    dlq = _logical_id(synth, "AWS::SQS::Queue", "QueueName", synth.names.webhook_dlq)
+    assert resolve_ref(synth.platform_json, redrive["deadLetterTargetArn"]) == dlq
+
+
+def _statements(synth: Synth, function_key: str) -> list[dict[str, Any]]:
+    template = synth.platform_json
+    function = _logical_id(
+        synth, "AWS::Lambda::Function", "FunctionName", synth.names.function(function_key)
+    )
+    role = resolve_ref(template, template["Resources"][function]["Properties"]["Role"])
+    out: list[dict[str, Any]] = []
+    for policy in _of_type(template, "AWS::IAM::Policy").values():
+        if any(r.get("Ref") == role for r in policy["Properties"]["Roles"]):
+            out.extend(policy["Properties"]["PolicyDocument"]["Statement"])
+    return out
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    actions = statement["Action"]
+    return {actions} if isinstance(actions, str) else set(actions)
+
+
+def test_secrets_manager_calls_are_granted_only_on_the_webhook_secrets_path(
+    synth: Synth,
+) -> None:
+    expected = {
+        "webhooks": {"secretsmanager:GetSecretValue"},
+        "onboarding": {
+            "secretsmanager:CreateSecret",
+            "secretsmanager:PutSecretValue",
+            "secretsmanager:RestoreSecret",
+            "secretsmanager:DeleteSecret",
+        },
+        "scheduler": set(),
+        "recorder": set(),
+    }
+    for key, actions in expected.items():
+        granted: set[str] = set()
+        for statement in _statements(synth, key):
+            secret_actions = {a for a in _actions(statement) if a.startswith("secretsmanager:")}
+            if secret_actions:
+                assert "webhooks/*" in str(statement["Resource"]), statement
+                granted |= secret_actions
+        assert granted == actions, key
+
+
+def test_only_the_api_and_the_deliverer_touch_the_webhooks_table(synth: Synth) -> None:
+    table = _logical_id(synth, "AWS::DynamoDB::Table", "TableName", synth.names.webhooks_table)
+    expected = {
+        "webhooks": {"dynamodb:GetItem", "dynamodb:PutItem"},
+        "onboarding": {
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:Query",
+        },
+        "scheduler": set(),
+        "recorder": set(),
+    }
+    for key, actions in expected.items():
+        granted = {
+            a for s in _statements(synth, key) if table in str(s["Resource"]) for a in _actions(s)
+        }
+        assert granted == actions, key
+
+
+def test_the_embedded_stacks_loopback_webhooks_cannot_be_deployed(
+    synth: Synth, tmp_path: Any
+) -> None:
+    local = synth.settings.model_copy(
+        update={
+            "webhooks": synth.settings.webhooks.model_copy(update={"allow_loopback_http": True})
+        }
+    )
+    with pytest.raises(ValueError, match="embedded stack only"):
+        build_app(local, outdir=str(tmp_path), nag=False)

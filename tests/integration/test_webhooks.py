@@ -1,0 +1,410 @@
+"""Tenant webhooks on the embedded stack: Trainyard's events on the default bus ->
+the webhook queue -> the deliverer -> a receiver on 127.0.0.1, signed; retried with
+backoff; dead-lettered and marked failed after the last attempt; SSRF refused.
+
+Events are published the way the scheduler and the API publish them
+(``EventBridgePublisher`` on the default bus); the last test drives a real run to
+its end and waits for its ``run.succeeded`` delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from trainyard_core import events as catalogue
+from trainyard_core.event_bus import EventBridgePublisher
+from trainyard_core.events import Event
+from trainyard_core.models import iso_ms, now_utc
+from trainyard_core.webhooks import signing
+
+from trainyard.data import tenant_csv
+from trainyard.local.stack import EmbeddedStack
+
+from .conftest import TEST_SETTINGS, Api, wait_for
+
+pytestmark = pytest.mark.integration
+
+ATTEMPTS = TEST_SETTINGS["webhooks"]["maxAttempts"]
+
+
+@dataclass
+class Received:
+    at: float
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """An HTTP receiver on 127.0.0.1 answering with ``script`` in turn (then 200);
+    an answer of ``None`` never comes (the request hangs past the timeout)."""
+
+    script: list[int | None] = field(default_factory=list)
+    requests: list[Received] = field(default_factory=list)
+    url: str = ""
+
+    def answer(self) -> int | None:
+        return self.script.pop(0) if self.script else 200
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver()
+    release = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            state.requests.append(Received(time.monotonic(), dict(self.headers.items()), body))
+            status = state.answer()
+            if status is None:
+                release.wait(5)  # longer than the deliverer waits
+                return
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/trainyard"
+    try:
+        yield state
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+def _tenant(onboard: Any, name: str) -> str:
+    tenant_id = f"{name}-{uuid.uuid4().hex[:6]}"
+    onboard(tenant_id, "basic")
+    return tenant_id
+
+
+def _put(api: Api, tenant_id: str, body: dict[str, Any]) -> Any:
+    return api.call("PUT", f"/tenants/{tenant_id}/webhook", json=body)
+
+
+def _publish(stack: EmbeddedStack, tenant_id: str, kind: catalogue.EventType) -> Event:
+    event = Event(
+        type=kind,
+        tenant_id=tenant_id,
+        occurred_at=iso_ms(now_utc()) or "",
+        detail={"runId": uuid.uuid4().hex, "status": "SUCCEEDED", "plan": "basic"},
+    )
+    EventBridgePublisher(stack.client("events")).publish([event])
+    return event
+
+
+def _deliveries(api: Api, tenant_id: str) -> list[dict[str, Any]]:
+    resp = api.get(f"/tenants/{tenant_id}/webhook/deliveries")
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["deliveries"])
+
+
+def _settled(api: Api, tenant_id: str, count: int = 1) -> list[dict[str, Any]] | None:
+    found = _deliveries(api, tenant_id)
+    done = [d for d in found if d["status"] != "pending"]
+    return found if len(done) >= count else None
+
+
+def _expected_signature(secret: str, header: str, body: bytes) -> bool:
+    """A receiver's check, written independently of trainyard's own code."""
+    parts = dict(p.split("=", 1) for p in header.split(","))
+    mac = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256)
+    return hmac.compare_digest(mac.hexdigest(), parts["v1"])
+
+
+def test_a_receiver_gets_a_delivery_signed_with_the_secret_the_put_returned(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-signed")
+    resp = _put(api, tenant_id, {"url": receiver.url, "events": ["run.succeeded"]})
+    assert resp.status_code == 200, resp.text
+    created = resp.json()
+    secret = created["secret"]
+    assert secret.startswith("whsec_") and created["events"] == ["run.succeeded"]
+    shown = api.get(f"/tenants/{tenant_id}/webhook")
+    assert shown.status_code == 200 and "secret" not in shown.json()
+    assert shown.json()["url"] == receiver.url
+
+    _publish(stack, tenant_id, catalogue.RUN_QUEUED)  # not subscribed: never sent
+    event = _publish(stack, tenant_id, catalogue.RUN_SUCCEEDED)
+    wait_for(lambda: receiver.requests, timeout=30, what="a delivery")
+    got = receiver.requests[0]
+    assert _expected_signature(secret, got.headers["Trainyard-Signature"], got.body)
+    assert signing.verify(secret, got.headers["Trainyard-Signature"], got.body, time.time())
+    assert not signing.verify("whsec_other", got.headers["Trainyard-Signature"], got.body, 0)
+    assert got.headers["Trainyard-Event"] == "run.succeeded"
+    assert json.loads(got.body) == event.envelope()
+
+    deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=15, what="a settled delivery")
+    assert [(d["event"], d["status"], d["attempts"]) for d in deliveries] == [
+        ("run.succeeded", "succeeded", 1)
+    ]
+    assert deliveries[0]["deliveryId"] == got.headers["Trainyard-Delivery"]
+    assert deliveries[0]["runId"] == event.detail["runId"]
+    assert deliveries[0]["lastStatusCode"] == 200
+    time.sleep(2)  # the unsubscribed event had its chance
+    assert len(receiver.requests) == 1
+    listing = api.get(f"/tenants/{tenant_id}/webhook/deliveries").text
+    assert secret not in listing and secret not in shown.text
+
+
+def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_backoff(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-retry")
+    receiver.script = [500, 503]
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    _publish(stack, tenant_id, catalogue.RUN_FAILED)
+    deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=45, what="a settled delivery")
+    assert [(d["status"], d["attempts"], d["lastStatusCode"]) for d in deliveries] == [
+        ("succeeded", 3, 200)
+    ]
+    assert len(receiver.requests) == 3
+    ids = {r.headers["Trainyard-Delivery"] for r in receiver.requests}
+    assert ids == {deliveries[0]["deliveryId"]}  # one delivery, three attempts
+    first, second, third = (r.at for r in receiver.requests)
+    # retryBaseSeconds 1: hidden 1 s after the first failure, 2 s after the second.
+    assert second - first >= 0.9 and third - second >= 1.9
+
+
+def test_a_receiver_that_never_answers_ends_in_the_dead_letter_queue_marked_failed(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-dead")
+    receiver.script = [None] * ATTEMPTS
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    event = _publish(stack, tenant_id, catalogue.MODEL_REGISTERED)
+    deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=90, what="a failed delivery")
+    (delivery,) = deliveries
+    assert delivery["status"] == "failed" and delivery["attempts"] == ATTEMPTS
+    assert "timed out" in delivery["lastError"].lower() or "timeout" in delivery["lastError"]
+    assert "lastStatusCode" not in delivery
+    assert len(receiver.requests) == ATTEMPTS
+
+    sqs = stack.client("sqs")
+    dlq = stack.platform.queue_urls[stack.names.webhook_dlq]  # type: ignore[union-attr]
+    seen: list[dict[str, Any]] = []
+
+    def dead_lettered() -> dict[str, Any] | None:
+        got = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in got.get("Messages", []):
+            seen.append(json.loads(message["Body"]))
+        return next((m for m in seen if m["id"] == delivery["deliveryId"]), None)
+
+    message = wait_for(dead_lettered, timeout=30, what="the event in the webhook DLQ")
+    assert message["detail"] == event.envelope()
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://hooks.example.com/trainyard", "WebhookUrlNotHttps"),
+        ("ftp://hooks.example.com/", "WebhookUrlNotHttps"),
+        ("http://127.0.0.2:8080/", "WebhookUrlNotHttps"),  # only 127.0.0.1, only locally
+        ("https://10.1.2.3/hook", "WebhookAddressNotPublic"),
+        ("https://192.168.0.10/hook", "WebhookAddressNotPublic"),
+        ("https://127.0.0.1/hook", "WebhookAddressNotPublic"),
+        ("https://localhost/hook", "WebhookAddressNotPublic"),
+        ("https://169.254.169.254/latest/meta-data/", "WebhookAddressNotPublic"),
+        ("https://[fd00:ec2::254]/latest/meta-data/", "WebhookAddressNotPublic"),
+        ("https://[::ffff:10.0.0.1]/", "WebhookAddressNotPublic"),
+        ("https://2130706433/", "WebhookAddressNotPublic"),  # 127.0.0.1 as a number
+        ("https://user:pw@93.184.216.34/", "WebhookUrlHasCredentials"),
+        ("https://93.184.216.34:8443/", "WebhookUrlPortNotAllowed"),
+        ("not a url", "InvalidWebhookUrl"),
+        ("hooks.example.com/trainyard", "WebhookUrlNotHttps"),
+        ("https:///nohost", "InvalidWebhookUrl"),
+    ],
+)
+def test_a_url_that_is_not_https_to_a_public_address_is_refused_with_a_code(
+    api: Api, onboard: Any, url: str, code: str
+) -> None:
+    onboard("hook-refused", "basic")
+    resp = _put(api, "hook-refused", {"url": url})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["error"]["code"] == code
+    assert api.get("/tenants/hook-refused/webhook").status_code == 404
+
+
+def test_bad_webhook_requests_are_4xx_with_a_code(api: Api, onboard: Any) -> None:
+    onboard("hook-bad", "basic")
+    cases = [
+        ("PUT", "/tenants/hook-bad/webhook", {"url": "https://1.1.1.1/", "events": ["run.x"]}),
+        ("PUT", "/tenants/hook-bad/webhook", {"url": "https://1.1.1.1/", "events": []}),
+        ("PUT", "/tenants/hook-bad/webhook", {"url": 5}),
+        ("PUT", "/tenants/hook-bad/webhook", {"url": "https://1.1.1.1/", "secret": "mine"}),
+        ("PUT", "/tenants/no-such-tenant/webhook", {"url": "https://1.1.1.1/"}),
+        ("GET", "/tenants/hook-bad/webhook", None),
+        ("DELETE", "/tenants/hook-bad/webhook", None),
+        ("GET", "/tenants/no-such-tenant/webhook/deliveries", None),
+        ("GET", "/tenants/hook-bad/webhook/deliveries?limit=0", None),
+        ("GET", "/tenants/hook-bad/webhook/deliveries?nextToken=forged", None),
+    ]
+    codes = []
+    for method, path, body in cases:
+        resp = api.call(method, path, json=body)
+        assert 400 <= resp.status_code < 500, (method, path, resp.text)
+        codes.append((resp.status_code, resp.json()["error"]["code"]))
+    assert codes == [
+        (400, "UnknownWebhookEvent"),
+        (400, "InvalidWebhookEvents"),
+        (400, "InvalidBody"),
+        (400, "InvalidBody"),
+        (404, "TenantNotFound"),
+        (404, "WebhookNotFound"),
+        (404, "WebhookNotFound"),
+        (404, "TenantNotFound"),
+        (400, "InvalidLimit"),
+        (400, "InvalidNextToken"),
+    ]
+
+
+def test_delete_removes_the_webhook_and_its_secret_and_it_can_be_set_again(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-delete")
+    sm = stack.client("secretsmanager")
+    secret_name = stack.names.webhook_secret(tenant_id)
+    first = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
+    rotated = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
+    assert rotated != first
+    assert sm.get_secret_value(SecretId=secret_name)["SecretString"] == rotated
+
+    removed = api.call("DELETE", f"/tenants/{tenant_id}/webhook")
+    assert removed.status_code == 200 and "secret" not in removed.json()
+    assert api.get(f"/tenants/{tenant_id}/webhook").status_code == 404
+    with pytest.raises(ClientError) as gone:
+        sm.describe_secret(SecretId=secret_name)
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    _publish(stack, tenant_id, catalogue.RUN_SUCCEEDED)  # no webhook: nothing sent
+
+    again = _put(api, tenant_id, {"url": receiver.url})
+    assert again.status_code == 200, again.text
+    assert again.json()["secret"] not in (first, rotated)
+
+    # Someone deleted the secret with a recovery window: Secrets Manager refuses to
+    # create one of that name (as AWS does), so the PUT restores it with a new value.
+    sm.delete_secret(SecretId=secret_name, RecoveryWindowInDays=7)
+    with pytest.raises(ClientError) as refused:
+        sm.create_secret(Name=secret_name, SecretString="x")
+    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
+    restored = _put(api, tenant_id, {"url": receiver.url})
+    assert restored.status_code == 200, restored.text
+    current = sm.get_secret_value(SecretId=secret_name)["SecretString"]
+    assert current == restored.json()["secret"]
+    time.sleep(2)
+    assert receiver.requests == []
+
+
+def _probe_queue(stack: EmbeddedStack, name: str) -> str:
+    """A queue fed by a rule of our own on every run.succeeded event on the default bus."""
+    sqs, events = stack.client("sqs"), stack.client("events")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rule_arn = events.put_rule(
+        Name=name,
+        EventPattern=json.dumps(
+            {"source": [catalogue.SOURCE], "detail-type": [catalogue.RUN_SUCCEEDED.detail_type]}
+        ),
+    )["RuleArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    events.put_targets(Rule=name, Targets=[{"Id": "probe", "Arn": queue_arn}])
+    return str(url)
+
+
+def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = f"hook-run-{uuid.uuid4().hex[:6]}"
+    tenant = onboard(tenant_id, "basic")
+    resp = _put(api, tenant_id, {"url": receiver.url, "events": ["run.succeeded", "run.failed"]})
+    secret = resp.json()["secret"]
+    probe = _probe_queue(stack, f"probe-{tenant_id}")
+    stack.client("s3").put_object(
+        Bucket=tenant["dataBucket"],
+        Key=f"{tenant['dataPrefix']}part-1.csv",
+        Body=tenant_csv(tenant_id),
+    )
+    run = wait_for(
+        lambda: next(
+            (
+                r
+                for r in api.get(f"/tenants/{tenant_id}/runs").json()["runs"]
+                if r["status"] in ("SUCCEEDED", "FAILED", "STOPPED")
+            ),
+            None,
+        ),
+        timeout=240,
+        interval=1,
+        what="the run's end",
+    )
+    assert run["status"] == "SUCCEEDED", run
+
+    sqs = stack.client("sqs")
+    emitted: list[dict[str, Any]] = []
+
+    def on_the_bus() -> dict[str, Any] | None:
+        got = sqs.receive_message(QueueUrl=probe, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        emitted.extend(json.loads(m["Body"]) for m in got.get("Messages", []))
+        return next((e for e in emitted if e["detail"].get("runId") == run["runId"]), None)
+
+    try:
+        wait_for(on_the_bus, timeout=20, what="run.succeeded on the default bus")
+    except AssertionError:
+        pytest.skip(
+            "no run.succeeded event was emitted on the default bus: the events' emitter "
+            "(issue 15, model registry + events) is not in this build"
+        )
+
+    def delivered() -> Received | None:
+        return next(
+            (
+                r
+                for r in receiver.requests
+                if r.headers.get("Trainyard-Event") == "run.succeeded"
+                and json.loads(r.body).get("runId") == run["runId"]
+            ),
+            None,
+        )
+
+    got = wait_for(delivered, timeout=30, what="the run.succeeded delivery")
+    assert _expected_signature(secret, got.headers["Trainyard-Signature"], got.body)
+    body = json.loads(got.body)
+    assert body["tenantId"] == tenant_id and body["event"] == "run.succeeded"
+    deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=15, what="the delivery")
+    assert any(d["runId"] == run["runId"] and d["status"] == "succeeded" for d in deliveries), (
+        deliveries
+    )
