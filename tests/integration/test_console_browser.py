@@ -152,7 +152,7 @@ def test_queue_page_shows_running_against_the_cap_and_the_waiting_run(
     # waitingFor / estimatedStartAt are issue 15's: the text, or a dash where absent.
     waiting = row.locator("td.waiting-for").inner_text()
     estimate = row.locator("td.estimated-start").inner_text()
-    if "waitingFor" in queued:
+    if queued.get("waitingFor"):
         assert queued["waitingFor"]["code"] in waiting
     else:
         assert waiting.startswith("—")

@@ -17,7 +17,9 @@ from trainyard.console.proxy import ApiProxy, ProxyAnswer
 T = TypeVar("T")
 
 # 404 codes that are about the resource, not the route (the route exists).
-_RESOURCE_NOT_FOUND = frozenset({"TenantNotFound", "RunNotFound", "ModelNotFound"})
+_RESOURCE_NOT_FOUND = frozenset(
+    {"TenantNotFound", "RunNotFound", "ModelNotFound", "WebhookNotFound"}
+)
 MAX_TENANTS = 200  # the Tenants and Timeline pages read at most this many (noted on the page)
 RUNS_PAGE = 100
 
@@ -111,6 +113,9 @@ class ConsoleApi:
 
     def models(self, tenant_id: str) -> Result:
         return self.get(f"/tenants/{tenant_id}/models")
+
+    def webhook(self, tenant_id: str) -> Result:
+        return self.get(f"/tenants/{tenant_id}/webhook")
 
     def deliveries(self, tenant_id: str) -> Result:
         return self.get(f"/tenants/{tenant_id}/webhook/deliveries")

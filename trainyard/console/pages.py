@@ -113,6 +113,7 @@ def tenant_page(api: ConsoleApi, tenant_id: str, notice: str = "") -> Page:
             "usage": lambda: api.usage(tenant_id),
             "models": lambda: api.models(tenant_id),
             "deliveries": lambda: api.deliveries(tenant_id),
+            "webhook": lambda: api.webhook(tenant_id),
         },
     )
     page = Page("tenants", f"Tenant {tenant_id}", "tenant.html")
@@ -138,6 +139,7 @@ def tenant_page(api: ConsoleApi, tenant_id: str, notice: str = "") -> Page:
         "modelsError": "" if models.ok else models.describe(),
         "deliveries": views.deliveries(deliveries),
         "deliveriesError": "" if deliveries.ok else deliveries.describe(),
+        "webhook": views.webhook(got["webhook"]),
         "notice": notice,
     }
     return page

@@ -44,6 +44,7 @@ CONSOLE_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/tenants/{tenantId}/models"),
     ("POST", "/tenants/{tenantId}/models/{version}/approve"),
     ("POST", "/tenants/{tenantId}/models/{version}/reject"),
+    ("GET", "/tenants/{tenantId}/webhook"),  # never its secret (redacted regardless)
     ("GET", "/tenants/{tenantId}/webhook/deliveries"),
 )
 QUERY_PARAMETERS = frozenset({"limit", "nextToken", "month"})

@@ -177,7 +177,19 @@ def model_row(model: dict[str, Any]) -> dict[str, Any]:
         "runId": fmt.short_id(model.get("runId")),
         "createdAt": fmt.clock(model.get("createdAt")),
         "arn": fmt.text(model.get("modelPackageArn")),
+        "decision": _decision(model),
     }
+
+
+def _decision(model: dict[str, Any]) -> str:
+    """Who decided the status and why (issue 15 records both)."""
+    who, why = model.get("decidedBy"), model.get("reason")
+    if not who and not why:
+        return DASH
+    text = f"by {who}" if who else ""
+    if model.get("decidedAt"):
+        text += f" at {fmt.clock(model.get('decidedAt'))}"
+    return f"{text}: {why}".strip(": ") if why else text
 
 
 # Delivery records are issue 15's; their field names are read with fallbacks.
@@ -198,7 +210,18 @@ def delivery_row(record: dict[str, Any]) -> dict[str, Any]:
         "at": fmt.clock(_first(record, "lastAttemptAt", "deliveredAt", "updatedAt", "createdAt")),
         "error": fmt.text(_first(record, "error", "lastError", "failureReason")),
         "id": fmt.text(_first(record, "deliveryId", "id")),
+        "run": fmt.short_id(record.get("runId")),
     }
+
+
+def webhook(result: Result) -> str:
+    """The tenant's webhook in one line (its URL and events; its secret is never read)."""
+    if result.ok and isinstance(result.data, dict):
+        events = result.data.get("events") or []
+        return f"{fmt.text(result.data.get('url'))} ({', '.join(events) or 'all events'})"
+    if result.code == "WebhookNotFound":
+        return "none set"
+    return result.describe() if result.absent else DASH
 
 
 def deliveries(result: Result) -> list[dict[str, Any]]:
