@@ -7,9 +7,9 @@ STAMP := $(VENV)/.trainyard-installed
 NODE_STAMP := node_modules/.trainyard-installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format synth bench load clean deploy destroy e2e-aws
+.PHONY: chromium install demo test test-fast lint format synth bench load clean deploy destroy e2e-aws
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(NODE_STAMP) chromium
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,21 @@ $(STAMP): requirements.txt pyproject.toml
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The console's browser tests drive Debian's chromium through Playwright's Python client
+# (pointed at it; Playwright downloads no browser). Installed when missing: as root, or with
+# sudo; otherwise a clear error.
+chromium:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "error: the browser tests need Chromium at 'chromium' on PATH (no apt-get here to install it)" >&2; exit 1; \
+	elif [ "$$(id -u)" = "0" ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	elif command -v sudo >/dev/null 2>&1; then \
+		sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else \
+		echo "error: the browser tests need Chromium: run 'apt-get install -y chromium' as root, then make install" >&2; exit 1; \
+	fi
 
 demo: install
 	$(BIN)/trainyard demo

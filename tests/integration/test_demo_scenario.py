@@ -52,7 +52,7 @@ def _free_port() -> int:
 
 
 def test_local_up_serves_health_on_the_given_ports_and_stops_on_sigterm(tmp_path: Path) -> None:
-    aws_port, api_port = _free_port(), _free_port()
+    aws_port, api_port, console_port = _free_port(), _free_port(), _free_port()
     env = {**os.environ, "CI": "true"}
     proc = subprocess.Popen(
         [
@@ -65,6 +65,8 @@ def test_local_up_serves_health_on_the_given_ports_and_stops_on_sigterm(tmp_path
             str(aws_port),
             "--api-port",
             str(api_port),
+            "--console-port",
+            str(console_port),
             "--workdir",
             str(tmp_path),
         ],
@@ -89,6 +91,15 @@ def test_local_up_serves_health_on_the_given_ports_and_stops_on_sigterm(tmp_path
         assert healthy, "GET /health never answered 200"
         # The AWS endpoint is moto on the other port, reachable with any credentials.
         assert requests.get(f"http://127.0.0.1:{aws_port}/moto-api/", timeout=5).status_code < 500
+        # The console beside it (started right after the stack), over that API.
+        plans = None
+        for _ in range(50):
+            try:
+                plans = requests.get(f"http://127.0.0.1:{console_port}/plans", timeout=10)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert plans is not None and plans.status_code == 200 and "premium" in plans.text
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     finally:
@@ -98,4 +109,5 @@ def test_local_up_serves_health_on_the_given_ports_and_stops_on_sigterm(tmp_path
     assert proc.returncode == 0, output
     assert f"http://127.0.0.1:{aws_port}" in output
     assert f"http://127.0.0.1:{api_port}" in output
+    assert f"console       http://127.0.0.1:{console_port}" in output
     assert "Traceback" not in output

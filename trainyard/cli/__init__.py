@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 # Importing the command modules registers their commands on the apps.
-from trainyard.cli import local, models, queue, runs, tenants, webhook  # noqa: F401
+from trainyard.cli import console_cmd, local, models, queue, runs, tenants, webhook  # noqa: F401
 from trainyard.cli.common import app, console
 from trainyard.cli.local import port_is_free
 

@@ -52,11 +52,28 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def _start_console(api_url: str, port: int) -> tuple[Any, str]:
+    """The operator console beside the stack; a busy port only skips it (the stack is
+    what `local up` is for, and `trainyard console --port N` starts one elsewhere)."""
+    from trainyard.console.server import ConsoleServer
+
+    if port and not port_is_free(port):
+        return None, f"not started: 127.0.0.1:{port} is in use (trainyard console --port N)"
+    try:
+        server = ConsoleServer(api_url, port=port).start()
+    except OSError as exc:  # taken between the check and the bind
+        return None, f"not started: 127.0.0.1:{port}: {exc.strerror}"
+    return server, f"{server.url}  (queue, timeline, tenants, plans in a browser)"
+
+
 @local_app.command("up")
 def local_up(
     ctx: typer.Context,
     aws_port: int = typer.Option(4566, "--aws-port", min=0, max=65535, help="AWS endpoint port."),
     api_port: int = typer.Option(8787, "--api-port", min=0, max=65535, help="Onboarding API port."),
+    console_port: int = typer.Option(
+        8788, "--console-port", min=0, max=65535, help="Operator console port (busy: skipped)."
+    ),
     workdir: Path | None = typer.Option(
         None, "--workdir", file_okay=False, help="Keep pipeline files here (default: temp dir)."
     ),
@@ -78,6 +95,7 @@ def local_up(
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     stack = EmbeddedStack(aws_port=aws_port, api_port=api_port, workdir=workdir, quiet=True)
+    console_server = None
     try:
         for name, port in (("--aws-port", aws_port), ("--api-port", api_port)):
             if port and not port_is_free(port):
@@ -86,12 +104,14 @@ def local_up(
             stack.start()
         except Exception as exc:  # one line for people; the cause is in the message
             _fail("StartFailed", f"cannot start the embedded stack: {type(exc).__name__}: {exc}")
+        console_server, console_note = _start_console(stack.api_url, console_port)
         endpoints = {
             "awsEndpointUrl": stack.aws_endpoint_url,
             "apiUrl": stack.api_url,
             "region": stack.region,
             "accountId": stack.account_id,
             "persistent": False,
+            "consoleUrl": console_server.url if console_server else None,
         }
         if opts.json_output:
             print(json.dumps(endpoints), flush=True)
@@ -101,6 +121,7 @@ def local_up(
                 f"AWS endpoint  {stack.aws_endpoint_url}  (region {stack.region}, any credentials)"
             )
             print(f"API           {stack.api_url}  (GET /health)")
+            print(f"console       {console_note}")
             print(
                 f"use it:       export AWS_ENDPOINT_URL={stack.aws_endpoint_url} "
                 f"TRAINYARD_API_URL={stack.api_url}"
@@ -115,6 +136,8 @@ def local_up(
             pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if console_server is not None:
+            console_server.stop()
         try:
             stack.stop()
         except Exception as exc:  # still one line, not a traceback, and a failing exit code

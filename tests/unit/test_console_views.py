@@ -1,0 +1,132 @@
+"""What the console's pages make of the API's JSON: issue 15's fields when present,
+a dash when absent, and the Timeline's bars and cap lines where the runs were."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from trainyard.console import timeline, views
+from trainyard.console.fetch import Result
+
+NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+
+
+def _ts(minutes_ago: float) -> str:
+    return (NOW - timedelta(minutes=minutes_ago)).isoformat().replace("+00:00", "Z")
+
+
+def _run(run_id: str, tenant: str, plan: str, status: str, **times: float) -> dict[str, Any]:
+    return {
+        "runId": run_id,
+        "tenantId": tenant,
+        "plan": plan,
+        "status": status,
+        **{k: _ts(v) for k, v in times.items()},
+    }
+
+
+PLANS = Result(
+    data={
+        "plans": [
+            {"name": "basic", "weight": 1, "maxConcurrentRuns": 4},
+            {"name": "premium", "weight": 4, "maxConcurrentRuns": 12},
+        ],
+        "globalMaxConcurrentRuns": 20,
+    }
+)
+
+
+def test_a_queued_run_shows_why_it_waits_and_when_it_should_start() -> None:
+    queue = Result(
+        data={
+            "basic": {
+                "queued": 2,
+                "running": 4,
+                "cap": 4,
+                "runs": [
+                    {
+                        "runId": "r1",
+                        "tenantId": "acme",
+                        "queuePosition": 1,
+                        "queuedAt": _ts(3),
+                        "waitingFor": {"code": "PLAN_CAP", "message": "plan basic is full"},
+                        "estimatedStartAt": _ts(-2),
+                    },
+                    # An API from before issue 15: only the older free-text reason.
+                    {
+                        "runId": "r2",
+                        "tenantId": "b",
+                        "queuePosition": 2,
+                        "queuedAt": _ts(1),
+                        "waitingReason": "tenant suspended",
+                    },
+                ],
+            }
+        }
+    )
+    page = views.queue_page(queue, PLANS, NOW)
+    (basic,) = page["sections"]
+    first, second = basic["waiting"]
+    assert (first["waitingCode"], first["waitingMessage"]) == ("PLAN_CAP", "plan basic is full")
+    assert first["estimatedStart"].startswith("in 2m 00s")
+    assert (second["waitingCode"], second["waitingMessage"]) == ("—", "tenant suspended")
+    assert second["estimatedStart"] == "—"  # the field is absent
+    assert basic["share"] == "4.0"  # 20 x 1/5
+    assert (page["running"], page["queued"], page["globalCap"]) == (4, 2, "20")
+
+
+def test_an_estimate_the_api_cannot_make_reads_unknown() -> None:
+    assert views.estimated_start({"estimatedStartAt": None}, NOW) == "unknown"
+
+
+def test_usage_against_the_budget() -> None:
+    usage = Result(data={"trainingHours": 2.5, "budgetHours": 10, "costEstimateUsd": 1.234})
+    assert views.budget(usage) == {
+        "text": "2.50 h of 10.00 h (25.0%)",
+        "percent": 25.0,
+        "cost": "$1.23",
+    }
+    unlimited = Result(data={"trainingHours": 1, "budgetHours": None, "costEstimateUsd": 0.001})
+    assert views.budget(unlimited)["text"] == "1.00 h of unlimited"
+    assert views.budget(unlimited)["cost"] == "$0.0010"
+
+
+def test_a_missing_route_says_not_available_and_a_denial_says_denied() -> None:
+    absent = Result(status=403, code="Http403", message="Missing Authentication Token")
+    assert absent.absent and views.model_count(absent) == "not available on this API"
+    denied = Result(status=403, code="Http403", message="The security token is invalid.")
+    assert not denied.absent and "denied the console's credentials" in denied.describe()
+    assert views.model_count(Result(data={"models": [{}, {}], "nextToken": "x"})) == "2+"
+    assert not Result(status=404, code="TenantNotFound", message="no").absent
+
+
+def test_timeline_has_a_bar_per_run_a_wait_outline_and_the_cap_line() -> None:
+    runs = [
+        _run("ok1", "acme", "basic", "SUCCEEDED", queuedAt=50, startedAt=45, endedAt=20),
+        _run("run1", "acme", "basic", "RUNNING", queuedAt=15, startedAt=10),
+        _run("wait1", "beta", "basic", "QUEUED", queuedAt=5),
+        _run("old", "beta", "basic", "FAILED", queuedAt=600, startedAt=590, endedAt=580),
+    ]
+    drawn = timeline.build(runs, {"basic": 4, "premium": 12}, NOW, hours=1)
+    basic = next(p for p in drawn["plans"] if p["name"] == "basic")
+    bars = {b["runId"]: b for b in basic["bars"]}
+    assert set(bars) == {"ok1", "run1", "wait1"}  # the old run ended before the window
+    assert [r["tenantId"] for r in basic["rows"]] == ["acme", "beta"]
+    ok, running, waiting = bars["ok1"], bars["run1"], bars["wait1"]
+    assert ok["x"] < running["x"] and ok["x"] + ok["w"] < running["x"]  # ended before
+    assert running["x"] + running["w"] == timeline.WIDTH - timeline.RIGHT  # runs until now
+    assert waiting["x"] is None and waiting["qw"] > 0  # waiting: outline only
+    assert "QUEUED" in waiting["label"] and "beta" in waiting["label"]
+    # One running at most in this window: the cap line of 4 sits above the curve.
+    assert basic["strip"]["peak"] == 1 and basic["strip"]["capY"] < basic["strip"]["baseY"]
+    premium = next(p for p in drawn["plans"] if p["name"] == "premium")
+    assert premium["empty"] and premium["cap"] == 12
+
+
+def test_the_automatic_window_zooms_to_recent_runs() -> None:
+    runs = [_run("a", "acme", "basic", "SUCCEEDED", queuedAt=2, startedAt=1.5, endedAt=1)]
+    assert timeline.auto_hours(runs, NOW) * 60 == 5  # at least five minutes
+    runs.append(_run("b", "acme", "basic", "SUCCEEDED", queuedAt=60, startedAt=50, endedAt=40))
+    assert 60 < timeline.auto_hours(runs, NOW) * 60 < 70
+    assert timeline.auto_hours([], NOW) * 60 == 5
