@@ -44,10 +44,15 @@ class Limits:
 
     @classmethod
     def trainyard(cls, settings: Settings) -> Limits:  # also B3's
+        # A tenant's limit is its cap plus what its plan lets it borrow (0 unless
+        # the plan opts in): with borrowing on, that is the limit a start must keep.
         return cls(
             settings.global_max_concurrent_runs,
             {n: p.max_concurrent_runs for n, p in settings.plans.items()},
-            {n: p.max_concurrent_runs_per_tenant for n, p in settings.plans.items()},
+            {
+                n: p.max_concurrent_runs_per_tenant + p.max_borrowed_runs_per_tenant
+                for n, p in settings.plans.items()
+            },
         )
 
     @classmethod
@@ -476,7 +481,7 @@ def summarise(
 ) -> Summary:
     # Each policy's own caps: tenant caps for Trainyard and B3 only; the global cap
     # is the account quota for B1 (it has no global check).
-    if out.policy in ("trainyard", "b3"):
+    if out.policy.startswith("trainyard") or out.policy == "b3":
         own = Limits.trainyard(settings)
     else:
         base = Limits.baseline(settings, quota)

@@ -6,7 +6,8 @@ topology (``infra/queues.py``, ``infra/lambdas.py``, ``wiring.py``):
 
 - uploads go S3 -> the tenant's rule -> the plan's intake queue; status
   changes EventBridge -> the status queue. Each of the four queues has its own
-  event source mapping (batches of up to 10 after a 1 s window) and up to
+  event source mapping (batches of up to 10 after the queue's batching window,
+  ``wiring.batching_window_seconds``) and up to
   ``ESM_CONCURRENCY`` concurrent invocations; each invocation handles its
   records (``handle_upload`` / ``handle_status``) and calls ``dispatch()``;
 - the one-minute schedule calls ``reconcile()``, concurrently with the rest;
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from trainyard_core import wiring
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.models import Tenant
@@ -60,8 +62,10 @@ from bench.strands import Strands
 from trainyard.testing.scheduling import make_tenant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-BATCH_SIZE = 10  # infra/lambdas.py QUEUE_BATCH_SIZE
-BATCH_WINDOW_S = 1.0  # infra/lambdas.py QUEUE_BATCH_WINDOW
+# The deployed event source mappings (wiring.py, read by CDK and the local runtime).
+BATCH_SIZE = wiring.QUEUE_BATCH_SIZE
+INTAKE_WINDOW_S = float(wiring.INTAKE_BATCHING_WINDOW_SECONDS)
+STATUS_WINDOW_S = float(wiring.STATUS_BATCHING_WINDOW_SECONDS)
 RECONCILE_S = 60.0
 # infra/queues.py: visibility timeout = 6 x the scheduler Lambda's 60 s timeout
 # (wiring.py), maxReceiveCount 5: a failed record comes back after 360 s.
@@ -285,7 +289,7 @@ class QueueTrigger:
 class TrainyardSim:
     """The production scheduler in the deployed topology: one intake queue per
     plan and the status queue, each with its own event source mapping (batch
-    10, 1 s window, up to ``ESM_CONCURRENCY`` concurrent invocations), the
+    10, the queue's batching window, up to ``ESM_CONCURRENCY`` concurrent invocations), the
     one-minute reconcile schedule as another concurrent invocation; every
     DynamoDB and SageMaker request counted and charged its latency."""
 
@@ -294,7 +298,8 @@ class TrainyardSim:
         sc: Scenario,
         mode: Mode = "paced",
         latencies: Latencies | None = None,
-        batch_window_s: float = BATCH_WINDOW_S,
+        intake_window_s: float = INTAKE_WINDOW_S,
+        status_window_s: float = STATUS_WINDOW_S,
         requests: list[Request] | None = None,
     ) -> None:
         self.sc = sc
@@ -359,7 +364,7 @@ class TrainyardSim:
                 self.strands,
                 self._handle,
                 f"intake-{plan}",
-                batch_window_s,
+                intake_window_s,
                 BATCH_SIZE,
                 ESM_CONCURRENCY,
             )
@@ -370,7 +375,7 @@ class TrainyardSim:
             self.strands,
             self._handle,
             "status",
-            batch_window_s,
+            status_window_s,
             BATCH_SIZE,
             ESM_CONCURRENCY,
         )
@@ -508,11 +513,17 @@ def run_trainyard(
     sc: Scenario,
     mode: Mode = "paced",
     latencies: Latencies | None = None,
-    batch_window_s: float = BATCH_WINDOW_S,
     full: bool = False,
+    intake_window_s: float = INTAKE_WINDOW_S,
+    status_window_s: float = STATUS_WINDOW_S,
 ) -> Outcome:
     return TrainyardSim(
-        sc, mode, latencies, batch_window_s, requests=sc.requests if full else None
+        sc,
+        mode,
+        latencies,
+        intake_window_s,
+        status_window_s,
+        requests=sc.requests if full else None,
     ).run()
 
 
