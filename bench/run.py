@@ -44,7 +44,7 @@ LABEL = {
 SWEEP_FACTORS = (1.0, 2.5, 5.0, 10.0)  # x the published event-path tails (p99 ~0.5 s -> ~4.9 s)
 SWEEP_POLICIES = ("b2", "b3", "trainyard")
 # Batching windows (intake, status) s swept beside the deployed ones (wiring.py).
-WINDOW_SWEEP = ((1.0, 0.0), (2.0, 0.0), (5.0, 0.0), (0.0, 1.0), (1.0, 1.0))
+WINDOW_SWEEP = ((1.0, 0.0), (2.0, 0.0), (0.0, 1.0), (1.0, 1.0))  # 1 / 1: the old setting
 WINDOW_SCENARIOS = ("steady", "burst", "noisy", "mixed")
 
 TARGETS = [
@@ -143,6 +143,7 @@ def group(rows: list[Summary]) -> dict[tuple[str, str], list[Summary]]:
 COLUMNS = [
     ("delay p50 s", "delay_p50", 1, False),
     ("delay p99 s", "delay_p99", 1, False),
+    ("p99 from upload s", "delay_p99_upload", 1, False),
     ("own-cap util.", "utilisation", 1, True),
     ("plan util. (abs)", "plan_util_abs", 1, True),
     ("global util. (abs)", "global_util_abs", 1, True),
@@ -265,7 +266,11 @@ def verdicts(
             a, b = _ci(g[(s, policy)], "delay_p99"), _ci(g[(s, "b2")], "delay_p99")
             met = _overlap_or_lower(a, b)
             ok &= met
-            figs.append(f"{s} {_fmt(a)} vs {_fmt(b)} s{'' if met else ' (apart)'}")
+            up = _ci(g[(s, policy)], "delay_p99_upload")
+            figs.append(
+                f"{s} {_fmt(a)} vs {_fmt(b)} s"
+                + ("" if met else f" (apart; from the upload {_fmt(up)} s)")
+            )
         if figs:
             out.append(line(ok, 1, f"{LABEL[policy]} vs B2: " + "; ".join(figs)))
     if ("noisy", "trainyard-borrow") in g:
@@ -422,7 +427,13 @@ def main(argv: list[str] | None = None) -> int:
         # other runs everything else (the pool hands jobs out in this order).
         jobs = (
             [("scale", 0, "trainyard", False, 1.0, True, None)]
-            + [("scale", 0, p, False, 1.0, True, None) for p in POLICY_ORDER if p != "trainyard"]
+            # Not Trainyard + borrowing: at scale a tenant has 10 requests over 87 h and
+            # rarely waits at its cap, and it would be a second job as long as the first.
+            + [
+                ("scale", 0, p, False, 1.0, True, None)
+                for p in POLICY_ORDER
+                if not p.startswith("trainyard")
+            ]
             + jobs
         )
     print(f"{len(jobs)} simulations, {args.jobs} job(s) ...", flush=True)

@@ -24,7 +24,7 @@ before the upload counts in its delay. ``upload`` sends every request as its
 own upload at once and lets Trainyard coalesce. Both go through the same S3
 event path as every baseline's requests.
 
-Each invocation's CPU is ``time.thread_time`` of its own thread.
+Each invocation's CPU is what it used while running (``Strands.cpu_seconds``).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from trainyard_core import wiring
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.models import Tenant
+from trainyard_core.ports.pipeline import StartError
 from trainyard_core.ports.runs import AdmitOutcome
 from trainyard_core.scheduling.completion import RunNotFoundYetError
 from trainyard_core.scheduling.service import SchedulerService
@@ -52,6 +53,7 @@ from trainyard_core.store.tenants import InMemoryTenantRepository
 from bench.counting import (
     PIPELINE_COSTS,
     RUN_COSTS,
+    SDK_THROTTLE_RETRIES_S,
     TENANT_COSTS,
     CountingProxy,
     Latencies,
@@ -126,6 +128,9 @@ class Outcome:
     admit_outcomes: dict[str, int] = field(default_factory=dict)
     max_concurrency: int = 1
     dlq: int = 0
+    # request id -> when its upload was made, where a paced client made it after
+    # its arrival (Trainyard's: one QUEUED run per tenant); absent = at arrival.
+    uploaded: dict[int, float] = field(default_factory=dict)
 
     @property
     def runs_started(self) -> int:
@@ -226,6 +231,28 @@ def _collect(
         calls=model.calls,
         unstarted=sum(1 for r in requests if r.rid not in start),
     )
+
+
+class SdkRetries:
+    """The pipeline port as the deployed Lambda's boto3 client behaves: a throttled
+    start is retried by the SDK (``SDK_THROTTLE_RETRIES_S``, the invocation waits)
+    before ``StartError`` reaches the scheduler, as the baselines' starts are."""
+
+    def __init__(self, port: Any, pause: Callable[[float], None]) -> None:
+        self._port, self._pause = port, pause
+
+    def start(self, **kwargs: Any) -> str:
+        for backoff in (*SDK_THROTTLE_RETRIES_S, None):
+            try:
+                return str(self._port.start(**kwargs))
+            except StartError as exc:
+                if not exc.throttled or backoff is None:
+                    raise
+                self._pause(backoff)
+        raise AssertionError("unreachable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
 
 
 class QueueTrigger:
@@ -346,8 +373,11 @@ class TrainyardSim:
         tenants = CountingProxy(
             self.raw_tenants, self.ledger, "dynamodb", TENANT_COSTS, self.lat.dynamodb_s, pause
         )
-        pipeline = CountingProxy(
-            self.model, self.ledger, "sagemaker", PIPELINE_COSTS, self.lat.sagemaker_s, pause
+        pipeline = SdkRetries(
+            CountingProxy(
+                self.model, self.ledger, "sagemaker", PIPELINE_COSTS, self.lat.sagemaker_s, pause
+            ),
+            pause,
         )
         self.service = SchedulerService(
             sc.settings,
@@ -382,6 +412,7 @@ class TrainyardSim:
         self.blocked: set[str] = set()  # tenants with an upload in flight or a QUEUED run
         self.outbox: dict[str, deque[Request]] = {}
         self.pending_of_tenant: dict[str, Request] = {}
+        self.uploaded: dict[int, float] = {}
         self.queued = 0
         self.dlq = 0
         self.redelivered = 0
@@ -414,6 +445,7 @@ class TrainyardSim:
         msg = ("upload", tenant.data_bucket, key, f"{req.rid:032x}", req)
         if self.mode == "paced":
             self.blocked.add(req.tenant)
+            self.uploaded[req.rid] = self.loop.now
         queue = self.intake[req.plan]
         self.loop.schedule(
             self.loop.now + _s3_delay(self.rng, self.sc.model), lambda: queue.deliver(msg)
@@ -434,7 +466,7 @@ class TrainyardSim:
         mark = self.ledger.begin(queue.name)
         self.strands.pause(self.lat.lambda_invoke_s)
         backlog = self.queued
-        cpu = time.thread_time()
+        cpu = self.strands.cpu_seconds()
         failed: list[tuple[Any, int]] = []
         for msg, receives in batch:
             kind = msg[0]
@@ -455,7 +487,7 @@ class TrainyardSim:
                     elif self.mode == "paced":
                         raise AssertionError("paced requests must not coalesce")
         self.service.dispatch()
-        self.outcome_invocations.append((self.loop.now, backlog, time.thread_time() - cpu))
+        self.outcome_invocations.append((self.loop.now, backlog, self.strands.cpu_seconds() - cpu))
         self.ledger.end(mark)
         for msg, receives in failed:
             # Batch item failure: back after the visibility timeout, at most
@@ -473,9 +505,9 @@ class TrainyardSim:
         mark = self.ledger.begin("reconcile")
         self.strands.pause(self.lat.lambda_invoke_s)
         backlog = self.queued
-        cpu = time.thread_time()
+        cpu = self.strands.cpu_seconds()
         self.service.reconcile()
-        self.reconcile_cpu.append((backlog, time.thread_time() - cpu))
+        self.reconcile_cpu.append((backlog, self.strands.cpu_seconds() - cpu))
         self.ledger.end(mark)
 
     def _reconcile(self) -> None:
@@ -505,6 +537,7 @@ class TrainyardSim:
         out.admit_outcomes = dict(self.admit_outcomes)
         out.max_concurrency = self.strands.max_active
         out.dlq = self.dlq
+        out.uploaded = self.uploaded
         out.wall_seconds = time.perf_counter() - wall
         return out
 
