@@ -34,6 +34,12 @@ COUNTER_ITEMS_PER_PAGE = 8_000
 BATCH_GET_KEYS = 100
 
 
+# The SDK's own retries of a throttled call before the error reaches the code
+# (boto3 retries ThrottlingException with exponential backoff in every retry
+# mode): modelled as two retries, after 1 s and 2 s, for every policy alike.
+SDK_THROTTLE_RETRIES_S = (1.0, 2.0)
+
+
 @dataclass(frozen=True)
 class Latencies:
     dynamodb_s: float = 0.005

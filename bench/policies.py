@@ -46,7 +46,7 @@ from typing import Literal
 
 from trainyard_core.ports.pipeline import StartError
 
-from bench.counting import Latencies, Ledger
+from bench.counting import SDK_THROTTLE_RETRIES_S, Latencies, Ledger
 from bench.model import SageMakerModel
 from bench.sim import (
     RECONCILE_S,
@@ -217,7 +217,7 @@ class SeedSim:
             batch = [self.inbox.popleft() for _ in range(min(10, len(self.inbox)))]
         mark = self.ledger.begin("tick" if any(m[0] == "tick" for m in batch) else "event")
         self.strands.pause(self.lat.lambda_invoke_s)
-        cpu = time.thread_time()
+        cpu = self.strands.cpu_seconds()
         self._ddb("Query")  # the running set
         for msg in batch:
             if msg[0] == "arrival":
@@ -229,7 +229,7 @@ class SeedSim:
         if any(m[0] == "tick" for m in batch) and self.running:
             self._poll()
         self._admit_all()
-        self.cpu.append(time.thread_time() - cpu)
+        self.cpu.append(self.strands.cpu_seconds() - cpu)
         self.ledger.end(mark)
 
     def _poll(self) -> None:
@@ -311,7 +311,7 @@ class SeedSim:
         return None
 
     def _start(self, w: _Waiting) -> bool:
-        for backoff in (1.0, 2.0, None):
+        for backoff in (*SDK_THROTTLE_RETRIES_S, None):
             self._sm("StartPipelineExecution")
             try:
                 arn = self.model.start(

@@ -43,6 +43,18 @@ def bench_settings(scale: int = 1) -> Settings:
     )
 
 
+def with_borrowing(settings: Settings) -> Settings:
+    """The same plans with work-conserving tenant caps: each plan lets a tenant at
+    its cap borrow up to the plan cap (``maxBorrowedRunsPerTenant`` = plan cap -
+    tenant cap), the loosest setting the plan validation allows."""
+    raw = settings.model_dump(by_alias=True)
+    for plan in raw["plans"].values():
+        plan["maxBorrowedRunsPerTenant"] = (
+            plan["maxConcurrentRuns"] - plan["maxConcurrentRunsPerTenant"]
+        )
+    return Settings.model_validate(raw)
+
+
 class _Trace:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)

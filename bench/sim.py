@@ -6,7 +6,8 @@ topology (``infra/queues.py``, ``infra/lambdas.py``, ``wiring.py``):
 
 - uploads go S3 -> the tenant's rule -> the plan's intake queue; status
   changes EventBridge -> the status queue. Each of the four queues has its own
-  event source mapping (batches of up to 10 after a 1 s window) and up to
+  event source mapping (batches of up to 10 after the queue's batching window,
+  ``wiring.batching_window_seconds``) and up to
   ``ESM_CONCURRENCY`` concurrent invocations; each invocation handles its
   records (``handle_upload`` / ``handle_status``) and calls ``dispatch()``;
 - the one-minute schedule calls ``reconcile()``, concurrently with the rest;
@@ -23,7 +24,7 @@ before the upload counts in its delay. ``upload`` sends every request as its
 own upload at once and lets Trainyard coalesce. Both go through the same S3
 event path as every baseline's requests.
 
-Each invocation's CPU is ``time.thread_time`` of its own thread.
+Each invocation's CPU is what it used while running (``Strands.cpu_seconds``).
 """
 
 from __future__ import annotations
@@ -38,9 +39,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from trainyard_core import wiring
 from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.models import Tenant
+from trainyard_core.ports.pipeline import StartError
 from trainyard_core.ports.runs import AdmitOutcome
 from trainyard_core.scheduling.completion import RunNotFoundYetError
 from trainyard_core.scheduling.service import SchedulerService
@@ -50,6 +53,7 @@ from trainyard_core.store.tenants import InMemoryTenantRepository
 from bench.counting import (
     PIPELINE_COSTS,
     RUN_COSTS,
+    SDK_THROTTLE_RETRIES_S,
     TENANT_COSTS,
     CountingProxy,
     Latencies,
@@ -60,8 +64,10 @@ from bench.strands import Strands
 from trainyard.testing.scheduling import make_tenant
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-BATCH_SIZE = 10  # infra/lambdas.py QUEUE_BATCH_SIZE
-BATCH_WINDOW_S = 1.0  # infra/lambdas.py QUEUE_BATCH_WINDOW
+# The deployed event source mappings (wiring.py, read by CDK and the local runtime).
+BATCH_SIZE = wiring.QUEUE_BATCH_SIZE
+INTAKE_WINDOW_S = float(wiring.INTAKE_BATCHING_WINDOW_SECONDS)
+STATUS_WINDOW_S = float(wiring.STATUS_BATCHING_WINDOW_SECONDS)
 RECONCILE_S = 60.0
 # infra/queues.py: visibility timeout = 6 x the scheduler Lambda's 60 s timeout
 # (wiring.py), maxReceiveCount 5: a failed record comes back after 360 s.
@@ -122,6 +128,9 @@ class Outcome:
     admit_outcomes: dict[str, int] = field(default_factory=dict)
     max_concurrency: int = 1
     dlq: int = 0
+    # request id -> when its upload was made, where a paced client made it after
+    # its arrival (Trainyard's: one QUEUED run per tenant); absent = at arrival.
+    uploaded: dict[int, float] = field(default_factory=dict)
 
     @property
     def runs_started(self) -> int:
@@ -224,6 +233,28 @@ def _collect(
     )
 
 
+class SdkRetries:
+    """The pipeline port as the deployed Lambda's boto3 client behaves: a throttled
+    start is retried by the SDK (``SDK_THROTTLE_RETRIES_S``, the invocation waits)
+    before ``StartError`` reaches the scheduler, as the baselines' starts are."""
+
+    def __init__(self, port: Any, pause: Callable[[float], None]) -> None:
+        self._port, self._pause = port, pause
+
+    def start(self, **kwargs: Any) -> str:
+        for backoff in (*SDK_THROTTLE_RETRIES_S, None):
+            try:
+                return str(self._port.start(**kwargs))
+            except StartError as exc:
+                if not exc.throttled or backoff is None:
+                    raise
+                self._pause(backoff)
+        raise AssertionError("unreachable")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
 class QueueTrigger:
     """One SQS queue and its Lambda event source mapping: batches of up to
     ``batch`` messages after a batching ``window``, up to ``concurrency``
@@ -285,7 +316,7 @@ class QueueTrigger:
 class TrainyardSim:
     """The production scheduler in the deployed topology: one intake queue per
     plan and the status queue, each with its own event source mapping (batch
-    10, 1 s window, up to ``ESM_CONCURRENCY`` concurrent invocations), the
+    10, the queue's batching window, up to ``ESM_CONCURRENCY`` concurrent invocations), the
     one-minute reconcile schedule as another concurrent invocation; every
     DynamoDB and SageMaker request counted and charged its latency."""
 
@@ -294,7 +325,8 @@ class TrainyardSim:
         sc: Scenario,
         mode: Mode = "paced",
         latencies: Latencies | None = None,
-        batch_window_s: float = BATCH_WINDOW_S,
+        intake_window_s: float = INTAKE_WINDOW_S,
+        status_window_s: float = STATUS_WINDOW_S,
         requests: list[Request] | None = None,
     ) -> None:
         self.sc = sc
@@ -341,8 +373,11 @@ class TrainyardSim:
         tenants = CountingProxy(
             self.raw_tenants, self.ledger, "dynamodb", TENANT_COSTS, self.lat.dynamodb_s, pause
         )
-        pipeline = CountingProxy(
-            self.model, self.ledger, "sagemaker", PIPELINE_COSTS, self.lat.sagemaker_s, pause
+        pipeline = SdkRetries(
+            CountingProxy(
+                self.model, self.ledger, "sagemaker", PIPELINE_COSTS, self.lat.sagemaker_s, pause
+            ),
+            pause,
         )
         self.service = SchedulerService(
             sc.settings,
@@ -359,7 +394,7 @@ class TrainyardSim:
                 self.strands,
                 self._handle,
                 f"intake-{plan}",
-                batch_window_s,
+                intake_window_s,
                 BATCH_SIZE,
                 ESM_CONCURRENCY,
             )
@@ -370,13 +405,14 @@ class TrainyardSim:
             self.strands,
             self._handle,
             "status",
-            batch_window_s,
+            status_window_s,
             BATCH_SIZE,
             ESM_CONCURRENCY,
         )
         self.blocked: set[str] = set()  # tenants with an upload in flight or a QUEUED run
         self.outbox: dict[str, deque[Request]] = {}
         self.pending_of_tenant: dict[str, Request] = {}
+        self.uploaded: dict[int, float] = {}
         self.queued = 0
         self.dlq = 0
         self.redelivered = 0
@@ -409,6 +445,7 @@ class TrainyardSim:
         msg = ("upload", tenant.data_bucket, key, f"{req.rid:032x}", req)
         if self.mode == "paced":
             self.blocked.add(req.tenant)
+            self.uploaded[req.rid] = self.loop.now
         queue = self.intake[req.plan]
         self.loop.schedule(
             self.loop.now + _s3_delay(self.rng, self.sc.model), lambda: queue.deliver(msg)
@@ -429,7 +466,7 @@ class TrainyardSim:
         mark = self.ledger.begin(queue.name)
         self.strands.pause(self.lat.lambda_invoke_s)
         backlog = self.queued
-        cpu = time.thread_time()
+        cpu = self.strands.cpu_seconds()
         failed: list[tuple[Any, int]] = []
         for msg, receives in batch:
             kind = msg[0]
@@ -450,7 +487,7 @@ class TrainyardSim:
                     elif self.mode == "paced":
                         raise AssertionError("paced requests must not coalesce")
         self.service.dispatch()
-        self.outcome_invocations.append((self.loop.now, backlog, time.thread_time() - cpu))
+        self.outcome_invocations.append((self.loop.now, backlog, self.strands.cpu_seconds() - cpu))
         self.ledger.end(mark)
         for msg, receives in failed:
             # Batch item failure: back after the visibility timeout, at most
@@ -468,9 +505,9 @@ class TrainyardSim:
         mark = self.ledger.begin("reconcile")
         self.strands.pause(self.lat.lambda_invoke_s)
         backlog = self.queued
-        cpu = time.thread_time()
+        cpu = self.strands.cpu_seconds()
         self.service.reconcile()
-        self.reconcile_cpu.append((backlog, time.thread_time() - cpu))
+        self.reconcile_cpu.append((backlog, self.strands.cpu_seconds() - cpu))
         self.ledger.end(mark)
 
     def _reconcile(self) -> None:
@@ -500,6 +537,7 @@ class TrainyardSim:
         out.admit_outcomes = dict(self.admit_outcomes)
         out.max_concurrency = self.strands.max_active
         out.dlq = self.dlq
+        out.uploaded = self.uploaded
         out.wall_seconds = time.perf_counter() - wall
         return out
 
@@ -508,11 +546,17 @@ def run_trainyard(
     sc: Scenario,
     mode: Mode = "paced",
     latencies: Latencies | None = None,
-    batch_window_s: float = BATCH_WINDOW_S,
     full: bool = False,
+    intake_window_s: float = INTAKE_WINDOW_S,
+    status_window_s: float = STATUS_WINDOW_S,
 ) -> Outcome:
     return TrainyardSim(
-        sc, mode, latencies, batch_window_s, requests=sc.requests if full else None
+        sc,
+        mode,
+        latencies,
+        intake_window_s,
+        status_window_s,
+        requests=sc.requests if full else None,
     ).run()
 
 

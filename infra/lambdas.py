@@ -37,9 +37,6 @@ RUNTIME = lambda_.Runtime.PYTHON_3_12
 ARCHITECTURE = lambda_.Architecture.ARM_64
 _LAYER_ARCH = {"arm64": "arm64", "x86_64": "x86_64"}[ARCHITECTURE.name]
 POWERTOOLS_LAYER_ACCOUNT = "017000801446"
-QUEUE_BATCH_SIZE = 10
-# A short window batches bursts of uploads without delaying a lone event much.
-QUEUE_BATCH_WINDOW = Duration.seconds(1)
 
 # Caches, tests and packaging leftovers never belong in the deployed zip.
 CODE_EXCLUDES = [
@@ -131,6 +128,7 @@ class TrainyardFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
+        self.names = names
         function_name = names.function(spec.key)
 
         self.log_group = logs.LogGroup(
@@ -194,11 +192,12 @@ class TrainyardFunction(Construct):
     def add_queue_sources(self, queues: dict[str, sqs.IQueue]) -> None:
         """An SQS event source per queue of `spec.queues` (names from wiring)."""
         for queue_name in self.spec.queues:
+            window = wiring.batching_window_seconds(self.names, queue_name)
             self.function.add_event_source(
                 event_sources.SqsEventSource(
                     queues[queue_name],
-                    batch_size=QUEUE_BATCH_SIZE,
-                    max_batching_window=QUEUE_BATCH_WINDOW,
+                    batch_size=wiring.QUEUE_BATCH_SIZE,
+                    max_batching_window=Duration.seconds(window),
                     # The handlers return partial batch failures (Powertools batch).
                     report_batch_item_failures=True,
                 )

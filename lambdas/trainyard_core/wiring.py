@@ -286,6 +286,24 @@ def tables(names: Names) -> dict[str, TableSpec]:
     }
 
 
+# SQS event source mappings (CDK's, the local runtime's pollers and the benchmark's
+# model all read these): up to QUEUE_BATCH_SIZE records an invocation, gathered for
+# at most the queue's MaximumBatchingWindowInSeconds (whole seconds, 0-300). Chosen
+# from the benchmark's sweep (docs/benchmarks.md, "Batching windows").
+QUEUE_BATCH_SIZE = 10
+INTAKE_BATCHING_WINDOW_SECONDS = 0
+STATUS_BATCHING_WINDOW_SECONDS = 0
+
+
+def batching_window_seconds(names: Names, queue: str) -> int:
+    """The batching window of one of the scheduler's queues (physical name)."""
+    if queue == names.status_queue:
+        return STATUS_BATCHING_WINDOW_SECONDS
+    if queue in names.intake_queues.values():
+        return INTAKE_BATCHING_WINDOW_SECONDS
+    raise KeyError(f"{queue} is not a queue an event source mapping reads")
+
+
 # Which handler runs what, fed by what. CDK and the local runtime both iterate this.
 def handlers(names: Names) -> dict[str, HandlerSpec]:
     common = (ENV_SETTINGS_FILE, ENV_TENANTS_TABLE, ENV_RUNS_TABLE, ENV_STATE_TABLE)

@@ -87,7 +87,10 @@ def test_event_source_mappings_feed_each_function_exactly_its_wiring_queues(
         queue = queue_names[resolve_ref(synth.platform_json, props["EventSourceArn"])]
         fed.setdefault(function, []).append(queue)
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-        assert props["BatchSize"] == 10
+        assert props["BatchSize"] == wiring.QUEUE_BATCH_SIZE
+        # The window the local pollers and the benchmark use too (absent = 0 in AWS).
+        window = props.get("MaximumBatchingWindowInSeconds", 0)
+        assert window == wiring.batching_window_seconds(synth.names, queue)
     expected = {
         synth.names.function(key): sorted(spec.queues)
         for key, spec in wiring.handlers(synth.names).items()

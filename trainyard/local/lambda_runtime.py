@@ -7,9 +7,11 @@
   ``shims.install_dynamodb_serializer`` (docs/architecture.md §4), so different functions may
   run side by side as they do in AWS.
 - ``QueuePoller`` is the local SQS event source mapping: long-polls a queue,
-  hands batches to the handler in the SQS event shape and deletes only the
-  messages that did not come back as ``batchItemFailures``; the rest become
-  visible again and, after maxReceiveCount, move to the dead-letter queue.
+  gathers up to its batch size for at most its batching window (the queue's
+  ``wiring.batching_window_seconds``, as the deployed mapping does), hands
+  batches to the handler in the SQS event shape and deletes only the messages
+  that did not come back as ``batchItemFailures``; the rest become visible
+  again and, after maxReceiveCount, move to the dead-letter queue.
 - ``Ticker`` is the local EventBridge schedule.
 """
 
@@ -223,6 +225,7 @@ class QueuePoller(threading.Thread):
         region: str,
         batch_size: int = 10,
         wait_seconds: int = 1,
+        batching_window_seconds: float = 0,
     ) -> None:
         super().__init__(name=f"poll-{queue_arn.rsplit(':', 1)[-1]}", daemon=True)
         self.sqs = sqs
@@ -233,6 +236,7 @@ class QueuePoller(threading.Thread):
         self.region = region
         self.batch_size = batch_size
         self.wait_seconds = wait_seconds
+        self.batching_window_seconds = batching_window_seconds
         self._halt = threading.Event()
         self.in_flight = 0
         self.delivered = 0
@@ -265,6 +269,23 @@ class QueuePoller(threading.Thread):
         messages = resp.get("Messages", [])
         if not messages:
             return
+        # MaximumBatchingWindowInSeconds: keep gathering until the batch is full or
+        # the window since the first record has passed (0: invoke at once).
+        deadline = time.monotonic() + self.batching_window_seconds
+        while len(messages) < self.batch_size and not self._halt.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            more = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size - len(messages),
+                WaitTimeSeconds=0,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            messages.extend(more)
+            if not more:
+                time.sleep(min(left, 0.05))
         self.in_flight = len(messages)
         try:
             try:

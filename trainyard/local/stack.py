@@ -323,6 +323,8 @@ class EmbeddedStack:
                     runtime=self.runtime,
                     function_key=key,
                     region=self.region,
+                    batch_size=wiring.QUEUE_BATCH_SIZE,
+                    batching_window_seconds=wiring.batching_window_seconds(self.names, queue),
                 )
                 poller.start()
                 self._threads.append(poller)

@@ -16,7 +16,6 @@ from trainyard_core import limits
 from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
-    TENANT_PREFIX,
     AdmitOutcome,
     Caps,
     Counters,
@@ -60,6 +59,12 @@ class InMemoryRunRepository(InMemoryCounterState):
         self._runs: dict[tuple[str, str], dict[str, Any]] = {}
         self._state: dict[tuple[str, str], dict[str, Any]] = {}
         self._counter_names: set[str] = set()  # counters live in _state; this indexes them
+        self._slot_counter_names: set[str] = set()  # the global and plan ones among them
+        # Decoded runs by key, each with the item it was decoded from: decoding is
+        # most of a read's CPU (the benchmark's full trace), and an item is replaced
+        # (never edited) on every write, except where ``_forget`` says so. Callers
+        # treat runs as values (a change is a ``model_copy``), so readers share them.
+        self._decoded: dict[tuple[str, str], tuple[dict[str, Any], Run]] = {}
         self._lock = threading.RLock()
         # The in-memory twins of the GSIs, so reads cost what a GSI query costs
         # (the head of the queue, the active runs) rather than a scan of every run.
@@ -106,12 +111,24 @@ class InMemoryRunRepository(InMemoryCounterState):
             self._active_idx.get(item["activePlan"], {}).pop(key, None)
 
     def _load(self, tenant_id: str, run_id: str) -> Run | None:
-        item = self._run_item(tenant_id, run_id)
-        return item_to_run(item) if item else None
+        key = (tenant_id, run_id)
+        item = self._runs.get(key)
+        return self._decode(key, item) if item else None
+
+    def _decode(self, key: tuple[str, str], item: dict[str, Any]) -> Run:
+        cached = self._decoded.get(key)
+        if cached is None or cached[0] is not item:
+            cached = (item, item_to_run(item))
+            self._decoded[key] = cached
+        return cached[1]
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        """The item at ``key`` was changed in place: decode it again next time."""
+        self._decoded.pop(key, None)
 
     def _add_counter(self, name: str, delta: int) -> None:
         item = self._state.setdefault(counter_key(name), {"running": 0})
-        self._counter_names.add(name)
+        self._note_counter(name)
         item["running"] = int(item.get("running", 0)) + delta
 
     def _pointer(self, tenant_id: str) -> str | None:
@@ -150,31 +167,32 @@ class InMemoryRunRepository(InMemoryCounterState):
         with self._lock:
             key = self._exec_idx.get(execution_arn)
             item = self._runs.get(key) if key else None
-            if item is not None and item.get("executionArn") == execution_arn:
-                return item_to_run(item)
+            if key is not None and item is not None and item.get("executionArn") == execution_arn:
+                return self._decode(key, item)
         return None
 
     def queued_runs(self, plan: str, limit: int | None = None) -> list[Run]:
         with self._lock:
             entries = self._queue_idx.get(plan, [])
             head = entries if limit is None else entries[:limit]
-            items = [self._runs[key] for _, key in head]
-        return [item_to_run(i) for i in items]
+            return [self._decode(key, self._runs[key]) for _, key in head]
 
     def queue_depth(self, plan: str) -> int:
         with self._lock:
             return len(self._queue_idx.get(plan, []))
 
-    def _active_items(self, plan: str) -> list[dict[str, Any]]:
+    def _active_items(self, plan: str) -> list[tuple[tuple[str, str], dict[str, Any]]]:
         with self._lock:
             keys = sorted(self._active_idx.get(plan, {}).items(), key=lambda kv: kv[1])
-            return [self._runs[key] for key, _ in keys]
+            return [(key, self._runs[key]) for key, _ in keys]
 
     def active_runs(self, plan: str) -> list[Run]:
-        return [item_to_run(i) for i in self._active_items(plan)]
+        with self._lock:
+            return [self._decode(k, i) for k, i in self._active_items(plan)]
 
     def due_starts(self, plan: str, now_iso: str) -> list[Run]:
-        return [item_to_run(i) for i in self._active_items(plan) if is_due(i, now_iso)]
+        with self._lock:
+            return [self._decode(k, i) for k, i in self._active_items(plan) if is_due(i, now_iso)]
 
     def queued_run_id(self, tenant_id: str) -> str | None:
         with self._lock:
@@ -185,8 +203,9 @@ class InMemoryRunRepository(InMemoryCounterState):
             if tenant_ids is None:
                 names: Iterable[str] = list(self._counter_names)
             else:
-                slots = [n for n in self._counter_names if not n.startswith(TENANT_PREFIX)]
-                names = slots + [tenant_counter(t) for t in set(tenant_ids)]
+                names = list(self._slot_counter_names) + [
+                    tenant_counter(t) for t in set(tenant_ids)
+                ]
             items = [
                 {"sk": name, **self._state[counter_key(name)]}
                 for name in names
@@ -350,6 +369,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                     item = self._run_item(run.tenant_id, run.run_id)
                     assert item is not None
                     item["executionArn"] = execution_arn
+                    self._forget((run.tenant_id, run.run_id))
                     self._exec_idx[execution_arn] = (run.tenant_id, run.run_id)
                 return False
             self._put_run(

@@ -16,6 +16,12 @@ class InMemoryCounterState:
     _lock: threading.RLock
     _state: dict[tuple[str, str], dict[str, Any]]
     _counter_names: set[str]
+    _slot_counter_names: set[str]
+
+    def _note_counter(self, name: str) -> None:
+        self._counter_names.add(name)
+        if not name.startswith(TENANT_PREFIX):
+            self._slot_counter_names.add(name)
 
     def _counter(self, name: str) -> int:
         return int(self._state.get(counter_key(name), {}).get("running", 0))
@@ -25,7 +31,7 @@ class InMemoryCounterState:
             if expected is not None and self._counter(name) != expected:
                 return False
             self._state.setdefault(counter_key(name), {})["running"] = value
-            self._counter_names.add(name)
+            self._note_counter(name)
             return True
 
     def tenant_counters(self, after: str | None, limit: int) -> tuple[dict[str, int], str | None]:
