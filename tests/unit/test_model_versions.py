@@ -175,3 +175,56 @@ def test_metadata_values_keep_to_their_shape() -> None:
     assert metadata_value("arn:aws:iam::1:user/a.b@c") == "arn:aws:iam::1:user/a.b@c"
     assert metadata_value("a,b;c\nd") == "a_b_c_d"
     assert len(metadata_value("x" * 1000)) == limits.METADATA_VALUE_MAX_CHARS
+
+
+def test_the_update_request_keeps_to_botocores_shape_for_the_longest_reason() -> None:
+    """What AWS checks and botocore does not (max lengths; the metadata pattern, which
+    Python cannot compile as written: \\p{L}\\p{Z}\\p{N} is approximated by \\w and \\s)."""
+    import re
+
+    import botocore.session
+
+    from trainyard.local.api_model import violations
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.requests: list[dict[str, Any]] = []
+
+        def update_model_package(self, **request: Any) -> dict[str, Any]:
+            self.requests.append(request)
+            return {}
+
+        def describe_model_package_group(self, ModelPackageGroupName: str) -> dict[str, Any]:
+            return {
+                "ModelPackageGroupArn": "arn:aws:sagemaker:us-east-1:123456789012:"
+                f"model-package-group/{ModelPackageGroupName}"
+            }
+
+        def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:
+            return {
+                "ModelPackageArn": ModelPackageName,
+                "ModelPackageVersion": 1,
+                "ModelPackageGroupName": "trainyard-acme",
+                "ModelApprovalStatus": "PendingManualApproval",
+                "CreationTime": datetime(2026, 3, 10, tzinfo=UTC),
+            }
+
+    client = Recorder()
+    models = ModelVersionService(SETTINGS, SageMakerModelVersions(client), MemoryEvents())
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/trainyard-acme/1"
+    who = "arn:aws:sts::123456789012:assumed-role/" + "R" * 64 + "/" + "s,e=s@x" * 20
+    models.approve(make_tenant("acme"), 1, who, "é" * limits.MODEL_REASON_MAX_CHARS)
+    models.reject(make_tenant("acme"), 1, who, None)
+    shape = (
+        botocore.session.get_session()
+        .get_service_model("sagemaker")
+        .operation_model("UpdateModelPackage")
+        .input_shape
+    )
+    value_shape = re.compile(r"[\w\s.:/=+\-@]{1,256}")
+    assert len(client.requests) == 2
+    for request in client.requests:
+        assert request["ModelPackageArn"] == arn
+        assert violations(request, shape, "") == []
+        for key, value in request["CustomerMetadataProperties"].items():
+            assert value_shape.fullmatch(key[:128]) and value_shape.fullmatch(value), (key, value)

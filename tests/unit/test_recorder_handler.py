@@ -104,3 +104,50 @@ def test_a_non_numeric_auc_is_refused(runs: DynamoRunRepository) -> None:
         recorder.handler(step_event(run, auc="very good"), Context())
     stored = runs.get_run("acme", run.run_id)
     assert stored is not None and stored.metrics == {}
+
+
+class Registrations:
+    """Stands for ModelVersionService: what the recorder announces (and approves)."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, str, str, str, dict[str, float]]] = []
+        self.fail = fail
+
+    def registered(self, tenant_id: str, plan: str, arn: str, run_id: str, metrics: dict) -> None:
+        self.calls.append((tenant_id, plan, arn, run_id, metrics))
+        if self.fail:
+            raise RuntimeError("ThrottlingException: Rate exceeded")
+
+
+@pytest.fixture
+def registrations(runs: DynamoRunRepository) -> Iterator[Registrations]:
+    from trainyard_handlers import dependencies
+
+    fake = Registrations()
+    dependencies.model_versions.override(fake)  # type: ignore[arg-type]
+    yield fake
+    dependencies.model_versions.reset()
+
+
+def test_a_model_is_announced_once_however_often_the_step_is_retried(
+    runs: DynamoRunRepository, registrations: Registrations
+) -> None:
+    run = running_run(runs)
+    recorder.handler(step_event(run), Context())
+    recorder.handler(step_event(run), Context())  # a retried step
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:{PACKAGE}"
+    assert registrations.calls == [("acme", "basic", arn, run.run_id, {"auc": 0.8731})]
+    # A run without a model (no package registered) announces nothing.
+    other = running_run(runs)
+    recorder.handler(step_event(other, model_package_arn=""), Context())
+    assert len(registrations.calls) == 1
+
+
+def test_a_failed_announcement_or_approval_does_not_fail_the_step(
+    runs: DynamoRunRepository, registrations: Registrations
+) -> None:
+    registrations.fail = True
+    run = running_run(runs)
+    assert recorder.handler(step_event(run), Context()) == {"recorded": "true"}
+    stored = runs.get_run("acme", run.run_id)
+    assert stored is not None and stored.model_package_arn  # the results are kept
