@@ -142,3 +142,29 @@ def test_a_presigned_url_is_taken_until_x_amz_expires(signed: tuple[Any, datetim
         403,
         "AccessDenied",
     )
+
+
+def test_moto_alone_takes_a_post_whose_key_and_type_break_its_policy(
+    signed: tuple[Any, datetime],
+) -> None:
+    """Why the gate exists (a canary: if moto starts checking, this says so)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    s3, _ = signed
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+    post = s3.generate_presigned_post(
+        Bucket=BUCKET,
+        Key=KEY,
+        Fields={"Content-Type": "text/csv"},
+        Conditions=[{"Content-Type": "text/csv"}, ["content-length-range", 1, 5]],
+    )
+    post["fields"].update({"key": "artifacts/evil", "Content-Type": "application/x-sh"})
+    moto = Client(DomainDispatcherApplication(create_backend_app))
+    path = urlsplit(post["url"]).path
+    form = {**post["fields"], "file": (io.BytesIO(b"more than five bytes"), "f")}
+    answer = moto.post(path, data=form, content_type="multipart/form-data", base_url=HOST)
+    assert answer.status_code == 204
+    listed = boto3.client("s3", region_name=REGION).list_objects_v2(Bucket=BUCKET)
+    assert [o["Key"] for o in listed["Contents"]] == ["artifacts/evil"]
+    gated = _post(_client(datetime.now(UTC)), post)
+    assert _code(gated) == (403, "AccessDenied")
