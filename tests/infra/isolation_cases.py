@@ -203,6 +203,7 @@ class Pair:
             "pipeline": names.pipeline_name,
             "tenants_table": names.tenants_table,
             "recorder": names.function("recorder"),
+            "uploader_role_arn": names.uploader_role_arn("aws", ACCOUNT),
         }
 
 

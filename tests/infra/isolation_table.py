@@ -276,6 +276,15 @@ CASES: tuple[Case, ...] = (
         "deny",
         _call("sts", "assume_role", RoleArn="{b_role_arn}", RoleSessionName="steal"),
     ),
+    # The uploader role signs every tenant's presigned uploads: a job that could
+    # assume it could mint upload URLs into B's data prefix (docs/isolation.md §1).
+    Case(
+        "cannot_assume_uploader_role",
+        "sts:AssumeRole",
+        "{uploader_role_arn}",
+        "deny",
+        _call("sts", "assume_role", RoleArn="{uploader_role_arn}", RoleSessionName="mint"),
+    ),
     Case(
         "cannot_pass_other_tenant_role",
         "iam:PassRole",

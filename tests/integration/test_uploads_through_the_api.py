@@ -122,7 +122,7 @@ def test_a_tenant_uploads_two_files_over_plain_http_without_aws_credentials_and_
 
     run = wait_for(both_trained, timeout=240, interval=1, what="the run of both later files")
     assert run["status"] == "SUCCEEDED", run
-    # Stored as sent, with the signed content type.
+    # Stored as sent.
     head = stack.client("s3").head_object(Bucket=tenant["dataBucket"], Key=prefix + "part-1.csv")
     assert head["ContentLength"] == Path(files[1]).stat().st_size
 

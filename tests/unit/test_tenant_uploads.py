@@ -361,3 +361,13 @@ def test_the_longest_possible_session_policy_fits_stss_limit() -> None:
         longest, "aws-us-gov", ["s3:PutObject", "s3:AbortMultipartUpload"], list_prefix=True
     )
     assert len(text) <= 2048
+
+
+def test_an_upload_can_be_aborted_whatever_the_tenants_status() -> None:
+    uploads = TenantUploads(Settings(), FakeSigner())
+    key = "tenants/acme/data/x.csv"
+    assert uploads.abort(tenant(TenantStatus.SUSPENDED), key, "u").key == key
+    part = [CompletedPart(1, "e")]
+    assert refusal(lambda: uploads.complete(tenant(TenantStatus.SUSPENDED), key, "u", part))[
+        :2
+    ] == (409, "TenantNotAccepting")

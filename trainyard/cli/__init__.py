@@ -1,9 +1,11 @@
 """`trainyard`: the command line for people.
 
 Talks to the onboarding API (local by default, or a deployed one with
-``--api-url``, signed with SigV4) and, for uploads, to S3 through plain boto3
-(the embedded AWS endpoint locally, real AWS otherwise). Never prompts: CI runs
-it with no standard input. One module per group of commands.
+``--api-url``, signed with SigV4). Uploads go through the API's presigned upload
+as plain HTTP with no AWS credentials (``trainyard/uploads.py``); ``upload --direct``
+puts objects with plain boto3 instead (the embedded AWS endpoint locally, real AWS
+otherwise). Never prompts: CI runs it with no standard input. One module per group
+of commands.
 """
 
 from __future__ import annotations

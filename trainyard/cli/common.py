@@ -138,8 +138,8 @@ def _global(
         None,
         "--aws-endpoint-url",
         envvar="AWS_ENDPOINT_URL",
-        help=f"AWS endpoint for uploads. Default: {DEFAULT_LOCAL_AWS_ENDPOINT} with a local "
-        "API, real AWS otherwise.",
+        help="AWS endpoint for `upload --direct`. Default: "
+        f"{DEFAULT_LOCAL_AWS_ENDPOINT} with a local API, real AWS otherwise.",
     ),
     json_output: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
 ) -> None:

@@ -135,9 +135,12 @@ class TenantUploads:
             key=prefix + validate_file_name(file_name),
         )
 
-    def target_of_key(self, tenant: Tenant, key: str) -> UploadTarget:
+    def target_of_key(self, tenant: Tenant, key: str, *, accepting: bool = True) -> UploadTarget:
         """The target of a key the API handed out (for completing or aborting)."""
-        self._accepting(tenant)
+        if accepting:
+            self._accepting(tenant)
+        elif not tenant.data_bucket:
+            raise Conflict(f"tenant {tenant.tenant_id} has no storage", code="TenantNotAccepting")
         prefix = tenant.data_prefix or ""
         if not key.startswith(prefix):
             raise InvalidRequest(
@@ -203,7 +206,8 @@ class TenantUploads:
             raise _refusal(refused, upload_id) from None
 
     def abort(self, tenant: Tenant, key: str, upload_id: str) -> UploadTarget:
-        target = self.target_of_key(tenant, key)
+        # Whatever the tenant's status: parts left behind are stored (and billed).
+        target = self.target_of_key(tenant, key, accepting=False)
         try:
             self.signer.abort_multipart(target, upload_id)
         except UploadRefused as refused:

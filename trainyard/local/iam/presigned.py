@@ -19,7 +19,9 @@ of moto checks what S3 does, with S3's error codes:
 - an S3 request to a bucket with no signature at all is anonymous: denied.
 
 Requests signed in the Authorization header pass through (the SDK's; the enforcer
-evaluates them as their principal before they are sent).
+evaluates them as their principal before they are sent). Presigned requests are
+modelled for the embedded STS's sessions only (the embedded account has no IAM
+users): any other access key is InvalidAccessKeyId, as S3 answers for unknown keys.
 """
 
 from __future__ import annotations
@@ -208,9 +210,11 @@ class PresignedS3Gate:
             )
         try:
             policy = json.loads(base64.b64decode(fields["policy"]))
-        except ValueError:
-            raise Refused(400, "InvalidPolicyDocument", "Invalid Policy: Invalid JSON.") from None
-        expiration = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+            expiration = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+        except (ValueError, KeyError, TypeError):
+            raise Refused(
+                400, "InvalidPolicyDocument", "Invalid Policy: Invalid JSON or no expiration."
+            ) from None
         if self.now() >= expiration:
             raise Refused(403, "AccessDenied", "Invalid according to Policy: Policy expired.")
         values = {**fields, "bucket": bucket}
@@ -330,7 +334,10 @@ def _check_condition(condition: Any, values: dict[str, str], size: int) -> set[s
         raise Refused(400, "InvalidPolicyDocument", f"Invalid Policy: bad condition {condition!r}")
     operator = str(condition[0]).lower()
     if operator == "content-length-range" and len(condition) == 3:
-        low, high = int(condition[1]), int(condition[2])
+        try:
+            low, high = int(condition[1]), int(condition[2])
+        except (TypeError, ValueError):
+            raise Refused(400, "InvalidPolicyDocument", "Invalid Policy: bad range") from None
         if size > high:
             raise Refused(
                 400, "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size"
