@@ -205,6 +205,7 @@ def test_timeline_draws_a_bar_per_run_with_cap_lines(
     assert page.evaluate("() => document.activeElement.classList.contains('bar')")
     path = _shot(page, tmp_path, "timeline")
     if os.environ.get("TRAINYARD_UPDATE_SCREENSHOT") == "1":
+        page.evaluate("() => document.activeElement.blur()")
         page.set_viewport_size({"width": 1280, "height": 800})
         page.screenshot(path=str(REPO / "docs" / "console.png"), full_page=False)
     assert path.stat().st_size > 10_000
