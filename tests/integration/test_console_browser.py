@@ -292,7 +292,15 @@ def test_approving_a_model_in_the_browser_changes_its_status(
     row.locator("td.model-status", has_text="Approved").wait_for(timeout=15_000)
     (after,) = api.get(f"/tenants/{DONE}/models").json()["models"]
     assert after["status"] == "Approved"
+    assert "AUC good enough" in row.locator("td.model-decision").inner_text()
     _shot(page, tmp_path, "approved")
+    # Changed minds: reject it (a click this time); approving again is offered.
+    page.locator(f"#reject-{version}").click()
+    row.locator("td.model-status", has_text="Rejected").wait_for(timeout=15_000)
+    assert page.locator(f"#approve-{version}").is_enabled()
+    assert page.locator(f"#reject-{version}").is_disabled()
+    (rejected,) = api.get(f"/tenants/{DONE}/models").json()["models"]
+    assert rejected["status"] == "Rejected"
 
 
 def test_plans_page_lists_caps_weights_and_instance_types(
