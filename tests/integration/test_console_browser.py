@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 BUSY, DONE, BROKEN, LATE = "con-busy", "con-done", "con-broken", "con-late"
-HOLD_SECONDS = 240  # the busy tenant's first run stays RUNNING this long (stopped at the end)
+HOLD_SECONDS = 600  # the held runs stay RUNNING this long (purged at the end)
 
 
 def _chromium() -> str:
@@ -117,9 +117,16 @@ def scenario(stack: EmbeddedStack, api: Api, onboard: Any) -> Iterator[dict[str,
         )
     yield tenants
     stack.faults.reset()
-    # Stop the held runs (and the queued one) rather than leave them for later tests.
-    for tenant in (BUSY, LATE):
+    # Stop the held runs (and the queued one): later tests get the basic plan's slots back.
+    held = [t for t in (BUSY, LATE) if api.get(f"/tenants/{t}").status_code == 200]
+    for tenant in held:
         api.call("DELETE", f"/tenants/{tenant}", params={"purge": "true"})
+
+    def gone() -> bool:
+        stack.advance_tenants_now()
+        return all(api.get(f"/tenants/{t}").status_code == 404 for t in held)
+
+    wait_for(gone, timeout=90, interval=1, what="the held tenants purged")
 
 
 @pytest.fixture(scope="module")
