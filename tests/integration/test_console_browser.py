@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 BUSY, DONE, BROKEN, LATE = "con-busy", "con-done", "con-broken", "con-late"
-HOLD_SECONDS = 240  # the busy tenant's first run stays RUNNING this long (stopped at the end)
+HOLD_SECONDS = 600  # the held runs stay RUNNING this long (purged at the end)
 
 
 def _chromium() -> str:
@@ -117,9 +117,16 @@ def scenario(stack: EmbeddedStack, api: Api, onboard: Any) -> Iterator[dict[str,
         )
     yield tenants
     stack.faults.reset()
-    # Stop the held runs (and the queued one) rather than leave them for later tests.
-    for tenant in (BUSY, LATE):
+    # Stop the held runs (and the queued one): later tests get the basic plan's slots back.
+    held = [t for t in (BUSY, LATE) if api.get(f"/tenants/{t}").status_code == 200]
+    for tenant in held:
         api.call("DELETE", f"/tenants/{tenant}", params={"purge": "true"})
+
+    def gone() -> bool:
+        stack.advance_tenants_now()
+        return all(api.get(f"/tenants/{t}").status_code == 404 for t in held)
+
+    wait_for(gone, timeout=90, interval=1, what="the held tenants purged")
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +212,7 @@ def test_timeline_draws_a_bar_per_run_with_cap_lines(
     assert page.evaluate("() => document.activeElement.classList.contains('bar')")
     path = _shot(page, tmp_path, "timeline")
     if os.environ.get("TRAINYARD_UPDATE_SCREENSHOT") == "1":
+        page.evaluate("() => document.activeElement.blur()")
         page.set_viewport_size({"width": 1280, "height": 800})
         page.screenshot(path=str(REPO / "docs" / "console.png"), full_page=False)
     assert path.stat().st_size > 10_000
@@ -291,7 +299,15 @@ def test_approving_a_model_in_the_browser_changes_its_status(
     row.locator("td.model-status", has_text="Approved").wait_for(timeout=15_000)
     (after,) = api.get(f"/tenants/{DONE}/models").json()["models"]
     assert after["status"] == "Approved"
+    assert "AUC good enough" in row.locator("td.model-decision").inner_text()
     _shot(page, tmp_path, "approved")
+    # Changed minds: reject it (a click this time); approving again is offered.
+    page.locator(f"#reject-{version}").click()
+    row.locator("td.model-status", has_text="Rejected").wait_for(timeout=15_000)
+    assert page.locator(f"#approve-{version}").is_enabled()
+    assert page.locator(f"#reject-{version}").is_disabled()
+    (rejected,) = api.get(f"/tenants/{DONE}/models").json()["models"]
+    assert rejected["status"] == "Rejected"
 
 
 def test_plans_page_lists_caps_weights_and_instance_types(

@@ -112,6 +112,7 @@ def test_timeline_has_a_bar_per_run_a_wait_outline_and_the_cap_line() -> None:
     basic = next(p for p in drawn["plans"] if p["name"] == "basic")
     bars = {b["runId"]: b for b in basic["bars"]}
     assert set(bars) == {"ok1", "run1", "wait1"}  # the old run ended before the window
+    # acme's runs did not overlap: one row; beta's one run: one row.
     assert [r["tenantId"] for r in basic["rows"]] == ["acme", "beta"]
     ok, running, waiting = bars["ok1"], bars["run1"], bars["wait1"]
     assert ok["x"] < running["x"] and ok["x"] + ok["w"] < running["x"]  # ended before
@@ -124,9 +125,21 @@ def test_timeline_has_a_bar_per_run_a_wait_outline_and_the_cap_line() -> None:
     assert premium["empty"] and premium["cap"] == 12
 
 
+def test_a_run_waiting_behind_a_running_one_gets_a_lane_of_its_own() -> None:
+    runs = [
+        _run("first", "acme", "basic", "RUNNING", queuedAt=10, startedAt=9),
+        _run("second", "acme", "basic", "QUEUED", queuedAt=5),
+    ]
+    (basic,) = timeline.build(runs, {"basic": 4}, NOW, hours=1)["plans"]
+    assert [r["tenantId"] for r in basic["rows"]] == ["acme", ""]
+    first, second = sorted(basic["bars"], key=lambda b: b["y"])
+    assert (first["runId"], second["runId"]) == ("first", "second")
+    assert second["y"] - first["y"] == timeline.ROW
+
+
 def test_the_automatic_window_zooms_to_recent_runs() -> None:
-    runs = [_run("a", "acme", "basic", "SUCCEEDED", queuedAt=2, startedAt=1.5, endedAt=1)]
-    assert timeline.auto_hours(runs, NOW) * 60 == 5  # at least five minutes
+    runs = [_run("a", "acme", "basic", "SUCCEEDED", queuedAt=1, startedAt=0.8, endedAt=0.5)]
+    assert timeline.auto_hours(runs, NOW) * 60 == 2  # at least two minutes
     runs.append(_run("b", "acme", "basic", "SUCCEEDED", queuedAt=60, startedAt=50, endedAt=40))
     assert 60 < timeline.auto_hours(runs, NOW) * 60 < 70
-    assert timeline.auto_hours([], NOW) * 60 == 5
+    assert timeline.auto_hours([], NOW) * 60 == 2

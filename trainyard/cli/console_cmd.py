@@ -30,7 +30,11 @@ def console_command(
 
     url = api_url or _opts(ctx).api_url
     if port and not port_is_free(port):
-        _fail("PortInUse", f"--port {port}: 127.0.0.1:{port} is already in use")
+        _fail(
+            "PortInUse",
+            f"--port {port}: 127.0.0.1:{port} is already in use (a console of `trainyard "
+            f"local up` or `trainyard demo`? open http://127.0.0.1:{port})",
+        )
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

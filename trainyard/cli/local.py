@@ -24,15 +24,40 @@ from trainyard.cli.common import (
 @app.command()
 def demo(
     timeout: float = typer.Option(600, "--timeout", help="Give up after this many seconds."),
+    console_port: int = typer.Option(
+        8788, "--console-port", min=0, max=65535, help="Watch it in the console on this port."
+    ),
 ) -> None:
-    """Run the scripted multi-tenant scenario on a fresh embedded stack."""
-    from trainyard.demo import run_demo
+    """Run the scripted multi-tenant scenario on a fresh embedded stack.
 
+    While it runs, the operator console shows it (the address is printed) and the
+    stack's API is on 127.0.0.1:8787 when that port is free, so a `trainyard console`
+    started elsewhere sees it too.
+    """
+    from trainyard.demo import run_demo
+    from trainyard.local.stack import EmbeddedStack
+
+    print("starting the embedded stack (moto + local Lambda runtime + pipeline runner)...")
+    stack = EmbeddedStack(aws_port=0, api_port=8787 if port_is_free(8787) else 0, quiet=True)
+    try:
+        stack.start()
+    except Exception as exc:  # the stack's own error is the useful part, not our frames
+        print(f"FAILED: could not start the embedded stack: {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+    server, note = _start_console(stack.api_url, console_port)
+    print(f"console: {note}", flush=True)
     try:
         # run_demo sizes its own console (wide when not a TTY, so CI logs stay readable).
-        code = run_demo(timeout=timeout)
+        code = run_demo(timeout=timeout, stack=stack)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    finally:
+        if server is not None:
+            server.stop()
+        try:
+            stack.stop()
+        except Exception as exc:  # the runs' verdict stands; say what went wrong
+            print(f"warning: stopping the embedded stack failed: {type(exc).__name__}: {exc}")
     raise typer.Exit(code)
 
 

@@ -130,6 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
         return origin is None or origin == f"http://{self.headers.get('Host', '')}"
 
     def _refuse_host(self) -> None:
+        self.close_connection = True  # an unread body must not be taken for a request
         self._send(
             HTTPStatus.MISDIRECTED_REQUEST,
             b"this console answers only at its own 127.0.0.1 address\n",

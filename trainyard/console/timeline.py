@@ -26,7 +26,7 @@ TOP = 22  # room for the time axis labels
 TICK_STEPS_MIN = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360)
 MAX_HOURS = 24
 AUTO_MAX_HOURS = 3.0  # "auto" zooms to the runs of the last 3 hours
-AUTO_MIN_SECONDS = 300
+AUTO_MIN_SECONDS = 120
 
 # status -> CSS class (each class has its own fill pattern; see console.css).
 STATUS_CLASS = {
@@ -133,6 +133,25 @@ def auto_hours(runs: list[dict[str, Any]], now: datetime) -> float:
     return min(AUTO_MAX_HOURS, seconds / 3600)
 
 
+def _lanes(runs: list[dict[str, Any]], now: datetime) -> list[list[dict[str, Any]]]:
+    """A tenant's runs in as few lanes as keep them from overlapping (a run waiting
+    behind a running one, or a plan that allows several at once, gets its own)."""
+    lanes: list[list[dict[str, Any]]] = []
+    ends: list[datetime] = []
+    for run in sorted(runs, key=lambda r: str(r.get("queuedAt"))):
+        begin = fmt.parse_ts(run.get("queuedAt")) or now
+        end = fmt.parse_ts(run.get("endedAt")) or now
+        for i, lane_end in enumerate(ends):
+            if lane_end <= begin:
+                lanes[i].append(run)
+                ends[i] = end
+                break
+        else:
+            lanes.append([run])
+            ends.append(end)
+    return lanes
+
+
 def build(
     runs: list[dict[str, Any]],
     caps: dict[str, int],
@@ -153,16 +172,16 @@ def build(
         cap = int(caps.get(name) or 0)
         strip = _concurrency(mine, cap, TOP, start, now)
         rows_top = TOP + STRIP + 8
-        rows, bars = [], []
-        for i, tenant in enumerate(tenants):
-            y = rows_top + i * ROW
-            rows.append({"tenantId": tenant, "y": y, "textY": y + ROW / 2 + 4})
-            for run in sorted(
-                (r for r in mine if str(r.get("tenantId")) == tenant),
-                key=lambda r: str(r.get("queuedAt")),
-            ):
-                bars.append(_bar(run, y + (ROW - BAR) / 2, start, now))
-        height = rows_top + max(1, len(tenants)) * ROW + 8
+        rows: list[dict[str, Any]] = []
+        bars: list[dict[str, Any]] = []
+        for tenant in tenants:
+            lanes = _lanes([r for r in mine if str(r.get("tenantId")) == tenant], now)
+            for lane, lane_runs in enumerate(lanes):
+                y = rows_top + len(rows) * ROW
+                label = tenant if lane == 0 else ""
+                rows.append({"tenantId": label, "y": y, "textY": y + ROW / 2 + 4})
+                bars += [_bar(run, y + (ROW - BAR) / 2, start, now) for run in lane_runs]
+        height = rows_top + max(1, len(rows)) * ROW + 8
         plans.append(
             {
                 "name": name,
