@@ -17,7 +17,11 @@ from trainyard_core.webhooks.delivery import WebhookDeliverer, retry_delay
 from trainyard_core.webhooks.service import WebhookService
 from trainyard_core.webhooks.urls import WebhookUrlRefused, check_url
 
-from trainyard.local.lambda_runtime import batch_item_failures
+from trainyard.local.lambda_runtime import (
+    InvalidEventSource,
+    batch_item_failures,
+    check_event_source,
+)
 from trainyard.testing.webhooks import MemoryWebhookSecrets, MemoryWebhookStore, ScriptedSender
 
 DNS = {
@@ -203,3 +207,16 @@ def test_the_local_event_source_fails_the_whole_batch_on_an_invalid_item_identif
     assert batch_item_failures(None, messages) == set()
     for bad in ([{"itemIdentifier": "zzz"}], [{"itemIdentifier": ""}], [{"id": "a"}], "a"):
         assert batch_item_failures({"batchItemFailures": bad}, messages) == {"a", "b"}
+
+
+def test_the_local_event_source_refuses_a_queue_whose_visibility_is_below_the_timeout() -> None:
+    class Sqs:
+        def __init__(self, visibility: int) -> None:
+            self.visibility = visibility
+
+        def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+            return {"Attributes": {"VisibilityTimeout": str(self.visibility)}}
+
+    check_event_source(Sqs(60), "q", 60)
+    with pytest.raises(InvalidEventSource, match="20 seconds is less than Function timeout: 60"):
+        check_event_source(Sqs(20), "q", 60)
