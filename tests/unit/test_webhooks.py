@@ -220,3 +220,38 @@ def test_the_local_event_source_refuses_a_queue_whose_visibility_is_below_the_ti
     check_event_source(Sqs(60), "q", 60)
     with pytest.raises(InvalidEventSource, match="20 seconds is less than Function timeout: 60"):
         check_event_source(Sqs(20), "q", 60)
+
+
+def test_the_sender_calls_only_the_checked_address_and_never_follows_a_redirect() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from trainyard_core.webhook_http import PinnedSender
+    from trainyard_core.webhooks.urls import Target
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Host"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        # The name is never resolved: the request goes to the address checked.
+        target = Target("http", "hooks.example.com", port, "/in?a=1", ("127.0.0.1",))
+        answer = PinnedSender().send(target, b"{}", {"Content-Type": "application/json"}, 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status == 302
+    assert seen == [("/in?a=1", f"hooks.example.com:{port}")]
