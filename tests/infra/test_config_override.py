@@ -66,9 +66,10 @@ def test_context_override_adds_a_plan_queue_and_changes_caps(tmp_path, monkeypat
         for r in resources(result.platform_json, "AWS::SQS::Queue").values()
     }
     assert {names.intake_queue("enterprise"), names.intake_dlq("enterprise")} <= queues
-    assert len(queues) == 2 * 4 + 2
+    # An intake queue and DLQ per plan, the status and webhook queues with theirs.
+    assert len(queues) == 2 * 4 + 2 + 2
     mappings = resources(result.platform_json, "AWS::Lambda::EventSourceMapping")
-    assert len(mappings) == 4 + 1
+    assert len(mappings) == 4 + 1 + 1
 
     # The handlers' code carries the resolved settings (not their environment).
     shipped = {

@@ -87,8 +87,8 @@ def test_fixed_name_resources_that_outlive_the_stack_can_be_adopted_again(varian
         assert policy == "RetainExceptOnCreate", (lid, policy)
         assert isinstance(name, str), f"{lid}: {key} {name!r} is not a static name"
         kept += 1
-    # Three tables, two buckets, one log group per handler.
-    assert kept == 3 + 2 + len(wiring.handlers(variant.names))
+    # The tables, two buckets, one log group per handler.
+    assert kept == len(wiring.tables(variant.names)) + 2 + len(wiring.handlers(variant.names))
 
 
 def test_handlers_use_the_layer_the_settings_name_outside_the_aws_partition(

@@ -184,6 +184,8 @@ def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try_with_backof
     first, second, third = (r.at for r in receiver.requests)
     # retryBaseSeconds 1: hidden 1 s after the first failure, 2 s after the second.
     assert second - first >= 0.9 and third - second >= 1.9
+    # ...and not the queue's visibility timeout (30 s): the delays were set per message.
+    assert third - first < 15
 
 
 def test_a_receiver_that_never_answers_ends_in_the_dead_letter_queue_marked_failed(
@@ -313,6 +315,19 @@ def test_delete_removes_the_webhook_and_its_secret_and_it_can_be_set_again(
     assert current == restored.json()["secret"]
     time.sleep(2)
     assert receiver.requests == []
+
+
+def test_offboarding_a_tenant_removes_its_webhook_and_secret(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-offboard")
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    assert api.call("DELETE", f"/tenants/{tenant_id}").status_code == 202
+    with pytest.raises(ClientError) as gone:
+        stack.client("secretsmanager").describe_secret(
+            SecretId=stack.names.webhook_secret(tenant_id)
+        )
+    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
 def _probe_queue(stack: EmbeddedStack, name: str) -> str:

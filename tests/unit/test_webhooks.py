@@ -17,7 +17,11 @@ from trainyard_core.webhooks.delivery import WebhookDeliverer, retry_delay
 from trainyard_core.webhooks.service import WebhookService
 from trainyard_core.webhooks.urls import WebhookUrlRefused, check_url
 
-from trainyard.local.lambda_runtime import batch_item_failures
+from trainyard.local.lambda_runtime import (
+    InvalidEventSource,
+    batch_item_failures,
+    check_event_source,
+)
 from trainyard.testing.webhooks import MemoryWebhookSecrets, MemoryWebhookStore, ScriptedSender
 
 DNS = {
@@ -203,3 +207,51 @@ def test_the_local_event_source_fails_the_whole_batch_on_an_invalid_item_identif
     assert batch_item_failures(None, messages) == set()
     for bad in ([{"itemIdentifier": "zzz"}], [{"itemIdentifier": ""}], [{"id": "a"}], "a"):
         assert batch_item_failures({"batchItemFailures": bad}, messages) == {"a", "b"}
+
+
+def test_the_local_event_source_refuses_a_queue_whose_visibility_is_below_the_timeout() -> None:
+    class Sqs:
+        def __init__(self, visibility: int) -> None:
+            self.visibility = visibility
+
+        def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+            return {"Attributes": {"VisibilityTimeout": str(self.visibility)}}
+
+    check_event_source(Sqs(60), "q", 60)
+    with pytest.raises(InvalidEventSource, match="20 seconds is less than Function timeout: 60"):
+        check_event_source(Sqs(20), "q", 60)
+
+
+def test_the_sender_calls_only_the_checked_address_and_never_follows_a_redirect() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from trainyard_core.webhook_http import PinnedSender
+    from trainyard_core.webhooks.urls import Target
+
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Host"]))
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/x")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        # The name is never resolved: the request goes to the address checked.
+        target = Target("http", "hooks.example.com", port, "/in?a=1", ("127.0.0.1",))
+        answer = PinnedSender().send(target, b"{}", {"Content-Type": "application/json"}, 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answer.status == 302
+    assert seen == [("/in?a=1", f"hooks.example.com:{port}")]

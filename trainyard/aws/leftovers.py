@@ -35,6 +35,7 @@ ORDER = (
     "rule",
     "queue",
     "topic",
+    "secret",
     "bucket",
     "table",
     "log-group",
@@ -137,16 +138,26 @@ def _platform(clients: ClientFactory, d: Deployment) -> list[Leftover]:
     if _safe(lambda: sm.describe_pipeline(PipelineName=names.pipeline_name)):
         found.append(Leftover("pipeline", names.pipeline_name))
     events = clients("events")
-    for rule in (names.status_rule, names.reconcile_rule, names.lifecycle_rule):
+    for rule in (names.status_rule, names.reconcile_rule, names.lifecycle_rule, names.webhook_rule):
         if _safe(lambda r=rule: events.describe_rule(Name=r)):
             found.append(Leftover("rule", rule))
     sqs = clients("sqs")
     queues = [*names.intake_queues.values(), names.status_queue, names.status_dlq]
     queues += [names.intake_dlq(plan) for plan in names.plans]
+    queues += [names.webhook_queue, names.webhook_dlq]
     for queue in queues:
         url = _safe(lambda q=queue: sqs.get_queue_url(QueueName=q))
         if url:
             found.append(Leftover("queue", url["QueueUrl"]))
+    # Tenant webhook signing secrets (made by the API at run time, not by the stack).
+    for secret in _pages(
+        clients("secretsmanager"),
+        "list_secrets",
+        "SecretList",
+        Filters=[{"Key": "name", "Values": [names.webhook_secret_prefix]}],
+    ):
+        if secret["Name"].startswith(names.webhook_secret_prefix):
+            found.append(Leftover("secret", secret["Name"]))
     topic = f"{names.prefix}-alarms"
     for arn in (t["TopicArn"] for t in _pages(clients("sns"), "list_topics", "Topics")):
         if arn.rsplit(":", 1)[-1] == topic:
@@ -262,6 +273,9 @@ _DELETERS: dict[str, Callable[[ClientFactory, str], None]] = {
     "rule": lambda c, n: _delete_rule(c("events"), n),
     "queue": lambda c, n: c("sqs").delete_queue(QueueUrl=n),
     "topic": lambda c, n: c("sns").delete_topic(TopicArn=n),
+    "secret": lambda c, n: c("secretsmanager").delete_secret(
+        SecretId=n, ForceDeleteWithoutRecovery=True
+    ),
 }
 
 

@@ -33,8 +33,10 @@ from .platform_template import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # Local visibility timeout: short, so a failed message is retried (and dead-lettered)
-# within a demo's time frame rather than after six Lambda timeouts.
-LOCAL_VISIBILITY_TIMEOUT = 20
+# within a demo's time frame rather than after six Lambda timeouts, but no shorter
+# than the slowest consumer's timeout (the scheduler's 60 s), which Lambda's
+# CreateEventSourceMapping requires (the stack checks it as Lambda does).
+LOCAL_VISIBILITY_TIMEOUT = 60
 MAX_RECEIVE_COUNT = 5
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -223,12 +224,15 @@ class Faults:
     @contextmanager
     def fast_redelivery(self, queue_name: str, visibility_seconds: int = 1) -> Iterator[None]:
         """A failed message on ``queue_name`` comes back after ``visibility_seconds``
-        (instead of the local 20 s), so maxReceiveCount is reached quickly."""
+        (instead of the local 60 s), so maxReceiveCount is reached quickly."""
         sqs, url = self._queue(queue_name)
         before = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout"])
         sqs.set_queue_attributes(
             QueueUrl=url, Attributes={"VisibilityTimeout": str(visibility_seconds)}
         )
+        # A receive already waiting (the pollers long-poll 1 s) took the queue's
+        # timeout when it started: let it end before anything is sent.
+        time.sleep(1.5)
         try:
             yield
         finally:

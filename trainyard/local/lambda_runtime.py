@@ -192,6 +192,22 @@ def scheduled_event(rule_arn: str, region: str, account_id: str) -> dict[str, An
     }
 
 
+class InvalidEventSource(ValueError):
+    """What Lambda's CreateEventSourceMapping answers (InvalidParameterValueException)."""
+
+
+def check_event_source(sqs: Any, queue_url: str, function_timeout_seconds: int) -> None:
+    """Lambda refuses an SQS event source whose queue's visibility timeout is shorter
+    than the function's timeout (a batch could reappear while still being processed)."""
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["VisibilityTimeout"])
+    visibility = int(attributes["Attributes"]["VisibilityTimeout"])
+    if visibility < function_timeout_seconds:
+        raise InvalidEventSource(
+            f"Queue visibility timeout: {visibility} seconds is less than Function timeout: "
+            f"{function_timeout_seconds} seconds"
+        )
+
+
 def batch_item_failures(result: Any, messages: list[dict[str, Any]]) -> set[str]:
     """The message ids a function's answer reports failed, read as Lambda reads it
     (ReportBatchItemFailures): an answer whose ``batchItemFailures`` is not a list of

@@ -37,7 +37,13 @@ from .faults import Faults
 from .iam.actions import Scope
 from .iam.enforcer import Enforcer, MotoPolicyStore
 from .iam.presigned import PresignedS3Gate, gated_moto_server, s3_bucket_names
-from .lambda_runtime import LocalLambdaRuntime, QueuePoller, Ticker, scheduled_event
+from .lambda_runtime import (
+    LocalLambdaRuntime,
+    QueuePoller,
+    Ticker,
+    check_event_source,
+    scheduled_event,
+)
 from .shims import install_dynamodb_serializer, install_secretsmanager_deletion_checks
 
 log = logging.getLogger("trainyard.local")
@@ -316,6 +322,8 @@ class EmbeddedStack:
         sqs = self.client("sqs")
         for key, spec in specs.items():
             for queue in spec.queues:
+                # As CreateEventSourceMapping checks it in AWS.
+                check_event_source(sqs, self.platform.queue_urls[queue], spec.timeout_seconds)
                 poller = QueuePoller(
                     sqs=sqs,
                     queue_url=self.platform.queue_urls[queue],

@@ -82,6 +82,13 @@ class WebhookService:
         self.secrets.delete(tenant_id)
         return webhook
 
+    def forget(self, tenant_id: str) -> bool:
+        """Offboarding: the tenant's webhook and secret go with it (if it had one)."""
+        if self.store.get_webhook(tenant_id) is None:
+            return False
+        self.delete(tenant_id)
+        return True
+
     def deliveries(
         self, tenant_id: str, *, limit: int, next_token: str | None
     ) -> tuple[list[Delivery], str | None]:

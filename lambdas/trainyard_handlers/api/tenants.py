@@ -69,4 +69,11 @@ def offboard_tenant(tenant_id: str) -> Response[str]:
     logger.thread_safe_append_keys(tenant_id=tenant_id)
     purge = requests.purge(router.current_event)
     tenant = dependencies.tenant_service().offboard(tenant_id, purge=purge)
+    try:
+        # An offboarded tenant is told nothing more; its signing secret goes now.
+        dependencies.webhook_service().forget(tenant_id)
+    except Exception:
+        # The offboarding is under way regardless; logged with the tenant id so an
+        # operator can remove the secret (trainyard/<prefix>/webhooks/<id>).
+        logger.exception("could not remove the offboarded tenant's webhook")
     return requests.json_response(202, tenant.api_dict())
