@@ -115,7 +115,9 @@ def _key(job: Job) -> str:
     return json.dumps(job)
 
 
-def _run_all(jobs: list[Job], workers: int, cache: Path | None = None) -> list[Summary]:
+def _run_all(
+    jobs: list[Job], workers: int, cache: Path | None = None, run_missing: bool = True
+) -> list[Summary]:
     """Every job's Summary, in job order. With ``cache`` (a JSON-lines file), each
     finished cell is appended as it completes and cells already there are not run
     again: an interrupted run resumes where it stopped."""
@@ -125,7 +127,7 @@ def _run_all(jobs: list[Job], workers: int, cache: Path | None = None) -> list[S
             if line.strip():
                 entry = json.loads(line)
                 done[entry["job"]] = Summary(**entry["summary"])
-    todo = [j for j in jobs if _key(j) not in done]
+    todo = [j for j in jobs if _key(j) not in done] if run_missing else []
     if done:
         print(f"{len(jobs) - len(todo)} cells from {cache}", flush=True)
 
@@ -145,7 +147,7 @@ def _run_all(jobs: list[Job], workers: int, cache: Path | None = None) -> list[S
             futures = {pool.submit(run_cell, job): job for job in todo}
             for future in as_completed(futures):
                 keep(futures[future], future.result())
-    return [done[_key(j)] for j in jobs]
+    return [done[_key(j)] for j in jobs if _key(j) in done]
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -449,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="JSON-lines file of finished cells: appended as they finish, reused on a rerun",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="with --cache: report the cells already there, run none (the seeds column "
+        "says how many each row has)",
+    )
     parser.add_argument("--tenants", type=int, default=6, help="local stack: tenants")
     parser.add_argument("--uploads", type=int, default=12, help="local stack: uploads")
     args = parser.parse_args(argv)
@@ -458,16 +466,24 @@ def main(argv: list[str] | None = None) -> int:
 
     full_trace = not quick if args.full_trace is None else args.full_trace
     # Trainyard's full trace first (the longest job: one worker runs it while the
-    # other runs everything else), then the main table, the baselines' full traces
-    # (not Trainyard + borrowing: at scale a tenant has 10 requests over 87 h and
-    # rarely waits at its cap), then the two sweeps.
+    # other runs everything else), then the main table but scale, the window sweep,
+    # scale, the baselines' full traces (not Trainyard + borrowing: at scale a
+    # tenant has 10 requests over 87 h and rarely waits at its cap), the event sweep.
     jobs: list[Job] = [("scale", 0, "trainyard", False, 1.0, True, None)] if full_trace else []
-    jobs += [
+    main = [
         (name, s, policy, quick, 1.0, False, None)
         for name in _factories(quick)
         for s in range(seeds)
         for policy in POLICY_ORDER
     ]
+    jobs += [j for j in main if j[0] != "scale"]
+    jobs += [
+        (name, s, "trainyard", quick, 1.0, False, w)
+        for w in WINDOW_SWEEP
+        for name in WINDOW_SCENARIOS
+        for s in range(seeds)
+    ]
+    jobs += [j for j in main if j[0] == "scale"]
     if full_trace:
         jobs += [
             ("scale", 0, p, False, 1.0, True, None)
@@ -475,19 +491,13 @@ def main(argv: list[str] | None = None) -> int:
             if not p.startswith("trainyard")
         ]
     jobs += [
-        (name, s, "trainyard", quick, 1.0, False, w)
-        for w in WINDOW_SWEEP
-        for name in WINDOW_SCENARIOS
-        for s in range(seeds)
-    ]
-    jobs += [
         ("steady", s, policy, quick, f, False, None)
         for f in SWEEP_FACTORS[1:]
         for s in range(seeds)
         for policy in SWEEP_POLICIES
     ]
     print(f"{len(jobs)} simulations, {args.jobs} job(s) ...", flush=True)
-    rows = _run_all(jobs, args.jobs, Path(args.cache) if args.cache else None)
+    rows = _run_all(jobs, args.jobs, Path(args.cache) if args.cache else None, not args.report_only)
     print(f"simulations done in {time.perf_counter() - began:.0f} s", flush=True)
 
     print("requests vs backlog and tenants ...", flush=True)
