@@ -58,8 +58,9 @@ format: install
 	$(BIN)/ruff format .
 
 # Scheduler vs the timer-polling baseline (simulation) + the embedded stack; writes bench/results.md.
+# BENCH_ARGS: e.g. --cache /tmp/cells.jsonl (resume an interrupted run), --quick.
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 # 100 tenants, 1,000 uploads on the embedded stack (too slow for CI); writes bench/load-results.md.
 load: install

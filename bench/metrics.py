@@ -460,6 +460,7 @@ class Summary:
     wall_seconds: float
     plan_util_abs: float = math.nan
     delay_p99_upload: float = math.nan  # from the upload, not the request (paced client)
+    cell_cpu_s: float = math.nan  # CPU seconds the benchmark spent on this cell
     global_util_abs: float = math.nan
     makespan_s: float = math.nan
     heavy_makespan_s: float = math.nan
