@@ -293,6 +293,9 @@ def tables(names: Names) -> dict[str, TableSpec]:
 QUEUE_BATCH_SIZE = 10
 INTAKE_BATCHING_WINDOW_SECONDS = 0
 STATUS_BATCHING_WINDOW_SECONDS = 0
+# Webhook deliveries: a window would only delay them (one delivery is one HTTP
+# request; batching saves no AWS request per delivery).
+WEBHOOK_BATCHING_WINDOW_SECONDS = 0
 
 
 def batching_window_seconds(names: Names, queue: str) -> int:
@@ -301,6 +304,8 @@ def batching_window_seconds(names: Names, queue: str) -> int:
         return STATUS_BATCHING_WINDOW_SECONDS
     if queue in names.intake_queues.values():
         return INTAKE_BATCHING_WINDOW_SECONDS
+    if queue == names.webhook_queue:
+        return WEBHOOK_BATCHING_WINDOW_SECONDS
     raise KeyError(f"{queue} is not a queue an event source mapping reads")
 
 
