@@ -46,7 +46,14 @@ def test_a_refused_url_is_the_apis_code_and_message(api: tuple[str, Routes]) -> 
     assert result.stderr.strip() == "error WebhookUrlNotHttps: url must be https://"
 
 
-def test_show_deliveries_and_delete(api: tuple[str, Routes]) -> None:
+def test_show_deliveries_and_delete(api: tuple[str, Routes], monkeypatch) -> None:
+    # The CLI's console fixes its width when first imported (rich reads COLUMNS
+    # then); another test in the same worker may have imported it narrow.
+    from rich.console import Console
+
+    from trainyard.cli import common
+
+    monkeypatch.setattr(common, "console", Console(width=200))
     url, routes = api
     routes.table[("GET", "/tenants/acme/webhook")] = (200, HOOK)
     routes.table[("GET", "/tenants/acme/webhook/deliveries?limit=20")] = (
