@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -87,3 +88,29 @@ def onboard(api: Api) -> Callable[[str, str], dict[str, Any]]:
         return wait_for(active, timeout=30, what=f"{tenant_id} ACTIVE")
 
     return _onboard
+
+
+def bus_probe(stack: EmbeddedStack, name: str, pattern: dict[str, Any]) -> str:
+    """A queue (its URL) fed by a rule of the test's own on the default bus. EventBridge
+    delivers only as the queue's policy allows (checked locally too)."""
+    sqs, events = stack.client("sqs"), stack.client("events")
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    rule_arn = events.put_rule(Name=name, EventPattern=json.dumps(pattern))["RuleArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
+            }
+        ],
+    }
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
+    events.put_targets(Rule=name, Targets=[{"Id": "probe", "Arn": queue_arn}])
+    return str(url)

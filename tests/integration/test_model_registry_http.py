@@ -16,7 +16,7 @@ import pytest
 from trainyard.data import tenant_csv
 from trainyard.local.stack import EmbeddedStack
 
-from .conftest import Api, wait_for
+from .conftest import Api, bus_probe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,29 +27,8 @@ class Bus:
     """Everything with source ``trainyard`` on the default bus, via a rule -> SQS."""
 
     def __init__(self, stack: EmbeddedStack, name: str) -> None:
-        self.sqs, events = stack.client("sqs"), stack.client("events")
-        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        rule_arn = events.put_rule(Name=name, EventPattern=json.dumps({"source": ["trainyard"]}))[
-            "RuleArn"
-        ]
-        # EventBridge delivers only as the queue's policy allows (checked locally too).
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-                }
-            ],
-        }
-        self.sqs.set_queue_attributes(QueueUrl=self.url, Attributes={"Policy": json.dumps(policy)})
-        events.put_targets(Rule=name, Targets=[{"Id": "capture", "Arn": queue_arn}])
+        self.sqs = stack.client("sqs")
+        self.url = bus_probe(stack, name, {"source": ["trainyard"]})
         self.seen: list[dict[str, Any]] = []
 
     def drain(self) -> list[dict[str, Any]]:

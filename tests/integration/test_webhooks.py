@@ -31,7 +31,7 @@ from trainyard_core.webhooks import signing
 from trainyard.data import tenant_csv
 from trainyard.local.stack import EmbeddedStack
 
-from .conftest import TEST_SETTINGS, Api, wait_for
+from .conftest import TEST_SETTINGS, Api, bus_probe, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -332,32 +332,11 @@ def test_offboarding_a_tenant_removes_its_webhook_and_secret(
 
 def _probe_queue(stack: EmbeddedStack, name: str) -> str:
     """A queue fed by a rule of our own on every run.succeeded event on the default bus."""
-    sqs, events = stack.client("sqs"), stack.client("events")
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    rule_arn = events.put_rule(
-        Name=name,
-        EventPattern=json.dumps(
-            {"source": [catalogue.SOURCE], "detail-type": [catalogue.RUN_SUCCEEDED.detail_type]}
-        ),
-    )["RuleArn"]
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": queue_arn,
-                "Condition": {"ArnEquals": {"aws:SourceArn": rule_arn}},
-            }
-        ],
-    }
-    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(policy)})
-    events.put_targets(Rule=name, Targets=[{"Id": "probe", "Arn": queue_arn}])
-    return str(url)
+    return bus_probe(
+        stack,
+        name,
+        {"source": [catalogue.SOURCE], "detail-type": [catalogue.RUN_SUCCEEDED.detail_type]},
+    )
 
 
 def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(

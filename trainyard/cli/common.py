@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -144,3 +146,22 @@ def _global(
     json_output: bool = typer.Option(False, "--json", help="Machine-readable JSON output."),
 ) -> None:
     ctx.obj = Options(api_url=api_url, aws_endpoint_url=aws_endpoint_url, json_output=json_output)
+
+
+def stop_on_sigterm() -> tuple[threading.Event, Any]:
+    """An event SIGTERM sets, and the handler it replaced (restore it when done)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    return stop, signal.signal(signal.SIGTERM, on_signal)
+
+
+def wait_until_stopped(stop: threading.Event) -> None:
+    """Block until SIGTERM (``stop``) or Ctrl-C: a foreground server's main loop."""
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import signal
-import threading
-from typing import Any
 
 import typer
 
+from trainyard.cli import common
 from trainyard.cli.common import _fail, _opts, app
 from trainyard.cli.local import port_is_free
 from trainyard.console.server import DEFAULT_PORT
@@ -35,23 +34,14 @@ def console_command(
             f"--port {port}: 127.0.0.1:{port} is already in use (a console of `trainyard "
             f"local up` or `trainyard demo`? open http://127.0.0.1:{port})",
         )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    stop, previous = common.stop_on_sigterm()
     server = ConsoleServer(url, port=port).start()
     try:
         signed = " (signed with SigV4)" if server.console.proxy.sigv4 else ""
         # Plain print: people and scripts copy the address.
         print(f"console       {server.url}  over the API {url}{signed}")
         print("ready; Ctrl-C to stop", flush=True)
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        common.wait_until_stopped(stop)
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.stop()

@@ -6,7 +6,6 @@ import json
 import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,12 +112,7 @@ def local_up(
     from trainyard.local.stack import IN_MEMORY_NOTICE, EmbeddedStack
 
     opts = _opts(ctx)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
+    stop, previous = common.stop_on_sigterm()
     stack = EmbeddedStack(aws_port=aws_port, api_port=api_port, workdir=workdir, quiet=True)
     console_server = None
     try:
@@ -154,11 +148,7 @@ def local_up(
             print(f"note:         {IN_MEMORY_NOTICE}")
             print("ready; Ctrl-C to stop", flush=True)
         sys.stdout.flush()
-        try:
-            while not stop.wait(0.5):
-                pass
-        except KeyboardInterrupt:
-            pass
+        common.wait_until_stopped(stop)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if console_server is not None:
