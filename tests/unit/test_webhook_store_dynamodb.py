@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import boto3
 import pytest
@@ -22,9 +25,7 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoWebhookStore]:
     with mock_aws():
         names = Names.from_settings(Settings())
         create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
-        yield DynamoWebhookStore(
-            names.webhooks_table, resource=boto3.resource("dynamodb", region_name="us-east-1")
-        )
+        yield DynamoWebhookStore(names.webhooks_table)
 
 
 def _delivery(tenant: str, n: int) -> Delivery:
@@ -71,3 +72,35 @@ def test_a_delivery_is_created_once_and_the_webhook_item_is_separate(
     assert [d.delivery_id for d in store.list_deliveries("acme", limit=10)[0]] == ["id-1"]
     store.delete_webhook("acme")
     assert store.get_webhook("acme") is None
+
+
+def test_threads_delivering_side_by_side_share_no_boto3_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """boto3 resources are not thread-safe (clients are); the deliverer uses the store
+    from one thread per record of a batch."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    def no_resources(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a boto3 resource (not thread-safe) was made")
+
+    with mock_aws():
+        names = Names.from_settings(Settings())
+        create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
+        monkeypatch.setattr(boto3, "resource", no_resources)
+        monkeypatch.setattr(boto3.session.Session, "resource", no_resources)
+        store = DynamoWebhookStore(names.webhooks_table)
+        start = threading.Barrier(4)
+
+        def work(n: int) -> tuple[int, str, int]:
+            start.wait()  # four threads at once, as a batch is delivered
+            made = store.create_delivery(_delivery(f"t{n}", n))
+            store.put_delivery(made.with_changes(status="succeeded", attempts=1))
+            listed, _ = store.list_deliveries(f"t{n}", limit=5)
+            return threading.get_ident(), listed[0].status, listed[0].attempts
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(work, range(4)))
+
+    assert [(status, attempts) for _, status, attempts in results] == [("succeeded", 1)] * 4
+    assert len({ident for ident, *_ in results}) == 4

@@ -4,6 +4,10 @@ One partition per tenant: its webhook (sk ``webhook``) and its deliveries (sk
 ``delivery#<occurredAt>#<id>``, listed newest first, removed by TTL on
 ``expiresAt``). Every value is bounded (the URL by ``limits.WEBHOOK_URL_MAX_CHARS``,
 errors by ``limits.REASON_MAX_CHARS``): an item stays far below 400 KB.
+
+The deliverer uses the store from one thread per record of a batch, and boto3
+resources are not thread-safe: the store makes its calls on one low-level client
+(clients are), made when the store is, with the items (de)serialized here.
 """
 
 from __future__ import annotations
@@ -11,11 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
 from trainyard_core.errors import InvalidRequest
-from trainyard_core.store.dynamodb import condition_failed
+from trainyard_core.store.dynamodb import DynamoClient, condition_failed
 from trainyard_core.store.tokens import decode_token, encode_token
 from trainyard_core.webhooks.records import (
     DELIVERY_KEY_PREFIX,
@@ -97,52 +100,58 @@ def decode_deliveries_token(tenant_id: str, token: str) -> dict[str, Any]:
     return dict(key)
 
 
-class DynamoWebhookStore:
-    def __init__(self, table_name: str, resource: Any | None = None) -> None:
-        self._table = (resource or boto3.resource("dynamodb")).Table(table_name)
+class DynamoWebhookStore(DynamoClient):
+    def __init__(self, table_name: str, client: Any | None = None) -> None:
+        # Made now, in one thread (a session is not thread-safe either); plain boto3
+        # honours AWS_ENDPOINT_URL (moto locally).
+        super().__init__(client or boto3.client("dynamodb"))
+        self.table = table_name
+
+    def _key(self, tenant_id: str, sk: str) -> dict[str, Any]:
+        return {"tenantId": tenant_id, "sk": sk}
 
     def get_webhook(self, tenant_id: str) -> Webhook | None:
-        item = self._table.get_item(
-            Key={"tenantId": tenant_id, "sk": WEBHOOK_KEY}, ConsistentRead=True
-        ).get("Item")
+        item = self._get(self.table, self._key(tenant_id, WEBHOOK_KEY))
         return item_to_webhook(item) if item else None
 
     def put_webhook(self, webhook: Webhook) -> None:
-        self._table.put_item(Item=webhook_to_item(webhook))
+        self.client.put_item(TableName=self.table, Item=self._s(webhook_to_item(webhook)))
 
     def delete_webhook(self, tenant_id: str) -> None:
-        self._table.delete_item(Key={"tenantId": tenant_id, "sk": WEBHOOK_KEY})
+        self.client.delete_item(
+            TableName=self.table, Key=self._s(self._key(tenant_id, WEBHOOK_KEY))
+        )
 
     def create_delivery(self, delivery: Delivery) -> Delivery:
         try:
-            self._table.put_item(
-                Item=delivery_to_item(delivery),
+            self.client.put_item(
+                TableName=self.table,
+                Item=self._s(delivery_to_item(delivery)),
                 ConditionExpression="attribute_not_exists(sk)",
             )
             return delivery
         except ClientError as exc:
             if not condition_failed(exc):
                 raise
-        item = self._table.get_item(
-            Key={"tenantId": delivery.tenant_id, "sk": delivery.key}, ConsistentRead=True
-        ).get("Item")
+        item = self._get(self.table, self._key(delivery.tenant_id, delivery.key))
         return item_to_delivery(item) if item else delivery
 
     def put_delivery(self, delivery: Delivery) -> None:
-        self._table.put_item(Item=delivery_to_item(delivery))
+        self.client.put_item(TableName=self.table, Item=self._s(delivery_to_item(delivery)))
 
     def list_deliveries(
         self, tenant_id: str, *, limit: int, next_token: str | None = None
     ) -> tuple[list[Delivery], str | None]:
         kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("tenantId").eq(tenant_id)
-            & Key("sk").begins_with(DELIVERY_KEY_PREFIX),
+            "TableName": self.table,
+            "KeyConditionExpression": "tenantId = :t AND begins_with(sk, :p)",
+            "ExpressionAttributeValues": self._s({":t": tenant_id, ":p": DELIVERY_KEY_PREFIX}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
         if next_token:
-            kwargs["ExclusiveStartKey"] = decode_deliveries_token(tenant_id, next_token)
-        page = self._table.query(**kwargs)
-        deliveries = [item_to_delivery(i) for i in page.get("Items", [])]
+            kwargs["ExclusiveStartKey"] = self._s(decode_deliveries_token(tenant_id, next_token))
+        page = self.client.query(**kwargs)
+        deliveries = [item_to_delivery(self._d(i)) for i in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        return deliveries, deliveries_token(tenant_id, last) if last else None
+        return deliveries, deliveries_token(tenant_id, self._d(last)) if last else None
