@@ -2,7 +2,8 @@
 webhook queue -> the webhooks Lambda, and what the two functions involved may do.
 
 The deliverer reads the tenant's webhook, writes its delivery records, reads the
-tenant's signing secret and sets a message's retry delay; the API (onboarding
+tenant's signing secret, reads the run or the model package an event is about
+(to verify it) and sets a message's retry delay; the API (onboarding
 function) sets, shows and deletes webhooks and creates, rotates and deletes the
 secrets. Secrets live under one path (``wiring.Names.webhook_secret_prefix``), so
 both grants are scoped to it.
@@ -33,6 +34,18 @@ API_SECRET_ACTIONS = [
 ]
 DELIVERER_TABLE_ACTIONS = ["GetItem", "PutItem"]
 API_TABLE_ACTIONS = ["GetItem", "PutItem", "DeleteItem", "Query"]
+# The deliverer verifies each event against Trainyard's records before sending it
+# (trainyard_core/webhooks/verify.py): one run by its key, one model package.
+DELIVERER_RUN_ACTIONS = ["dynamodb:GetItem"]
+DELIVERER_MODEL_ACTIONS = ["sagemaker:DescribeModelPackage"]
+
+
+def tenant_model_packages_arn(names: wiring.Names) -> str:
+    # Versions of the tenant groups, model-package/<prefix>-<tenant>/<version>.
+    return (
+        f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+        f"model-package/{names.prefix}-*/*"
+    )
 
 
 def secrets_arn(names: wiring.Names) -> str:
@@ -79,6 +92,32 @@ class Webhooks(Construct):
         )
         storage.grant_webhooks(deliverer.role, DELIVERER_TABLE_ACTIONS)
         storage.grant_webhooks(api.role, API_TABLE_ACTIONS)
+        deliverer.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="VerifyRunEvents",
+                actions=DELIVERER_RUN_ACTIONS,
+                resources=[storage.tables[names.runs_table].table_arn],
+            )
+        )
+        deliverer.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="VerifyModelEvents",
+                actions=DELIVERER_MODEL_ACTIONS,
+                resources=[tenant_model_packages_arn(names)],
+            )
+        )
+        acknowledge_findings(
+            deliverer.role,
+            "IAM5",
+            {
+                "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+                f"model-package/{names.prefix}-*/*": (
+                    "The versions of the tenant model package groups (<prefix>-<tenant>, "
+                    "made at onboarding): described to verify a model event before it is "
+                    "delivered."
+                ),
+            },
+        )
         finding = (
             "Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:"
             f"secret:{names.webhook_secret_prefix}*"

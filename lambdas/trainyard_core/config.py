@@ -97,7 +97,9 @@ class WebhookSettings(_Model):
     # SQS allows 12 h in all) before the next attempt (ChangeMessageVisibility).
     retry_base_seconds: int = Field(default=30, ge=0)
     retry_max_seconds: int = Field(default=900, ge=0, le=43200)
-    # Connect and read timeouts of one attempt (each): a slow receiver is a failure.
+    # One attempt's deadline, in all: resolving the name, connecting, sending and
+    # reading the whole answer (a receiver trickling bytes cannot stretch it); less
+    # when the function's invocation has less time left. A slow receiver is a failure.
     timeout_seconds: float = Field(default=5, gt=0, le=10)
     # Delivery records expire (DynamoDB TTL) this many days after they were created.
     delivery_retention_days: int = Field(default=30, ge=1, le=365)

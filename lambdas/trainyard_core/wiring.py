@@ -358,7 +358,15 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             memory_mb=256,
             queues=(names.webhook_queue,),
             sources=(Source.QUEUE,),
-            env_keys=(ENV_SETTINGS_FILE, ENV_WEBHOOKS_TABLE, ENV_WEBHOOK_QUEUE_URL),
+            # The runs table and the account: events are verified against the run
+            # and the tenant's model packages before they are sent.
+            env_keys=(
+                ENV_SETTINGS_FILE,
+                ENV_WEBHOOKS_TABLE,
+                ENV_WEBHOOK_QUEUE_URL,
+                ENV_RUNS_TABLE,
+                ENV_ACCOUNT_ID,
+            ),
         ),
     }
 

@@ -224,13 +224,34 @@ def _webhook_service() -> WebhookService:
 
 
 def _webhook_deliverer() -> WebhookDeliverer:
+    from trainyard_core.arns import partition_of
+    from trainyard_core.model_registry import SageMakerModelVersions
+    from trainyard_core.store.runs_dynamodb_base import DynamoRunReader
     from trainyard_core.webhook_http import PinnedSender
     from trainyard_core.webhooks.delivery import WebhookDeliverer
+    from trainyard_core.webhooks.verify import EventVerifier
 
     from trainyard_handlers.observability import PowertoolsMetricsSink, logger
 
+    names = wiring.Names.from_settings(settings())
+    region = os.environ.get("AWS_REGION") or settings().region
+    account = os.environ[wiring.ENV_ACCOUNT_ID]
+    # Each event is checked against the records before it is sent (infra/webhooks.py
+    # grants exactly these two reads).
+    verifier = EventVerifier(
+        runs=DynamoRunReader(os.environ[wiring.ENV_RUNS_TABLE]),
+        models=SageMakerModelVersions(),
+        model_group=names.model_package_group,
+        model_package_arn_prefix=(
+            f"arn:{partition_of(region)}:sagemaker:{region}:{account}:model-package/"
+        ),
+    )
     return WebhookDeliverer(
-        **_webhook_parts(), sender=PinnedSender(), metrics=PowertoolsMetricsSink(), logger=logger
+        **_webhook_parts(),
+        sender=PinnedSender(),
+        verifier=verifier,
+        metrics=PowertoolsMetricsSink(),
+        logger=logger,
     )
 
 

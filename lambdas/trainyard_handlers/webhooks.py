@@ -5,7 +5,9 @@ partial batch failures). The records of a batch are delivered side by side (one
 slow receiver must not hold up the others past the function's timeout); a record
 not delivered yet stays on the queue, hidden for its retry delay
 (ChangeMessageVisibility), and after the last attempt SQS moves it to the
-dead-letter queue. Decisions in ``trainyard_core.webhooks.delivery``.
+dead-letter queue. Each attempt has one deadline (DNS to the answer's last byte):
+the webhook's timeout, or less when the invocation has less time left.
+Decisions in ``trainyard_core.webhooks.delivery``.
 """
 
 from __future__ import annotations
@@ -30,14 +32,19 @@ def reset_dependencies() -> None:
     dependencies.reset(*dependencies.WEBHOOKS)
 
 
-def _deliver(record: dict[str, Any]) -> str | None:
+def _deliver(record: dict[str, Any], context: LambdaContext) -> str | None:
     """The record's message id if it stays on the queue, else None."""
     message_id = str(record.get("messageId", ""))
     try:
         receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
-        outcome = dependencies.webhook_deliverer().deliver(str(record.get("body", "")), receives)
+        # Each attempt ends before the invocation does (less a margin for the rest).
+        remaining = context.get_remaining_time_in_millis() / 1000
+        outcome = dependencies.webhook_deliverer().deliver(
+            str(record.get("body", "")), receives, remaining
+        )
     except Exception:
-        # A fault of ours (a store or Secrets Manager call): retried by the queue.
+        # A fault of ours (a store, Secrets Manager or record read): retried by the
+        # queue; on the last receive the deliverer has marked the delivery failed.
         logger.exception("webhook delivery raised", extra={"message_id": message_id})
         return message_id
     if outcome.done:
@@ -59,10 +66,18 @@ def _deliver(record: dict[str, Any]) -> str | None:
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     records = list(event.get("Records", []))
+    try:
+        # Built here, once, not by the first workers racing (boto3 sessions, which
+        # make the clients, are not thread-safe).
+        dependencies.webhook_deliverer()
+    except Exception:
+        logger.exception("could not build the webhook deliverer")  # each record retries
     with ThreadPoolExecutor(max_workers=PARALLEL_DELIVERIES) as pool:
         # Each worker runs in a copy of this context (Powertools' and the caller's
         # context variables, e.g. the embedded stack's acting principal).
-        futures = [pool.submit(contextvars.copy_context().run, _deliver, r) for r in records]
+        futures = [
+            pool.submit(contextvars.copy_context().run, _deliver, r, context) for r in records
+        ]
         kept = [m for m in (f.result() for f in futures) if m is not None]
     metrics.add_metric(name="WebhookRecordsProcessed", unit=MetricUnit.Count, value=len(records))
     return {"batchItemFailures": [{"itemIdentifier": m} for m in kept]}

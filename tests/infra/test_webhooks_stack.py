@@ -113,3 +113,71 @@ def test_the_embedded_stacks_loopback_webhooks_cannot_be_deployed(
     )
     with pytest.raises(ValueError, match="embedded stack only"):
         build_app(local, outdir=str(tmp_path), nag=False)
+
+
+ACCOUNT = "123456789012"
+
+
+def _deliverer_policies(synth: Synth) -> list[dict[str, Any]]:
+    """The deliverer role's policies as the embedded stack installs them (rendered)."""
+    from trainyard.local.platform_template import Pseudo, TemplateRenderer, platform_roles
+
+    template = synth.platform_json
+    function = _logical_id(
+        synth, "AWS::Lambda::Function", "FunctionName", synth.names.function("webhooks")
+    )
+    role = resolve_ref(template, template["Resources"][function]["Properties"]["Role"])
+    renderer = TemplateRenderer(
+        template, Pseudo(ACCOUNT, synth.settings.region, stack_name=synth.settings.stack_name)
+    )
+    return list(platform_roles(template, renderer)[role].policies.values())
+
+
+def _package(synth: Synth, group: str, account: str = ACCOUNT) -> str:
+    return f"arn:aws:sagemaker:{synth.settings.region}:{account}:model-package/{group}/3"
+
+
+def test_the_deliverer_may_read_exactly_the_records_it_verifies_events_against(
+    synth: Synth,
+) -> None:
+    """A run by its key and a tenant's model package: allowed, as the embedded stack
+    evaluates the calls (its IAM enforcement maps each to its IAM request); anything
+    more is refused."""
+    from trainyard.local.iam.actions import Scope, requests_for
+    from trainyard.local.iam.policy import evaluate
+
+    policies = _deliverer_policies(synth)
+    scope = Scope(synth.settings.region, ACCOUNT)
+    names = synth.names
+    group = names.model_package_group("acme")
+    calls = [
+        ("dynamodb", "GetItem", {"TableName": names.runs_table}, True),
+        ("sagemaker", "DescribeModelPackage", {"ModelPackageName": _package(synth, group)}, True),
+        ("dynamodb", "UpdateItem", {"TableName": names.runs_table}, False),
+        ("dynamodb", "PutItem", {"TableName": names.runs_table}, False),
+        (
+            "dynamodb",
+            "Query",
+            {"TableName": names.runs_table, "KeyConditionExpression": "x"},
+            False,
+        ),
+        ("dynamodb", "GetItem", {"TableName": names.tenants_table}, False),
+        ("dynamodb", "GetItem", {"TableName": names.state_table}, False),
+        ("sagemaker", "UpdateModelPackage", {"ModelPackageName": _package(synth, group)}, False),
+        (
+            "sagemaker",
+            "DescribeModelPackage",
+            {"ModelPackageName": _package(synth, "someone-elses")},
+            False,
+        ),
+        (
+            "sagemaker",
+            "DescribeModelPackage",
+            {"ModelPackageName": _package(synth, group, account="999999999999")},
+            False,
+        ),
+    ]
+    for service, operation, params, allowed in calls:
+        for request in requests_for(service, operation, params, scope):
+            decision = evaluate(policies, request)
+            assert decision.allowed is allowed, (operation, params, decision)

@@ -1,10 +1,12 @@
 """Tenant webhooks on the embedded stack: Trainyard's events on the default bus ->
 the webhook queue -> the deliverer -> a receiver on 127.0.0.1, signed; retried with
-backoff; dead-lettered and marked failed after the last attempt; SSRF refused.
+backoff; dead-lettered and marked failed after the last attempt; a trickling
+receiver cut off at the attempt's deadline; SSRF refused; forged events refused.
 
 Events are published the way the scheduler and the API publish them
-(``EventBridgePublisher`` on the default bus); the last test drives a real run to
-its end and waits for its ``run.succeeded`` delivery.
+(``EventBridgePublisher`` on the default bus), about runs stored in the runs table
+(the deliverer verifies every event against the records); the last tests drive a
+real run to its end and wait for its deliveries, and forge events on the bus.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
 from trainyard_core import events as catalogue
 from trainyard_core.event_bus import EventBridgePublisher
 from trainyard_core.events import Event
-from trainyard_core.models import iso_ms, now_utc
+from trainyard_core.models import Run, RunStatus, Trigger, iso_ms, now_utc
+from trainyard_core.store.run_items import run_to_item
 from trainyard_core.webhooks import signing
 
 from trainyard.data import tenant_csv
@@ -36,6 +40,8 @@ from .conftest import TEST_SETTINGS, Api, bus_probe, wait_for
 pytestmark = pytest.mark.integration
 
 ATTEMPTS = TEST_SETTINGS["webhooks"]["maxAttempts"]
+DEADLINE = TEST_SETTINGS["webhooks"]["timeoutSeconds"]
+TRICKLE = "trickle"  # a receiver's answer sent a byte every 0.1 s (a slow-loris)
 
 
 @dataclass
@@ -43,18 +49,20 @@ class Received:
     at: float
     headers: dict[str, str]
     body: bytes
+    cut_at: float | None = None  # when a trickled answer found the connection closed
 
 
 @dataclass
 class Receiver:
     """An HTTP receiver on 127.0.0.1 answering with ``script`` in turn (then 200);
-    an answer of ``None`` never comes (the request hangs past the timeout)."""
+    an answer of ``None`` never comes (the request hangs past the timeout), and
+    ``TRICKLE`` is a 200 sent a byte at a time, for up to 10 s."""
 
-    script: list[int | None] = field(default_factory=list)
+    script: list[int | str | None] = field(default_factory=list)
     requests: list[Received] = field(default_factory=list)
     url: str = ""
 
-    def answer(self) -> int | None:
+    def answer(self) -> int | str | None:
         return self.script.pop(0) if self.script else 200
 
 
@@ -66,12 +74,25 @@ def receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            state.requests.append(Received(time.monotonic(), dict(self.headers.items()), body))
+            got = Received(time.monotonic(), dict(self.headers.items()), body)
+            state.requests.append(got)
             status = state.answer()
             if status is None:
                 release.wait(5)  # longer than the deliverer waits
                 return
-            self.send_response(status)
+            if status == TRICKLE:
+                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
+                try:
+                    for byte in answer:
+                        if release.wait(0.1):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except OSError:  # the deliverer gave up and closed the connection
+                    got.cut_at = time.monotonic()
+                self.close_connection = True
+                return
+            self.send_response(int(status))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -101,12 +122,34 @@ def _put(api: Api, tenant_id: str, body: dict[str, Any]) -> Any:
     return api.call("PUT", f"/tenants/{tenant_id}/webhook", json=body)
 
 
-def _publish(stack: EmbeddedStack, tenant_id: str, kind: catalogue.EventType) -> Event:
-    event = Event(
-        type=kind,
+def _stored_run(stack: EmbeddedStack, tenant_id: str, status: RunStatus) -> Run:
+    """A run in the runs table, ended (nothing schedules it), as the scheduler stores one."""
+    now = iso_ms(now_utc()) or ""
+    run = Run(
+        run_id=uuid.uuid4().hex,
         tenant_id=tenant_id,
-        occurred_at=iso_ms(now_utc()) or "",
-        detail={"runId": uuid.uuid4().hex, "status": "SUCCEEDED", "plan": "basic"},
+        plan="basic",
+        status=status,
+        trigger=Trigger(type="manual"),
+        queued_at=now,
+        started_at=now,
+        ended_at=now,
+        failure_reason="the model was not registered" if status is RunStatus.FAILED else None,
+    )
+    serialize = TypeSerializer().serialize
+    item = {k: serialize(v) for k, v in run_to_item(run).items()}
+    stack.client("dynamodb").put_item(TableName=stack.names.runs_table, Item=item)
+    return run
+
+
+_ENDED = {catalogue.RUN_FAILED: RunStatus.FAILED}
+
+
+def _publish(stack: EmbeddedStack, tenant_id: str, kind: catalogue.EventType) -> Event:
+    """``kind`` about a run of the tenant's that it is true of, as the scheduler emits it."""
+    run = _stored_run(stack, tenant_id, _ENDED.get(kind, RunStatus.SUCCEEDED))
+    event = catalogue.run_event(
+        kind, run, iso_ms(now_utc()) or "", failureReason=run.failure_reason
     )
     EventBridgePublisher(stack.client("events")).publish([event])
     return event
@@ -194,7 +237,7 @@ def test_a_receiver_that_never_answers_ends_in_the_dead_letter_queue_marked_fail
     tenant_id = _tenant(onboard, "hook-dead")
     receiver.script = [None] * ATTEMPTS
     assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
-    event = _publish(stack, tenant_id, catalogue.MODEL_REGISTERED)
+    event = _publish(stack, tenant_id, catalogue.RUN_FAILED)
     deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=90, what="a failed delivery")
     (delivery,) = deliveries
     assert delivery["status"] == "failed" and delivery["attempts"] == ATTEMPTS
@@ -330,6 +373,34 @@ def test_offboarding_a_tenant_removes_its_webhook_and_secret(
     assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
+def test_a_receiver_trickling_its_answer_is_cut_off_at_each_attempts_deadline_and_retried(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = _tenant(onboard, "hook-trickle")
+    receiver.script = [TRICKLE] * ATTEMPTS
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    _publish(stack, tenant_id, catalogue.RUN_SUCCEEDED)
+    seen: list[dict[str, Any]] = []
+
+    def settled() -> list[dict[str, Any]] | None:
+        found = _deliveries(api, tenant_id)
+        seen.extend(found)
+        return found if found and found[0]["status"] != "pending" else None
+
+    (delivery,) = wait_for(settled, timeout=90, interval=0.2, what="a failed delivery")
+    assert delivery["status"] == "failed" and delivery["attempts"] == ATTEMPTS
+    assert "timed out" in delivery["lastError"]
+    # Each attempt was retried (recorded pending, timed out, in between)...
+    assert any(d["status"] == "pending" and "timed out" in d.get("lastError", "") for d in seen)
+    assert len(receiver.requests) == ATTEMPTS
+    for request in receiver.requests:
+        # ...and ended at its deadline (a 100-byte answer at 10 bytes a second would
+        # take 10 s): the deliverer closed the connection, it did not wait per read.
+        wait_for(lambda r=request: r.cut_at, timeout=5, what="the connection closed")
+        assert request.cut_at is not None
+        assert request.cut_at - request.at < DEADLINE + 1.0, request.cut_at - request.at
+
+
 def _probe_queue(stack: EmbeddedStack, name: str) -> str:
     """A queue fed by a rule of our own on every run.succeeded event on the default bus."""
     return bus_probe(
@@ -339,14 +410,9 @@ def _probe_queue(stack: EmbeddedStack, name: str) -> str:
     )
 
 
-def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(
-    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
-) -> None:
-    tenant_id = f"hook-run-{uuid.uuid4().hex[:6]}"
-    tenant = onboard(tenant_id, "basic")
-    resp = _put(api, tenant_id, {"url": receiver.url, "events": ["run.succeeded", "run.failed"]})
-    secret = resp.json()["secret"]
-    probe = _probe_queue(stack, f"probe-{tenant_id}")
+def _run_to_its_end(stack: EmbeddedStack, api: Api, tenant: dict[str, Any]) -> dict[str, Any]:
+    """A real run: an upload, the pipeline, its end (as GET /runs shows it)."""
+    tenant_id = tenant["tenantId"]
     stack.client("s3").put_object(
         Bucket=tenant["dataBucket"],
         Key=f"{tenant['dataPrefix']}part-1.csv",
@@ -366,6 +432,31 @@ def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(
         what="the run's end",
     )
     assert run["status"] == "SUCCEEDED", run
+    return dict(run)
+
+
+def _delivered(receiver: Receiver, event: str, **fields: Any) -> Received | None:
+    return next(
+        (
+            r
+            for r in receiver.requests
+            if r.headers.get("Trainyard-Event") == event
+            and all(json.loads(r.body).get(k) == v for k, v in fields.items())
+        ),
+        None,
+    )
+
+
+def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    tenant_id = f"hook-run-{uuid.uuid4().hex[:6]}"
+    tenant = onboard(tenant_id, "basic")
+    events = ["run.succeeded", "run.failed", "model.registered"]
+    resp = _put(api, tenant_id, {"url": receiver.url, "events": events})
+    secret = resp.json()["secret"]
+    probe = _probe_queue(stack, f"probe-{tenant_id}")
+    run = _run_to_its_end(stack, api, tenant)
 
     sqs = stack.client("sqs")
     emitted: list[dict[str, Any]] = []
@@ -375,30 +466,89 @@ def test_the_end_of_a_run_reaches_the_tenants_webhook_signed(
         emitted.extend(json.loads(m["Body"]) for m in got.get("Messages", []))
         return next((e for e in emitted if e["detail"].get("runId") == run["runId"]), None)
 
-    try:
-        wait_for(on_the_bus, timeout=20, what="run.succeeded on the default bus")
-    except AssertionError:
-        pytest.skip(
-            "no run.succeeded event was emitted on the default bus: the events' emitter "
-            "(issue 15, model registry + events) is not in this build"
-        )
-
-    def delivered() -> Received | None:
-        return next(
-            (
-                r
-                for r in receiver.requests
-                if r.headers.get("Trainyard-Event") == "run.succeeded"
-                and json.loads(r.body).get("runId") == run["runId"]
-            ),
-            None,
-        )
-
-    got = wait_for(delivered, timeout=30, what="the run.succeeded delivery")
+    wait_for(on_the_bus, timeout=20, what="run.succeeded on the default bus")
+    got = wait_for(
+        lambda: _delivered(receiver, "run.succeeded", runId=run["runId"]),
+        timeout=30,
+        what="the run.succeeded delivery",
+    )
     assert _expected_signature(secret, got.headers["Trainyard-Signature"], got.body)
     body = json.loads(got.body)
     assert body["tenantId"] == tenant_id and body["event"] == "run.succeeded"
-    deliveries = wait_for(lambda: _settled(api, tenant_id), timeout=15, what="the delivery")
-    assert any(d["runId"] == run["runId"] and d["status"] == "succeeded" for d in deliveries), (
-        deliveries
+    assert (body["status"], body["endedAt"]) == ("SUCCEEDED", run["endedAt"])
+    # The model the run registered: verified with SageMaker (as the deliverer's role).
+    assert run["modelPackageArn"], run
+    registered = wait_for(
+        lambda: _delivered(receiver, "model.registered", modelPackageArn=run["modelPackageArn"]),
+        timeout=30,
+        what="the model.registered delivery",
     )
+    assert json.loads(registered.body)["runId"] == run["runId"]
+    deliveries = wait_for(
+        lambda: _settled(api, tenant_id, count=2), timeout=15, what="the deliveries"
+    )
+    assert {(d["event"], d["status"]) for d in deliveries} == {
+        ("run.succeeded", "succeeded"),
+        ("model.registered", "succeeded"),
+    }, deliveries
+
+
+def test_forged_trainyard_events_reach_no_receiver_and_show_as_refused(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    """Any principal allowed events:PutEvents can put source "trainyard" on the
+    default bus; the deliverer checks every event against Trainyard's records."""
+    tenant_id = f"hook-forged-{uuid.uuid4().hex[:6]}"
+    tenant = onboard(tenant_id, "basic")
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    run = _run_to_its_end(stack, api, tenant)  # a real run, SUCCEEDED
+    wait_for(
+        lambda: _delivered(receiver, "run.succeeded", runId=run["runId"]),
+        timeout=30,
+        what="the real run.succeeded delivery",
+    )
+    model = api.get(f"/tenants/{tenant_id}/models").json()["models"][0]
+    assert model["status"] != "Rejected", model
+
+    def forged(kind: catalogue.EventType, **detail: Any) -> dict[str, Any]:
+        envelope = {
+            **detail,
+            "version": "1",
+            "event": kind.name,
+            "tenantId": tenant_id,
+            "occurredAt": iso_ms(now_utc()),
+        }
+        return {
+            "Source": catalogue.SOURCE,
+            "DetailType": kind.detail_type,
+            "Detail": json.dumps(envelope),
+        }
+
+    made_up = uuid.uuid4().hex
+    entries = [
+        forged(catalogue.RUN_SUCCEEDED, runId=made_up, status="SUCCEEDED", plan="basic"),
+        # A real run, a status it does not have.
+        forged(catalogue.RUN_FAILED, runId=run["runId"], status="FAILED", failureReason="x"),
+        # A real model package, a decision nobody made.
+        forged(catalogue.MODEL_REJECTED, modelPackageArn=model["modelPackageArn"]),
+    ]
+    put = stack.client("events").put_events(Entries=entries)
+    assert put["FailedEntryCount"] == 0
+    ids = {e["EventId"] for e in put["Entries"]}
+
+    def refused() -> dict[str, dict[str, Any]] | None:
+        found = {d["deliveryId"]: d for d in _deliveries(api, tenant_id) if d["deliveryId"] in ids}
+        return found if len(found) == len(ids) else None
+
+    found = wait_for(refused, timeout=30, what="the forged events' refused deliveries")
+    assert {d["status"] for d in found.values()} == {"refused"}, found
+    reasons = {d["event"]: d["lastError"] for d in found.values()}
+    assert "has no run" in reasons["run.succeeded"]
+    assert "is SUCCEEDED" in reasons["run.failed"]
+    assert f"is {model['status']}" in reasons["model.rejected"]
+    assert all(d["attempts"] == 0 for d in found.values())
+    time.sleep(2)  # a wrongly sent one would have arrived by now
+    assert not {r.headers.get("Trainyard-Delivery") for r in receiver.requests} & ids
+    assert _delivered(receiver, "run.succeeded", runId=made_up) is None
+    assert _delivered(receiver, "run.failed") is None
+    assert _delivered(receiver, "model.rejected") is None

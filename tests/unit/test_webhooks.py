@@ -12,17 +12,25 @@ from trainyard_core.clock import VirtualClock
 from trainyard_core.config import WebhookSettings
 from trainyard_core.errors import InvalidRequest
 from trainyard_core.events import Event
+from trainyard_core.models import Run, RunStatus, Trigger
 from trainyard_core.webhooks import signing
 from trainyard_core.webhooks.delivery import WebhookDeliverer, retry_delay
 from trainyard_core.webhooks.service import WebhookService
 from trainyard_core.webhooks.urls import WebhookUrlRefused, check_url
+from trainyard_core.webhooks.verify import EventVerifier
 
 from trainyard.local.lambda_runtime import (
     InvalidEventSource,
     batch_item_failures,
     check_event_source,
 )
-from trainyard.testing.webhooks import MemoryWebhookSecrets, MemoryWebhookStore, ScriptedSender
+from trainyard.testing.webhooks import (
+    MemoryModels,
+    MemoryRuns,
+    MemoryWebhookSecrets,
+    MemoryWebhookStore,
+    ScriptedSender,
+)
 
 DNS = {
     "hooks.example.com": ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"],
@@ -32,7 +40,7 @@ DNS = {
 }
 
 
-def resolve(host: str) -> list[str]:
+def resolve(host: str, timeout: float | None = None) -> list[str]:
     if host not in DNS:
         raise OSError(f"[Errno -2] Name or service not known: {host}")
     return DNS[host]
@@ -106,7 +114,44 @@ def test_the_signature_is_an_hmac_of_the_timestamp_and_the_exact_body() -> None:
     assert not signing.verify("whsec_k", "garbage", body, now=1_700_000_000)
 
 
-def _world(settings: WebhookSettings | None = None, script: list[int | None] | None = None) -> Any:
+RUN_ID = "r" * 32
+PACKAGES = "arn:aws:sagemaker:us-east-1:123456789012:model-package/"
+
+
+def ended_run(tenant: str = "acme", status: RunStatus = RunStatus.SUCCEEDED) -> Run:
+    return Run(
+        run_id=RUN_ID,
+        tenant_id=tenant,
+        plan="basic",
+        status=status,
+        trigger=Trigger(type="s3"),
+        queued_at="2026-01-01T00:00:00.000Z",
+        started_at="2026-01-01T00:00:01.000Z",
+        ended_at="2026-01-01T00:10:00.000Z",
+        execution_arn="arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/x",
+        metrics={"auc": 0.91},
+        failure_reason="AUC too low" if status is RunStatus.FAILED else None,
+    )
+
+
+def verifier(runs: MemoryRuns | None = None, models: MemoryModels | None = None) -> EventVerifier:
+    return EventVerifier(
+        runs=runs or MemoryRuns(),
+        models=models or MemoryModels(),
+        model_group=lambda tenant: f"trainyard-{tenant}",
+        model_package_arn_prefix=PACKAGES,
+    )
+
+
+def _world(
+    settings: WebhookSettings | None = None,
+    script: list[int | None] | None = None,
+    runs: MemoryRuns | None = None,
+    models: MemoryModels | None = None,
+) -> Any:
+    if runs is None:
+        runs = MemoryRuns()
+        runs.add(ended_run())
     store, secrets = MemoryWebhookStore(), MemoryWebhookSecrets()
     clock = VirtualClock()
     settings = settings or WebhookSettings(retry_base_seconds=30, max_attempts=3)
@@ -119,6 +164,7 @@ def _world(settings: WebhookSettings | None = None, script: list[int | None] | N
         secrets=secrets,
         resolve=resolve,
         sender=sender,
+        verifier=verifier(runs, models),
         settings=settings,
         clock=clock,
     )
@@ -126,7 +172,7 @@ def _world(settings: WebhookSettings | None = None, script: list[int | None] | N
 
 
 def _message(kind: catalogue.EventType, tenant: str = "acme", event_id: str = "e-1") -> str:
-    event = Event(kind, tenant, "2026-01-01T00:00:00.000Z", {"runId": "r" * 32})
+    event = Event(kind, tenant, "2026-01-01T00:00:00.000Z", {"runId": RUN_ID})
     return json.dumps(
         {
             "version": "0",
@@ -141,7 +187,7 @@ def _message(kind: catalogue.EventType, tenant: str = "acme", event_id: str = "e
 def test_a_failing_receiver_is_retried_with_growing_delays_then_given_up() -> None:
     service, deliverer, sender, store = _world(script=[500, None, 502])
     service.put("acme", "https://hooks.example.com/in", None)
-    message = _message(catalogue.RUN_FAILED)
+    message = _message(catalogue.RUN_SUCCEEDED)
     outcomes = [deliverer.deliver(message, receive) for receive in (1, 2, 3)]
     assert [(o.done, o.retry_after) for o in outcomes] == [(False, 30), (False, 60), (False, 0)]
     (delivery,) = store.deliveries.values()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trainyard_core import limits
+from trainyard_core.model_versions import ModelVersion
+from trainyard_core.models import Run
 from trainyard_core.ports.webhooks import Response
 from trainyard_core.store.webhooks_dynamodb import delivery_to_item, webhook_to_item
 from trainyard_core.webhooks.records import Delivery, Webhook
@@ -67,10 +69,39 @@ class MemoryWebhookSecrets:
 
 
 @dataclass
+class MemoryRuns:
+    """``RunReader``: runs by (tenant, run id), as the runs table holds them."""
+
+    runs: dict[tuple[str, str], Run] = field(default_factory=dict)
+
+    def add(self, run: Run) -> Run:
+        self.runs[(run.tenant_id, run.run_id)] = run
+        return run
+
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        return self.runs.get((tenant_id, run_id))
+
+
+@dataclass
+class MemoryModels:
+    """``ModelReader``: model packages by ARN, as DescribeModelPackage would describe them."""
+
+    packages: dict[str, ModelVersion] = field(default_factory=dict)
+
+    def add(self, model: ModelVersion) -> ModelVersion:
+        self.packages[model.model_package_arn] = model
+        return model
+
+    def get_by_arn(self, model_package_arn: str) -> ModelVersion | None:
+        return self.packages.get(model_package_arn)
+
+
+@dataclass
 class Sent:
     target: Target
     body: bytes
     headers: dict[str, str]
+    timeout: float = 0.0
 
 
 @dataclass
@@ -83,7 +114,7 @@ class ScriptedSender:
     def send(
         self, target: Target, body: bytes, headers: dict[str, str], timeout: float
     ) -> Response:
-        self.sent.append(Sent(target, body, headers))
+        self.sent.append(Sent(target, body, headers, timeout))
         status = self.script.pop(0) if self.script else 200
         if status is None:
             return Response(status=None, error=f"ReadTimeoutError: read timed out ({timeout} s)")

@@ -1,17 +1,27 @@
 """What tenant webhooks need from the world: a store, the signing secrets, HTTP.
 
 Implemented on DynamoDB (``store/webhooks_dynamodb.py``), Secrets Manager
-(``webhook_secrets.py``) and urllib3 with pinned addresses (``webhook_http.py``);
+(``webhook_secrets.py``) and http.client with pinned addresses (``webhook_http.py``);
 ``trainyard/testing/webhooks.py`` has in-memory twins for unit tests.
+
+The deliverer also reads Trainyard's own records to verify an event before it
+delivers it (``webhooks/verify.py``): a run (``RunReader``: the runs table,
+``store/runs_dynamodb.DynamoRunReader``; in memory ``store/runs_memory``) and a
+model package (``ModelReader``: SageMaker ``DescribeModelPackage``,
+``model_registry.SageMakerModelVersions``; in memory ``trainyard/testing/webhooks``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from trainyard_core.webhooks.records import Delivery, Webhook
 from trainyard_core.webhooks.urls import Target
+
+if TYPE_CHECKING:
+    from trainyard_core.model_versions import ModelVersion
+    from trainyard_core.models import Run
 
 
 class WebhookStore(Protocol):
@@ -54,3 +64,15 @@ class WebhookSender(Protocol):
     def send(
         self, target: Target, body: bytes, headers: dict[str, str], timeout: float
     ) -> Response: ...
+
+
+class RunReader(Protocol):
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        """The run as stored (a consistent read), None if the tenant has no such run."""
+        ...
+
+
+class ModelReader(Protocol):
+    def get_by_arn(self, model_package_arn: str) -> ModelVersion | None:
+        """The model package as SageMaker describes it, None if there is none."""
+        ...

@@ -11,6 +11,7 @@ from trainyard_core.store.run_items import (
     StateKey,
     counter_key,
     epoch,
+    item_to_run,
     pointer_key,
     state_item,
     upload_key,
@@ -108,3 +109,16 @@ class DynamoRunBase(DynamoClient):
                 }
             }
         ]
+
+
+class DynamoRunReader(DynamoClient):
+    """One run by its key, and nothing else: what the webhook deliverer may read
+    (``dynamodb:GetItem`` on the runs table) to verify a run event."""
+
+    def __init__(self, runs_table: str, client: Any | None = None) -> None:
+        super().__init__(client)
+        self.runs_table = runs_table
+
+    def get_run(self, tenant_id: str, run_id: str) -> Run | None:
+        item = self._get(self.runs_table, {"tenantId": tenant_id, "runId": run_id})
+        return item_to_run(item) if item else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-DeliveryStatus = Literal["pending", "succeeded", "failed"]
+DeliveryStatus = Literal["pending", "succeeded", "failed", "refused"]
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,22 @@ The embedded stack only (``allow_loopback_http``, never on in AWS) also accepts
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from trainyard_core import limits
 from trainyard_core.errors import InvalidRequest
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-# host -> every address it resolves to (raises OSError when it does not resolve).
-Resolver = Callable[[str], list[str]]
+
+
+class Resolver(Protocol):
+    def __call__(self, host: str, timeout: float | None = None) -> list[str]:
+        """Every address ``host`` resolves to, within ``timeout`` seconds (None: the
+        resolver's own bound); OSError when it does not resolve (or not in time)."""
+        ...
+
 
 LOOPBACK_HOST = "127.0.0.1"
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -93,8 +99,15 @@ def _describe(address: Address) -> str:
     return f"{address} is not a public address"
 
 
-def check_url(url: str, resolve: Resolver, *, allow_loopback_http: bool = False) -> Target:
-    """The target of ``url``, or ``WebhookUrlRefused`` (a 400 with its code)."""
+def check_url(
+    url: str,
+    resolve: Resolver,
+    *,
+    allow_loopback_http: bool = False,
+    timeout: float | None = None,
+) -> Target:
+    """The target of ``url``, or ``WebhookUrlRefused`` (a 400 with its code);
+    ``timeout`` bounds resolving its host."""
     if not isinstance(url, str) or not url or len(url) > limits.WEBHOOK_URL_MAX_CHARS:
         raise _refuse(
             "InvalidWebhookUrl", f"url must be 1-{limits.WEBHOOK_URL_MAX_CHARS} characters"
@@ -125,17 +138,17 @@ def check_url(url: str, resolve: Resolver, *, allow_loopback_http: bool = False)
         return Target("http", host, port, path, (LOOPBACK_HOST,))
     if port not in (None, 443):
         raise _refuse("WebhookUrlPortNotAllowed", "url must use the default https port (443)")
-    return Target("https", host, 443, path, public_addresses(host, resolve))
+    return Target("https", host, 443, path, public_addresses(host, resolve, timeout))
 
 
-def public_addresses(host: str, resolve: Resolver) -> tuple[str, ...]:
+def public_addresses(host: str, resolve: Resolver, timeout: float | None = None) -> tuple[str, ...]:
     """Every address ``host`` resolves to, all of them public, or a refusal."""
     literal = host.strip("[]")
     try:
         addresses = [ipaddress.ip_address(literal)]
     except ValueError:
         try:
-            resolved = resolve(host)
+            resolved = resolve(host, timeout=timeout)
         except (OSError, UnicodeError) as exc:
             raise _refuse("WebhookHostUnresolvable", f"{host} does not resolve: {exc}") from exc
         if not resolved:

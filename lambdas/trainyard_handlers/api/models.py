@@ -277,7 +277,10 @@ class WebhookDelivery(_Envelope):
     delivery_id: str = Field(description="The Trainyard-Delivery header (de-duplicate on it).")
     event: str
     run_id: str | None = Field(default=None, exclude_if=_absent_if_none)
-    status: Literal["pending", "succeeded", "failed"]
+    status: Literal["pending", "succeeded", "failed", "refused"] = Field(
+        description="refused: the event did not match Trainyard's records (a forged or "
+        "stale event on the bus) and was not sent; lastError says why."
+    )
     attempts: int
     last_status_code: int | None = Field(default=None, exclude_if=_absent_if_none)
     last_error: str | None = Field(default=None, exclude_if=_absent_if_none)
