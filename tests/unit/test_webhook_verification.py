@@ -77,6 +77,8 @@ FORGERIES = [
     # A real run, a status it does not have (SUCCEEDED, claimed FAILED).
     (catalogue.RUN_FAILED, {"runId": RUN_ID, "status": "FAILED"}, "is SUCCEEDED"),
     (catalogue.RUN_STARTED, {"runId": "../x"}, "without a valid runId"),
+    # Its refused record stays small whatever the forger put in.
+    (catalogue.RUN_QUEUED, {"runId": "a" * 200_000}, "without a valid runId"),
     # A model package: not in the tenant's group, missing, not approved.
     (
         catalogue.MODEL_APPROVED,
@@ -112,6 +114,7 @@ def test_an_event_trainyards_records_do_not_confirm_is_refused_recorded_and_neve
     (delivery,) = store.deliveries.values()
     assert delivery.status == "refused" and delivery.attempts == 0
     assert why in (delivery.last_error or "")
+    assert len(delivery.run_id or "") <= 256
     assert delivery.api_dict()["status"] == "refused"
     assert deliverer.metrics.counts == {"WebhookEventsRefused": 1}
     # The same event again (at-least-once) is not sent either, nor recorded twice.

@@ -116,7 +116,11 @@ class DynamoRunReader(DynamoClient):
     (``dynamodb:GetItem`` on the runs table) to verify a run event."""
 
     def __init__(self, runs_table: str, client: Any | None = None) -> None:
-        super().__init__(client)
+        import boto3
+
+        # Made now, in one thread: the deliverer's worker threads share it (clients
+        # are thread-safe, the session making them is not).
+        super().__init__(client or boto3.client("dynamodb"))
         self.runs_table = runs_table
 
     def get_run(self, tenant_id: str, run_id: str) -> Run | None:

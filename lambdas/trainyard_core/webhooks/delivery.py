@@ -108,7 +108,10 @@ class QueuedEvent:
             kind=kind,
             tenant_id=tenant_id,
             occurred_at=limits.bounded(occurred_at, 64),
-            run_id=run_id if isinstance(run_id, str) else None,
+            # Bounded: a forged event's runId lands in its refused delivery record.
+            run_id=limits.bounded(run_id, limits.NAME_MAX_CHARS)
+            if isinstance(run_id, str)
+            else None,
             envelope=detail,
         )
 
