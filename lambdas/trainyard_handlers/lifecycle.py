@@ -27,9 +27,11 @@ def is_lifecycle_schedule(event: dict[str, Any]) -> bool:
 
 @tracer.capture_method
 def advance_tenants(context: LambdaContext) -> dict[str, Any]:
-    report = dependencies.tenant_service().advance_pending(
-        time_left=lambda: context.get_remaining_time_in_millis() / 1000.0
-    )
+    def time_left() -> float:
+        return context.get_remaining_time_in_millis() / 1000.0
+
+    report = dependencies.tenant_service().advance_pending(time_left=time_left)
+    report.update(_retrain_due(time_left))
     for error in report["errors"]:
         tenant_id, _, reason = error.partition(": ")
         logger.error(
@@ -57,8 +59,32 @@ def advance_tenants(context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(
         "TenantStackUpdateFailures", MetricUnit.Count, len(report["stack_update_failures"])
     )
+    report["errors"] = report["errors"] + report.pop("retrain_errors")
     if report["errors"]:
         # After every other tenant had its turn: fail the invocation so the
         # <prefix>-onboarding-errors alarm sees it (the next minute retries anyway).
         raise TenantLifecycleError(f"{len(report['errors'])} tenant(s) failed: {report['errors']}")
     return {key: len(ids) for key, ids in report.items()}
+
+
+def _retrain_due(time_left: Any) -> dict[str, list[str]]:
+    """Scheduled retraining in the time left (tenants/retraining.py)."""
+    retrain = dependencies.retraining().run_due(time_left)
+    for error in retrain.errors:
+        tenant_id, _, reason = error.partition(": ")
+        logger.error("retrain check failed", extra={"tenant_id": tenant_id, "reason": reason})
+    if retrain.queued:
+        logger.info("retraining queued", extra={"tenants": retrain.queued})
+        # The runs start now, not at the scheduler's next one-minute reconcile.
+        for plan in sorted(retrain.plans):
+            try:
+                dependencies.intake_queue().request_dispatch(plan)
+            except Exception:
+                logger.exception("could not request an immediate dispatch")
+    metrics.add_metric("RetrainsQueued", MetricUnit.Count, len(retrain.queued))
+    return {
+        "retrain_queued": retrain.queued,
+        "retrain_unchanged": retrain.unchanged,
+        "retrain_deferred": retrain.deferred,
+        "retrain_errors": retrain.errors,
+    }
