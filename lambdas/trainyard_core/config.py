@@ -118,6 +118,9 @@ class RetrainingSettings(_Model):
     # Objects listed per check (1,000 a ListObjectsV2 call): beyond it the data's
     # fingerprint covers the first ones only (docs: scaling limits).
     max_objects: int = Field(default=10_000, ge=1)
+    # Seconds of each lifecycle run (of the onboarding function's 29) the checks may
+    # take before the tenants' provisioning, migrations and offboarding get theirs.
+    budget_seconds: float = Field(default=10, gt=0, le=20)
 
 
 class Settings(_Model):

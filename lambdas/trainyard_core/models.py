@@ -126,9 +126,8 @@ class IgnoredUpload(_Wire):
 
 
 class RetrainSchedule(_Wire):
-    """A tenant's scheduled retraining (tenants/retraining.py): a run on its current
-    data every ``every`` (ISO-8601 duration), when the data changed since its last
-    successful run."""
+    """A tenant's retrain schedule: a run on its current data every `every` (an
+    ISO-8601 duration), when the data changed since its last successful run."""
 
     every: str
     next_due_at: str
@@ -188,6 +187,8 @@ class Tenant(_Wire):
     # only this can show (tenants/retraining.py).
     retrain_fingerprint: str | None = None
     retrain_fingerprint_at: str | None = None
+    # The run the schedule queued when it took that fingerprint (its input data).
+    retrain_fingerprint_run_id: str | None = None
 
     @classmethod
     def _internal_fields(cls) -> set[str]:
@@ -203,6 +204,7 @@ class Tenant(_Wire):
             "template_update_at",
             "retrain_fingerprint",
             "retrain_fingerprint_at",
+            "retrain_fingerprint_run_id",
         }
 
 

@@ -28,7 +28,7 @@ class S3DataListing:
                 if is_training_file(item["Key"]):
                     objects.append(
                         DataObject(
-                            key=item["Key"],
+                            key=item["Key"][len(prefix) :],
                             etag=str(item.get("ETag", "")),
                             size=int(item.get("Size", 0)),
                             last_modified=item["LastModified"],
@@ -37,6 +37,7 @@ class S3DataListing:
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return DataSnapshot(objects)
+            # Bounded in requests (1,000 keys each), whatever the keys are.
             if listed >= max_objects:
                 return DataSnapshot(objects, truncated=True)
             kwargs["ContinuationToken"] = token

@@ -105,7 +105,9 @@ def _retraining() -> Retraining:
         settings=settings().retraining,
         tenants=tenant_service().tenants,
         listing=S3DataListing(),
-        recent_runs=lambda tenant_id: run_service().runs.list_runs(tenant_id, limit=50)[0],
+        recent_runs=lambda tenant_id: run_service().runs.list_runs(
+            tenant_id, limit=50, consistent=True
+        )[0],
         enqueue=lambda tenant: run_service().submit_scheduled_run(tenant),
         now=lambda: clock().now(),
     )

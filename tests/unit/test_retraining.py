@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -78,7 +79,7 @@ class World:
         tenant = self.tenants.get(tenant_id)
         assert tenant is not None
         where = f"{tenant.data_bucket}/{tenant.data_prefix}"
-        self.listing.files.setdefault(where, {})[f"{tenant.data_prefix}{key}"] = (
+        self.listing.files.setdefault(where, {})[key] = (
             etag,
             10,
             self.clock.now(),
@@ -87,15 +88,16 @@ class World:
     def delete(self, tenant_id: str, key: str) -> None:
         tenant = self.tenants.get(tenant_id)
         assert tenant is not None
-        del self.listing.files[f"{tenant.data_bucket}/{tenant.data_prefix}"][
-            f"{tenant.data_prefix}{key}"
-        ]
+        del self.listing.files[f"{tenant.data_bucket}/{tenant.data_prefix}"][key]
 
-    def trained(self, tenant_id: str, status: str = "Succeeded") -> None:
-        """A run on the tenant's data, started now and ended 10 minutes later."""
+    def trained(self, tenant_id: str, status: str = "Succeeded", run: Any = None) -> None:
+        """A run on the tenant's data (a new manual one, or ``run`` if queued),
+        started 5 s from now and ended 10 minutes later."""
         tenant = self.tenants.get(tenant_id)
         assert tenant is not None
-        run = self.service.submit_manual_run(tenant)
+        if run is None:
+            run = self.service.submit_manual_run(tenant)
+        self.clock.advance(5)
         self.service.dispatch()
         current = self.runs.get_run(tenant_id, run.run_id)
         assert current is not None and current.execution_arn
@@ -273,3 +275,109 @@ def test_repeating_a_patch_does_not_postpone_the_due_time() -> None:
     assert again.next_due_at == first.next_due_at
     changed = schedule_for(first, "P2D", T0 + timedelta(hours=5), SETTINGS)
     assert changed.next_due_at == iso_ms(T0 + timedelta(hours=5, days=2))
+
+
+def _scheduled(world: World, tenant_id: str) -> Any:
+    return next(r for r in world.runs_of(tenant_id) if r.trigger.type == "schedule")
+
+
+def test_a_deletion_after_a_scheduled_run_is_retrained_on_next_period(world: World) -> None:
+    """The fingerprint taken when the schedule queued a run describes that run's data."""
+    world.tenant("shrink")
+    world.write("shrink", "a.csv")
+    world.write("shrink", "b.csv")
+    world.clock.advance(86_400)
+    assert world.retraining.run_due().queued == ["shrink"]  # never trained successfully
+    world.trained("shrink", run=_scheduled(world, "shrink"))
+    world.clock.advance(3 * 86_400)
+    world.delete("shrink", "b.csv")
+    world.clock.advance(4 * 86_400)
+    assert world.retraining.run_due().queued == ["shrink"]
+
+
+def test_a_scheduled_run_that_failed_is_not_repeated_on_the_same_data(world: World) -> None:
+    world.tenant("broken")
+    world.write("broken", "a.csv")
+    world.clock.advance(86_400)
+    assert world.retraining.run_due().queued == ["broken"]
+    world.trained("broken", status="Failed", run=_scheduled(world, "broken"))
+    world.clock.advance(86_400)
+    report = world.retraining.run_due()
+    assert report.queued == [] and report.unchanged == ["broken"]
+    tenant = world.tenants.get("broken")
+    assert tenant is not None and tenant.retrain is not None
+    assert "did not succeed" in (tenant.retrain.last_outcome or "")
+    world.write("broken", "a.csv", etag="fixed")  # the tenant fixes its data
+    world.clock.advance(86_400)
+    assert world.retraining.run_due().queued == ["broken"]
+
+
+def test_a_tenant_whose_check_fails_is_rechecked_later_and_does_not_block_others(
+    world: World,
+) -> None:
+    world.retraining.settings = RetrainingSettings(checks_per_run=2)
+    for name in ("bad-1", "bad-2", "good-1", "good-2"):
+        world.tenant(name)
+        world.write(name, "a.csv")
+        world.clock.advance(1)
+    original = world.listing.training_files
+
+    def denied(bucket: str, prefix: str, max_objects: int) -> DataSnapshot:
+        if "bad" in bucket + prefix:
+            raise RuntimeError("AccessDenied")
+        return original(bucket, prefix, max_objects)
+
+    world.listing.training_files = denied  # type: ignore[method-assign]
+    world.clock.advance(86_400)
+    first = world.retraining.run_due()
+    assert len(first.errors) == 2 and first.queued == []
+    second = world.retraining.run_due()
+    assert second.queued == ["good-1", "good-2"]
+    tenant = world.tenants.get("bad-1")
+    assert tenant is not None and tenant.retrain is not None
+    assert tenant.retrain.last_outcome == "error: RuntimeError: AccessDenied"
+    assert tenant.retrain.next_due_at == iso_ms(world.clock.now() + timedelta(seconds=900))
+
+
+def test_a_busy_tenant_is_looked_at_again_soon_not_a_period_later(world: World) -> None:
+    world.tenant("busy-weekly", every="P7D")
+    world.write("busy-weekly", "a.csv")
+    tenant = world.tenants.get("busy-weekly")
+    assert tenant is not None
+    world.service.submit_manual_run(tenant)
+    world.clock.advance(7 * 86_400)
+    assert world.retraining.run_due().deferred == ["busy-weekly"]
+    after = world.tenants.get("busy-weekly")
+    assert after is not None and after.retrain is not None
+    assert after.retrain.next_due_at == iso_ms(world.clock.now() + timedelta(minutes=15))
+
+
+def test_a_schedule_outside_todays_bounds_is_still_checked(world: World) -> None:
+    world.tenant("old-rules", every="PT1H")
+    world.write("old-rules", "a.csv")
+    world.retraining.settings = RetrainingSettings(min_interval_seconds=86_400)
+    world.clock.advance(3600)
+    assert world.retraining.run_due().queued == ["old-rules"]
+
+
+def test_a_migrations_copies_are_not_new_data(world: World) -> None:
+    world.tenant("mover")
+    world.write("mover", "a.csv")
+    world.trained("mover")
+    world.clock.advance(3600)
+    tenant = world.tenants.get("mover")
+    assert tenant is not None
+    # The move copies the file to the new location, then the tenant takes it.
+    world.write("mover", "a.csv")
+    moved = world.tenants.save(
+        tenant.model_copy(update={"location_since": iso_ms(world.clock.now())})
+    )
+    assert moved.location_since
+    world.clock.advance(86_400)
+    assert world.retraining.run_due().unchanged == ["mover"]
+
+
+@pytest.mark.parametrize("every", ["P7D\n", " P7D", "p7d"])
+def test_a_period_with_anything_around_it_is_a_400(every: str) -> None:
+    with pytest.raises(InvalidRequest):
+        parse_every(every, SETTINGS)

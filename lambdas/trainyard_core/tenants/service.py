@@ -111,31 +111,48 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
         retrain: RetrainChange = KEEP,
     ) -> Tenant:
         """PATCH: a plan change, a suspension or resumption, and/or the retrain
-        schedule (``{"every": ...}`` to set, None to remove, KEEP to leave)."""
+        schedule (``{"every": ...}`` to set, None to remove, KEEP to leave). The
+        schedule is checked before anything changes: a 400 changes nothing."""
+        every = self._retrain_every(retrain)
         if plan is None and status is None:
             if retrain is KEEP:
                 raise InvalidRequest(
                     "nothing to update: give plan, status and/or retrain", code="EmptyUpdate"
                 )
-            return self.set_retrain(tenant_id, retrain)
+            return self._set_retrain(tenant_id, every)
         updated = self._update(tenant_id, plan=plan, status=status)
-        return updated if retrain is KEEP else self.set_retrain(tenant_id, retrain)
+        if retrain is KEEP:
+            return updated
+        # A plan change across isolation models has made it MIGRATING: the schedule is
+        # stored all the same (the index holds only ACTIVE tenants).
+        return self._set_retrain(tenant_id, every, migrating_ok=True)
 
-    def set_retrain(self, tenant_id: str, retrain: dict[str, object] | None) -> Tenant:
-        """Set or remove the tenant's retrain schedule (tenants/retraining.py)."""
-        every = None
-        if retrain is not None:
-            unknown = sorted(set(retrain) - {"every"})
-            if unknown:
-                raise InvalidRequest(
-                    f"retrain accepts only 'every'; unknown: {unknown}",
-                    code="InvalidRetrainSchedule",
-                )
-            every = retrain.get("every")
-            parse_every(every, self.settings.retraining)  # 400 before any read
+    def _retrain_every(self, retrain: RetrainChange) -> str | None:
+        if retrain is KEEP or retrain is None:
+            return None
+        assert isinstance(retrain, dict)
+        unknown = sorted(set(retrain) - {"every"})
+        if unknown:
+            raise InvalidRequest(
+                f"retrain accepts only 'every'; unknown: {unknown}",
+                code="InvalidRetrainSchedule",
+            )
+        every = retrain.get("every")
+        parse_every(every, self.settings.retraining)
+        return str(every)
+
+    def _set_retrain(self, tenant_id: str, every: str | None, migrating_ok: bool = False) -> Tenant:
+        """Set (``every``) or remove (None) the retrain schedule (tenants/retraining.py)."""
+        allowed = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
         for _ in range(4):  # a concurrent writer (the lifecycle schedule) may win a lap
             tenant = self.get(tenant_id)
-            if tenant.status not in (TenantStatus.ACTIVE, TenantStatus.SUSPENDED):
+            if tenant.status == TenantStatus.MIGRATING and not migrating_ok:
+                raise Conflict(
+                    f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
+                    "of that plan change is accepted until it completes",
+                    code="TenantMigrating",
+                )
+            if tenant.status not in allowed and tenant.status != TenantStatus.MIGRATING:
                 raise Conflict(
                     f"tenant {tenant_id!r} is {tenant.status.value}; only ACTIVE or SUSPENDED "
                     "tenants can be updated",
@@ -144,9 +161,7 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
             schedule = (
                 None
                 if every is None
-                else schedule_for(
-                    tenant.retrain, str(every), self.clock.now(), self.settings.retraining
-                )
+                else schedule_for(tenant.retrain, every, self.clock.now(), self.settings.retraining)
             )
             if schedule == tenant.retrain:
                 return tenant

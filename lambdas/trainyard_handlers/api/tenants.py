@@ -61,7 +61,7 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
         except Exception:
             # The plan change stands; dispatch moves the run when it next sees it.
             logger.exception("could not move the queued run to the new plan")
-    if tenant.status.value == "ACTIVE":
+    if tenant.status.value == "ACTIVE" and (request.plan or request.status):
         # A resumed tenant's waiting runs (or a plan with free room) start now,
         # not at the next one-minute reconcile.
         requests.request_dispatch(tenant.plan)
