@@ -68,6 +68,8 @@ class OnboardingApi(Construct):
                 iam.PolicyStatement(actions=["sqs:GetQueueUrl"], resources=[pair.queue.queue_arn])
             )
         # Offboarding with ?purge=true deletes a retained tenant bucket and its objects.
+        # ListBucket also serves the retrain schedule's look at a tenant's data prefix
+        # (tenants/retraining.py): narrowing this statement must keep it.
         tenant_buckets = f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*-{Aws.ACCOUNT_ID}"
         onboarding.role.add_to_policy(
             iam.PolicyStatement(

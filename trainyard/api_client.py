@@ -203,9 +203,21 @@ class TrainyardApi:
         return self.call("getTenant", tenantId=tenant_id)
 
     def update_tenant(
-        self, tenant_id: str, *, plan: str | None = None, status: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        plan: str | None = None,
+        status: str | None = None,
+        retrain_every: str | None = None,
+        retrain_off: bool = False,
     ) -> dict[str, Any]:
+        """``retrain_every`` sets the retrain schedule (an ISO-8601 period such as
+        "P7D"); ``retrain_off`` removes it."""
         body = UpdateTenantRequest(plan=plan, status=status).model_dump(exclude_none=True)
+        if retrain_off:
+            body["retrain"] = None
+        elif retrain_every is not None:
+            body["retrain"] = {"every": retrain_every}
         return self.call("updateTenant", json_body=body, tenantId=tenant_id)
 
     def delete_tenant(self, tenant_id: str, *, purge: bool = False) -> dict[str, Any]:

@@ -126,6 +126,11 @@ def _schemas() -> dict[str, Any]:
         "anyOf": [{"enum": ["ACTIVE", "SUSPENDED"], "type": "string"}, {"type": "null"}],
         "default": None,
     }
+    # Absent leaves the schedule as it is; null removes it (no default to assume).
+    update["retrain"].pop("default", None)
+    update["retrain"]["description"] = (
+        "Set the retrain schedule; null removes it; absent leaves it unchanged."
+    )
     schemas["UpdateTenantRequest"]["minProperties"] = 1
     timestamps = ("createdAt", "updatedAt", "queuedAt", "startedAt", "endedAt")
     for name in ("Tenant", "Run"):

@@ -108,6 +108,23 @@ class WebhookSettings(_Model):
     allow_loopback_http: bool = False
 
 
+class RetrainingSettings(_Model):
+    """Scheduled retraining (tenants/retraining.py): a tenant's ``retrain.every``."""
+
+    # Shortest period a tenant may ask for (seconds; tests use a few).
+    min_interval_seconds: int = Field(default=3600, ge=1)
+    max_interval_days: int = Field(default=366, ge=1)
+    # Due tenants checked per lifecycle run (one S3 listing each); the rest wait a
+    # minute, so thousands of tenants due at once are worked off in order.
+    checks_per_run: int = Field(default=100, ge=1, le=1000)
+    # Objects listed per check (1,000 a ListObjectsV2 call): beyond it the data's
+    # fingerprint covers the first ones only (docs: scaling limits).
+    max_objects: int = Field(default=10_000, ge=1)
+    # Seconds of each lifecycle run (of the onboarding function's 29) the checks may
+    # take before the tenants' provisioning, migrations and offboarding get theirs.
+    budget_seconds: float = Field(default=10, gt=0, le=20)
+
+
 class Settings(_Model):
     stack_name: str = "TrainyardPlatform"
     # Prefix of every physical name (tables, queues, roles, stacks).
@@ -204,6 +221,7 @@ class Settings(_Model):
     # "createAccountRole" also sets that role (overwriting any existing one).
     api_logging: Literal["off", "useAccountRole", "createAccountRole"] = "off"
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    retraining: RetrainingSettings = Field(default_factory=RetrainingSettings)
 
     @field_validator("plans")
     @classmethod

@@ -125,6 +125,18 @@ class IgnoredUpload(_Wire):
     etag: str | None = None
 
 
+class RetrainSchedule(_Wire):
+    """A tenant's retrain schedule: a run on its current data every `every` (an
+    ISO-8601 duration), when the data changed since its last successful run."""
+
+    every: str
+    next_due_at: str
+    last_checked_at: str | None = None
+    # What the last check did: "queued", "unchanged", "no data", "deferred: ...".
+    last_outcome: str | None = None
+    last_run_id: str | None = None
+
+
 class Tenant(_Wire):
     tenant_id: str
     plan: str
@@ -169,6 +181,14 @@ class Tenant(_Wire):
     # update of an ACTIVE or SUSPENDED tenant. When the rollout last asked for one.
     template_requested: str | None = None
     template_update_at: str | None = None
+    retrain: RetrainSchedule | None = None
+    # What the retrain schedule's last check saw under the data prefix (sha256 of
+    # each training file's key, ETag and size) and when: a deletion is a change
+    # only this can show (tenants/retraining.py).
+    retrain_fingerprint: str | None = None
+    retrain_fingerprint_at: str | None = None
+    # The run the schedule queued when it took that fingerprint (its input data).
+    retrain_fingerprint_run_id: str | None = None
 
     @classmethod
     def _internal_fields(cls) -> set[str]:
@@ -182,6 +202,9 @@ class Tenant(_Wire):
             "template_version",
             "template_requested",
             "template_update_at",
+            "retrain_fingerprint",
+            "retrain_fingerprint_at",
+            "retrain_fingerprint_run_id",
         }
 
 
@@ -194,7 +217,7 @@ class TriggerObject(_Wire):
 
 
 class Trigger(_Wire):
-    type: Literal["s3", "manual"]
+    type: Literal["s3", "manual", "schedule"]
     # The first limits.TRIGGER_OBJECTS_MAX uploads; later ones are only counted
     # (the run trains on every CSV under the prefix either way).
     objects: list[TriggerObject] = Field(default_factory=list)

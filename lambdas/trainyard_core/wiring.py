@@ -222,6 +222,9 @@ class Names:
     silo_output_prefix: str = "artifacts/"
 
 
+RETRAIN_DUE_INDEX = "byRetrainDue"
+
+
 @dataclass(frozen=True)
 class IndexSpec:
     name: str
@@ -255,6 +258,9 @@ def tables(names: Names) -> dict[str, TableSpec]:
                 # Sparse: only tenants in a transitional state (provisioning, migrating,
                 # offboarding) carry lifecycleStatus; the lifecycle schedule advances them.
                 IndexSpec("byLifecycle", "lifecycleStatus"),
+                # Sparse: ACTIVE tenants with a retrain schedule, by when next due
+                # (one partition; the lifecycle schedule reads the due end).
+                IndexSpec(RETRAIN_DUE_INDEX, "retrainShard", "retrainDueAt"),
             ),
         ),
         names.runs_table: TableSpec(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from trainyard_core.sagemaker_port import SageMakerTenantExecutions
     from trainyard_core.scheduling.service import SchedulerService
     from trainyard_core.tenants import TenantService
+    from trainyard_core.tenants.retraining import Retraining
     from trainyard_core.tenants.uploads import TenantUploads
     from trainyard_core.webhooks.delivery import WebhookDeliverer
     from trainyard_core.webhooks.service import WebhookService
@@ -93,6 +94,22 @@ def _tenant_service() -> TenantService:
         active_runs=_active_runs,
         record_upload=lambda tenant, obj: run_service().record_moved_upload(tenant, obj),
         executions=_tenant_executions(),
+    )
+
+
+def _retraining() -> Retraining:
+    from trainyard_core.tenant_data_s3 import S3DataListing
+    from trainyard_core.tenants.retraining import Retraining
+
+    return Retraining(
+        settings=settings().retraining,
+        tenants=tenant_service().tenants,
+        listing=S3DataListing(),
+        recent_runs=lambda tenant_id: run_service().runs.list_runs(
+            tenant_id, limit=50, consistent=True
+        )[0],
+        enqueue=lambda tenant: run_service().submit_scheduled_run(tenant),
+        now=lambda: clock().now(),
     )
 
 
@@ -265,6 +282,8 @@ settings: Dependency[Settings] = Dependency(settings_from_env)
 # The onboarding function: tenants, and the runs as the API sees them (reads, manual
 # runs, usage, queue; no metrics of its own, admission stays in the scheduler).
 tenant_service: Dependency[TenantService] = Dependency(_tenant_service)
+# The lifecycle schedule's retrain checks.
+retraining: Dependency[Retraining] = Dependency(_retraining)
 retained_resources: Dependency[RetainedResources] = Dependency(_retained_resources)
 run_service: Dependency[SchedulerService] = Dependency(_run_service)
 intake_queue: Dependency[IntakeQueue] = Dependency(_intake_queue)
@@ -288,6 +307,7 @@ webhook_queue: Dependency[Any] = Dependency(_webhook_queue)
 ONBOARDING = (
     settings,
     tenant_service,
+    retraining,
     retained_resources,
     run_service,
     intake_queue,

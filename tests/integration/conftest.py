@@ -16,7 +16,11 @@ from trainyard.local.stack import EmbeddedStack
 
 # Webhook retries within seconds, not minutes (the webhook tests wait for them):
 # attempts 1 s, 2 s, 4 s apart, a 1 s receiver timeout, four attempts in all.
-TEST_SETTINGS = {"webhooks": {"retryBaseSeconds": 1, "timeoutSeconds": 1, "maxAttempts": 4}}
+# Retrain schedules of seconds (the retraining test waits for them to fall due).
+TEST_SETTINGS = {
+    "webhooks": {"retryBaseSeconds": 1, "timeoutSeconds": 1, "maxAttempts": 4},
+    "retraining": {"minIntervalSeconds": 1},
+}
 
 
 # Package scope: the stack (and its pipeline engine, which watches moto's in-process

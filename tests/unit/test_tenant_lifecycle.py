@@ -465,3 +465,36 @@ def test_one_tenant_failing_does_not_stop_the_schedule_and_a_short_budget_defers
     provisioner.describe = original  # type: ignore[method-assign]
     assert sorted(service.advance_pending()["advanced"]) == ["aaa", "ccc"]
     assert service.tenants.pending() == []
+
+
+def test_a_bad_retrain_schedule_with_a_plan_change_changes_nothing(
+    service: TenantService, provisioner: InMemoryProvisioner
+) -> None:
+    service.create("acme", "basic")
+    before = service.get("acme")
+    with pytest.raises(InvalidRequest) as refused:
+        service.update("acme", plan="standard", status="SUSPENDED", retrain={"every": "weekly"})
+    assert refused.value.code == "InvalidRetrainSchedule"
+    after = service.get("acme")
+    assert (after.plan, after.status, after.version) == (before.plan, before.status, before.version)
+
+
+def test_a_retrain_schedule_survives_suspension_and_is_due_again_once_active(
+    service: TenantService,
+) -> None:
+    service.create("acme", "basic")
+    set_ = service.update("acme", plan=None, status=None, retrain={"every": "PT1H"})
+    assert set_.retrain is not None and set_.retrain.every == "PT1H"
+    due_at = set_.retrain.next_due_at
+    later = "2999-01-01T00:00:00.000Z"
+    service.update("acme", plan=None, status="SUSPENDED")
+    assert service.tenants.due_for_retraining(later, 10) == []  # out of the index
+    resumed = service.update("acme", plan=None, status="ACTIVE")
+    assert resumed.retrain is not None and resumed.retrain.next_due_at == due_at
+    assert [t.tenant_id for t in service.tenants.due_for_retraining(later, 10)] == ["acme"]
+    # Combined with a plan change in the same PATCH, and removed with None.
+    both = service.update("acme", plan="standard", status=None, retrain={"every": "P1D"})
+    assert both.plan == "standard" and both.retrain is not None and both.retrain.every == "P1D"
+    off = service.update("acme", plan=None, status=None, retrain=None)
+    assert off.retrain is None
+    assert service.tenants.due_for_retraining(later, 10) == []

@@ -127,3 +127,37 @@ def test_unprocessed_keys_are_asked_again_with_backoff_as_consistent_reads() -> 
     assert batch_get(batch_get_item, "t", keys, sleep=slept.append) == keys
     assert len(calls) == 2 and calls[1]["t"] == {"Keys": keys[1:], "ConsistentRead": True}
     assert len(slept) == 1 and slept[0] > 0
+
+
+def test_the_retrain_index_returns_due_active_tenants_soonest_first_bounded(
+    repo: DynamoTenantRepository,
+) -> None:
+    from trainyard_core.models import RetrainSchedule
+
+    def scheduled(tenant_id: str, due: str, status: TenantStatus = TenantStatus.ACTIVE) -> None:
+        repo.create(
+            tenant(tenant_id, status).model_copy(
+                update={"retrain": RetrainSchedule(every="P1D", next_due_at=due)}
+            )
+        )
+
+    scheduled("late", "2026-01-03T00:00:00.000Z")
+    scheduled("soon", "2026-01-01T00:00:00.000Z")
+    scheduled("mid", "2026-01-02T00:00:00.000Z")
+    scheduled("future", "2026-02-01T00:00:00.000Z")
+    scheduled("nap", "2026-01-01T00:00:00.000Z", TenantStatus.SUSPENDED)
+    repo.create(tenant("plain", TenantStatus.ACTIVE))
+    now = "2026-01-15T00:00:00.000Z"
+    assert [t.tenant_id for t in repo.due_for_retraining(now, 10)] == ["soon", "mid", "late"]
+    assert [t.tenant_id for t in repo.due_for_retraining(now, 2)] == ["soon", "mid"]
+    # Suspending, or removing the schedule, takes the tenant out of the index.
+    soon = repo.get("soon")
+    assert soon is not None
+    repo.save(soon.model_copy(update={"status": TenantStatus.SUSPENDED}))
+    mid = repo.get("mid")
+    assert mid is not None
+    repo.save(mid.model_copy(update={"retrain": None}))
+    assert [t.tenant_id for t in repo.due_for_retraining(now, 10)] == ["late"]
+    late = repo.get("late")
+    assert late is not None and late.retrain is not None  # index attributes never leak
+    assert repo.due_for_retraining(now, 10)[0] == late

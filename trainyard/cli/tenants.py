@@ -72,16 +72,25 @@ def tenants_update(
     tenant: str = typer.Argument(...),
     plan: str | None = typer.Option(None, "--plan", help="Move to another plan (data is kept)."),
     status: str | None = typer.Option(None, "--status", help="ACTIVE or SUSPENDED."),
+    retrain: str | None = typer.Option(
+        None,
+        "--retrain",
+        help="Retrain on the current data this often when it changed (ISO-8601, e.g. P7D); "
+        "'off' removes the schedule.",
+    ),
 ) -> None:
-    """Change a tenant's plan or suspend/reactivate it."""
-    if plan is None and status is None:
-        _fail("NothingToUpdate", "give --plan and/or --status")
+    """Change a tenant's plan, suspend/reactivate it, or set its retrain schedule."""
+    if plan is None and status is None and retrain is None:
+        _fail("NothingToUpdate", "give --plan, --status and/or --retrain")
     if status is not None:
         status = status.upper()
         if status not in TENANT_STATUSES:
             _fail("InvalidStatus", f"--status must be one of {', '.join(TENANT_STATUSES)}")
     opts = _opts(ctx)
-    body = opts.api().update_tenant(tenant, plan=plan, status=status)
+    off = retrain is not None and retrain.lower() == "off"
+    body = opts.api().update_tenant(
+        tenant, plan=plan, status=status, retrain_every=None if off else retrain, retrain_off=off
+    )
     if opts.json_output:
         _print_json(body)
     else:

@@ -98,9 +98,14 @@ class RunRepository(Protocol):
     def get_run(self, tenant_id: str, run_id: str) -> Run | None: ...
 
     def list_runs(
-        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+        self,
+        tenant_id: str,
+        limit: int = 50,
+        next_token: str | None = None,
+        *,
+        consistent: bool = False,
     ) -> tuple[list[Run], str | None]:
-        """Newest first."""
+        """Newest first; ``consistent``: a strongly consistent read of the base table."""
         ...
 
     def find_by_execution(self, execution_arn: str) -> Run | None: ...

@@ -65,3 +65,8 @@ class TenantRepository(Protocol):
         """ACTIVE and SUSPENDED tenants whose ``template_version`` is not this one
         (or none): their stacks are on an older tenant template."""
         ...
+
+    def due_for_retraining(self, now_iso: str, limit: int) -> list[Tenant]:
+        """ACTIVE tenants with a retrain schedule next due at or before ``now_iso``,
+        soonest due first, at most ``limit`` (the sparse byRetrainDue index)."""
+        ...

@@ -185,10 +185,20 @@ def submit_manual_run(ctx: SchedulerContext, tenant: Tenant) -> Run:
     return with_positions(ctx, [result.run])[0]
 
 
+def submit_scheduled_run(ctx: SchedulerContext, tenant: Tenant) -> Run:
+    """The tenant's retrain schedule (tenants/retraining.py): a run on its current
+    data, like a manual run (coalesced with a queued one), marked ``schedule``."""
+    if tenant.status not in ACCEPTING:
+        raise TenantNotAcceptingError(f"tenant {tenant.tenant_id} is {tenant.status.value}")
+    result = _enqueue(ctx, tenant, "schedule", None, None)
+    assert result.run is not None
+    return result.run
+
+
 def _enqueue(
     ctx: SchedulerContext,
     tenant: Tenant,
-    kind: Literal["s3", "manual"],
+    kind: Literal["s3", "manual", "schedule"],
     obj: TriggerObject | None,
     dkey: str | None,
 ) -> IntakeResult:

@@ -43,6 +43,9 @@ class SchedulerService(SchedulerContext):
     def submit_manual_run(self, tenant: Tenant) -> Run:
         return intake.submit_manual_run(self, tenant)
 
+    def submit_scheduled_run(self, tenant: Tenant) -> Run:
+        return intake.submit_scheduled_run(self, tenant)
+
     # --- completion
     def handle_status(
         self,

@@ -57,7 +57,12 @@ class DynamoRunRepository(QueuedRunWrites):
         return item_to_run(item) if item else None
 
     def list_runs(
-        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+        self,
+        tenant_id: str,
+        limit: int = 50,
+        next_token: str | None = None,
+        *,
+        consistent: bool = False,
     ) -> tuple[list[Run], str | None]:
         kwargs: dict[str, Any] = {
             "TableName": self.runs_table,
@@ -65,6 +70,7 @@ class DynamoRunRepository(QueuedRunWrites):
             "ExpressionAttributeValues": self._s({":t": tenant_id}),
             "ScanIndexForward": False,  # run ids are time-ordered: newest first
             "Limit": limit,
+            "ConsistentRead": consistent,
         }
         if next_token:
             kwargs["ExclusiveStartKey"] = self._s(run_token(tenant_id, next_token))

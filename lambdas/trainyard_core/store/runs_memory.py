@@ -147,7 +147,12 @@ class InMemoryRunRepository(InMemoryCounterState):
             return self._load(tenant_id, run_id)
 
     def list_runs(
-        self, tenant_id: str, limit: int = 50, next_token: str | None = None
+        self,
+        tenant_id: str,
+        limit: int = 50,
+        next_token: str | None = None,
+        *,
+        consistent: bool = False,  # always consistent here
     ) -> tuple[list[Run], str | None]:
         after = run_token(tenant_id, next_token)["runId"] if next_token else None
         with self._lock:

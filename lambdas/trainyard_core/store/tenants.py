@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from trainyard_core import limits
-from trainyard_core.models import IgnoredUpload, Tenant
+from trainyard_core.models import IgnoredUpload, Tenant, TenantStatus
 from trainyard_core.ports.tenants import (
     PENDING_STATUSES,
     SETTLED_STATUSES,
@@ -36,7 +36,10 @@ def candidate_location_keys(bucket: str, key: str, max_depth: int = 4) -> list[s
     return [location_key(bucket, p) for p in reversed(prefixes)] + [location_key(bucket, "")]
 
 
-_INDEX_ONLY = ("locationKey", "altLocationKey", "lifecycleStatus")
+_INDEX_ONLY = ("locationKey", "altLocationKey", "lifecycleStatus", "retrainShard", "retrainDueAt")
+# byRetrainDue's one partition: a tenant is there while ACTIVE with a schedule
+# (a few thousand small index items; each is written once per period).
+RETRAIN_SHARD = "due"
 # The location attributes, in lookup order (byLocation, then byAltLocation).
 _LOCATION_ATTRIBUTES = ("locationKey", "altLocationKey")
 
@@ -60,6 +63,9 @@ def tenant_to_item(tenant: Tenant) -> dict[str, Any]:
         item["altLocationKey"] = tenant.alt_location
     if tenant.status in PENDING_STATUSES:
         item["lifecycleStatus"] = tenant.status.value
+    if tenant.retrain is not None and tenant.status == TenantStatus.ACTIVE:
+        item["retrainShard"] = RETRAIN_SHARD
+        item["retrainDueAt"] = tenant.retrain.next_due_at
     return item
 
 
@@ -198,3 +204,13 @@ class InMemoryTenantRepository:
                 if i["status"] in SETTLED_STATUSES and i.get("templateVersion") != template_version
             ]
         return sorted((item_to_tenant(i) for i in items), key=lambda t: t.tenant_id)
+
+    def due_for_retraining(self, now_iso: str, limit: int) -> list[Tenant]:
+        with self._lock:
+            items = [
+                i
+                for i in self._items.values()
+                if i.get("retrainShard") == RETRAIN_SHARD and i["retrainDueAt"] <= now_iso
+            ]
+        items.sort(key=lambda i: (i["retrainDueAt"], i["tenantId"]))
+        return [item_to_tenant(i) for i in items[:limit]]

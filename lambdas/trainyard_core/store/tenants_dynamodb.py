@@ -18,6 +18,7 @@ from trainyard_core.ports.tenants import (
 )
 from trainyard_core.store.dynamodb import batch_get, condition_failed
 from trainyard_core.store.tenants import (
+    RETRAIN_SHARD,
     candidate_location_keys,
     item_to_tenant,
     saved_attributes,
@@ -25,6 +26,7 @@ from trainyard_core.store.tenants import (
     with_ignored_upload,
 )
 from trainyard_core.store.tokens import decode_token, encode_token
+from trainyard_core.wiring import RETRAIN_DUE_INDEX
 
 LOCATION_INDEX = "byLocation"
 ALT_LOCATION_INDEX = "byAltLocation"
@@ -193,3 +195,14 @@ class DynamoTenantRepository:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         return sorted(found, key=lambda t: t.tenant_id)
+
+    def due_for_retraining(self, now_iso: str, limit: int) -> list[Tenant]:
+        # One page of the due end of the index (Limit counts index items, so the
+        # read is bounded however many tenants have schedules).
+        page = self._table.query(
+            IndexName=RETRAIN_DUE_INDEX,
+            KeyConditionExpression=Key("retrainShard").eq(RETRAIN_SHARD)
+            & Key("retrainDueAt").lte(now_iso),
+            Limit=limit,
+        )
+        return [item_to_tenant(_plain(i)) for i in page.get("Items", [])]

@@ -13,12 +13,21 @@ from collections.abc import Callable
 from trainyard_core.errors import Conflict, InvalidRequest, NotFound
 from trainyard_core.limits import REASON_MAX_CHARS, bounded
 from trainyard_core.models import Tenant, TenantStatus
-from trainyard_core.ports.tenants import PENDING_STATUSES, TenantExistsError
+from trainyard_core.ports.tenants import PENDING_STATUSES, StaleTenantError, TenantExistsError
 from trainyard_core.tenants.migration import Migration
 from trainyard_core.tenants.offboarding import Offboarding
 from trainyard_core.tenants.provisioning import Provisioning
+from trainyard_core.tenants.retraining import parse_every, schedule_for
 from trainyard_core.tenants.rollout import TemplateRollout, empty_report
 from trainyard_core.tenants.validation import validate_tenant_id
+
+
+class _Keep:
+    """PATCH left ``retrain`` out (None removes the schedule)."""
+
+
+KEEP = _Keep()
+RetrainChange = dict[str, object] | None | _Keep
 
 
 class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
@@ -93,10 +102,81 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
             return self._provision(existing)
         return self.refresh(existing)
 
-    def update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
-        tenant = self.get(tenant_id)
+    def update(
+        self,
+        tenant_id: str,
+        *,
+        plan: str | None,
+        status: str | None,
+        retrain: RetrainChange = KEEP,
+    ) -> Tenant:
+        """PATCH: a plan change, a suspension or resumption, and/or the retrain
+        schedule (``{"every": ...}`` to set, None to remove, KEEP to leave). The
+        schedule is checked before anything changes: a 400 changes nothing."""
+        every = self._retrain_every(retrain)
         if plan is None and status is None:
-            raise InvalidRequest("nothing to update: give plan and/or status", code="EmptyUpdate")
+            if retrain is KEEP:
+                raise InvalidRequest(
+                    "nothing to update: give plan, status and/or retrain", code="EmptyUpdate"
+                )
+            return self._set_retrain(tenant_id, every)
+        updated = self._update(tenant_id, plan=plan, status=status)
+        if retrain is KEEP:
+            return updated
+        # A plan change across isolation models has made it MIGRATING: the schedule is
+        # stored all the same (the index holds only ACTIVE tenants).
+        return self._set_retrain(tenant_id, every, migrating_ok=True)
+
+    def _retrain_every(self, retrain: RetrainChange) -> str | None:
+        if retrain is KEEP or retrain is None:
+            return None
+        assert isinstance(retrain, dict)
+        unknown = sorted(set(retrain) - {"every"})
+        if unknown:
+            raise InvalidRequest(
+                f"retrain accepts only 'every'; unknown: {unknown}",
+                code="InvalidRetrainSchedule",
+            )
+        every = retrain.get("every")
+        parse_every(every, self.settings.retraining)
+        return str(every)
+
+    def _set_retrain(self, tenant_id: str, every: str | None, migrating_ok: bool = False) -> Tenant:
+        """Set (``every``) or remove (None) the retrain schedule (tenants/retraining.py)."""
+        allowed = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED)
+        for _ in range(4):  # a concurrent writer (the lifecycle schedule) may win a lap
+            tenant = self.get(tenant_id)
+            if tenant.status == TenantStatus.MIGRATING and not migrating_ok:
+                raise Conflict(
+                    f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
+                    "of that plan change is accepted until it completes",
+                    code="TenantMigrating",
+                )
+            if tenant.status not in allowed and tenant.status != TenantStatus.MIGRATING:
+                raise Conflict(
+                    f"tenant {tenant_id!r} is {tenant.status.value}; only ACTIVE or SUSPENDED "
+                    "tenants can be updated",
+                    code="TenantNotUpdatable",
+                )
+            schedule = (
+                None
+                if every is None
+                else schedule_for(tenant.retrain, every, self.clock.now(), self.settings.retraining)
+            )
+            if schedule == tenant.retrain:
+                return tenant
+            try:
+                return self.tenants.save(
+                    tenant.model_copy(update={"retrain": schedule, "updated_at": self._now()})
+                )
+            except StaleTenantError:
+                continue
+        raise Conflict(
+            f"tenant {tenant_id!r} kept changing; retry the update", code="ConcurrentUpdate"
+        )
+
+    def _update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
+        tenant = self.get(tenant_id)
         if tenant.status == TenantStatus.MIGRATING:
             if status is not None or (plan is not None and plan != tenant.plan):
                 raise Conflict(

@@ -69,10 +69,22 @@ class CreateTenantRequest(BaseModel):
     plan: str
 
 
+class RetrainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    every: str = Field(
+        max_length=32,
+        examples=["P7D"],
+        description="ISO-8601 duration (weeks, days, hours, minutes, seconds): a run on the "
+        "tenant's current data this often, when the data changed since its last successful run.",
+    )
+
+
 class UpdateTenantRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     plan: str | None = None
     status: str | None = None
+    # Absent: unchanged; null: the schedule is removed.
+    retrain: RetrainRequest | None = None
 
 
 class ModelDecisionRequest(BaseModel):

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from trainyard_core.tenants.service import KEEP, RetrainChange
 
 from trainyard_handlers import dependencies
 from trainyard_handlers.api import requests
@@ -46,8 +47,11 @@ def get_tenant(tenant_id: str) -> dict[str, Any]:
 def update_tenant(tenant_id: str) -> dict[str, Any]:
     logger.thread_safe_append_keys(tenant_id=tenant_id)
     request = requests.json_body(router.current_event, UpdateTenantRequest)
+    retrain: RetrainChange = KEEP
+    if "retrain" in request.model_fields_set:
+        retrain = {"every": request.retrain.every} if request.retrain else None
     tenant = dependencies.tenant_service().update(
-        tenant_id, plan=request.plan, status=request.status
+        tenant_id, plan=request.plan, status=request.status, retrain=retrain
     )
     if request.plan is not None:
         try:
@@ -57,7 +61,7 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
         except Exception:
             # The plan change stands; dispatch moves the run when it next sees it.
             logger.exception("could not move the queued run to the new plan")
-    if tenant.status.value == "ACTIVE":
+    if tenant.status.value == "ACTIVE" and (request.plan or request.status):
         # A resumed tenant's waiting runs (or a plan with free room) start now,
         # not at the next one-minute reconcile.
         requests.request_dispatch(tenant.plan)
