@@ -114,7 +114,7 @@ class PlatformStack(Stack):
         self.storage.grant_run_results(self.functions["recorder"].role)
         # The recorder announces a registered model and applies auto-approval.
         grant_put_events(self.functions["recorder"].role)
-        grant_model_versions(self.functions["recorder"].role, names, listed=True)
+        grant_model_versions(self.functions["recorder"].role, names, listed=True, by_number=False)
         self.scheduling = Scheduling(
             self,
             "Scheduling",
