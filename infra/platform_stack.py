@@ -44,7 +44,12 @@ class PlatformStack(Stack):
         specs = wiring.handlers(names)
         Tags.of(self).add(wiring.COST_TAG_KEY, "platform")
 
-        self.storage = Storage(self, "Storage", names=names)
+        self.storage = Storage(
+            self,
+            "Storage",
+            names=names,
+            noncurrent_version_days=settings.data_noncurrent_version_days,
+        )
         # Visibility timeouts follow the slowest queue consumer.
         consumer_timeout = max(s.timeout_seconds for s in specs.values() if s.queues)
         self.queues = Queues(
