@@ -2,9 +2,9 @@
 
 Nothing is signed with the onboarding Lambda's own role (it may write every
 tenant's bucket): each request assumes the uploader role with a session policy
-that allows only the one key (and listing the one tenant's data prefix), so a URL
-can reach no other object even if the domain computed a wrong key, and it expires
-with that session. The uploader role itself reaches only tenants' data prefixes
+that allows only the one key (and listing the versions under the one tenant's data
+prefix), so a URL can reach no other object even if the domain computed a wrong
+key, and it expires with that session. The uploader role itself reaches only tenants' data prefixes
 (``infra/uploads.py``).
 """
 
@@ -60,7 +60,7 @@ def session_policy(
     target: UploadTarget, partition: str, actions: list[str], *, list_prefix: bool = False
 ) -> str:
     """The session policy of one request: ``actions`` on the target's key only, and
-    (for the quota) listing exactly the target's data prefix."""
+    (for the quota) listing exactly the target's data prefix's object versions."""
     statements: list[dict[str, Any]] = []
     if actions:
         statements.append(
@@ -76,7 +76,7 @@ def session_policy(
             {
                 "Sid": "ListOwnData",
                 "Effect": "Allow",
-                "Action": "s3:ListBucket",
+                "Action": "s3:ListBucketVersions",
                 "Resource": f"arn:{partition}:s3:::{target.bucket}",
                 "Condition": {"StringEquals": {"s3:prefix": target.data_prefix}},
             }
@@ -130,20 +130,26 @@ class S3UploadSigner:
         return client, expiration.astimezone(UTC)
 
     def data_bytes(self, target: UploadTarget, *, max_pages: int) -> int | None:
+        # Every version under the prefix, current and noncurrent: S3 stores (and
+        # bills) a versioned bucket's overwritten and deleted files until lifecycle
+        # expires them. Delete markers have no size. In-progress multipart uploads
+        # are not listed (docs/isolation.md, "Data quota", says why).
         s3, _ = self._s3(target, [], SESSION_SECONDS_MIN, list_prefix=True)
-        total, token, pages = 0, None, 0
+        total, pages = 0, 0
+        markers: dict[str, str] = {}
         while True:
-            kwargs: dict[str, Any] = {"Bucket": target.bucket, "Prefix": target.data_prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = s3.list_objects_v2(**kwargs)
+            page = s3.list_object_versions(
+                Bucket=target.bucket, Prefix=target.data_prefix, **markers
+            )
             pages += 1
-            total += sum(int(obj.get("Size", 0)) for obj in page.get("Contents", []))
-            token = page.get("NextContinuationToken")
-            if not token:
+            total += sum(int(version.get("Size", 0)) for version in page.get("Versions", []))
+            if not page.get("IsTruncated"):
                 return total
             if pages >= max_pages:
                 return None
+            markers = {"KeyMarker": page["NextKeyMarker"]}
+            if page.get("NextVersionIdMarker"):
+                markers["VersionIdMarker"] = page["NextVersionIdMarker"]
 
     def presign_post(
         self, target: UploadTarget, *, content_type: str, max_bytes: int, expires_in: int
