@@ -92,3 +92,66 @@ def test_presigned_urls_against_a_configured_endpoint_are_path_style(
     post_url, part_url = _urls(_signer("us-east-1"))
     assert post_url == f"http://127.0.0.1:4566/{TARGET.bucket}"
     assert part_url.startswith(f"http://127.0.0.1:4566/{TARGET.bucket}/{TARGET.key}?")
+
+
+def _versions_signer(pages: list[dict[str, Any]], calls: list[dict[str, Any]]) -> S3UploadSigner:
+    signer = _signer("us-east-1")
+
+    def session_client(*args: Any, **client_kwargs: Any) -> Any:
+        client = boto3.client(*args, **client_kwargs)
+        stub = Stubber(client)
+        for page in pages:
+            stub.add_response("list_object_versions", page)
+        stub.activate()
+        original = client.list_object_versions
+
+        def listed(**kwargs: Any) -> Any:
+            calls.append(kwargs)
+            return original(**kwargs)
+
+        client.list_object_versions = listed
+        return client
+
+    signer._s3_factory = session_client
+    return signer
+
+
+@pytest.mark.usefixtures("no_configured_endpoint")
+def test_the_quota_counts_current_and_noncurrent_versions_across_pages() -> None:
+    calls: list[dict[str, Any]] = []
+    first = {
+        "IsTruncated": True,
+        "NextKeyMarker": "tenants/acme/data/a.csv",
+        "NextVersionIdMarker": "v1",
+        "Versions": [
+            {"Key": "tenants/acme/data/a.csv", "VersionId": "v2", "IsLatest": True, "Size": 100},
+            {"Key": "tenants/acme/data/a.csv", "VersionId": "v1", "IsLatest": False, "Size": 50},
+        ],
+        "DeleteMarkers": [{"Key": "tenants/acme/data/b.csv", "VersionId": "d1", "IsLatest": True}],
+    }
+    last = {
+        "IsTruncated": False,
+        "Versions": [{"Key": "tenants/acme/data/b.csv", "VersionId": "b1", "Size": 7}],
+    }
+    assert _versions_signer([first, last], calls).data_bytes(TARGET, max_pages=5) == 157
+    assert calls == [
+        {"Bucket": TARGET.bucket, "Prefix": TARGET.data_prefix},
+        {
+            "Bucket": TARGET.bucket,
+            "Prefix": TARGET.data_prefix,
+            "KeyMarker": "tenants/acme/data/a.csv",
+            "VersionIdMarker": "v1",
+        },
+    ]
+
+
+@pytest.mark.usefixtures("no_configured_endpoint")
+def test_the_quota_gives_up_after_max_pages() -> None:
+    page = {
+        "IsTruncated": True,
+        "NextKeyMarker": "tenants/acme/data/a.csv",
+        "Versions": [{"Key": "tenants/acme/data/a.csv", "VersionId": "v", "Size": 1}],
+    }
+    calls: list[dict[str, Any]] = []
+    assert _versions_signer([page, page], calls).data_bytes(TARGET, max_pages=2) is None
+    assert len(calls) == 2
