@@ -121,14 +121,14 @@ class OnboardingApi(Construct):
         )
         # Offboarding with ?purge=true also removes the tenant's retained model registry
         # (packages first: SageMaker refuses to delete a group holding any); creating
-        # a tenant checks that no earlier tenant of that id left a group behind.
+        # a tenant checks that no earlier tenant of that id left a group behind (its
+        # DescribeModelPackageGroup is granted once, by grant_model_versions below).
         acct = f"{Aws.REGION}:{Aws.ACCOUNT_ID}"
         sm = f"arn:{Aws.PARTITION}:sagemaker:{acct}"
         onboarding.role.add_to_policy(
             iam.PolicyStatement(
                 sid="PurgeTenantModels",
                 actions=[
-                    "sagemaker:DescribeModelPackageGroup",
                     "sagemaker:DeleteModelPackageGroup",
                     "sagemaker:DeleteModelPackage",
                 ],
@@ -157,8 +157,9 @@ class OnboardingApi(Construct):
         )
         # Manual runs (run.queued), model approval and rejection (model.*) are published.
         grant_put_events(onboarding.role)
-        # GET /tenants/{id}/models and its approve/reject (ListModelPackages is above).
-        grant_model_versions(onboarding.role, names, listed=False)
+        # GET /tenants/{id}/models and its approve/reject (ListModelPackages is above);
+        # they name a version by number, found from its group's ARN (by_number).
+        grant_model_versions(onboarding.role, names, listed=False, by_number=True)
         # Nor is the shared pool bucket: purges and moves touch one tenant's prefix only.
         onboarding.role.add_to_policy(
             iam.PolicyStatement(

@@ -72,6 +72,7 @@ PROPERTY_ACTIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "OwnershipControls": ("s3:PutBucketOwnershipControls",),
             "LoggingConfiguration": ("s3:PutBucketLogging",),
             "NotificationConfiguration": ("s3:PutBucketNotification",),
+            "LifecycleConfiguration": ("s3:PutLifecycleConfiguration",),
             "Tags": ("s3:PutBucketTagging", "s3:TagResource"),
         },
         "update": {
@@ -82,6 +83,11 @@ PROPERTY_ACTIONS: dict[str, dict[str, dict[str, tuple[str, ...]]]] = {
             "OwnershipControls": ("s3:PutBucketOwnershipControls",),
             "LoggingConfiguration": ("s3:PutBucketLogging",),
             "NotificationConfiguration": ("s3:PutBucketNotification",),
+            # Removing the property deletes the configuration (DeleteBucketLifecycle).
+            "LifecycleConfiguration": (
+                "s3:PutLifecycleConfiguration",
+                "s3:DeleteBucketLifecycle",
+            ),
             "Tags": ("s3:PutBucketTagging", "s3:TagResource", "s3:UntagResource"),
         },
     },

@@ -44,7 +44,12 @@ class PlatformStack(Stack):
         specs = wiring.handlers(names)
         Tags.of(self).add(wiring.COST_TAG_KEY, "platform")
 
-        self.storage = Storage(self, "Storage", names=names)
+        self.storage = Storage(
+            self,
+            "Storage",
+            names=names,
+            noncurrent_version_days=settings.data_noncurrent_version_days,
+        )
         # Visibility timeouts follow the slowest queue consumer.
         consumer_timeout = max(s.timeout_seconds for s in specs.values() if s.queues)
         self.queues = Queues(
@@ -114,7 +119,7 @@ class PlatformStack(Stack):
         self.storage.grant_run_results(self.functions["recorder"].role)
         # The recorder announces a registered model and applies auto-approval.
         grant_put_events(self.functions["recorder"].role)
-        grant_model_versions(self.functions["recorder"].role, names, listed=True)
+        grant_model_versions(self.functions["recorder"].role, names, listed=True, by_number=False)
         self.scheduling = Scheduling(
             self,
             "Scheduling",

@@ -26,22 +26,22 @@ def grant_put_events(role: iam.IRole) -> None:
     )
 
 
-def grant_model_versions(role: iam.IRole, names: wiring.Names, *, listed: bool) -> None:
-    """Describe and approve/reject tenant model versions (and, with ``listed``, the
-    ListModelPackages the caller does not already have)."""
+def grant_model_versions(
+    role: iam.IRole, names: wiring.Names, *, listed: bool, by_number: bool
+) -> None:
+    """Exactly the calls of ``SageMakerModelVersions`` the caller makes: describe and
+    approve/reject tenant model versions (DescribeModelPackage, UpdateModelPackage);
+    with ``by_number``, finding a version by its number (``get_version``:
+    DescribeModelPackageGroup, for the group's ARN); with ``listed``, the
+    ListModelPackages the caller does not already have."""
     sm = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+    packages = f"{sm}:model-package/{names.prefix}-*/*"
+    groups = f"{sm}:model-package-group/{names.prefix}-*"
     role.add_to_principal_policy(
         iam.PolicyStatement(
             sid="DecideTenantModels",
-            actions=[
-                "sagemaker:DescribeModelPackage",
-                "sagemaker:UpdateModelPackage",
-                "sagemaker:DescribeModelPackageGroup",
-            ],
-            resources=[
-                f"{sm}:model-package/{names.prefix}-*/*",
-                f"{sm}:model-package-group/{names.prefix}-*",
-            ],
+            actions=["sagemaker:DescribeModelPackage", "sagemaker:UpdateModelPackage"],
+            resources=[packages],
         )
     )
     findings = {
@@ -50,11 +50,19 @@ def grant_model_versions(role: iam.IRole, names: wiring.Names, *, listed: bool) 
             "The versions of the tenant model package groups (<prefix>-<tenant>, created "
             "at onboarding); versions are numbered by SageMaker at registration."
         ),
-        "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
-        f"model-package-group/{names.prefix}-*": (
-            "Tenant model package groups, named <prefix>-<tenant> at onboarding."
-        ),
     }
+    if by_number:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="FindTenantModelGroups",
+                actions=["sagemaker:DescribeModelPackageGroup"],
+                resources=[groups],
+            )
+        )
+        findings[
+            "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
+            f"model-package-group/{names.prefix}-*"
+        ] = "Tenant model package groups, named <prefix>-<tenant> at onboarding."
     if listed:
         role.add_to_principal_policy(
             iam.PolicyStatement(

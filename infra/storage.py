@@ -8,6 +8,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 from trainyard_core import wiring
+from trainyard_core.limits import MULTIPART_ABORT_DAYS
 
 from infra.nag import acknowledge_findings
 
@@ -34,13 +35,21 @@ def tenant_data_bucket(
     log_bucket: object,
     log_prefix: object,
     logs_for: str,
+    noncurrent_version_days: int,
 ) -> s3.Bucket:
     """A bucket that holds tenant data (a silo tenant's own, or the shared pool):
     encrypted, private, TLS only, versioned, native S3 -> EventBridge notifications
     (the L1 property; CDK's ``event_bridge_enabled`` would add a custom-resource
     Lambda), server access logs into the platform bucket. Kept on stack deletion and
     replacement, not after the failed create that made it (a kept bucket of a failed
-    create would make every retry fail on its fixed name)."""
+    create would make every retry fail on its fixed name).
+
+    Lifecycle: what S3 stores (and bills) beyond the current objects is bounded. An
+    overwritten or deleted file's noncurrent version expires after
+    ``noncurrent_version_days`` (settings ``dataNoncurrentVersionDays``; the data
+    quota counts it until then), a delete marker left alone is removed, and a
+    multipart upload neither completed nor aborted is aborted after
+    ``MULTIPART_ABORT_DAYS`` (limits.py says why that value)."""
     bucket = s3.Bucket(
         scope,
         logical_id,
@@ -51,6 +60,17 @@ def tenant_data_bucket(
         enforce_ssl=True,
         versioned=True,
         removal_policy=RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE,
+        lifecycle_rules=[
+            s3.LifecycleRule(
+                id="AbortIncompleteMultipartUploads",
+                abort_incomplete_multipart_upload_after=Duration.days(MULTIPART_ABORT_DAYS),
+            ),
+            s3.LifecycleRule(
+                id="ExpireNoncurrentVersions",
+                noncurrent_version_expiration=Duration.days(noncurrent_version_days),
+                expired_object_delete_marker=True,
+            ),
+        ],
     )
     cfn_bucket = bucket.node.default_child
     assert isinstance(cfn_bucket, s3.CfnBucket)
@@ -82,7 +102,14 @@ def _attr(name: str) -> dynamodb.Attribute:
 class Storage(Construct):
     """Tables keyed by physical name (as in `wiring.tables`) and the platform bucket."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, names: wiring.Names) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        names: wiring.Names,
+        noncurrent_version_days: int,
+    ) -> None:
         super().__init__(scope, construct_id)
         self.names = names
         self.tables: dict[str, dynamodb.Table] = {}
@@ -171,10 +198,10 @@ class Storage(Construct):
             )
         )
 
-        self.pool_bucket = self._pool_bucket(names)
+        self.pool_bucket = self._pool_bucket(names, noncurrent_version_days)
         self._specs = wiring.tables(names)
 
-    def _pool_bucket(self, names: wiring.Names) -> s3.Bucket:
+    def _pool_bucket(self, names: wiring.Names, noncurrent_version_days: int) -> s3.Bucket:
         """The shared bucket of pool tenants (plans with `pool` isolation): each owns
         tenants/<id>/, reachable only through its own role and rule (tenant stack)."""
         return tenant_data_bucket(
@@ -184,6 +211,7 @@ class Storage(Construct):
             log_bucket={"Ref": "PlatformBucket"},
             log_prefix=f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
             logs_for=f"{ACCESS_LOGS_PREFIX}{POOL_LOGS_NAME}/",
+            noncurrent_version_days=noncurrent_version_days,
         )
 
     @property

@@ -71,11 +71,13 @@ class TenantLocation:
 
 class TenantStorage(Protocol):
     def __call__(
-        self, scope: Construct, params: TenantParameters, names: wiring.Names
+        self, scope: Construct, params: TenantParameters, names: wiring.Names, settings: Settings
     ) -> TenantLocation: ...
 
 
-def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names) -> TenantLocation:
+def silo_storage(
+    scope: Construct, params: TenantParameters, names: wiring.Names, settings: Settings
+) -> TenantLocation:
     """A dedicated bucket (retained on offboarding) with native EventBridge notifications."""
     bucket = tenant_data_bucket(
         scope,
@@ -85,6 +87,7 @@ def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names
         log_bucket=Fn.sub(names.platform_bucket("${AWS::AccountId}")),
         log_prefix=Fn.sub(f"{ACCESS_LOGS_PREFIX}${{TenantId}}/"),
         logs_for=f"{ACCESS_LOGS_PREFIX}<tenant>/",
+        noncurrent_version_days=settings.data_noncurrent_version_days,
     )
     data_prefix = names.silo_data_prefix
     return TenantLocation(
@@ -97,7 +100,9 @@ def silo_storage(scope: Construct, params: TenantParameters, names: wiring.Names
     )
 
 
-def pool_storage(scope: Construct, params: TenantParameters, names: wiring.Names) -> TenantLocation:
+def pool_storage(
+    scope: Construct, params: TenantParameters, names: wiring.Names, settings: Settings
+) -> TenantLocation:
     """The prefix tenants/<id>/ of the shared pool bucket (created by the platform
     stack, with native EventBridge notifications). No bucket here: the tenant's
     isolation is its role (scoped to the prefix) and its rule (matching it)."""
@@ -145,7 +150,7 @@ class TenantStack(Stack):
         )
         names = wiring.Names.from_settings(settings)
         params = self._parameters(settings)
-        location = STORAGE_BY_ISOLATION[isolation](self, params, names)
+        location = STORAGE_BY_ISOLATION[isolation](self, params, names, settings)
 
         role = self._role(names, location)
         rule = self._upload_rule(names, params, location)

@@ -45,10 +45,11 @@ class TenantUploads(Construct):
                     actions=["s3:PutObject", "s3:AbortMultipartUpload"],
                     resources=[f"{silo}/{data}*", f"{pool}/{pool_data}*"],
                 ),
-                # The data quota: the bytes under one tenant's data prefix.
+                # The data quota: the bytes of every object version (current and
+                # noncurrent) under one tenant's data prefix (ListObjectVersions).
                 iam.PolicyStatement(
                     sid="MeasureTenantData",
-                    actions=["s3:ListBucket"],
+                    actions=["s3:ListBucketVersions"],
                     resources=[silo],
                     conditions={"StringLike": {"s3:prefix": [data, pool_data]}},
                 ),

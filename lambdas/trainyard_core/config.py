@@ -215,6 +215,10 @@ class Settings(_Model):
     # or a copy in your own account).
     powertools_layer_arn: str | None = None
     log_retention_days: int = 30
+    # Tenant data buckets (silo buckets, the pool bucket) are versioned: an overwritten
+    # or deleted file's old version is kept this many days (lifecycle
+    # NoncurrentVersionExpiration; it counts against the plan's dataQuotaBytes until then).
+    data_noncurrent_version_days: int = Field(default=30, ge=1)
     # API Gateway logging needs the account-wide API Gateway CloudWatch role
     # (AWS::ApiGateway::Account, one per account and region): "off" touches nothing
     # account-wide; "useAccountRole" logs with the role the account already has;

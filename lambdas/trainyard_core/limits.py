@@ -131,6 +131,16 @@ MAX_UPLOAD_BYTES_LIMIT = UPLOAD_PARTS_MAX * S3_PART_MAX_BYTES
 UPLOAD_URL_SECONDS = 900
 MULTIPART_URL_SECONDS = 3600
 UPLOAD_FILE_NAME_MAX_BYTES = 255  # one path segment (SageMaker stages it as a file)
-# The quota check lists the data prefix: at most this many pages of 1,000 objects.
+# The quota check lists the data prefix's object versions (current and noncurrent):
+# at most this many pages of 1,000 versions.
 DATA_QUOTA_LIST_PAGES = 50
+# Tenant data buckets abort a multipart upload this many days after it was started
+# (lifecycle AbortIncompleteMultipartUpload; 1 is S3's least). S3 adds the days to
+# the initiation time and acts at the next midnight UTC after it, so no upload is
+# aborted before 24 h, 24 times its part URLs' MULTIPART_URL_SECONDS: a client that
+# sends its parts while their URLs are valid has the rest of the day to complete.
+# An abandoned upload's parts (stored and billed, and not counted by the data quota)
+# are gone within at most 2 days.
+MULTIPART_ABORT_DAYS = 1
+assert MULTIPART_ABORT_DAYS * 86_400 >= MULTIPART_URL_SECONDS
 ETAG_MAX_CHARS = 256

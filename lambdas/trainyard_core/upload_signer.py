@@ -2,16 +2,17 @@
 
 Nothing is signed with the onboarding Lambda's own role (it may write every
 tenant's bucket): each request assumes the uploader role with a session policy
-that allows only the one key (and listing the one tenant's data prefix), so a URL
-can reach no other object even if the domain computed a wrong key, and it expires
-with that session. The uploader role itself reaches only tenants' data prefixes
+that allows only the one key (and listing the versions under the one tenant's data
+prefix), so a URL can reach no other object even if the domain computed a wrong
+key, and it expires with that session. The uploader role itself reaches only tenants' data prefixes
 (``infra/uploads.py``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,14 +35,32 @@ from trainyard_core.ports.uploads import (
 # a role-chained session.
 SESSION_POLICY_MAX_CHARS = 2048
 SESSION_SECONDS_MIN, SESSION_SECONDS_MAX = 900, 3600
-_S3_CONFIG = Config(signature_version="s3v4")
+# AWS: the bucket's regional virtual-hosted endpoint
+# (https://<bucket>.s3.<region>.amazonaws.com), also in us-east-1. botocore
+# otherwise presigns with the legacy global endpoint (s3.amazonaws.com), which S3
+# answers with a 307 redirect for a bucket outside us-east-1 until its DNS has
+# propagated (up to a day after the bucket is created): a tenant's upload fails.
+_S3_AWS_CONFIG = Config(
+    signature_version="s3v4",
+    s3={"addressing_style": "virtual", "us_east_1_regional_endpoint": "regional"},
+)
+# A configured endpoint (the embedded stack's one host and port): path style, since
+# <bucket>.127.0.0.1 resolves nowhere.
+_S3_ENDPOINT_CONFIG = Config(signature_version="s3v4", s3={"addressing_style": "path"})
+
+
+def configured_s3_endpoint(environ: Mapping[str, str] | None = None) -> str | None:
+    """The S3 endpoint the process is configured with, as botocore reads it first
+    (``AWS_ENDPOINT_URL_S3``, then ``AWS_ENDPOINT_URL``): None in AWS."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
 
 
 def session_policy(
     target: UploadTarget, partition: str, actions: list[str], *, list_prefix: bool = False
 ) -> str:
     """The session policy of one request: ``actions`` on the target's key only, and
-    (for the quota) listing exactly the target's data prefix."""
+    (for the quota) listing exactly the target's data prefix's object versions."""
     statements: list[dict[str, Any]] = []
     if actions:
         statements.append(
@@ -57,7 +76,7 @@ def session_policy(
             {
                 "Sid": "ListOwnData",
                 "Effect": "Allow",
-                "Action": "s3:ListBucket",
+                "Action": "s3:ListBucketVersions",
                 "Resource": f"arn:{partition}:s3:::{target.bucket}",
                 "Condition": {"StringEquals": {"s3:prefix": target.data_prefix}},
             }
@@ -76,12 +95,14 @@ class S3UploadSigner:
         *,
         sts: Any | None = None,
         s3_factory: Callable[..., Any] | None = None,
+        endpoint_url: str | None = None,
     ) -> None:
         self._role_arn = role_arn
         self._region = region
         self._partition = partition_of(region)
         self._sts = sts or boto3.client("sts", region_name=region)
         self._s3_factory = s3_factory or boto3.client
+        self._endpoint_url = endpoint_url or configured_s3_endpoint()
 
     def _s3(
         self, target: UploadTarget, actions: list[str], seconds: int, *, list_prefix: bool = False
@@ -100,7 +121,8 @@ class S3UploadSigner:
             aws_access_key_id=credentials["AccessKeyId"],
             aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials["SessionToken"],
-            config=_S3_CONFIG,
+            endpoint_url=self._endpoint_url,
+            config=_S3_ENDPOINT_CONFIG if self._endpoint_url else _S3_AWS_CONFIG,
         )
         expiration = credentials["Expiration"]
         if isinstance(expiration, str):
@@ -108,20 +130,26 @@ class S3UploadSigner:
         return client, expiration.astimezone(UTC)
 
     def data_bytes(self, target: UploadTarget, *, max_pages: int) -> int | None:
+        # Every version under the prefix, current and noncurrent: S3 stores (and
+        # bills) a versioned bucket's overwritten and deleted files until lifecycle
+        # expires them. Delete markers have no size. In-progress multipart uploads
+        # are not listed (docs/isolation.md, "Data quota", says why).
         s3, _ = self._s3(target, [], SESSION_SECONDS_MIN, list_prefix=True)
-        total, token, pages = 0, None, 0
+        total, pages = 0, 0
+        markers: dict[str, str] = {}
         while True:
-            kwargs: dict[str, Any] = {"Bucket": target.bucket, "Prefix": target.data_prefix}
-            if token:
-                kwargs["ContinuationToken"] = token
-            page = s3.list_objects_v2(**kwargs)
+            page = s3.list_object_versions(
+                Bucket=target.bucket, Prefix=target.data_prefix, **markers
+            )
             pages += 1
-            total += sum(int(obj.get("Size", 0)) for obj in page.get("Contents", []))
-            token = page.get("NextContinuationToken")
-            if not token:
+            total += sum(int(version.get("Size", 0)) for version in page.get("Versions", []))
+            if not page.get("IsTruncated"):
                 return total
             if pages >= max_pages:
                 return None
+            markers = {"KeyMarker": page["NextKeyMarker"]}
+            if page.get("NextVersionIdMarker"):
+                markers["VersionIdMarker"] = page["NextVersionIdMarker"]
 
     def presign_post(
         self, target: UploadTarget, *, content_type: str, max_bytes: int, expires_in: int

@@ -54,10 +54,13 @@ PLATFORM = "trainyard-platform-123456789012"
         ("s3:PutObject", f"{PLATFORM}/data/x.csv", None, False),
         ("s3:GetObject", f"{SILO}/data/part-1.csv", None, False),
         ("s3:DeleteObject", f"{SILO}/data/part-1.csv", None, False),
-        ("s3:ListBucket", POOL, {"s3:prefix": "tenants/acme/data/"}, True),
-        ("s3:ListBucket", POOL, {"s3:prefix": "tenants/"}, False),
-        ("s3:ListBucket", SILO, {}, False),
-        ("s3:ListBucket", PLATFORM, {"s3:prefix": "data/"}, False),
+        # The quota lists object versions (noncurrent ones count), only of data prefixes.
+        ("s3:ListBucketVersions", POOL, {"s3:prefix": "tenants/acme/data/"}, True),
+        ("s3:ListBucketVersions", SILO, {"s3:prefix": "data/"}, True),
+        ("s3:ListBucketVersions", POOL, {"s3:prefix": "tenants/"}, False),
+        ("s3:ListBucketVersions", SILO, {}, False),
+        ("s3:ListBucketVersions", PLATFORM, {"s3:prefix": "data/"}, False),
+        ("s3:ListBucket", POOL, {"s3:prefix": "tenants/acme/data/"}, False),
         ("sts:AssumeRole", f"arn:aws:iam::{ACCOUNT}:role/trainyard-tenant-acme", None, False),
     ],
 )

@@ -345,9 +345,10 @@ def test_a_session_policy_allows_the_one_key_and_nothing_else() -> None:
     assert not allowed("s3:PutObject", f"{bucket}/tenants/acme/data/other.csv")
     assert not allowed("s3:PutObject", f"{bucket}/tenants/acme-corp/data/part-1.csv")
     assert not allowed("s3:GetObject", f"{bucket}/{TARGET.key}")
-    assert allowed("s3:ListBucket", bucket, {"s3:prefix": "tenants/acme/data/"})
-    assert not allowed("s3:ListBucket", bucket, {"s3:prefix": "tenants/"})
-    assert not allowed("s3:ListBucket", bucket)
+    assert allowed("s3:ListBucketVersions", bucket, {"s3:prefix": "tenants/acme/data/"})
+    assert not allowed("s3:ListBucketVersions", bucket, {"s3:prefix": "tenants/"})
+    assert not allowed("s3:ListBucketVersions", bucket)
+    assert not allowed("s3:ListBucket", bucket, {"s3:prefix": "tenants/acme/data/"})
 
 
 def test_the_longest_possible_session_policy_fits_stss_limit() -> None:

@@ -20,6 +20,7 @@ from trainyard_core import wiring
 from trainyard_core.config import Isolation, Settings
 from trainyard_core.wiring import Names
 
+from .cloudformation.s3 import lifecycle_rules
 from .platform_template import (
     Pseudo,
     RoleSpec,
@@ -242,6 +243,12 @@ def bootstrap_platform(
     s3.put_bucket_versioning(Bucket=pool, VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_notification_configuration(
         Bucket=pool, NotificationConfiguration={"EventBridgeConfiguration": {}}
+    )
+    # Its lifecycle rules as the platform template has them (storage.tenant_data_bucket).
+    pool_props = platform_template["Resources"]["PoolBucket"]["Properties"]
+    lifecycle = pool_props["LifecycleConfiguration"]
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=pool, LifecycleConfiguration={"Rules": lifecycle_rules(renderer.render(lifecycle))}
     )
 
     for bucket_name, policy in bucket_policies(platform_template, renderer).items():

@@ -62,8 +62,9 @@ class UploadRefused(Exception):
 
 class UploadSigner(Protocol):
     def data_bytes(self, target: UploadTarget, *, max_pages: int) -> int | None:
-        """Bytes of the objects under the target's data prefix; None if there are
-        more than ``max_pages`` listing pages of them."""
+        """Bytes S3 stores under the target's data prefix: every object version,
+        current and noncurrent (not in-progress multipart uploads); None if there
+        are more than ``max_pages`` listing pages of them."""
 
     def presign_post(
         self, target: UploadTarget, *, content_type: str, max_bytes: int, expires_in: int

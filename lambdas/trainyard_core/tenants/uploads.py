@@ -4,9 +4,10 @@ requests and no AWS credentials (docs/architecture.md §2). Pure.
 What is decided here is what S3 then enforces on the tenant's request: the one key
 (a validated file name under the tenant's data prefix), ``text/csv``, a
 content-length range bounded by the plan's ``maxUploadBytes`` and the room left in
-its ``dataQuotaBytes``, and the expiry. Files above ``MULTIPART_THRESHOLD_BYTES``
-(and every file above S3's 5 GB POST limit) get a multipart upload whose parts
-each have a signed length, completed (or aborted) through the API.
+its ``dataQuotaBytes`` (every stored version under the prefix counts), and the
+expiry. Files above ``MULTIPART_THRESHOLD_BYTES`` (and every file above S3's 5 GB
+POST limit) get a multipart upload whose parts each have a signed length,
+completed (or aborted) through the API.
 """
 
 from __future__ import annotations
@@ -166,14 +167,17 @@ class TenantUploads:
         if used is None:
             raise Conflict(
                 f"tenant {tenant.tenant_id} keeps more than {DATA_QUOTA_LIST_PAGES * 1000} "
-                "objects under its data prefix; delete or combine files to upload more",
+                "object versions under its data prefix; delete or combine files to upload "
+                "more (deleted and overwritten files' versions count until they expire)",
                 code="TooManyDataObjects",
             )
         room = plan.data_quota_bytes - used
         wanted = content_length if content_length is not None else 1
         if wanted > room:
             raise DataQuotaExceeded(
-                f"tenant {tenant.tenant_id} keeps {used} bytes of data; "
+                f"tenant {tenant.tenant_id} keeps {used} bytes of data (with the "
+                "versions of overwritten and deleted files, kept "
+                f"{self.settings.data_noncurrent_version_days} days); "
                 f"{content_length or 'another'} more would exceed the {plan.name} plan's "
                 f"dataQuotaBytes ({plan.data_quota_bytes}); delete files first"
             )

@@ -1,5 +1,6 @@
 """The S3 handlers: AWS::S3::Bucket (encryption, versioning, public access block,
-ownership controls, logging, EventBridge notifications, tags) and AWS::S3::BucketPolicy."""
+ownership controls, logging, EventBridge notifications, lifecycle rules, tags) and
+AWS::S3::BucketPolicy."""
 
 from __future__ import annotations
 
@@ -11,6 +12,56 @@ from botocore.exceptions import ClientError
 from infra import cfn_permissions as perms
 
 from .base import Context, Handler, HandlerError, Live, Properties, error_code, unsupported
+
+# CloudFormation's LifecycleConfiguration rule properties this handler translates
+# into PutBucketLifecycleConfiguration's shape (the tenant data buckets' rules).
+_RULE_KEYS = frozenset(
+    {
+        "Id",
+        "Status",
+        "Prefix",
+        "AbortIncompleteMultipartUpload",
+        "NoncurrentVersionExpiration",
+        "NoncurrentVersionExpirationInDays",
+        "ExpirationInDays",
+        "ExpiredObjectDeleteMarker",
+    }
+)
+
+
+def lifecycle_rules(value: Properties, type_name: str = perms.BUCKET) -> list[dict[str, Any]]:
+    """A bucket's CloudFormation LifecycleConfiguration as S3's API takes it."""
+    rules: list[dict[str, Any]] = []
+    for rule in value.get("Rules", []):
+        extra = set(rule) - _RULE_KEYS
+        if extra:
+            raise unsupported(type_name, f"LifecycleConfiguration rule {sorted(extra)}")
+        out: dict[str, Any] = {
+            "Status": str(rule["Status"]),
+            "Filter": {"Prefix": str(rule.get("Prefix", ""))},
+        }
+        if "Id" in rule:
+            out["ID"] = str(rule["Id"])
+        if "AbortIncompleteMultipartUpload" in rule:
+            days = rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            out["AbortIncompleteMultipartUpload"] = {"DaysAfterInitiation": int(days)}
+        noncurrent = dict(rule.get("NoncurrentVersionExpiration", {}))
+        if "NoncurrentVersionExpirationInDays" in rule:
+            noncurrent["NoncurrentDays"] = rule["NoncurrentVersionExpirationInDays"]
+        if noncurrent:
+            out["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
+        expiration: dict[str, Any] = {}
+        if "ExpirationInDays" in rule:
+            expiration["Days"] = int(rule["ExpirationInDays"])
+        if "ExpiredObjectDeleteMarker" in rule:
+            expiration["ExpiredObjectDeleteMarker"] = rule["ExpiredObjectDeleteMarker"] in (
+                True,
+                "true",
+            )
+        if expiration:
+            out["Expiration"] = expiration
+        rules.append(out)
+    return rules
 
 
 class BucketHandler(Handler):
@@ -60,6 +111,7 @@ class BucketHandler(Handler):
             "VersioningConfiguration",
             "LoggingConfiguration",
             "NotificationConfiguration",
+            "LifecycleConfiguration",
             "Tags",
         ):
             if new.get(key) != old.get(key):
@@ -125,6 +177,14 @@ class BucketHandler(Handler):
         if value.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled") in (True, "true"):
             config["EventBridgeConfiguration"] = {}
         s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+
+    def _set_LifecycleConfiguration(self, s3: Any, bucket: str, value: Any, old: Any) -> None:
+        if value is None:
+            s3.delete_bucket_lifecycle(Bucket=bucket)
+        else:
+            s3.put_bucket_lifecycle_configuration(
+                Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle_rules(value)}
+            )
 
     def _set_Tags(self, s3: Any, bucket: str, value: Any, old: Any) -> None:
         if value:
