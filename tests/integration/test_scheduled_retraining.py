@@ -81,7 +81,10 @@ def test_a_due_tenant_is_retrained_once_when_its_data_changed_and_an_unchanged_o
     _due_check(stack)
     runs = _runs(api, "retrain-a")
     scheduled = [r for r in runs if r["trigger"]["type"] == "schedule"]
-    assert len(scheduled) == 1, runs
+    assert len(scheduled) == 1, (
+        api.get("/tenants/retrain-a").json()["retrain"],
+        [(r["runId"], r["status"], r["startedAt"]) for r in runs],
+    )
     assert api.get("/tenants/retrain-a").json()["retrain"]["lastRunId"] == scheduled[0]["runId"]
     done = wait_for(
         lambda: next(

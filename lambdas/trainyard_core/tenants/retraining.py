@@ -57,7 +57,7 @@ _UNITS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 # head of the index, never a whole week late.
 RECHECK_SECONDS = 900
 # What a stored period is read as if the settings' bounds changed since it was set.
-_SHORTEST_STORED = 60
+_SHORTEST_STORED = 1
 
 
 def _seconds(value: object) -> int | None:
