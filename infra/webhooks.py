@@ -2,10 +2,10 @@
 webhook queue -> the webhooks Lambda, and what the two functions involved may do.
 
 The deliverer reads the tenant's webhook, writes its delivery records, reads the
-tenant's signing secret and sets a message's retry delay; the API (onboarding
-function) sets, shows and deletes webhooks and creates, rotates and deletes the
-secrets. Secrets live under one path (``wiring.Names.webhook_secret_prefix``), so
-both grants are scoped to it.
+secret its webhook names and sets a message's retry delay; the API (onboarding
+function) sets, shows and deletes webhooks and creates and deletes the secrets (a new
+one per PUT, never updated in place). Secrets live under one path
+(``wiring.Names.webhook_secret_prefix``), so both grants are scoped to it.
 """
 
 from __future__ import annotations
@@ -25,12 +25,7 @@ from infra.storage import Storage
 
 # What each function calls (trainyard_core/webhook_secrets.py, store/webhooks_dynamodb.py).
 DELIVERER_SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
-API_SECRET_ACTIONS = [
-    "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:RestoreSecret",
-    "secretsmanager:DeleteSecret",
-]
+API_SECRET_ACTIONS = ["secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"]
 DELIVERER_TABLE_ACTIONS = ["GetItem", "PutItem"]
 API_TABLE_ACTIONS = ["GetItem", "PutItem", "DeleteItem", "Query"]
 
@@ -84,8 +79,8 @@ class Webhooks(Construct):
             f"secret:{names.webhook_secret_prefix}*"
         )
         reason = (
-            "One signing secret per tenant, created at run time under this path; "
-            "Secrets Manager adds a random suffix to every secret's ARN."
+            "One signing secret per tenant webhook (a new one per PUT), created at run "
+            "time under this path; Secrets Manager adds a random suffix to every ARN."
         )
         for role in (deliverer.role, api.role):
             acknowledge_findings(role, "IAM5", {finding: reason})

@@ -121,11 +121,16 @@ class Names:
 
     @property
     def webhook_secret_prefix(self) -> str:
-        # One Secrets Manager secret per tenant under this path (IAM grants on it).
+        # Every webhook signing secret lives under this path (IAM grants on it).
         return f"trainyard/{self.prefix}/webhooks/"
 
-    def webhook_secret(self, tenant_id: str) -> str:
-        return f"{self.webhook_secret_prefix}{tenant_id}"
+    def webhook_secret_tenant_prefix(self, tenant_id: str) -> str:
+        return f"{self.webhook_secret_prefix}{tenant_id}/"
+
+    def webhook_secret(self, tenant_id: str, generation: str) -> str:
+        # One secret per webhook generation (every PUT): a new name never collides
+        # with an old secret whose forced deletion Secrets Manager is still finishing.
+        return f"{self.webhook_secret_tenant_prefix(tenant_id)}{generation}"
 
     @property
     def intake_queues(self) -> dict[str, str]:

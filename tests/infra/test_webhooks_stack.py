@@ -64,12 +64,8 @@ def test_secrets_manager_calls_are_granted_only_on_the_webhook_secrets_path(
 ) -> None:
     expected = {
         "webhooks": {"secretsmanager:GetSecretValue"},
-        "onboarding": {
-            "secretsmanager:CreateSecret",
-            "secretsmanager:PutSecretValue",
-            "secretsmanager:RestoreSecret",
-            "secretsmanager:DeleteSecret",
-        },
+        # A new secret per PUT: never updated (PutSecretValue) nor restored.
+        "onboarding": {"secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"},
         "scheduler": set(),
         "recorder": set(),
     }

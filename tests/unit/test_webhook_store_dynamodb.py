@@ -65,7 +65,7 @@ def test_a_delivery_is_created_once_and_the_webhook_item_is_separate(
     store.put_delivery(made.with_changes(status="succeeded", attempts=1, last_status_code=204))
     again = store.create_delivery(_delivery("acme", 1))
     assert (again.status, again.attempts, again.last_status_code) == ("succeeded", 1, 204)
-    hook = Webhook("acme", "https://h.example/", ("run.failed",), "t0", "t1")
+    hook = Webhook("acme", "https://h.example/", ("run.failed",), "t0", "t1", "s/acme/g1")
     store.put_webhook(hook)
     assert store.get_webhook("acme") == hook
     assert [d.delivery_id for d in store.list_deliveries("acme", limit=10)[0]] == ["id-1"]

@@ -33,6 +33,7 @@ def webhook_to_item(webhook: Webhook) -> dict[str, Any]:
         "events": list(webhook.events),
         "createdAt": webhook.created_at,
         "updatedAt": webhook.updated_at,
+        "secretName": webhook.secret_name,
     }
 
 
@@ -43,6 +44,7 @@ def item_to_webhook(item: dict[str, Any]) -> Webhook:
         events=tuple(item.get("events", [])),
         created_at=item["createdAt"],
         updated_at=item["updatedAt"],
+        secret_name=item["secretName"],
     )
 
 

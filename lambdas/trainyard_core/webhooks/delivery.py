@@ -150,7 +150,7 @@ class WebhookDeliverer:
         )
         if delivery.status == "succeeded":
             return Outcome(done=True, delivery=delivery)  # a repeated event: sent already
-        status, error = self._attempt(webhook.url, event)
+        status, error = self._attempt(webhook.url, webhook.secret_name, event)
         attempts = delivery.attempts + 1
         changes: dict[str, Any] = {
             "attempts": attempts,
@@ -179,14 +179,16 @@ class WebhookDeliverer:
             done=False, retry_after=retry_delay(self.settings, receive_count), delivery=delivery
         )
 
-    def _attempt(self, url: str, event: QueuedEvent) -> tuple[int | None, str | None]:
+    def _attempt(
+        self, url: str, secret_name: str, event: QueuedEvent
+    ) -> tuple[int | None, str | None]:
         try:
             target = check_url(
                 url, self.resolve, allow_loopback_http=self.settings.allow_loopback_http
             )
         except WebhookUrlRefused as exc:
             return None, f"{exc.code}: {exc.message}"
-        secret = self.secrets.current(event.tenant_id)
+        secret = self.secrets.current(secret_name)  # the one the webhook names
         if secret is None:
             return None, "the webhook's signing secret is missing"
         body = json.dumps(event.envelope, separators=(",", ":"), default=str).encode()
