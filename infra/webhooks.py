@@ -10,7 +10,7 @@ one per PUT, never updated in place). Secrets live under one path
 
 from __future__ import annotations
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -52,14 +52,24 @@ class Webhooks(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Every Trainyard event; the deliverer picks each tenant's subscriptions.
-        # (The target adds the queue policy: only this rule may send.)
+        # The target adds the queue policies: only this rule may send to the queue and
+        # to the target's DLQ (aws:SourceArn = the rule). An event SQS refuses (policy,
+        # encryption) or keeps failing past the retry policy goes to that DLQ (alarmed)
+        # instead of being dropped.
         self.rule = events.Rule(
             self,
             "EventsRule",
             rule_name=names.webhook_rule,
             description="Trainyard's own events to the webhook delivery queue",
             event_pattern=events.EventPattern(source=[catalogue.SOURCE]),
-            targets=[targets.SqsQueue(queues.webhooks.queue)],
+            targets=[
+                targets.SqsQueue(
+                    queues.webhooks.queue,
+                    dead_letter_queue=queues.webhook_events_dlq,
+                    retry_attempts=wiring.WEBHOOK_RULE_MAX_RETRY_ATTEMPTS,
+                    max_event_age=Duration.seconds(wiring.WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS),
+                )
+            ],
         )
         secrets = secrets_arn(names)
         deliverer.role.add_to_policy(

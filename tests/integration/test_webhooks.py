@@ -363,6 +363,46 @@ def test_offboarding_a_tenant_removes_its_webhook_and_secret(
     assert _gone(stack.client("secretsmanager"), name)
 
 
+def test_an_event_the_webhook_queue_refuses_lands_in_the_rules_dead_letter_queue(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    # The queue's policy no longer lets the rule send (a drift, a bad edit): EventBridge
+    # puts the event in the target's DLQ (whose policy allows the rule) instead of
+    # dropping it, with its reason.
+    tenant_id = _tenant(onboard, "hook-refused-queue")
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    sqs = stack.client("sqs")
+    urls = stack.platform.queue_urls  # type: ignore[union-attr]
+    queue, dlq = urls[stack.names.webhook_queue], urls[stack.names.webhook_rule_dlq]
+    saved = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])["Attributes"]
+    policy = json.loads(saved["Policy"])
+    refusing = {**policy, "Statement": [s for s in policy["Statement"] if s["Effect"] == "Deny"]}
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(refusing)})
+    try:
+        event = _publish(stack, tenant_id, catalogue.RUN_STARTED)
+        seen: list[dict[str, Any]] = []
+
+        def dead_lettered() -> dict[str, Any] | None:
+            got = sqs.receive_message(
+                QueueUrl=dlq,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                MessageAttributeNames=["All"],
+            )
+            seen.extend(got.get("Messages", []))
+            return next(
+                (m for m in seen if json.loads(m["Body"])["detail"] == event.envelope()), None
+            )
+
+        message = wait_for(dead_lettered, timeout=20, what="the event in the rule's DLQ")
+    finally:
+        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": saved["Policy"]})
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["RULE_ARN"].endswith(f":rule/{stack.names.webhook_rule}")
+    assert attributes["TARGET_ARN"].endswith(f":{stack.names.webhook_queue}")
+    assert receiver.requests == []  # never queued, never delivered
+
+
 def _probe_queue(stack: EmbeddedStack, name: str) -> str:
     """A queue fed by a rule of our own on every run.succeeded event on the default bus."""
     return bus_probe(
