@@ -23,7 +23,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoWebhookStore]:
         names = Names.from_settings(Settings())
         create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
         yield DynamoWebhookStore(
-            names.webhooks_table, resource=boto3.resource("dynamodb", region_name="us-east-1")
+            names.webhooks_table,
+            resource=boto3.resource("dynamodb", region_name="us-east-1"),
+            legacy_secret_prefix=names.webhook_secret_prefix,
         )
 
 
@@ -71,3 +73,25 @@ def test_a_delivery_is_created_once_and_the_webhook_item_is_separate(
     assert [d.delivery_id for d in store.list_deliveries("acme", limit=10)[0]] == ["id-1"]
     store.delete_webhook("acme")
     assert store.get_webhook("acme") is None
+
+
+def test_a_webhook_set_before_secret_generations_names_the_tenants_one_secret(
+    store: DynamoWebhookStore,
+) -> None:
+    # Items written by the first webhook release carry no secretName; their secret is
+    # trainyard/<prefix>/webhooks/<tenant>, which the deliverer must keep signing with.
+    boto3.resource("dynamodb", region_name="us-east-1").Table(
+        Names.from_settings(Settings()).webhooks_table
+    ).put_item(
+        Item={
+            "tenantId": "acme",
+            "sk": "webhook",
+            "url": "https://h.example/",
+            "events": ["run.failed"],
+            "createdAt": "t0",
+            "updatedAt": "t0",
+        }
+    )
+    hook = store.get_webhook("acme")
+    assert hook is not None
+    assert hook.secret_name == Names.from_settings(Settings()).webhook_secret_prefix + "acme"

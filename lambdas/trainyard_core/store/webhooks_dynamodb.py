@@ -37,14 +37,17 @@ def webhook_to_item(webhook: Webhook) -> dict[str, Any]:
     }
 
 
-def item_to_webhook(item: dict[str, Any]) -> Webhook:
+def item_to_webhook(item: dict[str, Any], legacy_secret_prefix: str = "") -> Webhook:
+    # A webhook set before secrets had generations names none: its secret is the
+    # tenant's one secret, <webhook secret prefix><tenant> (replaced at its next PUT).
+    legacy = f"{legacy_secret_prefix}{item['tenantId']}"
     return Webhook(
         tenant_id=item["tenantId"],
         url=item["url"],
         events=tuple(item.get("events", [])),
         created_at=item["createdAt"],
         updated_at=item["updatedAt"],
-        secret_name=item["secretName"],
+        secret_name=str(item.get("secretName") or legacy),
     )
 
 
@@ -100,14 +103,17 @@ def decode_deliveries_token(tenant_id: str, token: str) -> dict[str, Any]:
 
 
 class DynamoWebhookStore:
-    def __init__(self, table_name: str, resource: Any | None = None) -> None:
+    def __init__(
+        self, table_name: str, resource: Any | None = None, *, legacy_secret_prefix: str = ""
+    ) -> None:
         self._table = (resource or boto3.resource("dynamodb")).Table(table_name)
+        self._legacy_secret_prefix = legacy_secret_prefix
 
     def get_webhook(self, tenant_id: str) -> Webhook | None:
         item = self._table.get_item(
             Key={"tenantId": tenant_id, "sk": WEBHOOK_KEY}, ConsistentRead=True
         ).get("Item")
-        return item_to_webhook(item) if item else None
+        return item_to_webhook(item, self._legacy_secret_prefix) if item else None
 
     def put_webhook(self, webhook: Webhook) -> None:
         self._table.put_item(Item=webhook_to_item(webhook))
