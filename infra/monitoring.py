@@ -114,18 +114,20 @@ class Monitoring(Construct):
             **{p: names.intake_dlq(p) for p in queues.intake},
             "status": names.status_dlq,
             "webhooks": names.webhook_dlq,
+            "webhookEvents": names.webhook_rule_dlq,
         }
         dlqs = {
             **{p: pair.dlq for p, pair in queues.intake.items()},
             "status": queues.status.dlq,
             "webhooks": queues.webhooks.dlq,
+            "webhookEvents": queues.webhook_events_dlq,
+        }
+        gave_up_on = {
+            "webhooks": "webhook deliveries that failed every attempt",
+            "webhookEvents": "Trainyard events EventBridge could not put on the webhook queue",
         }
         for key, dlq in dlqs.items():
-            gave_up = (
-                "webhook deliveries that failed every attempt"
-                if key == "webhooks"
-                else "events the scheduler gave up on"
-            )
+            gave_up = gave_up_on.get(key, "events the scheduler gave up on")
             alarm(
                 f"Dlq{key.capitalize()}NotEmpty",
                 alarm_name=f"{dlq_names[key]}-not-empty",

@@ -1,5 +1,6 @@
 """SQS: one intake queue per plan (fed by tenant rules), the pipeline-status queue,
-the webhook delivery queue, each with its own dead-letter queue."""
+the webhook delivery queue, each with its own dead-letter queue; and the dead-letter
+queue of the webhook rule's target (events EventBridge could not queue)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 from trainyard_core import wiring
+
+from infra.nag import acknowledge
 
 MAX_RECEIVE_COUNT = 5
 RETENTION = Duration.days(14)  # the SQS maximum: a bad batch is kept as long as possible
@@ -116,6 +119,25 @@ class Queues(Construct):
             visibility=visibility,
             max_receive_count=webhook_attempts,
         )
+        # The webhook rule's target DLQ (infra/webhooks.py): events EventBridge could not
+        # put on the webhook queue (its policy, or SQS failing past the retry policy).
+        # SSE-SQS so EventBridge can write it without key grants; the target adds the
+        # policy letting only that rule send.
+        self.webhook_events_dlq = sqs.Queue(
+            self,
+            "WebhookEventsDlq",
+            queue_name=names.webhook_rule_dlq,
+            retention_period=RETENTION,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        acknowledge(
+            self.webhook_events_dlq,
+            "SQS3",
+            "It is a dead-letter queue: the DeadLetterConfig of the webhook rule's target "
+            "(EventBridge), which cdk-nag only recognises in an SQS redrive policy. It has "
+            "no consumer to fail, so a DLQ of its own would only hide what its alarm reports.",
+        )
 
     @property
     def by_name(self) -> dict[str, sqs.Queue]:
@@ -127,4 +149,5 @@ class Queues(Construct):
 
     @property
     def dlqs(self) -> list[sqs.Queue]:
-        return [pair.dlq for pair in [*self.intake.values(), self.status, self.webhooks]]
+        pairs = [*self.intake.values(), self.status, self.webhooks]
+        return [pair.dlq for pair in pairs] + [self.webhook_events_dlq]

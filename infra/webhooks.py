@@ -2,16 +2,16 @@
 webhook queue -> the webhooks Lambda, and what the two functions involved may do.
 
 The deliverer reads the tenant's webhook, writes its delivery records, reads the
-tenant's signing secret, reads the run or the model package an event is about
-(to verify it) and sets a message's retry delay; the API (onboarding
-function) sets, shows and deletes webhooks and creates, rotates and deletes the
-secrets. Secrets live under one path (``wiring.Names.webhook_secret_prefix``), so
-both grants are scoped to it.
+secret its webhook names, reads the run or the model package an event is about (to
+verify it) and sets a message's retry delay; the API (onboarding function) sets, shows
+and deletes webhooks and creates and deletes the secrets (a new one per PUT, never
+updated in place). Secrets live under one path (``wiring.Names.webhook_secret_prefix``),
+so both grants are scoped to it.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -26,12 +26,7 @@ from infra.storage import Storage
 
 # What each function calls (trainyard_core/webhook_secrets.py, store/webhooks_dynamodb.py).
 DELIVERER_SECRET_ACTIONS = ["secretsmanager:GetSecretValue"]
-API_SECRET_ACTIONS = [
-    "secretsmanager:CreateSecret",
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:RestoreSecret",
-    "secretsmanager:DeleteSecret",
-]
+API_SECRET_ACTIONS = ["secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"]
 DELIVERER_TABLE_ACTIONS = ["GetItem", "PutItem"]
 API_TABLE_ACTIONS = ["GetItem", "PutItem", "DeleteItem", "Query"]
 # The deliverer verifies each event against Trainyard's records before sending it
@@ -70,14 +65,24 @@ class Webhooks(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         # Every Trainyard event; the deliverer picks each tenant's subscriptions.
-        # (The target adds the queue policy: only this rule may send.)
+        # The target adds the queue policies: only this rule may send to the queue and
+        # to the target's DLQ (aws:SourceArn = the rule). An event SQS refuses (policy,
+        # encryption) or keeps failing past the retry policy goes to that DLQ (alarmed)
+        # instead of being dropped.
         self.rule = events.Rule(
             self,
             "EventsRule",
             rule_name=names.webhook_rule,
             description="Trainyard's own events to the webhook delivery queue",
             event_pattern=events.EventPattern(source=[catalogue.SOURCE]),
-            targets=[targets.SqsQueue(queues.webhooks.queue)],
+            targets=[
+                targets.SqsQueue(
+                    queues.webhooks.queue,
+                    dead_letter_queue=queues.webhook_events_dlq,
+                    retry_attempts=wiring.WEBHOOK_RULE_MAX_RETRY_ATTEMPTS,
+                    max_event_age=Duration.seconds(wiring.WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS),
+                )
+            ],
         )
         secrets = secrets_arn(names)
         deliverer.role.add_to_policy(
@@ -123,8 +128,8 @@ class Webhooks(Construct):
             f"secret:{names.webhook_secret_prefix}*"
         )
         reason = (
-            "One signing secret per tenant, created at run time under this path; "
-            "Secrets Manager adds a random suffix to every secret's ARN."
+            "One signing secret per tenant webhook (a new one per PUT), created at run "
+            "time under this path; Secrets Manager adds a random suffix to every ARN."
         )
         for role in (deliverer.role, api.role):
             acknowledge_findings(role, "IAM5", {finding: reason})

@@ -1,25 +1,41 @@
-"""Data access for webhook signing secrets: one Secrets Manager secret per tenant.
+"""Data access for webhook signing secrets: one Secrets Manager secret per webhook
+generation (every PUT makes a new one).
 
-Named ``wiring.Names.webhook_secret(tenant)`` (``trainyard/<prefix>/webhooks/<id>``;
-IAM grants on that path). A PUT creates it or puts a new value (the old one
-stops signing at once); DELETE removes it without a recovery window, so the same
-tenant can set a webhook again right away. Secrets Manager refuses to create a
-secret whose name is scheduled for deletion (someone deleted it with a window):
-such a secret is restored and given the new value instead. A forced deletion is
-finished asynchronously; a create in that window answers ResourceExists and a
-put then finds nothing, so the create is tried once more.
+Named ``wiring.Names.webhook_secret(tenant, generation)``
+(``trainyard/<prefix>/webhooks/<tenant>/<generation>``, a fresh random generation
+each time; IAM grants on the ``trainyard/<prefix>/webhooks/`` path). The webhook item
+names its secret, so the deliverer signs with exactly the secret the tenant was
+shown. Why a new name every time: DeleteSecret with ForceDeleteWithoutRecovery
+finishes asynchronously, and until it has, Secrets Manager refuses to create a
+secret of that name (InvalidRequestException, "already scheduled for deletion"),
+nor can it be restored. A name that was never used cannot be pending deletion.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
 
+from trainyard_core.errors import DomainError
+from trainyard_core.ports.webhooks import SigningSecret
 from trainyard_core.store.dynamodb import error_code
 from trainyard_core.webhooks.signing import new_secret
 from trainyard_core.wiring import Names
+
+# A client may try again this many seconds later (the Retry-After of the 503).
+SECRET_BUSY_RETRY_SECONDS = 10
+
+
+class WebhookSecretBusy(DomainError):
+    """The new secret's name is taken or pending deletion (a random name: practically
+    never). Retrying the PUT picks another name."""
+
+    status = 503
+    code = "WebhookSecretBusy"
+    retry_after = SECRET_BUSY_RETRY_SECONDS
 
 
 def _scheduled_for_deletion(exc: ClientError) -> bool:
@@ -29,41 +45,38 @@ def _scheduled_for_deletion(exc: ClientError) -> bool:
     )
 
 
+def new_generation() -> str:
+    # 16 hex characters; never "-" + six characters at the end (Secrets Manager's own
+    # ARN suffix, which partial-ARN lookups would confuse with it).
+    return uuid.uuid4().hex[:16]
+
+
 class SecretsManagerWebhookSecrets:
     def __init__(self, names: Names, client: Any | None = None) -> None:
         self._names = names
         self._sm = client or boto3.client("secretsmanager")
 
-    def rotate(self, tenant_id: str) -> str:
-        name = self._names.webhook_secret(tenant_id)
+    def create(self, tenant_id: str) -> SigningSecret:
+        name = self._names.webhook_secret(tenant_id, new_generation())
         value = new_secret()
-        for _ in range(2):
-            try:
-                self._sm.create_secret(
-                    Name=name,
-                    SecretString=value,
-                    Description=f"Trainyard webhook signing secret of tenant {tenant_id}",
-                )
-                return value
-            except ClientError as exc:
-                if error_code(exc) == "ResourceExistsException":
-                    pass
-                elif _scheduled_for_deletion(exc):
-                    self._sm.restore_secret(SecretId=name)
-                else:
-                    raise
-            try:
-                self._sm.put_secret_value(SecretId=name, SecretString=value)
-                return value
-            except ClientError as exc:
-                if error_code(exc) != "ResourceNotFoundException":
-                    raise
-                # A forced deletion finished between the two calls: create it again.
-        raise RuntimeError(f"could not create or update the secret {name}")
-
-    def current(self, tenant_id: str) -> str | None:
         try:
-            answer = self._sm.get_secret_value(SecretId=self._names.webhook_secret(tenant_id))
+            self._sm.create_secret(
+                Name=name,
+                SecretString=value,
+                Description=f"Trainyard webhook signing secret of tenant {tenant_id}",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceExistsException" or _scheduled_for_deletion(exc):
+                raise WebhookSecretBusy(
+                    f"the signing secret {name} could not be created ({error_code(exc)}); "
+                    f"retry in {SECRET_BUSY_RETRY_SECONDS} s"
+                ) from exc
+            raise
+        return SigningSecret(name=name, value=value)
+
+    def current(self, name: str) -> str | None:
+        try:
+            answer = self._sm.get_secret_value(SecretId=name)
         except ClientError as exc:
             if error_code(exc) == "ResourceNotFoundException" or _scheduled_for_deletion(exc):
                 return None
@@ -71,11 +84,11 @@ class SecretsManagerWebhookSecrets:
         value = answer.get("SecretString")
         return str(value) if value else None
 
-    def delete(self, tenant_id: str) -> None:
+    def delete(self, name: str) -> None:
+        # A forced deletion of a missing or already deleted secret succeeds in AWS;
+        # moto may answer ResourceNotFound.
         try:
-            self._sm.delete_secret(
-                SecretId=self._names.webhook_secret(tenant_id), ForceDeleteWithoutRecovery=True
-            )
+            self._sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
         except ClientError as exc:
             if error_code(exc) != "ResourceNotFoundException":
                 raise

@@ -120,12 +120,22 @@ class Names:
         return f"{self.prefix}-webhook-events"
 
     @property
+    def webhook_rule_dlq(self) -> str:
+        # Events the rule could not put on the webhook queue (its target's DLQ).
+        return f"{self.prefix}-webhook-events-dlq"
+
+    @property
     def webhook_secret_prefix(self) -> str:
-        # One Secrets Manager secret per tenant under this path (IAM grants on it).
+        # Every webhook signing secret lives under this path (IAM grants on it).
         return f"trainyard/{self.prefix}/webhooks/"
 
-    def webhook_secret(self, tenant_id: str) -> str:
-        return f"{self.webhook_secret_prefix}{tenant_id}"
+    def webhook_secret_tenant_prefix(self, tenant_id: str) -> str:
+        return f"{self.webhook_secret_prefix}{tenant_id}/"
+
+    def webhook_secret(self, tenant_id: str, generation: str) -> str:
+        # One secret per webhook generation (every PUT): a new name never collides
+        # with an old secret whose forced deletion Secrets Manager is still finishing.
+        return f"{self.webhook_secret_tenant_prefix(tenant_id)}{generation}"
 
     @property
     def intake_queues(self) -> dict[str, str]:
@@ -302,6 +312,16 @@ STATUS_BATCHING_WINDOW_SECONDS = 0
 # Webhook deliveries: a window would only delay them (one delivery is one HTTP
 # request; batching saves no AWS request per delivery).
 WEBHOOK_BATCHING_WINDOW_SECONDS = 0
+
+
+# The webhook rule's target (default bus -> webhook queue) retries a failed SendMessage
+# for at most this long / this often, then puts the event in names.webhook_rule_dlq
+# (alarmed). SQS failing for minutes (throttling, an outage) heals within the hour;
+# past that it is a configuration fault (queue policy, encryption) an operator must
+# fix, and the event waits 14 days in the DLQ for a redrive rather than being
+# retried blind for EventBridge's default 24 hours / 185 attempts.
+WEBHOOK_RULE_MAX_RETRY_ATTEMPTS = 20
+WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS = 3600
 
 
 def batching_window_seconds(names: Names, queue: str) -> int:

@@ -225,9 +225,12 @@ def _webhook_parts() -> dict[str, Any]:
     from trainyard_core.store.webhooks_dynamodb import DynamoWebhookStore
     from trainyard_core.webhook_secrets import SecretsManagerWebhookSecrets
 
+    names = wiring.Names.from_settings(settings())
     return {
-        "store": DynamoWebhookStore(os.environ[wiring.ENV_WEBHOOKS_TABLE]),
-        "secrets": SecretsManagerWebhookSecrets(wiring.Names.from_settings(settings())),
+        "store": DynamoWebhookStore(
+            os.environ[wiring.ENV_WEBHOOKS_TABLE], legacy_secret_prefix=names.webhook_secret_prefix
+        ),
+        "secrets": SecretsManagerWebhookSecrets(names),
         "resolve": webhook_http.resolve,
         "settings": settings().webhooks,
         "clock": clock(),

@@ -66,8 +66,9 @@ def test_context_override_adds_a_plan_queue_and_changes_caps(tmp_path, monkeypat
         for r in resources(result.platform_json, "AWS::SQS::Queue").values()
     }
     assert {names.intake_queue("enterprise"), names.intake_dlq("enterprise")} <= queues
-    # An intake queue and DLQ per plan, the status and webhook queues with theirs.
-    assert len(queues) == 2 * 4 + 2 + 2
+    # An intake queue and DLQ per plan, the status and webhook queues with theirs, and
+    # the webhook rule target's DLQ.
+    assert len(queues) == 2 * 4 + 2 + 2 + 1
     mappings = resources(result.platform_json, "AWS::Lambda::EventSourceMapping")
     assert len(mappings) == 4 + 1 + 1
 

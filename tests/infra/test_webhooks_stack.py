@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from trainyard_core import events as catalogue
+from trainyard_core import wiring
 
 from infra.app import build_app
 from tests.infra.synth_support import Synth, resolve_ref
@@ -41,6 +42,57 @@ def test_every_trainyard_event_on_the_default_bus_goes_to_the_webhook_queue(
     assert resolve_ref(synth.platform_json, redrive["deadLetterTargetArn"]) == dlq
 
 
+def test_events_the_webhook_queue_refuses_go_to_the_rules_own_dead_letter_queue(
+    synth: Synth,
+) -> None:
+    from trainyard.local.iam.policy import Request, RequestPrincipal, evaluate_resource_policy
+    from trainyard.local.platform_template import Pseudo, TemplateRenderer
+
+    template = synth.platform_json
+    rules = _of_type(template, "AWS::Events::Rule")
+    (rule_id,) = [
+        k for k, r in rules.items() if r["Properties"]["Name"] == synth.names.webhook_rule
+    ]
+    (target,) = rules[rule_id]["Properties"]["Targets"]
+    dlq = _logical_id(synth, "AWS::SQS::Queue", "QueueName", synth.names.webhook_rule_dlq)
+    assert resolve_ref(template, target["DeadLetterConfig"]["Arn"]) == dlq
+    assert target["RetryPolicy"] == {
+        "MaximumRetryAttempts": wiring.WEBHOOK_RULE_MAX_RETRY_ATTEMPTS,
+        "MaximumEventAgeInSeconds": wiring.WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS,
+    }
+    # EventBridge's limits on a target's retry policy (PutTargets).
+    assert 0 <= wiring.WEBHOOK_RULE_MAX_RETRY_ATTEMPTS <= 185
+    assert 60 <= wiring.WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS <= 86400
+    props = template["Resources"][dlq]["Properties"]
+    assert props["SqsManagedSseEnabled"] is True  # encrypted; EventBridge needs no key grant
+    assert props["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+    renderer = TemplateRenderer(template, Pseudo(account="123456789012", region="us-east-1"))
+    (policy,) = [
+        p
+        for p in _of_type(template, "AWS::SQS::QueuePolicy").values()
+        if any(resolve_ref(template, q) == dlq for q in p["Properties"]["Queues"])
+    ]
+    document = renderer.render(policy["Properties"]["PolicyDocument"])
+    dlq_arn = renderer.arn(dlq)
+    events = RequestPrincipal(service="events.amazonaws.com")
+
+    def send(source: str, secure: bool = True) -> bool:
+        context = {
+            "aws:SourceArn": source,
+            "aws:SourceAccount": "123456789012",
+            "aws:SecureTransport": "true" if secure else "false",
+        }
+        request = Request("sqs:SendMessage", dlq_arn, context)
+        return bool(evaluate_resource_policy(document, request, events))
+
+    rule_arn = renderer.arn(rule_id)
+    assert rule_arn.endswith(f":rule/{synth.names.webhook_rule}")
+    assert send(rule_arn)
+    assert not send(rule_arn.replace(synth.names.webhook_rule, synth.names.status_rule))
+    assert not send(rule_arn, secure=False)  # enforceSSL
+
+
 def _statements(synth: Synth, function_key: str) -> list[dict[str, Any]]:
     template = synth.platform_json
     function = _logical_id(
@@ -64,12 +116,8 @@ def test_secrets_manager_calls_are_granted_only_on_the_webhook_secrets_path(
 ) -> None:
     expected = {
         "webhooks": {"secretsmanager:GetSecretValue"},
-        "onboarding": {
-            "secretsmanager:CreateSecret",
-            "secretsmanager:PutSecretValue",
-            "secretsmanager:RestoreSecret",
-            "secretsmanager:DeleteSecret",
-        },
+        # A new secret per PUT: never updated (PutSecretValue) nor restored.
+        "onboarding": {"secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"},
         "scheduler": set(),
         "recorder": set(),
     }

@@ -62,7 +62,13 @@ def test_tables_match_wiring_names_keys_indexes_and_ttl(synth: Synth) -> None:
 
 def test_queue_names_match_wiring(synth: Synth) -> None:
     names = synth.names
-    expected = {names.status_queue, names.status_dlq, names.webhook_queue, names.webhook_dlq}
+    expected = {
+        names.status_queue,
+        names.status_dlq,
+        names.webhook_queue,
+        names.webhook_dlq,
+        names.webhook_rule_dlq,
+    }
     for plan in names.plans:
         expected |= {names.intake_queue(plan), names.intake_dlq(plan)}
     found = {
@@ -152,3 +158,27 @@ def test_rule_and_pipeline_names_match_wiring(synth: Synth) -> None:
     assert rules == {synth.names.status_rule, synth.names.webhook_rule} | scheduled
     (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
     assert pipeline["Properties"]["PipelineName"] == synth.names.pipeline_name
+
+
+def test_the_local_webhook_rule_target_is_the_templates(synth: Synth) -> None:
+    """The embedded stack's webhook rule target (trainyard/local/bootstrap.py): the same
+    queue, target DLQ and retry policy as the synthesized rule's."""
+    from trainyard.local.bootstrap import webhook_rule_target
+
+    queues = {
+        lid: r["Properties"]["QueueName"]
+        for lid, r in resources(synth.platform_json, "AWS::SQS::Queue").items()
+    }
+    (rule,) = [
+        r["Properties"]
+        for r in resources(synth.platform_json, "AWS::Events::Rule").values()
+        if r["Properties"]["Name"] == synth.names.webhook_rule
+    ]
+    (target,) = rule["Targets"]
+    local = webhook_rule_target({name: f"arn:{name}" for name in queues.values()}, synth.names)
+    template = synth.platform_json
+    assert local["Arn"] == f"arn:{queues[resolve_ref(template, target['Arn'])]}"
+    dlq = queues[resolve_ref(template, target["DeadLetterConfig"]["Arn"])]
+    assert local["DeadLetterConfig"] == {"Arn": f"arn:{dlq}"}
+    assert dlq == synth.names.webhook_rule_dlq
+    assert local["RetryPolicy"] == target["RetryPolicy"]

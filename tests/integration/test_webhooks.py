@@ -323,41 +323,77 @@ def test_bad_webhook_requests_are_4xx_with_a_code(api: Api, onboard: Any) -> Non
     ]
 
 
-def test_delete_removes_the_webhook_and_its_secret_and_it_can_be_set_again(
+def _secret_name(stack: EmbeddedStack, tenant_id: str) -> str:
+    """The secret the tenant's webhook item names (what the deliverer signs with)."""
+    item = stack.client("dynamodb").get_item(
+        TableName=stack.names.webhooks_table,
+        Key={"tenantId": {"S": tenant_id}, "sk": {"S": "webhook"}},
+    )["Item"]
+    return str(item["secretName"]["S"])
+
+
+def _gone(sm: Any, name: str) -> bool:
+    try:
+        sm.describe_secret(SecretId=name)
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] == "ResourceNotFoundException"
+    return False
+
+
+def test_every_put_makes_a_new_secret_and_the_old_one_stops_existing(
     stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
 ) -> None:
+    tenant_id = _tenant(onboard, "hook-rotate")
+    sm = stack.client("secretsmanager")
+    first = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
+    first_name = _secret_name(stack, tenant_id)
+    assert first_name.startswith(stack.names.webhook_secret_tenant_prefix(tenant_id))
+    assert sm.get_secret_value(SecretId=first_name)["SecretString"] == first
+    rotated = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
+    rotated_name = _secret_name(stack, tenant_id)
+    assert rotated != first and rotated_name != first_name
+    assert sm.get_secret_value(SecretId=rotated_name)["SecretString"] == rotated
+    assert _gone(sm, first_name)
+
+    # Someone scheduled the current secret for deletion: a PUT still answers with a
+    # working secret (a new one; the scheduled one is removed).
+    sm.delete_secret(SecretId=rotated_name, RecoveryWindowInDays=7)
+    again = _put(api, tenant_id, {"url": receiver.url})
+    assert again.status_code == 200, again.text
+    again_name = _secret_name(stack, tenant_id)
+    assert sm.get_secret_value(SecretId=again_name)["SecretString"] == again.json()["secret"]
+    assert _gone(sm, rotated_name)
+    time.sleep(1)
+    assert receiver.requests == []
+
+
+def test_a_put_right_after_a_delete_answers_a_secret_that_signs_deliveries(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    # Secrets Manager finishes a forced deletion asynchronously (the embedded stack
+    # keeps the name taken for a while, as AWS does): the PUT must not need that name.
     tenant_id = _tenant(onboard, "hook-delete")
     sm = stack.client("secretsmanager")
-    secret_name = stack.names.webhook_secret(tenant_id)
-    first = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
-    rotated = _put(api, tenant_id, {"url": receiver.url}).json()["secret"]
-    assert rotated != first
-    assert sm.get_secret_value(SecretId=secret_name)["SecretString"] == rotated
+    first = _put(api, tenant_id, {"url": receiver.url, "events": ["run.succeeded"]})
+    assert first.status_code == 200, first.text
+    first_name = _secret_name(stack, tenant_id)
 
     removed = api.call("DELETE", f"/tenants/{tenant_id}/webhook")
     assert removed.status_code == 200 and "secret" not in removed.json()
     assert api.get(f"/tenants/{tenant_id}/webhook").status_code == 404
-    with pytest.raises(ClientError) as gone:
-        sm.describe_secret(SecretId=secret_name)
-    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
-    _publish(stack, tenant_id, catalogue.RUN_SUCCEEDED)  # no webhook: nothing sent
+    assert _gone(sm, first_name)
 
-    again = _put(api, tenant_id, {"url": receiver.url})
+    again = _put(api, tenant_id, {"url": receiver.url, "events": ["run.succeeded"]})
     assert again.status_code == 200, again.text
-    assert again.json()["secret"] not in (first, rotated)
-
-    # Someone deleted the secret with a recovery window: Secrets Manager refuses to
-    # create one of that name (as AWS does), so the PUT restores it with a new value.
-    sm.delete_secret(SecretId=secret_name, RecoveryWindowInDays=7)
-    with pytest.raises(ClientError) as refused:
-        sm.create_secret(Name=secret_name, SecretString="x")
-    assert refused.value.response["Error"]["Code"] == "InvalidRequestException"
-    restored = _put(api, tenant_id, {"url": receiver.url})
-    assert restored.status_code == 200, restored.text
-    current = sm.get_secret_value(SecretId=secret_name)["SecretString"]
-    assert current == restored.json()["secret"]
-    time.sleep(2)
-    assert receiver.requests == []
+    secret = again.json()["secret"]
+    assert secret != first.json()["secret"]
+    _publish(stack, tenant_id, catalogue.RUN_SUCCEEDED)
+    wait_for(lambda: receiver.requests, timeout=30, what="a delivery")
+    (got,) = receiver.requests
+    assert _expected_signature(secret, got.headers["Trainyard-Signature"], got.body)
+    assert not _expected_signature(
+        first.json()["secret"], got.headers["Trainyard-Signature"], got.body
+    )
 
 
 def test_offboarding_a_tenant_removes_its_webhook_and_secret(
@@ -365,12 +401,49 @@ def test_offboarding_a_tenant_removes_its_webhook_and_secret(
 ) -> None:
     tenant_id = _tenant(onboard, "hook-offboard")
     assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    name = _secret_name(stack, tenant_id)
     assert api.call("DELETE", f"/tenants/{tenant_id}").status_code == 202
-    with pytest.raises(ClientError) as gone:
-        stack.client("secretsmanager").describe_secret(
-            SecretId=stack.names.webhook_secret(tenant_id)
-        )
-    assert gone.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert _gone(stack.client("secretsmanager"), name)
+
+
+def test_an_event_the_webhook_queue_refuses_lands_in_the_rules_dead_letter_queue(
+    stack: EmbeddedStack, api: Api, onboard: Any, receiver: Receiver
+) -> None:
+    # The queue's policy no longer lets the rule send (a drift, a bad edit): EventBridge
+    # puts the event in the target's DLQ (whose policy allows the rule) instead of
+    # dropping it, with its reason.
+    tenant_id = _tenant(onboard, "hook-refused-queue")
+    assert _put(api, tenant_id, {"url": receiver.url}).status_code == 200
+    sqs = stack.client("sqs")
+    urls = stack.platform.queue_urls  # type: ignore[union-attr]
+    queue, dlq = urls[stack.names.webhook_queue], urls[stack.names.webhook_rule_dlq]
+    saved = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["Policy"])["Attributes"]
+    policy = json.loads(saved["Policy"])
+    refusing = {**policy, "Statement": [s for s in policy["Statement"] if s["Effect"] == "Deny"]}
+    sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(refusing)})
+    try:
+        event = _publish(stack, tenant_id, catalogue.RUN_STARTED)
+        seen: list[dict[str, Any]] = []
+
+        def dead_lettered() -> dict[str, Any] | None:
+            got = sqs.receive_message(
+                QueueUrl=dlq,
+                MaxNumberOfMessages=10,
+                WaitTimeSeconds=1,
+                MessageAttributeNames=["All"],
+            )
+            seen.extend(got.get("Messages", []))
+            return next(
+                (m for m in seen if json.loads(m["Body"])["detail"] == event.envelope()), None
+            )
+
+        message = wait_for(dead_lettered, timeout=20, what="the event in the rule's DLQ")
+    finally:
+        sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": saved["Policy"]})
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["RULE_ARN"].endswith(f":rule/{stack.names.webhook_rule}")
+    assert attributes["TARGET_ARN"].endswith(f":{stack.names.webhook_queue}")
+    assert receiver.requests == []  # never queued, never delivered
 
 
 def test_a_receiver_trickling_its_answer_is_cut_off_at_each_attempts_deadline_and_retried(

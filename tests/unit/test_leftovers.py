@@ -96,7 +96,10 @@ def _deployment(clients: Any, d: Deployment, tenant: str) -> None:
     )
     sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=SPEC)
     # A tenant's webhook signing secret (made by the API at run time).
-    clients("secretsmanager").create_secret(Name=names.webhook_secret(tenant), SecretString="s")
+    secret = names.webhook_secret(tenant, "g1")
+    clients("secretsmanager").create_secret(Name=secret, SecretString="s")
+    # The webhook rule target's dead-letter queue (kept by a failed stack deletion).
+    clients("sqs").create_queue(QueueName=names.webhook_rule_dlq)
 
 
 @pytest.fixture
@@ -118,7 +121,8 @@ def test_what_a_deployment_left_is_found_by_its_names_and_tags_only(account: Any
         ("log-group", "/aws/lambda/trainyard-scheduler"),
         ("role", "trainyard-tenant-acme"),
         ("model-package-group", "trainyard-acme"),
-        ("secret", "trainyard/trainyard/webhooks/acme"),
+        ("secret", "trainyard/trainyard/webhooks/acme/g1"),
+        ("queue", f"https://sqs.us-east-1.amazonaws.com/{ACCOUNT}/trainyard-webhook-events-dlq"),
     }
 
 

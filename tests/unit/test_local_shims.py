@@ -15,10 +15,12 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from trainyard.local import shims
 from trainyard.local.shims import (
     install_dynamodb_serializer,
     install_s3_logging_policy_check,
     install_sagemaker_registry_shims,
+    install_secretsmanager_deletion_checks,
 )
 
 
@@ -186,3 +188,30 @@ def test_log_delivery_is_decided_by_the_target_buckets_policy(aws: None) -> None
     for source, prefix in (("someone-else", "access-logs/x/"), ("trainyard-acme", "elsewhere/")):
         code, _ = _error(lambda source=source, prefix=prefix: log(source, prefix))
         assert code == "InvalidTargetBucketForLogging"
+
+
+def test_a_force_deleted_secrets_name_stays_taken_for_a_while_as_in_aws(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # AWS finishes ForceDeleteWithoutRecovery asynchronously: meanwhile the name cannot
+    # be created again, nor the secret restored (moto frees the name at once).
+    install_secretsmanager_deletion_checks()
+    monkeypatch.setattr(shims, "FORCE_DELETE_PENDING_SECONDS", 1.0)
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    arn = sm.create_secret(Name="trainyard/t/webhooks/acme/g1", SecretString="v1")["ARN"]
+    sm.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    code, message = _error(
+        lambda: sm.create_secret(Name="trainyard/t/webhooks/acme/g1", SecretString="v2")
+    )
+    assert code == "InvalidRequestException" and "scheduled for deletion" in message
+    for secret_id in ("trainyard/t/webhooks/acme/g1", arn):
+        assert _error(lambda s=secret_id: sm.restore_secret(SecretId=s))[0] == (
+            "InvalidRequestException"
+        )
+    # Other names are free; a forced deletion of a missing secret succeeds (as in AWS).
+    sm.create_secret(Name="trainyard/t/webhooks/acme/g2", SecretString="v")
+    sm.delete_secret(SecretId="trainyard/t/webhooks/never", ForceDeleteWithoutRecovery=True)
+    time.sleep(1.1)
+    sm.create_secret(Name="trainyard/t/webhooks/acme/g1", SecretString="v3")
+    got = sm.get_secret_value(SecretId="trainyard/t/webhooks/acme/g1")
+    assert got["SecretString"] == "v3"

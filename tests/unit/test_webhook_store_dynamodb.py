@@ -25,7 +25,9 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoWebhookStore]:
     with mock_aws():
         names = Names.from_settings(Settings())
         create_tables(boto3.client("dynamodb", region_name="us-east-1"), names)
-        yield DynamoWebhookStore(names.webhooks_table)
+        yield DynamoWebhookStore(
+            names.webhooks_table, legacy_secret_prefix=names.webhook_secret_prefix
+        )
 
 
 def _delivery(tenant: str, n: int) -> Delivery:
@@ -66,7 +68,7 @@ def test_a_delivery_is_created_once_and_the_webhook_item_is_separate(
     store.put_delivery(made.with_changes(status="succeeded", attempts=1, last_status_code=204))
     again = store.create_delivery(_delivery("acme", 1))
     assert (again.status, again.attempts, again.last_status_code) == ("succeeded", 1, 204)
-    hook = Webhook("acme", "https://h.example/", ("run.failed",), "t0", "t1")
+    hook = Webhook("acme", "https://h.example/", ("run.failed",), "t0", "t1", "s/acme/g1")
     store.put_webhook(hook)
     assert store.get_webhook("acme") == hook
     assert [d.delivery_id for d in store.list_deliveries("acme", limit=10)[0]] == ["id-1"]
@@ -104,3 +106,25 @@ def test_threads_delivering_side_by_side_share_no_boto3_resource(
 
     assert [(status, attempts) for _, status, attempts in results] == [("succeeded", 1)] * 4
     assert len({ident for ident, *_ in results}) == 4
+
+
+def test_a_webhook_set_before_secret_generations_names_the_tenants_one_secret(
+    store: DynamoWebhookStore,
+) -> None:
+    # Items written by the first webhook release carry no secretName; their secret is
+    # trainyard/<prefix>/webhooks/<tenant>, which the deliverer must keep signing with.
+    boto3.resource("dynamodb", region_name="us-east-1").Table(
+        Names.from_settings(Settings()).webhooks_table
+    ).put_item(
+        Item={
+            "tenantId": "acme",
+            "sk": "webhook",
+            "url": "https://h.example/",
+            "events": ["run.failed"],
+            "createdAt": "t0",
+            "updatedAt": "t0",
+        }
+    )
+    hook = store.get_webhook("acme")
+    assert hook is not None
+    assert hook.secret_name == Names.from_settings(Settings()).webhook_secret_prefix + "acme"

@@ -301,3 +301,46 @@ def test_the_sender_calls_only_the_checked_address_and_never_follows_a_redirect(
         server.server_close()
     assert answer.status == 302
     assert seen == [("/in?a=1", f"hooks.example.com:{port}")]
+
+
+def _signed_with(sent: Any, secret: str) -> bool:
+    header = sent.headers[signing.HEADER]
+    stamp = int(dict(p.split("=", 1) for p in header.split(","))["t"])
+    return signing.verify(secret, header, sent.body, now=stamp)
+
+
+def test_a_put_whose_write_fails_leaves_the_receiver_verifying_with_its_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, deliverer, sender, store = _world()
+    _, old = service.put("acme", "https://hooks.example.com/in", None)
+    secrets = service.secrets
+
+    def unavailable(webhook: Any) -> None:
+        raise RuntimeError("DynamoDB unavailable")
+
+    monkeypatch.setattr(store, "put_webhook", unavailable)
+    with pytest.raises(RuntimeError):
+        service.put("acme", "https://hooks.example.com/other", None)
+    monkeypatch.undo()
+    # The old webhook and its secret are untouched; the unused new secret is gone.
+    assert list(secrets.values.values()) == [old]
+    assert deliverer.deliver(_message(catalogue.RUN_SUCCEEDED), 1).done
+    (sent,) = sender.sent
+    assert _signed_with(sent, old)
+
+
+def test_a_put_signs_with_the_new_secret_even_if_the_old_one_cannot_be_removed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, deliverer, sender, _ = _world()
+    _, old = service.put("acme", "https://hooks.example.com/in", None)
+
+    def refused(name: str) -> None:
+        raise RuntimeError("AccessDenied")
+
+    monkeypatch.setattr(service.secrets, "delete", refused)
+    webhook, new = service.put("acme", "https://hooks.example.com/in", None)
+    assert new != old and service.secrets.current(webhook.secret_name) == new
+    assert deliverer.deliver(_message(catalogue.RUN_SUCCEEDED), 1).done
+    assert _signed_with(sender.sent[0], new) and not _signed_with(sender.sent[0], old)

@@ -144,7 +144,7 @@ def _platform(clients: ClientFactory, d: Deployment) -> list[Leftover]:
     sqs = clients("sqs")
     queues = [*names.intake_queues.values(), names.status_queue, names.status_dlq]
     queues += [names.intake_dlq(plan) for plan in names.plans]
-    queues += [names.webhook_queue, names.webhook_dlq]
+    queues += [names.webhook_queue, names.webhook_dlq, names.webhook_rule_dlq]
     for queue in queues:
         url = _safe(lambda q=queue: sqs.get_queue_url(QueueName=q))
         if url:

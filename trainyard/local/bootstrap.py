@@ -172,7 +172,30 @@ def create_queues(
         ]
         urls[queue], arns[queue] = url, arn
         urls[dlq], arns[dlq] = dlq_url, dlq_arn
+    # The webhook rule's target DLQ (infra/queues.py): no consumer, no redrive policy.
+    url = sqs.create_queue(
+        QueueName=names.webhook_rule_dlq,
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+    )["QueueUrl"]
+    urls[names.webhook_rule_dlq] = url
+    arns[names.webhook_rule_dlq] = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["QueueArn"]
+    )["Attributes"]["QueueArn"]
     return urls, arns
+
+
+def webhook_rule_target(arns: dict[str, str], names: Names) -> dict[str, Any]:
+    """The webhook rule's target as infra/webhooks.py declares it: the queue, the
+    target's DLQ and the retry policy (the same values, from wiring)."""
+    return {
+        "Id": "webhook-queue",
+        "Arn": arns[names.webhook_queue],
+        "DeadLetterConfig": {"Arn": arns[names.webhook_rule_dlq]},
+        "RetryPolicy": {
+            "MaximumRetryAttempts": wiring.WEBHOOK_RULE_MAX_RETRY_ATTEMPTS,
+            "MaximumEventAgeInSeconds": wiring.WEBHOOK_RULE_MAX_EVENT_AGE_SECONDS,
+        },
+    }
 
 
 def create_platform_roles(
@@ -293,16 +316,16 @@ def bootstrap_platform(
         Rule=names.status_rule,
         Targets=[{"Id": "status-queue", "Arn": arns[names.status_queue]}],
     )
-    # Trainyard's own events to the webhook queue (infra/webhooks.py); the queue policy
-    # set above from the template is what lets this rule deliver.
+    # Trainyard's own events to the webhook queue (infra/webhooks.py); the queue policies
+    # set above from the template are what let this rule deliver (to the queue, or to
+    # the target's DLQ when the queue refuses).
     events.put_rule(
         Name=names.webhook_rule,
         EventPattern=json.dumps({"source": [catalogue.SOURCE]}),
     )
-    events.put_targets(
-        Rule=names.webhook_rule,
-        Targets=[{"Id": "webhook-queue", "Arn": arns[names.webhook_queue]}],
-    )
+    answer = events.put_targets(Rule=names.webhook_rule, Targets=[webhook_rule_target(arns, names)])
+    if answer.get("FailedEntryCount"):
+        raise RuntimeError(f"PutTargets on {names.webhook_rule}: {answer['FailedEntries']}")
     return Platform(
         queue_urls=urls,
         queue_arns=arns,

@@ -21,6 +21,11 @@
 - Secrets Manager: moto lets CreateSecret and PutSecretValue use a secret that is
   scheduled for deletion (CreateSecret says ResourceExists); AWS refuses both with
   InvalidRequestException until the secret is restored (RestoreSecret) or gone.
+  moto also finishes a forced deletion (ForceDeleteWithoutRecovery) at once; AWS
+  finishes it "with an asynchronous background process, so there might be a short
+  delay" (DeleteSecret's documentation): meanwhile CreateSecret of that name fails
+  (InvalidRequestException, "already scheduled for deletion") and there is nothing to
+  restore. The name stays pending here for ``FORCE_DELETE_PENDING_SECONDS``.
 
 moto's CloudFormation is not shimmed here: tenant stacks run on the embedded stack's
 own engine (``trainyard/local/cloudformation``).
@@ -31,6 +36,7 @@ from __future__ import annotations
 import contextvars
 import json
 import threading
+import time
 from typing import Any
 
 _lock = threading.Lock()
@@ -338,10 +344,92 @@ def _refuse_when_scheduled_for_deletion(original: Any, message: str, key: str) -
     return guarded
 
 
+# How long a force-deleted secret's name stays taken. AWS documents no bound ("a
+# short delay"); long enough that any immediate re-creation in a test meets it.
+FORCE_DELETE_PENDING_SECONDS = 20.0
+_CREATE_PENDING = (
+    "You can't create this secret because a secret with this name is already "
+    "scheduled for deletion."
+)
+_RESTORE_PENDING = (
+    "You can't restore this secret because it was deleted without a recovery window "
+    "and is being deleted."
+)
+
+
+def _pending_names(backend: Any) -> dict[str, float]:
+    """Name -> monotonic time its forced deletion finishes (per moto backend, so a
+    reset backend forgets them with its secrets)."""
+    pending = backend.__dict__.get("_trainyard_force_deleted")
+    if pending is None:
+        pending = backend.__dict__.setdefault("_trainyard_force_deleted", {})
+    now = time.monotonic()
+    for name in [n for n, until in pending.items() if until <= now]:
+        del pending[name]
+    return pending  # type: ignore[no-any-return]
+
+
+def _pending_name(backend: Any, secret_id: str) -> str | None:
+    """The pending name ``secret_id`` names (a name, or an ARN of that name)."""
+    pending = _pending_names(backend)
+    if secret_id in pending:
+        return secret_id
+    for name in pending:
+        # arn:...:secret:<name>-<6 random characters>
+        if secret_id.startswith("arn:") and secret_id.rsplit(":", 1)[-1][:-7] == name:
+            return name
+    return None
+
+
+def _delayed_force_delete(original: Any) -> Any:
+    def delete_secret(
+        self: Any,
+        secret_id: str,
+        recovery_window_in_days: int | None,
+        force_delete_without_recovery: bool,
+    ) -> Any:
+        existing = self.secrets.get(secret_id) if self._is_valid_identifier(secret_id) else None
+        answer = original(self, secret_id, recovery_window_in_days, force_delete_without_recovery)
+        if force_delete_without_recovery and existing is not None:
+            _pending_names(self)[existing.name] = time.monotonic() + FORCE_DELETE_PENDING_SECONDS
+        return answer
+
+    return delete_secret
+
+
+def _refuse_pending(original: Any, message: str, key: str) -> Any:
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from moto.secretsmanager.exceptions import InvalidRequestException
+
+        secret_id = kwargs.get(key, args[0] if args else None)
+        if secret_id is not None and _pending_name(self, str(secret_id)) is not None:
+            raise InvalidRequestException(message)
+        return original(self, *args, **kwargs)
+
+    return refuse
+
+
 def install_secretsmanager_deletion_checks() -> None:
-    """CreateSecret / PutSecretValue on a secret scheduled for deletion fail as in AWS
-    (idempotent)."""
+    """CreateSecret / PutSecretValue on a secret scheduled for deletion fail as in AWS,
+    and a forced deletion keeps its name taken for a while, as AWS's asynchronous
+    deletion does (idempotent)."""
     from moto.secretsmanager.models import SecretsManagerBackend
+
+    with _lock:
+        if not getattr(SecretsManagerBackend, "_trainyard_force_delete", False):
+            wrapped = {
+                "delete_secret": _delayed_force_delete(SecretsManagerBackend.delete_secret),
+                "create_secret": _refuse_pending(
+                    SecretsManagerBackend.create_secret, _CREATE_PENDING, "name"
+                ),
+                "restore_secret": _refuse_pending(
+                    SecretsManagerBackend.restore_secret, _RESTORE_PENDING, "secret_id"
+                ),
+            }
+            for method, function in wrapped.items():
+                function.__name__ = method
+                setattr(SecretsManagerBackend, method, function)
+            SecretsManagerBackend._trainyard_force_delete = True  # type: ignore[attr-defined]
 
     checks = {
         "create_secret": (

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from trainyard_core import limits
 from trainyard_core.model_versions import ModelVersion
 from trainyard_core.models import Run
-from trainyard_core.ports.webhooks import Response
+from trainyard_core.ports.webhooks import Response, SigningSecret
 from trainyard_core.store.webhooks_dynamodb import delivery_to_item, webhook_to_item
 from trainyard_core.webhooks.records import Delivery, Webhook
 from trainyard_core.webhooks.signing import new_secret
@@ -55,17 +55,20 @@ class MemoryWebhookStore:
 
 class MemoryWebhookSecrets:
     def __init__(self) -> None:
-        self.values: dict[str, str] = {}
+        self.values: dict[str, str] = {}  # name -> value
+        self.made = 0
 
-    def rotate(self, tenant_id: str) -> str:
-        self.values[tenant_id] = new_secret()
-        return self.values[tenant_id]
+    def create(self, tenant_id: str) -> SigningSecret:
+        self.made += 1
+        secret = SigningSecret(name=f"webhooks/{tenant_id}/{self.made}", value=new_secret())
+        self.values[secret.name] = secret.value
+        return secret
 
-    def current(self, tenant_id: str) -> str | None:
-        return self.values.get(tenant_id)
+    def current(self, name: str) -> str | None:
+        return self.values.get(name)
 
-    def delete(self, tenant_id: str) -> None:
-        self.values.pop(tenant_id, None)
+    def delete(self, name: str) -> None:
+        self.values.pop(name, None)
 
 
 @dataclass

@@ -44,14 +44,24 @@ class WebhookStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SigningSecret:
+    name: str  # the secret's name in the store (kept on the webhook item)
+    value: str  # shown to the tenant once
+
+
 class WebhookSecrets(Protocol):
-    def rotate(self, tenant_id: str) -> str:
-        """Create the tenant's signing secret, or replace it; return the new value."""
+    def create(self, tenant_id: str) -> SigningSecret:
+        """A new signing secret under a name never used before (one per PUT)."""
         ...
 
-    def current(self, tenant_id: str) -> str | None: ...
+    def current(self, name: str) -> str | None:
+        """The value of the secret ``name``; None if it is gone."""
+        ...
 
-    def delete(self, tenant_id: str) -> None: ...
+    def delete(self, name: str) -> None:
+        """Remove the secret ``name`` (gone already: nothing to do)."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -36,16 +36,21 @@ def webhook_to_item(webhook: Webhook) -> dict[str, Any]:
         "events": list(webhook.events),
         "createdAt": webhook.created_at,
         "updatedAt": webhook.updated_at,
+        "secretName": webhook.secret_name,
     }
 
 
-def item_to_webhook(item: dict[str, Any]) -> Webhook:
+def item_to_webhook(item: dict[str, Any], legacy_secret_prefix: str = "") -> Webhook:
+    # A webhook set before secrets had generations names none: its secret is the
+    # tenant's one secret, <webhook secret prefix><tenant> (replaced at its next PUT).
+    legacy = f"{legacy_secret_prefix}{item['tenantId']}"
     return Webhook(
         tenant_id=item["tenantId"],
         url=item["url"],
         events=tuple(item.get("events", [])),
         created_at=item["createdAt"],
         updated_at=item["updatedAt"],
+        secret_name=str(item.get("secretName") or legacy),
     )
 
 
@@ -101,18 +106,21 @@ def decode_deliveries_token(tenant_id: str, token: str) -> dict[str, Any]:
 
 
 class DynamoWebhookStore(DynamoClient):
-    def __init__(self, table_name: str, client: Any | None = None) -> None:
+    def __init__(
+        self, table_name: str, client: Any | None = None, *, legacy_secret_prefix: str = ""
+    ) -> None:
         # Made now, in one thread (a session is not thread-safe either); plain boto3
         # honours AWS_ENDPOINT_URL (moto locally).
         super().__init__(client or boto3.client("dynamodb"))
         self.table = table_name
+        self._legacy_secret_prefix = legacy_secret_prefix
 
     def _key(self, tenant_id: str, sk: str) -> dict[str, Any]:
         return {"tenantId": tenant_id, "sk": sk}
 
     def get_webhook(self, tenant_id: str) -> Webhook | None:
         item = self._get(self.table, self._key(tenant_id, WEBHOOK_KEY))
-        return item_to_webhook(item) if item else None
+        return item_to_webhook(item, self._legacy_secret_prefix) if item else None
 
     def put_webhook(self, webhook: Webhook) -> None:
         self.client.put_item(TableName=self.table, Item=self._s(webhook_to_item(webhook)))

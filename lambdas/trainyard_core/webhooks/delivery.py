@@ -197,7 +197,9 @@ class WebhookDeliverer:
         delivery = self.store.create_delivery(self._new_delivery(event, "pending"))
         if delivery.status in ("succeeded", "refused"):
             return Outcome(done=True, delivery=delivery)  # a repeated event: settled already
-        status, error = self._attempt(webhook.url, event, payload, remaining_seconds)
+        status, error = self._attempt(
+            webhook.url, webhook.secret_name, event, payload, remaining_seconds
+        )
         attempts = delivery.attempts + 1
         changes: dict[str, Any] = {
             "attempts": attempts,
@@ -292,6 +294,7 @@ class WebhookDeliverer:
     def _attempt(
         self,
         url: str,
+        secret_name: str,
         event: QueuedEvent,
         payload: dict[str, Any],
         remaining_seconds: float | None,
@@ -310,7 +313,7 @@ class WebhookDeliverer:
             )
         except WebhookUrlRefused as exc:
             return None, f"{exc.code}: {exc.message}"
-        secret = self.secrets.current(event.tenant_id)
+        secret = self.secrets.current(secret_name)  # the one the webhook names
         if secret is None:
             return None, "the webhook's signing secret is missing"
         body = json.dumps(payload, separators=(",", ":"), default=str).encode()

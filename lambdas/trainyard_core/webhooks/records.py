@@ -15,6 +15,9 @@ class Webhook:
     events: tuple[str, ...]
     created_at: str
     updated_at: str
+    # The Secrets Manager secret this webhook's deliveries are signed with (a new one
+    # per PUT); its name, never its value, is stored here.
+    secret_name: str
 
     def api_dict(self) -> dict[str, Any]:
         # Never the secret: it is shown once, in the answer to the PUT that made it.

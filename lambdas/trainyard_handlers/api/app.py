@@ -36,7 +36,11 @@ def _domain_error(exc: DomainError) -> Response[str]:
     if exc.code == "RunNotFound":
         status = 404
     logger.info("request rejected", extra={"code": exc.code, "reason": exc.message})
-    return json_response(status, Error.of(exc.code, exc.message))
+    response = json_response(status, Error.of(exc.code, exc.message))
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:  # a 503 the caller may retry: when
+        response.headers["Retry-After"] = str(int(retry_after))
+    return response
 
 
 @app.not_found

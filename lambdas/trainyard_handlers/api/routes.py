@@ -311,10 +311,13 @@ ROUTES: tuple[Route, ...] = (
             ),
             404: ("TenantNotFound",),
             413: ("PayloadTooLarge",),
+            503: ("WebhookSecretBusy",),
         },
         body=PutWebhookRequest,
         description="Only https URLs on port 443 whose host resolves to public addresses "
-        "only (checked again before every delivery). Every PUT rotates the secret.",
+        "only (checked again before every delivery). Every PUT makes a new secret; the "
+        "previous one stops signing when the webhook is written. 503 WebhookSecretBusy "
+        "(practically never): retry after Retry-After seconds.",
     ),
     Route(
         "GET",
