@@ -23,6 +23,7 @@ from trainyard_handlers.api.models import (
     CreateTenantRequest,
     CreateUploadRequest,
     ModelDecisionRequest,
+    PresignUploadPartsRequest,
     PutWebhookRequest,
     UpdateTenantRequest,
 )
@@ -280,6 +281,14 @@ class TrainyardApi:
         )
         return self.call(
             "completeUpload", json_body=body.model_dump(), tenantId=tenant_id, uploadId=upload_id
+        )
+
+    def presign_upload_parts(
+        self, tenant_id: str, upload_id: str, part_numbers: list[int]
+    ) -> dict[str, Any]:
+        body = PresignUploadPartsRequest(partNumbers=part_numbers).model_dump()
+        return self.call(
+            "presignUploadParts", json_body=body, tenantId=tenant_id, uploadId=upload_id
         )
 
     def abort_upload(self, tenant_id: str, upload_id: str, key: str) -> dict[str, Any]:

@@ -9,6 +9,8 @@ and the integration tests.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,9 @@ import requests
 from trainyard.api_client import ApiError, TrainyardApi
 
 UPLOAD_TIMEOUT_SECONDS = 300
+# Part URLs last an hour: parts not sent yet are presigned again this long before
+# they expire (a part's PUT, up to UPLOAD_TIMEOUT_SECONDS, must start in time).
+RESIGN_BEFORE = timedelta(seconds=UPLOAD_TIMEOUT_SECONDS + 60)
 
 
 class UploadFailed(ApiError):
@@ -56,11 +61,31 @@ def send_post(grant: dict[str, Any], data: bytes, file_name: str) -> requests.Re
     return response
 
 
-def send_parts(grant: dict[str, Any], path: Path) -> list[tuple[int, str]]:
-    """PUT each presigned part of ``grant`` (its signed size from ``path``); their ETags."""
+def _expires_at(grant: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(str(grant["expiresAt"]).replace("Z", "+00:00"))
+
+
+def send_parts(
+    grant: dict[str, Any],
+    path: Path,
+    *,
+    resign: Callable[[list[int]], dict[str, Any]] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[tuple[int, str]]:
+    """PUT each presigned part of ``grant`` (its signed size from ``path``); their
+    ETags. With ``resign`` (POST .../parts), the parts not sent yet are presigned
+    again when their URLs near expiry: a slow link outlasts the first hour."""
     done: list[tuple[int, str]] = []
+    parts = list(grant["parts"])
+    expires_at = _expires_at(grant)
     with _plain_session() as session, path.open("rb") as source:
-        for part in grant["parts"]:
+        for index, part in enumerate(parts):
+            if resign is not None and now() >= expires_at - RESIGN_BEFORE:
+                fresh = resign([int(p["partNumber"]) for p in parts[index:]])
+                by_number = {int(p["partNumber"]): p for p in fresh["parts"]}
+                parts[index:] = [by_number[int(p["partNumber"])] for p in parts[index:]]
+                expires_at = _expires_at(fresh)
+                part = parts[index]
             chunk = source.read(int(part["size"]))
             response = session.put(part["url"], data=chunk, timeout=UPLOAD_TIMEOUT_SECONDS)
             if response.status_code != 200:
@@ -77,7 +102,11 @@ def upload_file(api: TrainyardApi, tenant_id: str, path: Path) -> dict[str, Any]
         send_post(grant, path.read_bytes(), path.name)
         return {"key": grant["key"], "size": size, "method": "POST"}
     try:
-        parts = send_parts(grant, path)
+        parts = send_parts(
+            grant,
+            path,
+            resign=lambda numbers: api.presign_upload_parts(tenant_id, grant["uploadId"], numbers),
+        )
         done = api.complete_upload(tenant_id, grant["uploadId"], grant["key"], parts)
     except BaseException:
         # Parts of an upload never completed are stored (and billed) until aborted.

@@ -130,6 +130,9 @@ MAX_UPLOAD_BYTES_LIMIT = UPLOAD_PARTS_MAX * S3_PART_MAX_BYTES
 # longest a role-chained session (a Lambda assuming the uploader role) may last.
 UPLOAD_URL_SECONDS = 900
 MULTIPART_URL_SECONDS = 3600
+# A multipart upload's plan (state table, with this TTL) lives a day: its parts are
+# re-signed (POST .../parts, an hour at a time), completed or aborted until then.
+MULTIPART_UPLOAD_SECONDS = 24 * 3600
 UPLOAD_FILE_NAME_MAX_BYTES = 255  # one path segment (SageMaker stages it as a file)
 # The quota check lists the data prefix's object versions (current and noncurrent):
 # at most this many pages of 1,000 versions.

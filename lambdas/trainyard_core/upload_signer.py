@@ -173,27 +173,17 @@ class S3UploadSigner:
         upload_id = s3.create_multipart_upload(
             Bucket=target.bucket, Key=target.key, ContentType=content_type
         )["UploadId"]
-        parts = [
-            PresignedPart(
-                part_number=number,
-                # ContentLength is a signed header: S3 refuses a part of another size.
-                url=s3.generate_presigned_url(
-                    "upload_part",
-                    Params={
-                        "Bucket": target.bucket,
-                        "Key": target.key,
-                        "UploadId": upload_id,
-                        "PartNumber": number,
-                        "ContentLength": size,
-                    },
-                    ExpiresIn=expires_in,
-                ),
-                size=size,
-            )
-            for number, size in enumerate(part_sizes, start=1)
-        ]
+        numbered = list(enumerate(part_sizes, start=1))
+        parts = _presign_parts(s3, target, upload_id, numbered, expires_in)
         expires = min(datetime.now(UTC) + timedelta(seconds=expires_in), session_ends)
         return MultipartStart(upload_id=upload_id, parts=parts, expires_at=expires)
+
+    def presign_parts(
+        self, target: UploadTarget, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+    ) -> tuple[list[PresignedPart], datetime]:
+        s3, session_ends = self._s3(target, ["s3:PutObject"], expires_in)
+        signed = _presign_parts(s3, target, upload_id, parts, expires_in)
+        return signed, min(datetime.now(UTC) + timedelta(seconds=expires_in), session_ends)
 
     def complete_multipart(
         self, target: UploadTarget, upload_id: str, parts: list[CompletedPart]
@@ -218,6 +208,30 @@ class S3UploadSigner:
             s3.abort_multipart_upload(Bucket=target.bucket, Key=target.key, UploadId=upload_id)
         except ClientError as exc:
             raise _refused(exc) from None
+
+
+def _presign_parts(
+    s3: Any, target: UploadTarget, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+) -> list[PresignedPart]:
+    return [
+        PresignedPart(
+            part_number=number,
+            # ContentLength is a signed header: S3 refuses a part of another size.
+            url=s3.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": target.bucket,
+                    "Key": target.key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "ContentLength": size,
+                },
+                ExpiresIn=expires_in,
+            ),
+            size=size,
+        )
+        for number, size in parts
+    ]
 
 
 # What S3 answers for a client's mistake in a completion or abort; anything else

@@ -210,6 +210,7 @@ def _run_repository() -> RunRepository:
 
 def _tenant_uploads() -> TenantUploads:
     from trainyard_core.arns import partition_of
+    from trainyard_core.store.upload_plans import DynamoUploadPlans
     from trainyard_core.tenants.uploads import TenantUploads
     from trainyard_core.upload_signer import S3UploadSigner
 
@@ -217,7 +218,9 @@ def _tenant_uploads() -> TenantUploads:
     role = wiring.Names.from_settings(settings()).uploader_role_arn(
         partition_of(region), os.environ[wiring.ENV_ACCOUNT_ID]
     )
-    return TenantUploads(settings(), S3UploadSigner(role, region))
+    # Multipart upload plans in the state table (the onboarding role's grant_tables).
+    plans = DynamoUploadPlans(os.environ[wiring.ENV_STATE_TABLE])
+    return TenantUploads(settings(), S3UploadSigner(role, region), plans, clock=clock())
 
 
 def _webhook_parts() -> dict[str, Any]:

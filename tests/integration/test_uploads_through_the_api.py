@@ -14,6 +14,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import boto3
 import pytest
@@ -220,17 +221,26 @@ def test_bad_upload_requests_are_4xx_with_a_code(api: Api, onboard: Any) -> None
 
 
 @pytest.fixture
-def small_plans(stack: EmbeddedStack) -> Iterator[None]:
+def small_plans(stack: EmbeddedStack, api: Api) -> Iterator[None]:
     """The onboarding function with a basic plan of 20 KB of quota and 5 MiB parts
     above 5 MiB (the same handler, STS and S3; only the numbers are smaller)."""
     from trainyard_core.tenants.uploads import TenantUploads
 
+    # Loaded first: the runtime resets the function's dependencies when it loads it.
+    assert api.get("/plans").status_code == 200
     real = dependencies.tenant_uploads()
     settings = dependencies.settings()
     basic = settings.plans["basic"].model_copy(update={"data_quota_bytes": 20_000})
     small = settings.model_copy(update={"plans": {**settings.plans, "basic": basic}})
     dependencies.tenant_uploads.override(
-        TenantUploads(small, real.signer, multipart_threshold=5 * MIB, part_bytes=5 * MIB)
+        TenantUploads(
+            small,
+            real.signer,
+            real.plans,
+            multipart_threshold=5 * MIB,
+            part_bytes=5 * MIB,
+            clock=real.clock,
+        )
     )
     try:
         yield
@@ -273,6 +283,12 @@ def test_a_multipart_upload_completes_and_trains(
     # A part of another size than signed is refused by S3.
     short = requests.put(grant["parts"][0]["url"], data=body[: 5 * MIB - 1], timeout=60)
     assert _s3_error(short) == (403, "SignatureDoesNotMatch")
+    # Someone else's key cannot be completed through this upload (nor this tenant).
+    resp = api.post(
+        f"/tenants/up-wayne/uploads/{grant['uploadId']}/complete",
+        json={"key": "tenants/up-acme/data/x.csv", "parts": [{"partNumber": 1, "eTag": "e"}]},
+    )
+    assert (resp.status_code, resp.json()["error"]["code"]) == (400, "InvalidUploadKey")
     # Aborting one upload leaves nothing; then the file goes up in full.
     abort = api.post(
         f"/tenants/up-wayne/uploads/{grant['uploadId']}/abort", json={"key": grant["key"]}
@@ -295,9 +311,90 @@ def test_a_multipart_upload_completes_and_trains(
     assert [o["key"] for o in run["trigger"]["objects"]] == [done["key"]]
     head = stack.client("s3").head_object(Bucket=tenant["dataBucket"], Key=done["key"])
     assert head["ContentLength"] == len(body)
-    # Someone else's key cannot be completed through this tenant.
-    resp = api.post(
-        f"/tenants/up-wayne/uploads/{grant['uploadId']}/complete",
-        json={"key": "tenants/up-acme/data/x.csv", "parts": [{"partNumber": 1, "eTag": "e"}]},
+
+
+def test_a_multipart_upload_whose_part_urls_are_presigned_again_completes_and_is_recorded(
+    stack: EmbeddedStack, api: Api, onboard: Any, small_plans: None
+) -> None:
+    tenant = onboard("up-stark", "premium")
+    onboard("up-oscorp", "premium")
+    base = tenant_csv("up-stark")
+    header, rows = base.split(b"\n", 1)
+    body = header + b"\n" + rows * (11 * MIB // len(rows) + 1)  # > 10 MiB: three parts
+    grant = _grant(api, "up-stark", {"fileName": "slow.csv", "contentLength": len(body)})
+    sizes = [p["size"] for p in grant["parts"]]
+    assert grant["method"] == "PUT" and sizes == [5 * MIB, 5 * MIB, len(body) - 10 * MIB]
+    parts_path = f"/tenants/up-stark/uploads/{grant['uploadId']}/parts"
+
+    # A slow client asks for fresh URLs of the parts it has not sent yet.
+    resp = api.post(parts_path, json={"partNumbers": [1, 2]})
+    assert resp.status_code == 200, resp.text
+    again = resp.json()
+    assert [(p["partNumber"], p["size"]) for p in again["parts"]] == [(1, 5 * MIB), (2, 5 * MIB)]
+    assert again["expiresAt"] >= grant["expiresAt"]
+    first = dict(parse_qsl(urlsplit(grant["parts"][0]["url"]).query))
+    fresh = dict(parse_qsl(urlsplit(again["parts"][0]["url"]).query))
+    # Signed anew: a new session of the uploader role, narrowed to the same key.
+    assert fresh["X-Amz-Credential"] != first["X-Amz-Credential"]
+    assert urlsplit(again["parts"][0]["url"]).path == urlsplit(grant["parts"][0]["url"]).path
+
+    # Parts outside the upload, unknown uploads and another tenant's: refused with a code.
+    for numbers in ([4], [0], [1, 1]):
+        refused = api.post(parts_path, json={"partNumbers": numbers})
+        assert (refused.status_code, refused.json()["error"]["code"]) == (
+            400,
+            "InvalidPartNumbers",
+        ), numbers
+    for tenant_id, upload_id in (("up-stark", "no-such-upload"), ("up-oscorp", grant["uploadId"])):
+        refused = api.post(
+            f"/tenants/{tenant_id}/uploads/{upload_id}/parts", json={"partNumbers": [1]}
+        )
+        assert (refused.status_code, refused.json()["error"]["code"]) == (
+            404,
+            "UploadNotFound",
+        ), tenant_id
+    # Another tenant cannot complete or abort it either.
+    for action, payload in (
+        ("complete", {"parts": [{"partNumber": 1, "eTag": "e"}]}),
+        ("abort", {}),
+    ):
+        refused = api.post(f"/tenants/up-oscorp/uploads/{grant['uploadId']}/{action}", json=payload)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "UploadNotFound")
+
+    # Parts 1 and 2 go up with the new URLs, part 3 with the first one.
+    urls = [again["parts"][0]["url"], again["parts"][1]["url"], grant["parts"][2]["url"]]
+    etags, offset = [], 0
+    for number, (url, size) in enumerate(zip(urls, sizes, strict=True), 1):
+        put = requests.put(url, data=body[offset : offset + size], timeout=60)
+        assert put.status_code == 200, (number, put.text)
+        etags.append({"partNumber": number, "eTag": put.headers["ETag"]})
+        offset += size
+    # Completing needs every planned part (fewer would store a shorter file).
+    complete_path = f"/tenants/up-stark/uploads/{grant['uploadId']}/complete"
+    short = api.post(complete_path, json={"parts": etags[:2]})
+    assert (short.status_code, short.json()["error"]["code"]) == (400, "InvalidParts")
+    # The server knows the key: the client need not repeat it.
+    done = api.post(complete_path, json={"parts": etags})
+    assert done.status_code == 200 and done.json()["status"] == "COMPLETED", done.text
+    key = tenant["dataPrefix"] + "slow.csv"
+    assert done.json()["key"] == key
+    head = stack.client("s3").head_object(Bucket=tenant["dataBucket"], Key=key)
+    assert head["ContentLength"] == len(body)
+    # Recorded as the upload that triggers the tenant's run.
+    run = wait_for(
+        lambda: next(
+            (
+                r
+                for r in _runs(api, "up-stark")
+                if key in {o["key"] for o in r["trigger"].get("objects", [])}
+            ),
+            None,
+        ),
+        timeout=120,
+        interval=1,
+        what="the run of the re-signed upload",
     )
-    assert (resp.status_code, resp.json()["error"]["code"]) == (400, "InvalidUploadKey")
+    assert run["tenantId"] == "up-stark"
+    # Completed: no longer in progress, nothing to re-sign.
+    gone = api.post(parts_path, json={"partNumbers": [3]})
+    assert (gone.status_code, gone.json()["error"]["code"]) == (404, "UploadNotFound")

@@ -643,3 +643,72 @@ def test_runs_watch_says_it_waits_when_the_tenant_has_no_run_yet(
     lines = result.output.splitlines()
     assert lines[0] == "no runs for acme yet; waiting for one (Ctrl-C to stop)"
     assert "SUCCEEDED" in lines[-1] and len(lines) == 2
+
+
+def test_upload_presigns_the_parts_again_when_their_urls_near_expiry(
+    api: tuple[str, Routes], moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainyard.api_client import _seg
+
+    url, routes = api
+    s3 = _s3(moto_endpoint)
+    s3.create_bucket(Bucket="parts-bucket")
+    key = "data/big.csv"
+    upload_id = s3.create_multipart_upload(Bucket="parts-bucket", Key=key)["UploadId"]
+    path = tmp_path / "big.csv"
+    path.write_bytes(b"a,b\n" + b"1,2\n" * 100)
+    sizes = [200, path.stat().st_size - 200]
+
+    def part_url(number: int, size: int) -> str:
+        return str(
+            s3.generate_presigned_url(
+                "upload_part",
+                Params={
+                    "Bucket": "parts-bucket",
+                    "Key": key,
+                    "UploadId": upload_id,
+                    "PartNumber": number,
+                    "ContentLength": size,
+                },
+            )
+        )
+
+    def stamp(moment: datetime) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    now = datetime.now(UTC)
+    # The first URLs expire in two minutes: too soon to start a part's PUT with them.
+    stale = [
+        {"partNumber": n, "url": f"{url}/stale-url-used", "size": s} for n, s in enumerate(sizes, 1)
+    ]
+    base = f"/tenants/acme/uploads/{_seg(upload_id)}"
+    routes.table[("POST", "/tenants/acme/uploads")] = (
+        201,
+        {
+            "method": "PUT",
+            "key": key,
+            "uploadId": upload_id,
+            "parts": stale,
+            "expiresAt": stamp(now + timedelta(minutes=2)),
+        },
+    )
+    fresh = [{"partNumber": n, "url": part_url(n, s), "size": s} for n, s in enumerate(sizes, 1)]
+    routes.table[("POST", f"{base}/parts")] = (
+        200,
+        {"parts": fresh, "expiresAt": stamp(now + timedelta(hours=1))},
+    )
+    routes.table[("POST", f"{base}/complete")] = (
+        200,
+        {"key": key, "uploadId": upload_id, "status": "COMPLETED", "eTag": '"x"'},
+    )
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    result = invoke(url, "upload", "acme", str(path))
+    assert result.exit_code == 0, result.output
+    asked = [json.loads(b) for m, p, b in routes.seen if (m, p) == ("POST", f"{base}/parts")]
+    assert asked == [{"partNumbers": [1, 2]}]
+    assert not [p for m, p, _ in routes.seen if "stale" in p]
+    completed = [json.loads(b) for m, p, b in routes.seen if (m, p) == ("POST", f"{base}/complete")]
+    assert [p["partNumber"] for p in completed[0]["parts"]] == [1, 2]
+    listed = s3.list_parts(Bucket="parts-bucket", Key=key, UploadId=upload_id)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in listed] == list(enumerate(sizes, 1))

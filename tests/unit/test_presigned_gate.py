@@ -168,3 +168,69 @@ def test_moto_alone_takes_a_post_whose_key_and_type_break_its_policy(
     assert [o["Key"] for o in listed["Contents"]] == ["artifacts/evil"]
     gated = _post(_client(datetime.now(UTC)), post)
     assert _code(gated) == (403, "AccessDenied")
+
+
+def _form(before: dict[str, str], data: bytes, after: dict[str, str]) -> tuple[bytes, str]:
+    """A multipart/form-data body in exactly this order: fields, the file, fields."""
+    boundary = "trainyard-test-boundary"
+    chunks = []
+    for name, value in before.items():
+        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n')
+        chunks.append(f"{value}\r\n")
+    head = "".join(chunks).encode()
+    file_part = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.csv"\r\n'
+            "Content-Type: text/csv\r\n\r\n"
+        ).encode()
+        + data
+        + b"\r\n"
+    )
+    tail = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in after.items()
+    ).encode()
+    return head + file_part + tail + f"--{boundary}--\r\n".encode(), (
+        f"multipart/form-data; boundary={boundary}"
+    )
+
+
+def test_fields_after_the_file_are_ignored_as_s3_ignores_them(
+    signed: tuple[Any, datetime],
+) -> None:
+    s3, _ = signed
+    post = s3.generate_presigned_post(
+        Bucket=BUCKET,
+        Key=KEY,
+        Conditions=[{"Content-Type": "text/csv"}, ["content-length-range", 1, 100]],
+        ExpiresIn=60,
+    )
+    path = urlsplit(post["url"]).path
+    forwarded: list[bytes] = []
+
+    def backend(environ: dict[str, Any], start_response: Any) -> Any:
+        forwarded.append(environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"])))
+        return _stored(environ, start_response)
+
+    enforcer = Enforcer(MotoPolicyStore(ACCOUNT), Scope(REGION, ACCOUNT))
+    client = Client(
+        PresignedS3Gate(backend, enforcer, region=REGION, partition="aws", buckets=lambda: [BUCKET])
+    )
+    data = b"a,label\n1,0\n"
+
+    def send(before: dict[str, str], after: dict[str, str]) -> Any:
+        body, content_type = _form(before, data, after)
+        return client.post(path, data=body, content_type=content_type)
+
+    # A condition is not met by a field after the file...
+    late_type = send(post["fields"], {"Content-Type": "text/csv"})
+    assert _code(late_type) == (403, "AccessDenied")
+    assert forwarded == []
+    # ...nor broken by one (nor is an uncovered field after it "extra"), and nothing
+    # after the file reaches the store: no metadata, no other content type.
+    fields = {**post["fields"], "Content-Type": "text/csv"}
+    sneaky = {"Content-Type": "text/html", "x-amz-meta-owner": "mallory", "key": "data/x.csv"}
+    assert send(fields, sneaky).status_code == 204
+    (stored,) = forwarded
+    assert b"mallory" not in stored and b"text/html" not in stored and b"data/x.csv" not in stored
+    assert data in stored and stored.endswith(b"--trainyard-test-boundary--\r\n")

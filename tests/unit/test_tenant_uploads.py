@@ -12,9 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 from botocore.stub import Stubber
+from trainyard_core.clock import VirtualClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import DomainError
 from trainyard_core.limits import (
+    MULTIPART_UPLOAD_SECONDS,
     S3_PART_MAX_BYTES,
     S3_PART_MIN_BYTES,
     S3_POST_MAX_BYTES,
@@ -30,6 +32,7 @@ from trainyard_core.ports.uploads import (
     UploadRefused,
     UploadTarget,
 )
+from trainyard_core.store.upload_plans import MemoryUploadPlans
 from trainyard_core.tenants.uploads import TenantUploads, part_sizes, validate_file_name
 from trainyard_core.upload_signer import S3UploadSigner, session_policy
 
@@ -56,6 +59,14 @@ class FakeSigner:
         self.calls.append(("multipart", kwargs))
         parts = [PresignedPart(n, f"u{n}", s) for n, s in enumerate(kwargs["part_sizes"], 1)]
         return MultipartStart("up-1", parts, NOW)
+
+    def presign_parts(
+        self, target: UploadTarget, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+    ) -> tuple[list[PresignedPart], datetime]:
+        self.calls.append(
+            ("parts", {"upload_id": upload_id, "parts": parts, "expires_in": expires_in})
+        )
+        return [PresignedPart(n, f"r{n}", s) for n, s in parts], NOW
 
     def complete_multipart(self, target: UploadTarget, upload_id: str, parts: Any) -> str:
         if self.refuse:
@@ -147,7 +158,9 @@ def _basic() -> dict[str, Any]:
 
 def test_a_small_file_gets_a_post_bounded_by_its_length() -> None:
     signer = FakeSigner()
-    grant = TenantUploads(Settings(), signer).grant(tenant(), "part-1.csv", 1234)
+    grant = TenantUploads(Settings(), signer, MemoryUploadPlans()).grant(
+        tenant(), "part-1.csv", 1234
+    )
     assert grant.post is not None and grant.target.key == "tenants/acme/data/part-1.csv"
     assert signer.calls == [
         ("post", {"content_type": "text/csv", "max_bytes": 1234, "expires_in": UPLOAD_URL_SECONDS})
@@ -158,16 +171,20 @@ def test_without_a_length_the_post_takes_at_most_the_plan_the_quota_room_and_5_g
     settings = Settings()
     basic = settings.plans["basic"]
     signer = FakeSigner(used=basic.data_quota_bytes - 500)
-    TenantUploads(settings, signer).grant(tenant(), "x.csv", None)
+    TenantUploads(settings, signer, MemoryUploadPlans()).grant(tenant(), "x.csv", None)
     assert signer.calls[0][1]["max_bytes"] == 500
     signer = FakeSigner(used=0)
-    TenantUploads(settings, signer).grant(tenant(plan="premium"), "x.csv", None)
+    TenantUploads(settings, signer, MemoryUploadPlans()).grant(
+        tenant(plan="premium"), "x.csv", None
+    )
     assert signer.calls[0][1]["max_bytes"] == S3_POST_MAX_BYTES  # premium: 50 GiB files
 
 
 def test_a_large_file_gets_a_multipart_upload_with_signed_part_sizes() -> None:
     signer = FakeSigner()
-    grant = TenantUploads(Settings(), signer).grant(tenant(plan="premium"), "big.csv", 6 * GIB)
+    grant = TenantUploads(Settings(), signer, MemoryUploadPlans()).grant(
+        tenant(plan="premium"), "big.csv", 6 * GIB
+    )
     assert grant.multipart is not None and grant.post is None
     ((kind, kwargs),) = signer.calls
     assert kind == "multipart" and sum(kwargs["part_sizes"]) == 6 * GIB
@@ -177,7 +194,9 @@ def test_a_large_file_gets_a_multipart_upload_with_signed_part_sizes() -> None:
 def test_a_file_over_the_plans_max_upload_bytes_is_413() -> None:
     max_bytes = Settings().plans["basic"].max_upload_bytes
     assert refusal(
-        lambda: TenantUploads(Settings(), FakeSigner()).grant(tenant(), "x.csv", max_bytes + 1)
+        lambda: TenantUploads(Settings(), FakeSigner(), MemoryUploadPlans()).grant(
+            tenant(), "x.csv", max_bytes + 1
+        )
     )[:2] == (413, "UploadTooLarge")
 
 
@@ -185,16 +204,18 @@ def test_the_data_quota_is_checked_before_anything_is_signed() -> None:
     quota = Settings().plans["basic"].data_quota_bytes
     signer = FakeSigner(used=quota - 10)
     status, code, message = refusal(
-        lambda: TenantUploads(Settings(), signer).grant(tenant(), "x.csv", 11)
+        lambda: TenantUploads(Settings(), signer, MemoryUploadPlans()).grant(tenant(), "x.csv", 11)
     )
     assert (status, code) == (409, "DataQuotaExceeded") and "dataQuotaBytes" in message
     assert signer.calls == []
     full = FakeSigner(used=quota)
-    assert refusal(lambda: TenantUploads(Settings(), full).grant(tenant(), "x.csv", None))[1] == (
-        "DataQuotaExceeded"
-    )
+    assert refusal(
+        lambda: TenantUploads(Settings(), full, MemoryUploadPlans()).grant(tenant(), "x.csv", None)
+    )[1] == ("DataQuotaExceeded")
     unknown = FakeSigner(used=None)
-    assert refusal(lambda: TenantUploads(Settings(), unknown).grant(tenant(), "x.csv", 1))[:2] == (
+    assert refusal(
+        lambda: TenantUploads(Settings(), unknown, MemoryUploadPlans()).grant(tenant(), "x.csv", 1)
+    )[:2] == (
         409,
         "TooManyDataObjects",
     )
@@ -212,42 +233,131 @@ def test_the_data_quota_is_checked_before_anything_is_signed() -> None:
 )
 def test_only_an_active_tenant_gets_uploads(status: TenantStatus) -> None:
     signer = FakeSigner()
-    result = refusal(lambda: TenantUploads(Settings(), signer).grant(tenant(status), "x.csv", 1))
+    result = refusal(
+        lambda: TenantUploads(Settings(), signer, MemoryUploadPlans()).grant(
+            tenant(status), "x.csv", 1
+        )
+    )
     assert result[:2] == (409, "TenantNotAccepting") and status.value in result[2]
     assert signer.calls == []
 
 
-def test_completing_checks_the_key_and_the_parts() -> None:
-    uploads = TenantUploads(Settings(), FakeSigner())
-    part = [CompletedPart(1, '"e"')]
-    assert refusal(lambda: uploads.complete(tenant(), "tenants/bob/data/x.csv", "u", part))[:2] == (
-        400,
-        "InvalidUploadKey",
+def _started(
+    signer: FakeSigner | None = None, clock: VirtualClock | None = None
+) -> tuple[TenantUploads, str, int]:
+    """A multipart upload of big.csv (130 MiB: three parts) the API started."""
+    uploads = TenantUploads(
+        Settings(), signer or FakeSigner(), MemoryUploadPlans(), clock=clock or VirtualClock(NOW)
     )
-    assert (
-        refusal(lambda: uploads.complete(tenant(), "tenants/acme/data/../x.csv", "u", part))[1]
-        == "InvalidUploadKey"
+    grant = uploads.grant(tenant(plan="premium"), "big.csv", 130 * MIB)
+    assert grant.multipart is not None and len(grant.multipart.parts) == 3
+    return uploads, grant.multipart.upload_id, 3
+
+
+def _all_parts(count: int) -> list[CompletedPart]:
+    return [CompletedPart(n, f'"e{n}"') for n in range(1, count + 1)]
+
+
+KEY = "tenants/acme/data/big.csv"
+
+
+def test_completing_checks_the_key_and_the_parts_against_the_stored_upload() -> None:
+    uploads, upload_id, count = _started()
+    part = _all_parts(count)
+    for key in (
+        "tenants/bob/data/big.csv",
+        "tenants/acme/data/../x.csv",
+        "tenants/acme/data/x.csv",
+    ):
+        assert refusal(lambda k=key: uploads.complete(tenant(), k, upload_id, part))[:2] == (
+            400,
+            "InvalidUploadKey",
+        )
+    for parts in (
+        [],
+        [CompletedPart(2, "e"), CompletedPart(1, "e"), CompletedPart(3, "e")],
+        [CompletedPart(1, ""), CompletedPart(2, "e"), CompletedPart(3, "e")],
+        part[:2],  # fewer parts than planned: a shorter file than was quota-checked
+        [*part, CompletedPart(4, "e")],
+    ):
+        assert refusal(lambda p=parts: uploads.complete(tenant(), KEY, upload_id, p))[:2] == (
+            400,
+            "InvalidParts",
+        )
+    # The key is the stored one whether or not the client names it.
+    target, etag = uploads.complete(tenant(), None, upload_id, part)
+    assert etag == '"etag"' and target.key == KEY
+    # Completed: the upload is no longer in progress.
+    assert refusal(lambda: uploads.complete(tenant(), KEY, upload_id, part))[:2] == (
+        404,
+        "UploadNotFound",
     )
-    for parts in ([], [CompletedPart(2, "e"), CompletedPart(1, "e")], [CompletedPart(1, "")]):
-        assert refusal(
-            lambda p=parts: uploads.complete(tenant(), "tenants/acme/data/x.csv", "u", p)
-        )[:2] == (400, "InvalidParts")
-    target, etag = uploads.complete(tenant(), "tenants/acme/data/x.csv", "u", part)
-    assert etag == '"etag"' and target.key == "tenants/acme/data/x.csv"
+
+
+def test_an_upload_id_the_api_did_not_start_for_the_tenant_is_404() -> None:
+    uploads, upload_id, _count = _started()
+    other = tenant().model_copy(update={"tenant_id": "bob", "data_prefix": "tenants/bob/data/"})
+    for who, upload in ((tenant(), "not-started"), (other, upload_id)):
+        assert refusal(lambda w=who, u=upload: uploads.complete(w, None, u, _all_parts(3)))[:2] == (
+            404,
+            "UploadNotFound",
+        )
+        assert refusal(lambda w=who, u=upload: uploads.abort(w, None, u))[:2] == (
+            404,
+            "UploadNotFound",
+        )
+        assert refusal(lambda w=who, u=upload: uploads.resign_parts(w, u, [1]))[:2] == (
+            404,
+            "UploadNotFound",
+        )
 
 
 def test_s3s_refusals_of_a_completion_are_4xx() -> None:
     signer = FakeSigner()
-    uploads = TenantUploads(Settings(), signer)
-    key, part = "tenants/acme/data/x.csv", [CompletedPart(1, "e")]
+    uploads, upload_id, count = _started(signer)
     signer.refuse = UploadRefused("NoSuchUpload", "gone")
-    assert refusal(lambda: uploads.complete(tenant(), key, "u", part))[:2] == (
+    assert refusal(lambda: uploads.complete(tenant(), KEY, upload_id, _all_parts(count)))[:2] == (
         404,
         "UploadNotFound",
     )
-    assert refusal(lambda: uploads.abort(tenant(), key, "u"))[:2] == (404, "UploadNotFound")
     signer.refuse = UploadRefused("EntityTooSmall", "small")
-    assert refusal(lambda: uploads.complete(tenant(), key, "u", part))[:2] == (400, "InvalidParts")
+    assert refusal(lambda: uploads.complete(tenant(), KEY, upload_id, _all_parts(count)))[:2] == (
+        400,
+        "InvalidParts",
+    )
+
+
+def test_parts_are_resigned_with_their_planned_sizes() -> None:
+    signer = FakeSigner()
+    clock = VirtualClock(NOW)
+    uploads, upload_id, _count = _started(signer, clock)
+    clock.advance(3000)  # the first URLs are near their expiry
+    parts, _ = uploads.resign_parts(tenant(), upload_id, [3, 2])
+    assert [(p.part_number, p.size) for p in parts] == [(2, 64 * MIB), (3, 2 * MIB)]
+    assert signer.calls[-1] == (
+        "parts",
+        {"upload_id": upload_id, "parts": [(2, 64 * MIB), (3, 2 * MIB)], "expires_in": 3600},
+    )
+    # Near the deadline the URLs live no longer than the upload (STS's 15 minutes at least).
+    clock.set(NOW + timedelta(seconds=MULTIPART_UPLOAD_SECONDS - 1200))
+    uploads.resign_parts(tenant(), upload_id, [1])
+    assert signer.calls[-1][1]["expires_in"] == 1200
+    clock.set(NOW + timedelta(seconds=MULTIPART_UPLOAD_SECONDS))
+    assert refusal(lambda: uploads.resign_parts(tenant(), upload_id, [1]))[:2] == (
+        404,
+        "UploadNotFound",
+    )
+    # Past the deadline it can still be aborted (its parts are billed until then).
+    assert uploads.abort(tenant(), None, upload_id).key == KEY
+
+
+@pytest.mark.parametrize("numbers", [[0], [4], [1, 1], [-1], []])
+def test_resigning_parts_outside_the_upload_is_400(numbers: list[int]) -> None:
+    uploads, upload_id, _ = _started()
+    assert refusal(lambda: uploads.resign_parts(tenant(), upload_id, numbers))[:2] == (
+        400,
+        "InvalidPartNumbers",
+    )
 
 
 # --- what AWS gets (offline: botocore presigns without the network)
@@ -365,10 +475,11 @@ def test_the_longest_possible_session_policy_fits_stss_limit() -> None:
 
 
 def test_an_upload_can_be_aborted_whatever_the_tenants_status() -> None:
-    uploads = TenantUploads(Settings(), FakeSigner())
-    key = "tenants/acme/data/x.csv"
-    assert uploads.abort(tenant(TenantStatus.SUSPENDED), key, "u").key == key
-    part = [CompletedPart(1, "e")]
-    assert refusal(lambda: uploads.complete(tenant(TenantStatus.SUSPENDED), key, "u", part))[
-        :2
-    ] == (409, "TenantNotAccepting")
+    uploads, upload_id, count = _started()
+    assert uploads.abort(tenant(TenantStatus.SUSPENDED), KEY, upload_id).key == KEY
+    uploads, upload_id, count = _started()
+    suspended = tenant(TenantStatus.SUSPENDED)
+    assert refusal(lambda: uploads.complete(suspended, KEY, upload_id, _all_parts(count)))[:2] == (
+        409,
+        "TenantNotAccepting",
+    )

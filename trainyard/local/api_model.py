@@ -28,6 +28,7 @@ _CODES: dict[str, tuple[str, int]] = {
     "sqs": ("InvalidParameterValue", 400),
     "iam": ("ValidationError", 400),
     "cloudformation": ("ValidationError", 400),
+    "sts": ("ValidationError", 400),
 }
 
 

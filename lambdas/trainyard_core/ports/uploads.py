@@ -51,6 +51,41 @@ class CompletedPart:
     etag: str
 
 
+@dataclass(frozen=True)
+class UploadPlan:
+    """A multipart upload as the API started it, kept server-side (the state table)
+    until it is completed, aborted or past ``expires_at``: re-signing, completing
+    and aborting read the key and the parts from here, never from the client."""
+
+    tenant_id: str
+    upload_id: str
+    key: str
+    content_length: int
+    part_size: int  # every part but the last; the last is the rest
+    part_count: int
+    created_at: datetime
+    expires_at: datetime  # parts are re-signed, completed or aborted until then
+
+    def part_size_of(self, number: int) -> int:
+        if not 1 <= number <= self.part_count:
+            raise ValueError(f"part {number} is not in 1..{self.part_count}")
+        if number < self.part_count:
+            return self.part_size
+        return self.content_length - self.part_size * (self.part_count - 1)
+
+
+class UploadPlanStore(Protocol):
+    """Multipart upload plans by (tenant, upload id); DynamoDB in
+    ``store/upload_plans.py`` (with its in-memory twin)."""
+
+    def put(self, plan: UploadPlan) -> None: ...
+
+    def get(self, tenant_id: str, upload_id: str) -> UploadPlan | None:
+        """The tenant's plan of ``upload_id`` (expired ones too), or None."""
+
+    def delete(self, tenant_id: str, upload_id: str) -> None: ...
+
+
 class UploadRefused(Exception):
     """S3 refused to complete or abort a multipart upload (its code and message)."""
 
@@ -73,6 +108,12 @@ class UploadSigner(Protocol):
     def start_multipart(
         self, target: UploadTarget, *, content_type: str, part_sizes: list[int], expires_in: int
     ) -> MultipartStart: ...
+
+    def presign_parts(
+        self, target: UploadTarget, upload_id: str, parts: list[tuple[int, int]], expires_in: int
+    ) -> tuple[list[PresignedPart], datetime]:
+        """Fresh part URLs of an upload in progress for (part number, size) pairs,
+        and when they expire."""
 
     def complete_multipart(
         self, target: UploadTarget, upload_id: str, parts: list[CompletedPart]

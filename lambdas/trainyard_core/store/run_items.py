@@ -14,6 +14,8 @@ pk                     sk              what
                        ``tenant#<t>``  transaction
 ``tenant#<t>``         ``queued``      the tenant's QUEUED run (``runId``): coalescing
 ``upload#<sha256>``    ``upload``      an accepted S3 object (dedupe, with TTL)
+``multipart#<t>``      ``<uploadId>``  a multipart upload the API started (TTL;
+                                       ``store/upload_plans.py``)
 ``rejection``          ``<at>#<rand>`` an upload that was refused, and why (TTL)
 ``usage#<t>``          ``YYYY-MM``     runs, trainingSeconds, costEstimateUsd
 ``drift``              ``<counter>``   a counter mismatch seen by the reconciler

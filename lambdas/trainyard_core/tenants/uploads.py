@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Settings
 from trainyard_core.errors import Conflict, DomainError, InvalidRequest, NotFound
 from trainyard_core.limits import (
@@ -23,6 +25,7 @@ from trainyard_core.limits import (
     ETAG_MAX_CHARS,
     MULTIPART_PART_BYTES,
     MULTIPART_THRESHOLD_BYTES,
+    MULTIPART_UPLOAD_SECONDS,
     MULTIPART_URL_SECONDS,
     S3_PART_MAX_BYTES,
     S3_PART_MIN_BYTES,
@@ -36,7 +39,10 @@ from trainyard_core.models import Tenant, TenantStatus
 from trainyard_core.ports.uploads import (
     CompletedPart,
     MultipartStart,
+    PresignedPart,
     PresignedPost,
+    UploadPlan,
+    UploadPlanStore,
     UploadRefused,
     UploadSigner,
     UploadTarget,
@@ -106,12 +112,16 @@ class TenantUploads:
         self,
         settings: Settings,
         signer: UploadSigner,
+        plans: UploadPlanStore,
         *,
         multipart_threshold: int = MULTIPART_THRESHOLD_BYTES,
         part_bytes: int = MULTIPART_PART_BYTES,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.signer = signer
+        self.plans = plans
+        self.clock = clock or SystemClock()
         self.multipart_threshold = min(multipart_threshold, S3_POST_MAX_BYTES)
         self.part_bytes = part_bytes
 
@@ -182,11 +192,25 @@ class TenantUploads:
                 f"dataQuotaBytes ({plan.data_quota_bytes}); delete files first"
             )
         if content_length is not None and content_length > self.multipart_threshold:
+            sizes = part_sizes(content_length, self.part_bytes)
             start = self.signer.start_multipart(
                 target,
                 content_type=CONTENT_TYPE,
-                part_sizes=part_sizes(content_length, self.part_bytes),
+                part_sizes=sizes,
                 expires_in=MULTIPART_URL_SECONDS,
+            )
+            now = self.clock.now()
+            self.plans.put(
+                UploadPlan(
+                    tenant_id=tenant.tenant_id,
+                    upload_id=start.upload_id,
+                    key=target.key,
+                    content_length=content_length,
+                    part_size=sizes[0],
+                    part_count=len(sizes),
+                    created_at=now,
+                    expires_at=now + timedelta(seconds=MULTIPART_UPLOAD_SECONDS),
+                )
             )
             return UploadGrant(target, multipart=start)
         # S3 enforces the range: no file larger than the plan, the quota's room or
@@ -199,23 +223,86 @@ class TenantUploads:
         )
         return UploadGrant(target, post=post)
 
+    def _plan(
+        self, tenant: Tenant, upload_id: str, key: str | None, *, expired: bool = False
+    ) -> UploadPlan:
+        """The stored plan of the tenant's upload in progress: 404 for an upload id
+        this API did not start for this tenant (or one past its deadline), 400 when
+        the client names another key than the one the upload was started for."""
+        plan = self.plans.get(tenant.tenant_id, upload_id)
+        if plan is None or (not expired and self.clock.now() >= plan.expires_at):
+            raise NotFound(
+                f"no multipart upload {upload_id[:120]!r} of tenant {tenant.tenant_id} is in "
+                f"progress (an upload is completed or aborted within "
+                f"{MULTIPART_UPLOAD_SECONDS // 3600} hours of its start)",
+                code="UploadNotFound",
+            )
+        if key is not None and key != plan.key:
+            raise InvalidRequest(
+                f"key {key[:200]!r} is not the key upload {upload_id[:120]!r} was started for",
+                code="InvalidUploadKey",
+            )
+        return plan
+
+    def resign_parts(
+        self, tenant: Tenant, upload_id: str, part_numbers: list[int]
+    ) -> tuple[list[PresignedPart], datetime]:
+        """Fresh URLs (an hour) for parts of an upload in progress, each signed with
+        its planned size: a slow client re-signs the parts it has not sent yet."""
+        self._accepting(tenant)
+        plan = self._plan(tenant, upload_id, None)
+        if not part_numbers or len(part_numbers) > UPLOAD_PARTS_MAX:
+            raise InvalidRequest(
+                f"partNumbers must list 1 to {UPLOAD_PARTS_MAX} parts", code="InvalidPartNumbers"
+            )
+        outside = [n for n in part_numbers if not 1 <= n <= plan.part_count]
+        if outside or len(set(part_numbers)) != len(part_numbers):
+            raise InvalidRequest(
+                f"partNumbers must be unique and from 1 to {plan.part_count} (the upload's "
+                f"parts); got {(outside or part_numbers)[:5]}",
+                code="InvalidPartNumbers",
+            )
+        # Never past the plan's deadline (nor under STS's 15-minute minimum).
+        left = int((plan.expires_at - self.clock.now()).total_seconds())
+        seconds = max(min(MULTIPART_URL_SECONDS, left), UPLOAD_URL_SECONDS)
+        target = self.target_of_key(tenant, plan.key)
+        wanted = [(n, plan.part_size_of(n)) for n in sorted(part_numbers)]
+        return self.signer.presign_parts(target, upload_id, wanted, seconds)
+
     def complete(
-        self, tenant: Tenant, key: str, upload_id: str, parts: list[CompletedPart]
+        self, tenant: Tenant, key: str | None, upload_id: str, parts: list[CompletedPart]
     ) -> tuple[UploadTarget, str]:
-        target = self.target_of_key(tenant, key)
+        self._accepting(tenant)
+        plan = self._plan(tenant, upload_id, key)
+        target = self.target_of_key(tenant, plan.key)
         _check_parts(parts)
+        numbers = [p.part_number for p in parts]
+        if numbers != list(range(1, plan.part_count + 1)):
+            # Fewer parts would store a shorter file than was planned (and quota-checked).
+            raise InvalidRequest(
+                f"parts must be exactly parts 1 to {plan.part_count} of the upload",
+                code="InvalidParts",
+            )
         try:
-            return target, self.signer.complete_multipart(target, upload_id, parts)
+            etag = self.signer.complete_multipart(target, upload_id, parts)
         except UploadRefused as refused:
             raise _refusal(refused, upload_id) from None
+        self.plans.delete(tenant.tenant_id, upload_id)
+        return target, etag
 
-    def abort(self, tenant: Tenant, key: str, upload_id: str) -> UploadTarget:
+    def abort(self, tenant: Tenant, key: str | None, upload_id: str) -> UploadTarget:
         # Whatever the tenant's status: parts left behind are stored (and billed).
-        target = self.target_of_key(tenant, key, accepting=False)
+        if not tenant.data_bucket:
+            raise Conflict(f"tenant {tenant.tenant_id} has no storage", code="TenantNotAccepting")
+        # Past the deadline too, while the plan is kept: aborting is always welcome.
+        plan = self._plan(tenant, upload_id, key, expired=True)
+        target = self.target_of_key(tenant, plan.key, accepting=False)
         try:
             self.signer.abort_multipart(target, upload_id)
         except UploadRefused as refused:
-            raise _refusal(refused, upload_id) from None
+            if refused.code != "NoSuchUpload":
+                raise _refusal(refused, upload_id) from None
+        self.plans.delete(tenant.tenant_id, upload_id)
         return target
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
 from trainyard_core.config import Plan
+from trainyard_core.limits import UPLOAD_PARTS_MAX
 from trainyard_core.model_versions import ModelVersion
 from trainyard_core.models import MONTH_RE, Run, Tenant, WaitingFor
 
@@ -34,6 +35,7 @@ __all__ = [
     "Plan",
     "PlanList",
     "PlanQueue",
+    "PresignUploadPartsRequest",
     "PutWebhookRequest",
     "Queue",
     "QueuedRun",
@@ -44,6 +46,7 @@ __all__ = [
     "UpdateTenantRequest",
     "Upload",
     "UploadPart",
+    "UploadParts",
     "UploadResult",
     "Usage",
     "WaitingFor",
@@ -110,15 +113,37 @@ class CompletedPartBody(BaseModel):
     eTag: str = Field(min_length=1, description="The ETag header S3 answered the part's PUT with.")
 
 
+_UPLOAD_KEY_DESCRIPTION = (
+    "The upload's key, as POST /tenants/{tenantId}/uploads answered. Optional: the "
+    "server keeps the upload's key and refuses another one (InvalidUploadKey)."
+)
+
+
 class CompleteUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    key: str = Field(min_length=1, max_length=1024)
-    parts: list[CompletedPartBody] = Field(min_length=1)
+    key: str | None = Field(
+        default=None, min_length=1, max_length=1024, description=_UPLOAD_KEY_DESCRIPTION
+    )
+    parts: list[CompletedPartBody] = Field(
+        min_length=1, description="Every part of the upload, partNumber 1 to the last, in order."
+    )
 
 
 class AbortUploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    key: str = Field(min_length=1, max_length=1024)
+    key: str | None = Field(
+        default=None, min_length=1, max_length=1024, description=_UPLOAD_KEY_DESCRIPTION
+    )
+
+
+class PresignUploadPartsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    partNumbers: list[int] = Field(
+        min_length=1,
+        max_length=UPLOAD_PARTS_MAX,
+        description="Parts of the upload (1 to its last part) to presign again.",
+        examples=[[3, 4, 5]],
+    )
 
 
 class PutWebhookRequest(BaseModel):
@@ -247,6 +272,13 @@ class Upload(_Envelope):
     parts: list[UploadPart] | None = Field(
         default=None, exclude_if=_absent_if_none, description="Multipart only."
     )
+
+
+class UploadParts(_Envelope):
+    """Fresh presigned PUTs of parts of a multipart upload in progress."""
+
+    parts: list[UploadPart]
+    expires_at: str
 
 
 class UploadResult(_Envelope):

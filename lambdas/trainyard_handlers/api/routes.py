@@ -27,6 +27,7 @@ from trainyard_handlers.api.models import (
     ModelList,
     ModelVersion,
     PlanList,
+    PresignUploadPartsRequest,
     PutWebhookRequest,
     Queue,
     Run,
@@ -35,6 +36,7 @@ from trainyard_handlers.api.models import (
     TenantList,
     UpdateTenantRequest,
     Upload,
+    UploadParts,
     UploadResult,
     Usage,
     Webhook,
@@ -369,7 +371,27 @@ UPLOAD_ROUTES: tuple[Route, ...] = (
         description="Signed with a session of the uploader role narrowed to this one key: "
         "S3 takes only that key, Content-Type text/csv and at most the plan's "
         "maxUploadBytes (and the room left in its dataQuotaBytes), for 15 minutes (a "
-        "multipart upload's parts for an hour, each of exactly its signed size).",
+        "multipart upload's parts for an hour, each of exactly its signed size; "
+        "POST .../parts signs them again, until the upload's deadline a day after it "
+        "started).",
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/uploads/{uploadId}/parts",
+        "presignUploadParts",
+        "Presign parts of a multipart upload in progress again (fresh URLs for an hour)",
+        "uploads",
+        {200: ("The parts' new presigned PUTs", UploadParts)},
+        {
+            400: ("InvalidPartNumbers", *BODY_ERRORS),
+            404: ("TenantNotFound", "UploadNotFound"),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=PresignUploadPartsRequest,
+        description="For a client whose part URLs near their expiry (an hour): each part "
+        "is signed again with its planned size, as the server recorded the upload when it "
+        "started it. Until the upload's deadline, a day after it started.",
     ),
     Route(
         "POST",

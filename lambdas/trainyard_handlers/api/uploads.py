@@ -16,8 +16,10 @@ from trainyard_handlers.api.models import (
     AbortUploadRequest,
     CompleteUploadRequest,
     CreateUploadRequest,
+    PresignUploadPartsRequest,
     Upload,
     UploadPart,
+    UploadParts,
     UploadResult,
 )
 from trainyard_handlers.observability import logger, metrics
@@ -54,6 +56,21 @@ def create_upload(tenant_id: str) -> Response[str]:
     logger.info("upload presigned", extra={"key": grant.target.key, "method": body.method})
     metrics.add_metric(name="UploadsPresigned", unit="Count", value=1)
     return requests.json_response(201, body.wire())
+
+
+@bind(router, "presignUploadParts")
+def presign_upload_parts(tenant_id: str, upload_id: str) -> dict[str, Any]:
+    logger.thread_safe_append_keys(tenant_id=tenant_id)
+    request = requests.json_body(router.current_event, PresignUploadPartsRequest)
+    tenant = dependencies.tenant_service().get(tenant_id)
+    parts, expires_at = dependencies.tenant_uploads().resign_parts(
+        tenant, upload_id, request.partNumbers
+    )
+    metrics.add_metric(name="UploadPartsPresigned", unit="Count", value=len(parts))
+    return UploadParts(
+        parts=[UploadPart(part_number=p.part_number, url=p.url, size=p.size) for p in parts],
+        expires_at=str(iso_ms(expires_at)),
+    ).wire()
 
 
 @bind(router, "completeUpload")

@@ -53,6 +53,7 @@ from .policy import (
     trust_names,
 )
 from .sessions import SessionExpired, session_of
+from .sts_limits import VALIDATION_ERROR, assume_role_refusal
 
 log = logging.getLogger("trainyard.local.iam")
 
@@ -157,6 +158,9 @@ class PolicyStore(Protocol):
 
     def trust_policy(self, role_arn: str) -> dict[str, Any] | None: ...
 
+    def max_session_duration(self, role_arn: str) -> int | None:
+        """The role's MaxSessionDuration (seconds); None if there is no such role."""
+
     def resource_policy(self, request: Request) -> dict[str, Any] | None:
         """The resource-based policy that also decides the request (bucket policy)."""
 
@@ -209,6 +213,12 @@ class MotoPolicyStore:
     def trust_policy(self, role_arn: str) -> dict[str, Any] | None:
         role = self._role(role_arn)
         return _document(role.assume_role_policy_document) if role is not None else None
+
+    def max_session_duration(self, role_arn: str) -> int | None:
+        role = self._role(role_arn)
+        if role is None:
+            return None
+        return int(getattr(role, "max_session_duration", None) or 3600)
 
     def resource_policy(self, request: Request) -> dict[str, Any] | None:
         if request.action.lower() == "sts:assumerole":
@@ -387,8 +397,9 @@ class Enforcer:
 
     @staticmethod
     def _keep_params(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-        if current_principal() is not None:
-            context[_API_PARAMS] = dict(params)
+        # Whoever calls (a thread's principal, an STS session's keys, nobody): the
+        # STS limits apply to every AssumeRole.
+        context[_API_PARAMS] = dict(params)
 
     def _before_call(
         self, model: Any, context: dict[str, Any], request_signer: Any = None, **_: Any
@@ -402,6 +413,10 @@ class Enforcer:
             principal = session_of(getattr(credentials, "access_key", None)) or current_principal()
         except SessionExpired as expired:
             return _error(service, "ExpiredToken", 400, str(expired))
+        if service == "sts" and model.name == "AssumeRole":
+            refused = self._sts_refusal(principal, context.get(_API_PARAMS, {}))
+            if refused is not None:
+                return _error(service, VALIDATION_ERROR, 400, refused)
         if principal is None:
             return None
         try:
@@ -410,6 +425,18 @@ class Enforcer:
             code, status = _DENIED.get(service, ("AccessDenied", 403))
             return _error(service, code, status, str(denied))
         return None
+
+    def _sts_refusal(self, principal: Principal | None, params: Mapping[str, Any]) -> str | None:
+        """What AWS STS refuses that moto takes (``sts_limits.py``). A principal is a
+        role session (a function's, a job's, a stack's role, or an STS session's
+        keys): its AssumeRole is role chaining."""
+        role_arn = str(params.get("RoleArn", ""))
+        maximum = self.store.max_session_duration(role_arn)
+        if maximum is None:
+            return None  # no such role: moto and the trust check answer as AWS does
+        return assume_role_refusal(
+            params, max_session_duration=maximum, chained=principal is not None
+        )
 
 
 def _error(service: str, code: str, status: int, message: str) -> Any:

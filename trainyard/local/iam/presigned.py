@@ -13,7 +13,9 @@ of moto checks what S3 does, with S3's error codes:
   URL's ``X-Amz-Expires`` (AccessDenied);
 - a POST policy's conditions (exact ``bucket``, ``key`` and other fields,
   ``starts-with``, ``content-length-range``) and that every form field is covered
-  by one; S3's 5 GB POST limit;
+  by one; S3's 5 GB POST limit. As S3 does, a form is read up to its ``file``
+  field: fields after it are ignored (they neither meet nor break a condition, nor
+  set metadata or the content type; moto is handed the form without them);
 - the signer's IAM permission for the object (its role's policies and its
   session policy, with the enforcer's evaluator);
 - an S3 request to a bucket with no signature at all is anonymous: denied.
@@ -179,7 +181,9 @@ class PresignedS3Gate:
 
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
+        body = form_through_file(body, environ.get("CONTENT_TYPE", ""))
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
+        environ["CONTENT_LENGTH"] = str(len(body))
         copy = dict(environ)
         copy["wsgi.input"] = io.BytesIO(body)
         _, form, files = parse_form_data(copy)
@@ -312,6 +316,42 @@ class PresignedS3Gate:
         return {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject"}.get(
             method, f"{method}Presigned"
         ), params
+
+
+def form_through_file(body: bytes, content_type: str) -> bytes:
+    """A multipart/form-data body as S3 reads a POST upload: its parts up to and
+    including the ``file`` part, then the closing delimiter. S3's POST Object: "The
+    file or text content must be the last field in the form"; S3 ignores the fields
+    after it. A body with no ``file`` part is returned as it is."""
+    from werkzeug.http import parse_options_header
+
+    boundary = parse_options_header(content_type)[1].get("boundary")
+    if not boundary:
+        return body
+    delimiter = b"--" + boundary.encode("latin-1")
+    position = body.find(delimiter)
+    while position != -1:
+        headers_start = position + len(delimiter)
+        if body[headers_start : headers_start + 2] == b"--":
+            break  # the closing delimiter
+        headers_end = body.find(b"\r\n\r\n", headers_start)
+        following = body.find(b"\r\n" + delimiter, headers_end)
+        if headers_end == -1 or following == -1:
+            break
+        if _part_name(body[headers_start:headers_end].decode("latin-1")) == "file":
+            return body[:following] + b"\r\n" + delimiter + b"--\r\n"
+        position = following + 2
+    return body
+
+
+def _part_name(headers: str) -> str | None:
+    from werkzeug.http import parse_options_header
+
+    for line in headers.split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-disposition":
+            return parse_options_header(value.strip())[1].get("name")
+    return None
 
 
 def _check_condition(condition: Any, values: dict[str, str], size: int) -> set[str]:
