@@ -24,6 +24,7 @@ from trainyard_handlers.api.models import (
     CreateUploadRequest,
     ModelDecisionRequest,
     PutWebhookRequest,
+    TriggerRunRequest,
     UpdateTenantRequest,
 )
 from trainyard_handlers.api.routes import route
@@ -203,9 +204,16 @@ class TrainyardApi:
         return self.call("getTenant", tenantId=tenant_id)
 
     def update_tenant(
-        self, tenant_id: str, *, plan: str | None = None, status: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        plan: str | None = None,
+        status: str | None = None,
+        training: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = UpdateTenantRequest(plan=plan, status=status).model_dump(exclude_none=True)
+        body = UpdateTenantRequest.model_validate(
+            {"plan": plan, "status": status, "training": training}
+        ).model_dump(by_alias=True, exclude_none=True)
         return self.call("updateTenant", json_body=body, tenantId=tenant_id)
 
     def delete_tenant(self, tenant_id: str, *, purge: bool = False) -> dict[str, Any]:
@@ -222,8 +230,18 @@ class TrainyardApi:
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         return self.call("getRun", tenantId=tenant_id, runId=run_id)
 
-    def trigger_run(self, tenant_id: str) -> dict[str, Any]:
-        return self.call("triggerRun", tenantId=tenant_id)
+    def trigger_run(
+        self, tenant_id: str, *, training: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if training is None:
+            return self.call("triggerRun", tenantId=tenant_id)
+        body = TriggerRunRequest.model_validate({"training": training}).model_dump(
+            by_alias=True, exclude_none=True
+        )
+        return self.call("triggerRun", json_body=body, tenantId=tenant_id)
+
+    def algorithms(self) -> dict[str, Any]:
+        return self.call("listAlgorithms")
 
     def usage(self, tenant_id: str, *, month: str | None = None) -> dict[str, Any]:
         return self.call("getUsage", params={"month": month}, tenantId=tenant_id)

@@ -72,16 +72,25 @@ def tenants_update(
     tenant: str = typer.Argument(...),
     plan: str | None = typer.Option(None, "--plan", help="Move to another plan (data is kept)."),
     status: str | None = typer.Option(None, "--status", help="ACTIVE or SUSPENDED."),
+    algorithm: str | None = typer.Option(None, "--algorithm", help=common.ALGORITHM_HELP),
+    problem_type: str | None = typer.Option(None, "--problem-type", help=common.PROBLEM_TYPE_HELP),
+    hyperparameter: list[str] | None = typer.Option(
+        None, "--hyperparameter", help=common.HYPERPARAMETER_HELP
+    ),
 ) -> None:
-    """Change a tenant's plan or suspend/reactivate it."""
-    if plan is None and status is None:
-        _fail("NothingToUpdate", "give --plan and/or --status")
+    """Change a tenant's plan, suspend/reactivate it, or set what its runs train."""
+    training = common.training_body(algorithm, problem_type, hyperparameter)
+    if plan is None and status is None and training is None:
+        _fail(
+            "NothingToUpdate",
+            "give --plan, --status, --algorithm, --problem-type and/or --hyperparameter",
+        )
     if status is not None:
         status = status.upper()
         if status not in TENANT_STATUSES:
             _fail("InvalidStatus", f"--status must be one of {', '.join(TENANT_STATUSES)}")
     opts = _opts(ctx)
-    body = opts.api().update_tenant(tenant, plan=plan, status=status)
+    body = opts.api().update_tenant(tenant, plan=plan, status=status, training=training)
     if opts.json_output:
         _print_json(body)
     else:

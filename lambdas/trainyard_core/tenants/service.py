@@ -19,6 +19,7 @@ from trainyard_core.tenants.offboarding import Offboarding
 from trainyard_core.tenants.provisioning import Provisioning
 from trainyard_core.tenants.rollout import TemplateRollout, empty_report
 from trainyard_core.tenants.validation import validate_tenant_id
+from trainyard_core.training import TrainingChoice, validate_choice
 
 
 class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
@@ -93,12 +94,22 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
             return self._provision(existing)
         return self.refresh(existing)
 
-    def update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
+    def update(
+        self,
+        tenant_id: str,
+        *,
+        plan: str | None,
+        status: str | None,
+        training: TrainingChoice | None = None,
+    ) -> Tenant:
         tenant = self.get(tenant_id)
-        if plan is None and status is None:
-            raise InvalidRequest("nothing to update: give plan and/or status", code="EmptyUpdate")
+        if plan is None and status is None and training is None:
+            raise InvalidRequest(
+                "nothing to update: give plan, status and/or training", code="EmptyUpdate"
+            )
         if tenant.status == TenantStatus.MIGRATING:
-            if status is not None or (plan is not None and plan != tenant.plan):
+            changes_plan = plan is not None and plan != tenant.plan
+            if status is not None or changes_plan or training is not None:
                 raise Conflict(
                     f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
                     "of that plan change is accepted until it completes",
@@ -120,8 +131,20 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
         changes: dict[str, object] = {}
         if plan is not None and plan != tenant.plan:
             self.validate_plan(plan)
+        target_plan = plan if plan is not None else tenant.plan
+        if training is not None or target_plan != tenant.plan:
+            # Checked against the plan it will have: a plan change that the stored
+            # choice does not fit (an algorithm of the old plan only) is refused too.
+            chosen = validate_choice(
+                self.settings, target_plan, training or TrainingChoice(), base=tenant.training
+            )
+            if training is not None:
+                changes["training"] = chosen
+        if plan is not None and plan != tenant.plan:
             target = self.settings.plan(plan).isolation
             if target != tenant.isolation:
+                if "training" in changes:
+                    tenant = self._transition(tenant, tenant.status, training=changes["training"])
                 return self._start_migration(tenant, plan, target, status)
             # The tenant's rule must feed the new plan's intake queue; data stays put.
             self.provisioner.update(

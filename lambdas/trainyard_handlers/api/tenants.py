@@ -47,7 +47,7 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
     logger.thread_safe_append_keys(tenant_id=tenant_id)
     request = requests.json_body(router.current_event, UpdateTenantRequest)
     tenant = dependencies.tenant_service().update(
-        tenant_id, plan=request.plan, status=request.status
+        tenant_id, plan=request.plan, status=request.status, training=request.training
     )
     if request.plan is not None:
         try:
