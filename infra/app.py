@@ -15,6 +15,7 @@ from infra.nag import NAG_CONTEXT_KEY, NAG_ENV, apply_aws_solutions
 from infra.platform_stack import PlatformStack
 from infra.tenant_stack import TenantStack
 from infra.tenant_template import TENANT_STACK_IDS
+from pipeline.images import with_image_uris
 
 
 def context_override(app: App) -> dict[str, Any] | None:
@@ -61,6 +62,8 @@ def build_app(
     app = App(outdir=outdir, context={**cdk_json_context(), **(context or {})})
     if settings is None:
         settings = load_project_settings(PROJECT_ROOT, context_override(app))
+    # The catalog's image URIs of the region, in the settings the Lambdas get.
+    settings = with_image_uris(settings)
     PlatformStack(
         app,
         settings.stack_name,

@@ -87,7 +87,7 @@ class TrainingPipeline(Construct):
                 conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}},
             ),
         )
-        self._grant(names, bucket, recorder)
+        self._grant(names, bucket, recorder, settings.training_instance_types())
 
         body = definition_json(settings)
         uris = step_script_uris(bucket.bucket_name)
@@ -112,7 +112,13 @@ class TrainingPipeline(Construct):
             self.pipeline.node.add_dependency(policy)
         self.pipeline.node.add_dependency(files.deployment)
 
-    def _grant(self, names: wiring.Names, bucket: s3.IBucket, recorder: lambda_.IFunction) -> None:
+    def _grant(
+        self,
+        names: wiring.Names,
+        bucket: s3.IBucket,
+        recorder: lambda_.IFunction,
+        training_instance_types: list[str],
+    ) -> None:
         arn = f"arn:{Aws.PARTITION}:sagemaker:{Aws.REGION}:{Aws.ACCOUNT_ID}"
         jobs = [f"{arn}:processing-job/*", f"{arn}:training-job/*"]
         groups = f"{arn}:model-package-group/{names.prefix}-*"
@@ -136,13 +142,24 @@ class TrainingPipeline(Construct):
                     "sagemaker:CreateProcessingJob",
                     "sagemaker:DescribeProcessingJob",
                     "sagemaker:StopProcessingJob",
-                    "sagemaker:CreateTrainingJob",
                     "sagemaker:DescribeTrainingJob",
                     "sagemaker:StopTrainingJob",
                     "sagemaker:AddTags",
                     "sagemaker:ListTags",
                 ],
                 resources=jobs,
+            ),
+            # Training jobs only on an instance type some plan trains on (its own or a
+            # sizing rule's): a run's parameters cannot buy a larger instance.
+            iam.PolicyStatement(
+                sid="TenantTrainingJobs",
+                actions=["sagemaker:CreateTrainingJob"],
+                resources=[f"{arn}:training-job/*"],
+                conditions={
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:InstanceTypes": training_instance_types
+                    }
+                },
             ),
             iam.PolicyStatement(
                 sid="RegisterModels",

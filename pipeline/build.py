@@ -72,6 +72,10 @@ class _Parameters:
     num_round: Any
     max_depth: Any
     eta: Any
+    problem_type: Any
+    algorithm: Any
+    hyperparameters: Any
+    volume_size: Any
 
     def ordered(self) -> list[Any]:
         values = list(vars(self).values())
@@ -126,6 +130,17 @@ def _parameters(settings: Settings, session: Any) -> _Parameters:
         num_round=ParameterInteger("NumRound", default_value=int(hyperparameters["num_round"])),
         max_depth=ParameterInteger("MaxDepth", default_value=int(hyperparameters["max_depth"])),
         eta=ParameterFloat("Eta", default_value=float(hyperparameters["eta"])),
+        # Declared for the scheduler's start (dispatch.training_parameters).
+        problem_type=ParameterString(
+            contract.PROBLEM_TYPE_PARAMETER, default_value=settings.default_training.problem_type
+        ),
+        algorithm=ParameterString(
+            contract.ALGORITHM_PARAMETER, default_value=settings.default_training.algorithm
+        ),
+        hyperparameters=ParameterString(contract.HYPERPARAMETERS_PARAMETER, default_value="{}"),
+        volume_size=ParameterInteger(
+            contract.VOLUME_SIZE_PARAMETER, default_value=default_plan.training_volume_size_gb
+        ),
     )
 
 

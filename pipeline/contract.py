@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from pipeline.scripts import STEP_SCRIPTS
 
+# What a run trains (chosen at dispatch: lambdas/trainyard_core/training.py).
+PROBLEM_TYPE_PARAMETER = "ProblemType"  # binary | multiclass | regression
+ALGORITHM_PARAMETER = "Algorithm"  # a catalog entry's name (settings.algorithms)
+# A JSON object string: the validated, defaulted hyperparameters, typed as the catalog says.
+HYPERPARAMETERS_PARAMETER = "Hyperparameters"
+VOLUME_SIZE_PARAMETER = "TrainingVolumeSizeInGB"
+
 PARAMETERS: list[str] = [
     "TenantId",
     "RunId",
@@ -25,6 +32,10 @@ PARAMETERS: list[str] = [
     "NumRound",
     "MaxDepth",
     "Eta",
+    PROBLEM_TYPE_PARAMETER,
+    ALGORITHM_PARAMETER,
+    HYPERPARAMETERS_PARAMETER,
+    VOLUME_SIZE_PARAMETER,
 ]
 RECORDER_PLACEHOLDER = "RecorderFunctionArn"
 # Deploy-time values: each step script's S3 URI (pipeline/scripts.py) and the recorder.

@@ -25,6 +25,7 @@ from trainyard_handlers.api.models import (
     ModelDecisionRequest,
     PresignUploadPartsRequest,
     PutWebhookRequest,
+    TriggerRunRequest,
     UpdateTenantRequest,
 )
 from trainyard_handlers.api.routes import route
@@ -209,12 +210,15 @@ class TrainyardApi:
         *,
         plan: str | None = None,
         status: str | None = None,
+        training: dict[str, Any] | None = None,
         retrain_every: str | None = None,
         retrain_off: bool = False,
     ) -> dict[str, Any]:
         """``retrain_every`` sets the retrain schedule (an ISO-8601 period such as
         "P7D"); ``retrain_off`` removes it."""
-        body = UpdateTenantRequest(plan=plan, status=status).model_dump(exclude_none=True)
+        body = UpdateTenantRequest.model_validate(
+            {"plan": plan, "status": status, "training": training}
+        ).model_dump(by_alias=True, exclude_none=True)
         if retrain_off:
             body["retrain"] = None
         elif retrain_every is not None:
@@ -235,8 +239,18 @@ class TrainyardApi:
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         return self.call("getRun", tenantId=tenant_id, runId=run_id)
 
-    def trigger_run(self, tenant_id: str) -> dict[str, Any]:
-        return self.call("triggerRun", tenantId=tenant_id)
+    def trigger_run(
+        self, tenant_id: str, *, training: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if training is None:
+            return self.call("triggerRun", tenantId=tenant_id)
+        body = TriggerRunRequest.model_validate({"training": training}).model_dump(
+            by_alias=True, exclude_none=True
+        )
+        return self.call("triggerRun", json_body=body, tenantId=tenant_id)
+
+    def algorithms(self) -> dict[str, Any]:
+        return self.call("listAlgorithms")
 
     def usage(self, tenant_id: str, *, month: str | None = None) -> dict[str, Any]:
         return self.call("getUsage", params={"month": month}, tenantId=tenant_id)

@@ -177,7 +177,7 @@ def _operation(route: Route) -> dict[str, Any]:
         out["parameters"] = params
     if route.body is not None:
         out["requestBody"] = {
-            "required": True,
+            "required": route.body_required,
             "description": f"JSON object, at most {MAX_BODY_BYTES} bytes.",
             "content": {
                 "application/json": {"schema": {"$ref": REF.format(model=route.body.__name__)}}

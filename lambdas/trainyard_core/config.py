@@ -30,6 +30,13 @@ CONFIG_FILE_ENV = "TRAINYARD_CONFIG"
 CONTEXT_KEY = "trainyard"
 
 Isolation = Literal["silo", "pool"]
+# What a tenant's model predicts: a 0/1 label, an integer class, a number.
+ProblemType = Literal["binary", "multiclass", "regression"]
+PROBLEM_TYPES: tuple[str, ...] = ("binary", "multiclass", "regression")
+# An algorithm a tenant may name, or "auto" (chosen per run by data volume).
+AUTO_ALGORITHM = "auto"
+_NAME = r"^[a-z][a-z0-9-]{0,31}$"
+_HYPERPARAMETER_NAME = r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$"
 
 
 class _Model(BaseModel):
@@ -46,6 +53,17 @@ class AutoApprove(_Model):
     min: float
 
 
+class SizingRule(_Model):
+    """Runs of at least ``min_bytes`` of input train on this instance type, count and
+    volume (the plan's ``sizing``: the last rule a run reaches applies)."""
+
+    min_bytes: int = Field(ge=0)
+    instance_type: str = Field(min_length=1, max_length=64, pattern=r"^ml\.[a-z0-9.]+$")
+    instance_count: int = Field(default=1, ge=1, le=100)
+    # SageMaker's ResourceConfig.VolumeSizeInGB: 1-16384 (botocore shape).
+    volume_size_gb: int = Field(default=30, ge=1, le=16384)
+
+
 class Plan(_Model):
     name: str
     max_concurrent_runs: int = Field(ge=1)
@@ -59,6 +77,11 @@ class Plan(_Model):
     isolation: Isolation
     training_instance_type: str
     training_instance_count: int = Field(default=1, ge=1)
+    # The training job's storage volume (ResourceConfig.VolumeSizeInGB) without a rule.
+    training_volume_size_gb: int = Field(default=30, ge=1, le=16384)
+    # By the run's total input bytes, ascending ``minBytes``: a larger instance for
+    # more data. Empty: every run trains on the fields above (the default).
+    sizing: list[SizingRule] = Field(default_factory=list, max_length=20)
     # None = unlimited.
     monthly_training_hours: float | None = Field(default=None, ge=0)
     # None = every model waits for a person (POST /tenants/{id}/models/{v}/approve).
@@ -69,8 +92,168 @@ class Plan(_Model):
     max_upload_bytes: int = Field(default=1024**3, ge=1, le=MAX_UPLOAD_BYTES_LIMIT)
     data_quota_bytes: int = Field(default=10 * 1024**3, ge=1)
 
+    @field_validator("sizing")
+    @classmethod
+    def _ascending(cls, rules: list[SizingRule]) -> list[SizingRule]:
+        bounds = [rule.min_bytes for rule in rules]
+        if bounds != sorted(set(bounds)):
+            raise ValueError("sizing rules must have strictly ascending minBytes")
+        return rules
+
     def api_dict(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)
+
+
+class HyperparameterSpec(_Model):
+    """One hyperparameter of a catalog entry: its type, default and what it allows."""
+
+    type: Literal["integer", "float", "string"]
+    default: int | float | str
+    # Inclusive bounds (numbers), or the allowed values (strings).
+    min: float | None = None
+    max: float | None = None
+    choices: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    description: str = Field(default="", max_length=256)
+
+    @model_validator(mode="after")
+    def _default_allowed(self) -> HyperparameterSpec:
+        numeric = self.type != "string"
+        if numeric and self.choices is not None:
+            raise ValueError("choices are for string hyperparameters")
+        if not numeric and (self.min is not None or self.max is not None):
+            raise ValueError("min/max are for numeric hyperparameters")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min exceeds max")
+        from trainyard_core.training import coerce_hyperparameter  # pure; avoids a cycle
+
+        coerce_hyperparameter(self, self.default)  # raises when the default is not allowed
+        return self
+
+
+class TrainingImage(_Model):
+    """A SageMaker framework image: resolved to a URI per region (``uri``) when the
+    settings are resolved for a deployment (``pipeline/images.py``, the SageMaker
+    SDK's ``image_uris``), so the scheduler reads it without the SDK. A ``uri`` set
+    in the settings (a provider's own image) is used as it is."""
+
+    framework: str = Field(min_length=1, max_length=64)
+    version: str = Field(min_length=1, max_length=64)
+    uri: str | None = Field(default=None, max_length=255)
+
+
+class Algorithm(_Model):
+    """A catalog entry: a training image, what it solves and its hyperparameters."""
+
+    name: str = Field(pattern=_NAME)
+    description: str = Field(default="", max_length=256)
+    image: TrainingImage
+    problem_types: list[ProblemType] = Field(min_length=1)
+    hyperparameters: dict[str, HyperparameterSpec] = Field(default_factory=dict, max_length=50)
+    # The plans whose tenants may use it; None = every plan.
+    plans: list[str] | None = None
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _names(cls, specs: dict[str, HyperparameterSpec]) -> dict[str, HyperparameterSpec]:
+        import re
+
+        for key in specs:
+            if not re.match(_HYPERPARAMETER_NAME, key):
+                raise ValueError(f"hyperparameter name {key!r} is not {_HYPERPARAMETER_NAME}")
+        return specs
+
+    @model_validator(mode="after")
+    def _defaults_fit_a_pipeline_parameter(self) -> Algorithm:
+        from trainyard_core.training import TrainingError, effective_hyperparameters
+
+        try:
+            effective_hyperparameters(self, {})
+        except TrainingError as exc:
+            raise ValueError(f"algorithm {self.name}: {exc.message}") from None
+        return self
+
+    def allowed_on(self, plan: str) -> bool:
+        return self.plans is None or plan in self.plans
+
+    def api_dict(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude={"image": {"uri"}})
+
+
+class AutoRule(_Model):
+    """``auto``: runs of at most ``max_bytes`` of input train with ``algorithm``."""
+
+    max_bytes: int = Field(ge=0)
+    algorithm: str = Field(pattern=_NAME)
+
+
+class AutoSelection(_Model):
+    """How ``auto`` picks: the first rule a run's input bytes fit (ascending), else
+    ``default``. A rule whose algorithm the plan or problem type cannot use is skipped."""
+
+    rules: list[AutoRule] = Field(
+        default_factory=lambda: [AutoRule(max_bytes=1024**2, algorithm="linear")], max_length=20
+    )
+    default: str = Field(default="xgboost", pattern=_NAME)
+
+    @field_validator("rules")
+    @classmethod
+    def _ascending(cls, rules: list[AutoRule]) -> list[AutoRule]:
+        bounds = [rule.max_bytes for rule in rules]
+        if bounds != sorted(set(bounds)):
+            raise ValueError("auto rules must have strictly ascending maxBytes")
+        return rules
+
+
+class DefaultTraining(_Model):
+    """What a tenant that chose nothing trains (today's behaviour: XGBoost, binary)."""
+
+    algorithm: str = Field(default="xgboost", pattern=_NAME)
+    problem_type: ProblemType = "binary"
+
+
+def _hp(kind: str, default: int | float | str, lo: float | None, hi: float | None, text: str):
+    return HyperparameterSpec(type=kind, default=default, min=lo, max=hi, description=text)  # type: ignore[arg-type]
+
+
+def _default_algorithms() -> dict[str, Algorithm]:
+    sklearn = TrainingImage(framework="sklearn", version="1.2-1")
+    return {
+        "xgboost": Algorithm(
+            name="xgboost",
+            description="SageMaker's built-in XGBoost: gradient-boosted trees, for larger data.",
+            image=TrainingImage(framework="xgboost", version="1.7-1"),
+            problem_types=["binary", "multiclass", "regression"],
+            hyperparameters={
+                "num_round": _hp("integer", 50, 1, 1000, "Boosting rounds."),
+                "max_depth": _hp("integer", 4, 1, 20, "Maximum depth of a tree."),
+                "eta": _hp("float", 0.2, 0.001, 1, "Learning rate."),
+                "subsample": _hp("float", 0.9, 0.1, 1, "Share of rows sampled per tree."),
+            },
+        ),
+        "linear": Algorithm(
+            name="linear",
+            description="scikit-learn: logistic regression (binary, multiclass) or ridge "
+            "regression (regression), for small data.",
+            image=sklearn,
+            problem_types=["binary", "multiclass", "regression"],
+            hyperparameters={
+                "C": _hp("float", 1.0, 0.0001, 10000, "Inverse regularization (logistic)."),
+                "alpha": _hp("float", 1.0, 0, 10000, "Regularization strength (ridge)."),
+                "max_iter": _hp("integer", 1000, 10, 100000, "Solver iterations."),
+            },
+        ),
+        "random-forest": Algorithm(
+            name="random-forest",
+            description="scikit-learn random forest (classifier or regressor), for small data.",
+            image=sklearn,
+            problem_types=["binary", "multiclass", "regression"],
+            hyperparameters={
+                "n_estimators": _hp("integer", 100, 1, 1000, "Trees in the forest."),
+                "max_depth": _hp("integer", 0, 0, 100, "Maximum depth of a tree; 0 = unlimited."),
+                "min_samples_leaf": _hp("integer", 1, 1, 1000, "Fewest rows in a leaf."),
+            },
+        ),
+    }
 
 
 class XgboostSettings(_Model):
@@ -176,6 +359,15 @@ class Settings(_Model):
     xgboost: XgboostSettings = Field(default_factory=XgboostSettings)
     # AUC a model must reach to be registered; below it the pipeline fails.
     metric_threshold: float = Field(default=0.6, ge=0, le=1)
+    # The threshold of the other problem types' primary metric (the pipeline's
+    # evaluation defines which metric and its direction); binary uses metricThreshold.
+    metric_thresholds: dict[str, float] = Field(
+        default_factory=lambda: {"multiclass": 0.5, "regression": 0.0}
+    )
+    # The training catalog: what tenants may train (GET /algorithms).
+    algorithms: dict[str, Algorithm] = Field(default_factory=_default_algorithms)
+    auto_algorithm: AutoSelection = Field(default_factory=AutoSelection)
+    default_training: DefaultTraining = Field(default_factory=DefaultTraining)
     model_approval_status: Literal["Approved", "PendingManualApproval", "Rejected"] = (
         "PendingManualApproval"
     )
@@ -251,12 +443,55 @@ class Settings(_Model):
                 raise ValueError(
                     f"plan {plan.name}: per-tenant cap plus borrowing exceeds plan cap"
                 )
-            if plan.training_instance_type not in self.instance_prices_usd_per_hour:
-                raise ValueError(f"plan {plan.name}: no price for {plan.training_instance_type}")
+            types = [plan.training_instance_type, *(r.instance_type for r in plan.sizing)]
+            for instance_type in types:
+                if instance_type not in self.instance_prices_usd_per_hour:
+                    raise ValueError(f"plan {plan.name}: no price for {instance_type}")
+        self._check_catalog()
         return self
+
+    def _check_catalog(self) -> None:
+        if not self.algorithms:
+            raise ValueError("the algorithm catalog needs at least one algorithm")
+        for key, algorithm in self.algorithms.items():
+            if key != algorithm.name:
+                raise ValueError(f"algorithm key {key!r} does not match its name")
+            if key == AUTO_ALGORITHM:
+                raise ValueError(f"{AUTO_ALGORITHM!r} is reserved for the automatic choice")
+            unknown = sorted(set(algorithm.plans or ()) - set(self.plans))
+            if unknown:
+                raise ValueError(f"algorithm {key}: unknown plans {unknown}")
+        named = [rule.algorithm for rule in self.auto_algorithm.rules]
+        for name in (*named, self.auto_algorithm.default, self.default_training.algorithm):
+            if name not in self.algorithms:
+                raise ValueError(f"algorithm {name!r} is not in the catalog")
+        default = self.algorithms[self.default_training.algorithm]
+        if default.plans is not None or self.default_training.problem_type not in (
+            default.problem_types
+        ):
+            # Tenants that chose nothing train it, on every plan.
+            raise ValueError(
+                f"defaultTraining: {default.name!r} must be allowed on every plan and "
+                f"support {self.default_training.problem_type!r}"
+            )
+        for problem_type in self.metric_thresholds:
+            if problem_type not in PROBLEM_TYPES:
+                raise ValueError(f"metricThresholds: unknown problem type {problem_type!r}")
+
+    def metric_threshold_for(self, problem_type: str) -> float:
+        if problem_type == "binary":
+            return self.metric_thresholds.get("binary", self.metric_threshold)
+        return self.metric_thresholds.get(problem_type, self.metric_threshold)
 
     def plan(self, name: str) -> Plan:
         return self.plans[name]
+
+    def training_instance_types(self) -> list[str]:
+        """Every instance type a plan trains on (its own and its sizing rules'): the
+        pipeline role may create training jobs on these only (infra/pipeline.py)."""
+        types = {p.training_instance_type for p in self.plans.values()}
+        types |= {r.instance_type for p in self.plans.values() for r in p.sizing}
+        return sorted(types)
 
     def price_per_hour(self, instance_type: str) -> float:
         return self.instance_prices_usd_per_hour.get(instance_type, 0.0)
@@ -276,7 +511,9 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 # Free-form maps whose keys are data (hyperparameter names, instance types), not fields.
-_VERBATIM_MAPS = frozenset({"hyperparameters", "instancePricesUsdPerHour"})
+_VERBATIM_MAPS = frozenset({"instancePricesUsdPerHour", "metricThresholds"})
+# Maps whose keys are data but whose values are settings (catalog entries).
+_DATA_KEYED_MAPS = frozenset({"hyperparameters", "algorithms"})
 
 
 def _camel_keys(data: Any) -> Any:
@@ -285,7 +522,12 @@ def _camel_keys(data: Any) -> Any:
         out = {}
         for key, value in data.items():
             name = to_camel(key) if "_" in key else key
-            out[name] = value if name in _VERBATIM_MAPS else _camel_keys(value)
+            if name in _VERBATIM_MAPS:
+                out[name] = value
+            elif name in _DATA_KEYED_MAPS and isinstance(value, dict):
+                out[name] = {k: _camel_keys(v) for k, v in value.items()}
+            else:
+                out[name] = _camel_keys(value)
         return out
     return data
 
@@ -301,6 +543,13 @@ def resolve_settings(*overrides: dict[str, Any] | None) -> Settings:
                 # A plan override names its own key; fill in `name` for brevity.
                 override = dict(override)
                 override["plans"] = {k: {"name": k, **v} for k, v in plans.items()}
+            algorithms = override.get("algorithms")
+            if isinstance(algorithms, dict):
+                # So does a catalog entry.
+                override = dict(override)
+                override["algorithms"] = {
+                    k: {"name": k, **v} if isinstance(v, dict) else v for k, v in algorithms.items()
+                }
             merged = _deep_merge(merged, override)
     return Settings.model_validate(merged)
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 class DomainError(Exception):
     status = 400
     code = "BadRequest"
+    # The offending field of the request body, when there is one.
+    field: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

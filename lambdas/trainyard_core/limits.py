@@ -45,6 +45,16 @@ MODEL_REASON_MAX_CHARS = 1024
 # A model package's customer metadata value (botocore: 1-256 characters).
 METADATA_VALUE_MAX_CHARS = 256
 
+# A training choice (Tenant.training, Run.trainingRequest, Run.training): at most this
+# many hyperparameters, each a catalog name (checked) with a value of at most this many
+# characters; 50 x ~330 bytes keeps a tenant or run item far below 400 KB.
+HYPERPARAMETERS_MAX = 50
+HYPERPARAMETER_VALUE_MAX_CHARS = 256
+# A pipeline parameter's value (StartPipelineExecution, botocore shape String1024): the
+# effective hyperparameters travel as one JSON object, so it must fit (checked when a
+# tenant or run chooses, and for the catalog's defaults).
+PIPELINE_PARAMETER_MAX_CHARS = 1024
+
 _MARK = " …[truncated {n} more characters]"
 
 

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from trainyard_core.training import RunTraining, TrainingChoice
+
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 # A usage month, YYYY-MM (the API, the usage query and the OpenAPI document).
 MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
@@ -181,6 +183,8 @@ class Tenant(_Wire):
     # update of an ACTIVE or SUSPENDED tenant. When the rollout last asked for one.
     template_requested: str | None = None
     template_update_at: str | None = None
+    # What its runs train (PATCH /tenants/{id} "training"); None: the settings' default.
+    training: TrainingChoice | None = None
     retrain: RetrainSchedule | None = None
     # What the retrain schedule's last check saw under the data prefix (sha256 of
     # each training file's key, ETag and size) and when: a deletion is a change
@@ -222,6 +226,19 @@ class Trigger(_Wire):
     # (the run trains on every CSV under the prefix either way).
     objects: list[TriggerObject] = Field(default_factory=list)
     objects_omitted: int = 0
+    # A manual run's input: the bytes under the tenant's data prefix when it was
+    # asked for (an upload-triggered run counts its uploads: ``input_bytes``).
+    data_bytes: int | None = None
+
+    @property
+    def input_bytes(self) -> int:
+        """The run's data volume (auto's and the sizing rules' measure): the listed
+        uploads' sizes (a key uploaded again counts once, its last size), or the
+        data prefix's bytes for a manual run."""
+        if self.data_bytes is not None:
+            return self.data_bytes
+        sizes = {(o.bucket, o.key): o.size or 0 for o in self.objects}
+        return sum(sizes.values())
 
 
 class WaitingCode(StrEnum):
@@ -284,6 +301,11 @@ class Run(_Wire):
         "run durations, the runs ahead and the free slots; null when unknown (no history, "
         "held back).",
     )
+    # POST /tenants/{id}/runs "training": this run's choice, over the tenant's.
+    training_request: TrainingChoice | None = None
+    # What it trains with (algorithm and how it was chosen, problem type, the
+    # effective hyperparameters, image, instances), recorded when it is started.
+    training: RunTraining | None = None
     start_attempts: int = 0
     updated_at: str | None = None
 

@@ -14,6 +14,7 @@ from trainyard_core.config import Settings
 from infra.app import build_app
 from infra.nag import VALIDATION_REPORT
 from infra.tenant_template import TENANT_STACK_ID
+from pipeline.images import with_image_uris
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Synth:
 
 
 def synthesize(settings: Settings, outdir: Path, *, nag: bool = True) -> Synth:
+    # What build_app ships: the settings with the catalog's image URIs resolved.
+    settings = with_image_uris(settings)
     app = build_app(settings, outdir=str(outdir), nag=nag, include_tenant_stack=True)
     error = None
     try:

@@ -102,6 +102,7 @@ def test_cdk_app_and_local_runtime_resolve_the_same_settings_from_every_source(
 
     import infra.app as cdk_app
     from infra.cdk_context import cdk_json_context
+    from pipeline.images import with_image_uris
 
     # A project whose cdk.json sets the cap (30) and a config file that sets it again (7).
     (tmp_path / "cdk.json").write_text(
@@ -114,9 +115,11 @@ def test_cdk_app_and_local_runtime_resolve_the_same_settings_from_every_source(
     monkeypatch.setenv("TRAINYARD_CONFIG", str(config))
     # No -c: cdk.json, then the file (later wins), in both.
     cdk = build_app(nag=False).node.find_child("TrainyardPlatform").settings
-    local = load_project_settings(tmp_path)
+    # Both then resolve the catalog's image URIs (EmbeddedStack does it for the local one).
+    local = with_image_uris(load_project_settings(tmp_path))
     assert cdk.global_max_concurrent_runs == local.global_max_concurrent_runs == 7
     assert cdk == local
+    assert all(a.image.uri for a in cdk.algorithms.values())
     # -c wins over both.
     app = build_app(context={"trainyard": json.dumps({"globalMaxConcurrentRuns": 9})}, nag=False)
     assert app.node.find_child("TrainyardPlatform").settings.global_max_concurrent_runs == 9

@@ -16,9 +16,25 @@ from trainyard.local.stack import EmbeddedStack
 
 # Webhook retries within seconds, not minutes (the webhook tests wait for them):
 # attempts 1 s, 2 s, 4 s apart, a 1 s receiver timeout, four attempts in all.
-# Retrain schedules of seconds (the retraining test waits for them to fall due).
+# The training tests (test_training_choices_http.py): the standard plan trains runs of
+# 1 MiB of input or more on a larger instance (the other tests' data is far smaller),
+# and random-forest is for premium tenants only.
+SIZING_MIN_BYTES = 1024**2
 TEST_SETTINGS = {
     "webhooks": {"retryBaseSeconds": 1, "timeoutSeconds": 1, "maxAttempts": 4},
+    "plans": {
+        "standard": {
+            "sizing": [
+                {
+                    "minBytes": SIZING_MIN_BYTES,
+                    "instanceType": "ml.m5.2xlarge",
+                    "volumeSizeGb": 50,
+                }
+            ]
+        }
+    },
+    "algorithms": {"random-forest": {"plans": ["premium"]}},
+    # Retrain schedules of seconds (the retraining test waits for them to fall due).
     "retraining": {"minIntervalSeconds": 1},
 }
 

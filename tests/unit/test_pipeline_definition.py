@@ -242,8 +242,10 @@ def test_parameter_types_and_defaults_come_from_settings(
         "NumRound",
         "MaxDepth",
         "Eta",
+        "TrainingVolumeSizeInGB",
     }
     assert types["TrainingInstanceCount"] == types["NumRound"] == types["MaxDepth"] == "Integer"
+    assert types["TrainingVolumeSizeInGB"] == "Integer"
     assert types["MetricThreshold"] == types["Eta"] == "Float"
     # Tenant- and run-specific values have no default: the scheduler must pass them.
     for name in ("TenantId", "RunId", "InputDataUri", "OutputUri", "ExecutionRoleArn"):
@@ -257,6 +259,11 @@ def test_parameter_types_and_defaults_come_from_settings(
     assert params["NumRound"]["DefaultValue"] == 50
     assert params["MaxDepth"]["DefaultValue"] == 4
     assert params["Eta"]["DefaultValue"] == 0.2
+    # What a run trains: the scheduler always passes them (dispatch.training_parameters).
+    assert params["TrainingVolumeSizeInGB"]["DefaultValue"] == plan.training_volume_size_gb
+    assert params["ProblemType"]["DefaultValue"] == settings.default_training.problem_type
+    assert params["Algorithm"]["DefaultValue"] == settings.default_training.algorithm
+    assert params["Hyperparameters"]["DefaultValue"] == "{}"
 
 
 def test_image_defaults_are_the_builtin_sagemaker_images(

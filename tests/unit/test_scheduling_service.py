@@ -190,9 +190,17 @@ def test_dispatch_starts_the_pipeline_with_the_tenants_parameters(world: World) 
         "ExecutionRoleArn": tenant.role_arn,
         "TrainingInstanceType": "ml.m5.xlarge",
         "TrainingInstanceCount": "1",
+        "TrainingVolumeSizeInGB": "30",
         "ModelPackageGroupName": "trainyard-acme",
         "ModelApprovalStatus": "PendingManualApproval",
         "MetricThreshold": "0.6",
+        # A tenant that chose nothing: the settings' default (XGBoost, binary).
+        "ProblemType": "binary",
+        "Algorithm": "xgboost",
+        "Hyperparameters": '{"eta":0.2,"max_depth":4,"num_round":50,"subsample":0.9}',
+        "NumRound": "50",
+        "MaxDepth": "4",
+        "Eta": "0.2",
     }
 
 

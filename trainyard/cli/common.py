@@ -165,3 +165,29 @@ def wait_until_stopped(stop: threading.Event) -> None:
             pass
     except KeyboardInterrupt:
         pass
+
+
+def training_body(
+    algorithm: str | None, problem_type: str | None, hyperparameters: list[str] | None
+) -> dict[str, Any] | None:
+    """The API's ``training`` object from ``--algorithm``, ``--problem-type`` and
+    ``--hyperparameter k=v`` (values as text: the API checks them against the catalog)."""
+    values: dict[str, str] = {}
+    for item in hyperparameters or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            _fail("InvalidHyperparameter", f"--hyperparameter {item!r}: give NAME=VALUE")
+        values[key.strip()] = value.strip()
+    body: dict[str, Any] = {}
+    if algorithm is not None:
+        body["algorithm"] = algorithm
+    if problem_type is not None:
+        body["problemType"] = problem_type
+    if values:
+        body["hyperparameters"] = values
+    return body or None
+
+
+ALGORITHM_HELP = "A name from `trainyard algorithms`, or auto (chosen by data volume)."
+PROBLEM_TYPE_HELP = "binary, multiclass or regression."
+HYPERPARAMETER_HELP = "NAME=VALUE of the algorithm (repeatable)."

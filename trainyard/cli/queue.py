@@ -1,4 +1,4 @@
-"""`trainyard queue` and `trainyard plans`."""
+"""`trainyard queue`, `trainyard plans` and `trainyard algorithms`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from trainyard.cli.common import (
 )
 from trainyard.cli.render import (
     _plan_entries,
+    algorithms_table,
     plans_table,
     queue_tables,
 )
@@ -85,3 +86,15 @@ def plans(ctx: typer.Context) -> None:
         _print_json(body)
     else:
         common.console.print(plans_table(body))
+
+
+@app.command()
+@handles_errors
+def algorithms(ctx: typer.Context) -> None:
+    """The training catalog: problem types, hyperparameters, plans; how auto picks."""
+    opts = _opts(ctx)
+    body = opts.api().algorithms()
+    if opts.json_output:
+        _print_json(body)
+    else:
+        common.console.print(algorithms_table(body))

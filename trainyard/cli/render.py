@@ -164,6 +164,47 @@ def plans_table(body: dict[str, Any]) -> Table:
     return table
 
 
+def _bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.4g} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _hyperparameter(name: str, spec: dict[str, Any]) -> str:
+    if spec.get("choices"):
+        allowed = "|".join(spec["choices"])
+    else:
+        lo, hi = spec.get("min"), spec.get("max")
+        allowed = f"{'' if lo is None else f'{lo:g}'}..{'' if hi is None else f'{hi:g}'}"
+    return f"{name}={spec.get('default')} ({allowed})"
+
+
+def algorithms_table(body: dict[str, Any]) -> Table:
+    auto = body.get("auto") or {}
+    rules = ", ".join(
+        f"<= {_bytes(r['maxBytes'])}: {r['algorithm']}" for r in auto.get("rules", [])
+    )
+    default = body.get("default") or {}
+    table = Table(
+        title=f"Algorithms (auto: {rules or '-'}, else {auto.get('default', '?')}; "
+        f"default: {default.get('algorithm', '?')} {default.get('problemType', '')})"
+    )
+    for column in ("algorithm", "image", "problem types", "hyperparameters", "plans"):
+        table.add_column(column, overflow="fold")
+    for a in body.get("algorithms", []):
+        table.add_row(
+            a.get("name", "?"),
+            f"{a.get('framework', '?')} {a.get('frameworkVersion', '')}",
+            ", ".join(a.get("problemTypes", [])),
+            "\n".join(_hyperparameter(k, v) for k, v in (a.get("hyperparameters") or {}).items())
+            or "-",
+            ", ".join(a.get("plans", [])) or "-",
+        )
+    return table
+
+
 def _plan_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
     """Plans of a /queue answer, whichever of the shapes the API uses:
     {"basic": {...}}, {"plans": {"basic": {...}}} or {"plans": [{"plan": "basic", ...}]}."""

@@ -186,10 +186,20 @@ def runs(
 
 @app.command()
 @handles_errors
-def train(ctx: typer.Context, tenant: str = typer.Argument(...)) -> None:
-    """Start a training run on the tenant's current data (joins a run already waiting)."""
+def train(
+    ctx: typer.Context,
+    tenant: str = typer.Argument(...),
+    algorithm: str | None = typer.Option(None, "--algorithm", help=common.ALGORITHM_HELP),
+    problem_type: str | None = typer.Option(None, "--problem-type", help=common.PROBLEM_TYPE_HELP),
+    hyperparameter: list[str] | None = typer.Option(
+        None, "--hyperparameter", help=common.HYPERPARAMETER_HELP
+    ),
+) -> None:
+    """Start a training run on the tenant's current data (joins a run already waiting).
+    The training options apply to this run only, over the tenant's settings."""
     opts = _opts(ctx)
-    run = opts.api().trigger_run(tenant)
+    training = common.training_body(algorithm, problem_type, hyperparameter)
+    run = opts.api().trigger_run(tenant, training=training)
     if opts.json_output:
         _print_json(run)
         return

@@ -72,6 +72,11 @@ def tenants_update(
     tenant: str = typer.Argument(...),
     plan: str | None = typer.Option(None, "--plan", help="Move to another plan (data is kept)."),
     status: str | None = typer.Option(None, "--status", help="ACTIVE or SUSPENDED."),
+    algorithm: str | None = typer.Option(None, "--algorithm", help=common.ALGORITHM_HELP),
+    problem_type: str | None = typer.Option(None, "--problem-type", help=common.PROBLEM_TYPE_HELP),
+    hyperparameter: list[str] | None = typer.Option(
+        None, "--hyperparameter", help=common.HYPERPARAMETER_HELP
+    ),
     retrain: str | None = typer.Option(
         None,
         "--retrain",
@@ -79,9 +84,14 @@ def tenants_update(
         "'off' removes the schedule.",
     ),
 ) -> None:
-    """Change a tenant's plan, suspend/reactivate it, or set its retrain schedule."""
-    if plan is None and status is None and retrain is None:
-        _fail("NothingToUpdate", "give --plan, --status and/or --retrain")
+    """Change a tenant's plan, suspend/reactivate it, set what its runs train or its
+    retrain schedule."""
+    training = common.training_body(algorithm, problem_type, hyperparameter)
+    if plan is None and status is None and training is None and retrain is None:
+        _fail(
+            "NothingToUpdate",
+            "give --plan, --status, --algorithm, --problem-type, --hyperparameter and/or --retrain",
+        )
     if status is not None:
         status = status.upper()
         if status not in TENANT_STATUSES:
@@ -89,7 +99,12 @@ def tenants_update(
     opts = _opts(ctx)
     off = retrain is not None and retrain.lower() == "off"
     body = opts.api().update_tenant(
-        tenant, plan=plan, status=status, retrain_every=None if off else retrain, retrain_off=off
+        tenant,
+        plan=plan,
+        status=status,
+        training=training,
+        retrain_every=None if off else retrain,
+        retrain_off=off,
     )
     if opts.json_output:
         _print_json(body)

@@ -30,6 +30,8 @@ from trainyard_core.arns import arn, partition_of
 from trainyard_core.config import DEPLOYED_SETTINGS_FILE, Settings, load_project_settings
 from trainyard_core.wiring import Names
 
+from pipeline.images import with_image_uris
+
 from .api_model import ApiModelCheck
 from .bootstrap import PROJECT_ROOT, Platform, bootstrap_platform
 from .cloudformation import install as install_tenant_cloudformation
@@ -112,7 +114,8 @@ class EmbeddedStack:
         reconcile_seconds: float | None = None,
     ) -> None:
         self.project_root = project_root or PROJECT_ROOT
-        chosen = settings or load_project_settings(self.project_root)
+        # The catalog's image URIs resolved for the region, as the CDK app does.
+        chosen = with_image_uris(settings or load_project_settings(self.project_root))
         # What the platform is synthesized and bootstrapped from: as deployable to AWS.
         self.deployable_settings = chosen.model_copy(
             update={"webhooks": chosen.webhooks.model_copy(update={"allow_loopback_http": False})}

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
+from trainyard_core.training import RunTraining, TrainingChoice
 
 # --- slot counters: one global, one a plan, one a tenant
 
@@ -208,8 +209,17 @@ class RunRepository(Protocol):
         started_at: str,
         instance_type: str,
         instance_count: int,
+        training: RunTraining | None = None,
     ) -> bool:
-        """STARTING -> RUNNING with the execution recorded. False if not STARTING."""
+        """STARTING -> RUNNING with the execution (and what it trains) recorded.
+        False if not STARTING."""
+        ...
+
+    def set_training_request(
+        self, tenant_id: str, run_id: str, choice: TrainingChoice, now_iso: str
+    ) -> bool:
+        """A QUEUED run's own training choice (a manual trigger that joined it);
+        False when it is no longer QUEUED."""
         ...
 
     def record_start_failure(

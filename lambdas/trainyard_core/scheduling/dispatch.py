@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from trainyard_core import events
+from trainyard_core.config import Settings
 from trainyard_core.models import (
     Run,
     RunStatus,
@@ -35,6 +36,7 @@ from trainyard_core.scheduling.policy import (
     tenant_limit,
 )
 from trainyard_core.scheduling.queues import read_snapshot
+from trainyard_core.training import RunTraining, TrainingError, resolve_run_training
 
 
 @dataclass
@@ -184,17 +186,23 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         _fail_start(ctx, run, f"cannot start: {missing or 'no pipeline configured'}")
         return
     assert tenant is not None and plan is not None
+    try:
+        training = resolve_run_training(
+            ctx.settings, plan, tenant.training, run.training_request, run.trigger.input_bytes
+        )
+    except TrainingError as exc:
+        # The stored choice no longer fits (the catalog or the tenant's plan changed).
+        _fail_start(ctx, run, f"cannot start: training settings: {exc.message}")
+        return
     parameters = {
         "TenantId": tenant.tenant_id,
         "RunId": run.run_id,
         "InputDataUri": f"s3://{tenant.data_bucket}/{tenant.data_prefix}",
         "OutputUri": tenant.output_uri or "",
         "ExecutionRoleArn": tenant.role_arn or "",
-        "TrainingInstanceType": plan.training_instance_type,
-        "TrainingInstanceCount": str(plan.training_instance_count),
         "ModelPackageGroupName": tenant.model_package_group_name or "",
         "ModelApprovalStatus": ctx.settings.model_approval_status,
-        "MetricThreshold": str(ctx.settings.metric_threshold),
+        **training_parameters(ctx.settings, training),
     }
     try:
         # ClientRequestToken = run id: a repeated start (crash, reconcile,
@@ -231,7 +239,7 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         )
         return
     if ctx.runs.mark_started(
-        run, arn, iso_ms(now) or "", plan.training_instance_type, plan.training_instance_count
+        run, arn, iso_ms(now) or "", training.instance_type, training.instance_count, training
     ):
         ctx.metrics.record("RunsStarted", 1, dimensions={"plan": run.plan})
         ctx.log.info("pipeline execution started", extra={"execution_arn": arn})
@@ -247,6 +255,29 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
             )
         )
     report.started.append(run)
+
+
+def training_parameters(settings: Settings, training: RunTraining) -> dict[str, str]:
+    """The pipeline parameters of what the run trains (pipeline/contract.py's names)."""
+    parameters = {
+        "TrainingInstanceType": training.instance_type,
+        "TrainingInstanceCount": str(training.instance_count),
+        "TrainingVolumeSizeInGB": str(training.volume_size_gb),
+        "ProblemType": training.problem_type,
+        "Algorithm": training.algorithm,
+        "Hyperparameters": training.hyperparameters_json(settings),
+        "MetricThreshold": str(training.metric_threshold),
+    }
+    if training.image_uri is not None:
+        # Resolved per region with the settings (pipeline/images.py); unresolved
+        # settings (unit tests) leave the definition's default image.
+        parameters["TrainingImageUri"] = training.image_uri
+    if training.algorithm == "xgboost":
+        # The built-in XGBoost step's own parameters, from the effective values.
+        for name, key in (("NumRound", "num_round"), ("MaxDepth", "max_depth"), ("Eta", "eta")):
+            if key in training.hyperparameters:
+                parameters[name] = training.hyperparameters[key]
+    return parameters
 
 
 def _fail_start(ctx: SchedulerContext, run: Run, reason: str) -> None:

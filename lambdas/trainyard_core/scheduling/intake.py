@@ -37,6 +37,7 @@ from trainyard_core.ports.runs import (
 )
 from trainyard_core.scheduling.context import SchedulerContext
 from trainyard_core.scheduling.queues import with_positions
+from trainyard_core.training import TrainingChoice
 from trainyard_core.uploads import is_training_file, unstageable_key
 
 DEDUPE_TTL_DAYS = 7
@@ -175,11 +176,18 @@ def _translate(relative: str, location: str) -> tuple[str, str]:
     return new_bucket, prefix + relative
 
 
-def submit_manual_run(ctx: SchedulerContext, tenant: Tenant) -> Run:
-    """POST /tenants/{id}/runs: a run on the tenant's current data (coalesced)."""
+def submit_manual_run(
+    ctx: SchedulerContext,
+    tenant: Tenant,
+    training: TrainingChoice | None = None,
+    data_bytes: int | None = None,
+) -> Run:
+    """POST /tenants/{id}/runs: a run on the tenant's current data (coalesced; a run
+    already queued takes ``training``, the run's own validated choice).
+    ``data_bytes``: the tenant's data volume, the run's measure for auto and sizing."""
     if tenant.status not in ACCEPTING:
         raise TenantNotAcceptingError(f"tenant {tenant.tenant_id} is {tenant.status.value}")
-    result = _enqueue(ctx, tenant, "manual", None, None)
+    result = _enqueue(ctx, tenant, "manual", None, None, training=training, data_bytes=data_bytes)
     assert result.run is not None
     # The 202 shows where it waits, like GET does.
     return with_positions(ctx, [result.run])[0]
@@ -201,6 +209,9 @@ def _enqueue(
     kind: Literal["s3", "manual", "schedule"],
     obj: TriggerObject | None,
     dkey: str | None,
+    *,
+    training: TrainingChoice | None = None,
+    data_bytes: int | None = None,
 ) -> IntakeResult:
     now = ctx.clock.now()
     ttl = int((now + timedelta(days=DEDUPE_TTL_DAYS)).timestamp())
@@ -219,6 +230,11 @@ def _enqueue(
                 continue
             except DuplicateUploadError:
                 return _duplicate(ctx, tenant, obj)
+            if training is not None and not ctx.runs.set_training_request(
+                tenant.tenant_id, pointer, training, iso_ms(now) or ""
+            ):
+                stale = pointer  # it started under us: this request gets a run of its own
+                continue
             run = ctx.runs.get_run(tenant.tenant_id, pointer)
             ctx.log.info(
                 "upload joined queued run",
@@ -230,7 +246,8 @@ def _enqueue(
             tenant_id=tenant.tenant_id,
             plan=tenant.plan,
             status=RunStatus.QUEUED,
-            trigger=Trigger(type=kind, objects=[obj] if obj else []),
+            trigger=Trigger(type=kind, objects=[obj] if obj else [], data_bytes=data_bytes),
+            training_request=training,
             queued_at=iso_ms(now) or "",
             updated_at=iso_ms(now),
         )

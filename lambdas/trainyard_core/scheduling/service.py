@@ -22,6 +22,7 @@ from trainyard_core.scheduling.dispatch import DispatchReport
 from trainyard_core.scheduling.intake import IntakeResult
 from trainyard_core.scheduling.policy import Snapshot
 from trainyard_core.scheduling.reconcile import ReconcileReport
+from trainyard_core.training import TrainingChoice
 
 
 class SchedulerService(SchedulerContext):
@@ -40,8 +41,13 @@ class SchedulerService(SchedulerContext):
     def record_moved_upload(self, tenant: Tenant, obj: TriggerObject) -> IntakeResult:
         return intake.record_moved_upload(self, tenant, obj)
 
-    def submit_manual_run(self, tenant: Tenant) -> Run:
-        return intake.submit_manual_run(self, tenant)
+    def submit_manual_run(
+        self,
+        tenant: Tenant,
+        training: TrainingChoice | None = None,
+        data_bytes: int | None = None,
+    ) -> Run:
+        return intake.submit_manual_run(self, tenant, training, data_bytes)
 
     def submit_scheduled_run(self, tenant: Tenant) -> Run:
         return intake.submit_scheduled_run(self, tenant)

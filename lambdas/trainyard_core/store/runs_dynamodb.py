@@ -45,6 +45,7 @@ from trainyard_core.store.run_items import (
 )
 from trainyard_core.store.runs_dynamodb_intake import QueuedRunWrites
 from trainyard_core.store.tokens import encode_token
+from trainyard_core.training import RunTraining, TrainingChoice
 
 
 class DynamoRunRepository(QueuedRunWrites):
@@ -244,14 +245,25 @@ class DynamoRunRepository(QueuedRunWrites):
         started_at: str,
         instance_type: str,
         instance_count: int,
+        training: RunTraining | None = None,
     ) -> bool:
+        values: dict[str, Any] = {
+            ":arn": execution_arn,
+            ":at": started_at,
+            ":it": instance_type,
+            ":ic": instance_count,
+        }
+        record = ""
+        if training is not None:
+            record = ", #training = :tr"
+            values[":tr"] = training.model_dump(by_alias=True, mode="json", exclude_none=True)
         if self._update_run(
             run,
             "SET #status = :running, executionArn = :arn, startedAt = :at, "
-            "instanceType = :it, instanceCount = :ic, updatedAt = :at "
+            f"instanceType = :it, instanceCount = :ic, updatedAt = :at{record} "
             "REMOVE nextAttemptAt, failureReason, waitingFor",
             "#status = :starting",
-            {":arn": execution_arn, ":at": started_at, ":it": instance_type, ":ic": instance_count},
+            values,
         ):
             return True
         # It moved on already (a status event beat us): at least keep the ARN.
@@ -262,6 +274,22 @@ class DynamoRunRepository(QueuedRunWrites):
             {":arn": execution_arn},
         )
         return False
+
+    def set_training_request(
+        self, tenant_id: str, run_id: str, choice: TrainingChoice, now_iso: str
+    ) -> bool:
+        request = self._update_request(
+            self.runs_table,
+            self._run_key(tenant_id, run_id),
+            "SET trainingRequest = :tr, updatedAt = :now",
+            "#status = :queued",
+            {
+                ":queued": RunStatus.QUEUED.value,
+                ":tr": choice.model_dump(by_alias=True, mode="json", exclude_none=True),
+                ":now": now_iso,
+            },
+        )
+        return self._update(**request) is not None
 
     def record_start_failure(
         self, run: Run, attempts: int, next_attempt_at: str, reason: WaitingFor, now_iso: str

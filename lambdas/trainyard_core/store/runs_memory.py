@@ -50,6 +50,7 @@ from trainyard_core.store.run_items import (
 )
 from trainyard_core.store.runs_memory_counters import InMemoryCounterState
 from trainyard_core.store.tokens import encode_token
+from trainyard_core.training import RunTraining, TrainingChoice
 
 
 class InMemoryRunRepository(InMemoryCounterState):
@@ -364,6 +365,7 @@ class InMemoryRunRepository(InMemoryCounterState):
         started_at: str,
         instance_type: str,
         instance_count: int,
+        training: RunTraining | None = None,
     ) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -385,11 +387,24 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "started_at": started_at,
                         "instance_type": instance_type,
                         "instance_count": instance_count,
+                        "training": training,
                         "failure_reason": None,
                         "waiting_for": None,
                         "updated_at": started_at,
                     }
                 )
+            )
+            return True
+
+    def set_training_request(
+        self, tenant_id: str, run_id: str, choice: TrainingChoice, now_iso: str
+    ) -> bool:
+        with self._lock:
+            current = self._load(tenant_id, run_id)
+            if current is None or current.status != RunStatus.QUEUED:
+                return False
+            self._put_run(
+                current.model_copy(update={"training_request": choice, "updated_at": now_iso})
             )
             return True
 

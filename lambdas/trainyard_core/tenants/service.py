@@ -20,6 +20,7 @@ from trainyard_core.tenants.provisioning import Provisioning
 from trainyard_core.tenants.retraining import parse_every, schedule_for
 from trainyard_core.tenants.rollout import TemplateRollout, empty_report
 from trainyard_core.tenants.validation import validate_tenant_id
+from trainyard_core.training import TrainingChoice, validate_choice
 
 
 class _Keep:
@@ -109,18 +110,21 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
         plan: str | None,
         status: str | None,
         retrain: RetrainChange = KEEP,
+        training: TrainingChoice | None = None,
     ) -> Tenant:
-        """PATCH: a plan change, a suspension or resumption, and/or the retrain
+        """PATCH: a plan change, a suspension or resumption, the training choice
+        (validated against the catalog and the plan) and/or the retrain
         schedule (``{"every": ...}`` to set, None to remove, KEEP to leave). The
         schedule is checked before anything changes: a 400 changes nothing."""
         every = self._retrain_every(retrain)
-        if plan is None and status is None:
+        if plan is None and status is None and training is None:
             if retrain is KEEP:
                 raise InvalidRequest(
-                    "nothing to update: give plan, status and/or retrain", code="EmptyUpdate"
+                    "nothing to update: give plan, status, training and/or retrain",
+                    code="EmptyUpdate",
                 )
             return self._set_retrain(tenant_id, every)
-        updated = self._update(tenant_id, plan=plan, status=status)
+        updated = self._update(tenant_id, plan=plan, status=status, training=training)
         if retrain is KEEP:
             return updated
         # A plan change across isolation models has made it MIGRATING: the schedule is
@@ -175,10 +179,18 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
             f"tenant {tenant_id!r} kept changing; retry the update", code="ConcurrentUpdate"
         )
 
-    def _update(self, tenant_id: str, *, plan: str | None, status: str | None) -> Tenant:
+    def _update(
+        self,
+        tenant_id: str,
+        *,
+        plan: str | None,
+        status: str | None,
+        training: TrainingChoice | None,
+    ) -> Tenant:
         tenant = self.get(tenant_id)
         if tenant.status == TenantStatus.MIGRATING:
-            if status is not None or (plan is not None and plan != tenant.plan):
+            changes_plan = plan is not None and plan != tenant.plan
+            if status is not None or changes_plan or training is not None:
                 raise Conflict(
                     f"tenant {tenant_id!r} is migrating to plan {tenant.plan!r}; only a retry "
                     "of that plan change is accepted until it completes",
@@ -200,8 +212,20 @@ class TenantService(Provisioning, Migration, Offboarding, TemplateRollout):
         changes: dict[str, object] = {}
         if plan is not None and plan != tenant.plan:
             self.validate_plan(plan)
+        target_plan = plan if plan is not None else tenant.plan
+        if training is not None or target_plan != tenant.plan:
+            # Checked against the plan it will have: a plan change that the stored
+            # choice does not fit (an algorithm of the old plan only) is refused too.
+            chosen = validate_choice(
+                self.settings, target_plan, training or TrainingChoice(), base=tenant.training
+            )
+            if training is not None:
+                changes["training"] = chosen
+        if plan is not None and plan != tenant.plan:
             target = self.settings.plan(plan).isolation
             if target != tenant.isolation:
+                if "training" in changes:
+                    tenant = self._transition(tenant, tenant.status, training=changes["training"])
                 return self._start_migration(tenant, plan, target, status)
             # The tenant's rule must feed the new plan's intake queue; data stays put.
             self.provisioner.update(

@@ -137,6 +137,17 @@ class TenantUploads:
                 code="TenantNotAccepting",
             )
 
+    def data_bytes(self, tenant: Tenant) -> int | None:
+        """The bytes under the tenant's data prefix (a manual run's data volume);
+        None without storage or past the quota check's listing bound."""
+        if not tenant.data_bucket or tenant.data_prefix is None:
+            return None
+        prefix = tenant.data_prefix
+        target = UploadTarget(
+            tenant_id=tenant.tenant_id, bucket=tenant.data_bucket, data_prefix=prefix, key=prefix
+        )
+        return self.signer.data_bytes(target, max_pages=DATA_QUOTA_LIST_PAGES)
+
     def _target(self, tenant: Tenant, file_name: str) -> UploadTarget:
         prefix = tenant.data_prefix or ""
         return UploadTarget(

@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from trainyard_core.errors import DomainError
 
 from trainyard_handlers.api import (
+    algorithms,
     health,
     plans,
     queue,
@@ -26,7 +27,18 @@ from trainyard_handlers.api.requests import json_response
 from trainyard_handlers.observability import logger
 
 app = APIGatewayRestResolver()
-for resource in (health, plans, queue, tenants, runs, usage, registry, uploads, webhooks):
+for resource in (
+    algorithms,
+    health,
+    plans,
+    queue,
+    tenants,
+    runs,
+    usage,
+    registry,
+    uploads,
+    webhooks,
+):
     app.include_router(resource.router)
 
 
@@ -36,7 +48,7 @@ def _domain_error(exc: DomainError) -> Response[str]:
     if exc.code == "RunNotFound":
         status = 404
     logger.info("request rejected", extra={"code": exc.code, "reason": exc.message})
-    response = json_response(status, Error.of(exc.code, exc.message))
+    response = json_response(status, Error.of(exc.code, exc.message, exc.field))
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:  # a 503 the caller may retry: when
         response.headers["Retry-After"] = str(int(retry_after))

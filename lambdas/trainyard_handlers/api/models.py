@@ -13,15 +13,18 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel
 from pydantic.alias_generators import to_camel
-from trainyard_core.config import Plan
+from trainyard_core.config import AutoSelection, DefaultTraining, HyperparameterSpec, Plan
 from trainyard_core.limits import UPLOAD_PARTS_MAX
 from trainyard_core.model_versions import ModelVersion
 from trainyard_core.models import MONTH_RE, Run, Tenant, WaitingFor
+from trainyard_core.training import TrainingChoice
 
 __all__ = [
     "MAX_BODY_BYTES",
     "MONTH_RE",
     "AbortUploadRequest",
+    "AlgorithmInfo",
+    "AlgorithmList",
     "CompleteUploadRequest",
     "CompletedPartBody",
     "CreateTenantRequest",
@@ -43,6 +46,8 @@ __all__ = [
     "RunList",
     "Tenant",
     "TenantList",
+    "TrainingChoice",
+    "TriggerRunRequest",
     "UpdateTenantRequest",
     "Upload",
     "UploadPart",
@@ -88,6 +93,19 @@ class UpdateTenantRequest(BaseModel):
     status: str | None = None
     # Absent: unchanged; null: the schedule is removed.
     retrain: RetrainRequest | None = None
+    training: TrainingChoice | None = Field(
+        default=None,
+        description="What the tenant's runs train, checked against GET /algorithms and the "
+        "plan; merged over the stored one (hyperparameters key by key, unless the "
+        "algorithm changes).",
+    )
+
+
+class TriggerRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    training: TrainingChoice | None = Field(
+        default=None, description="This run's training settings, over the tenant's."
+    )
 
 
 class ModelDecisionRequest(BaseModel):
@@ -179,6 +197,22 @@ class Health(_Envelope):
 class PlanList(_Envelope):
     plans: list[Plan]
     global_max_concurrent_runs: int = Field(ge=1)
+
+
+class AlgorithmInfo(_Envelope):
+    name: str
+    description: str
+    framework: str = Field(description="The SageMaker framework image (xgboost, sklearn).")
+    framework_version: str
+    problem_types: list[str]
+    hyperparameters: dict[str, HyperparameterSpec]
+    plans: list[str] = Field(description="The plans whose tenants may use it.")
+
+
+class AlgorithmList(_Envelope):
+    algorithms: list[AlgorithmInfo]
+    auto: AutoSelection = Field(description='How "auto" picks by the run\'s input bytes.')
+    default: DefaultTraining = Field(description="What a tenant that chose nothing trains.")
 
 
 class TenantList(_Envelope):
@@ -293,14 +327,19 @@ class UploadResult(_Envelope):
 class ErrorDetail(BaseModel):
     code: str
     message: str
+    field: str | None = Field(
+        default=None,
+        exclude_if=_absent_if_none,
+        description="The offending field of the body (training.hyperparameters.eta), if one.",
+    )
 
 
 class Error(BaseModel):
     error: ErrorDetail
 
     @classmethod
-    def of(cls, code: str, message: str) -> dict[str, Any]:
-        return cls(error=ErrorDetail(code=code, message=message)).model_dump()
+    def of(cls, code: str, message: str, field: str | None = None) -> dict[str, Any]:
+        return cls(error=ErrorDetail(code=code, message=message, field=field)).model_dump()
 
 
 class Webhook(_Envelope):

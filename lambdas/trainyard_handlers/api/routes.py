@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel, to_snake
 from trainyard_handlers.api.models import (
     MONTH_RE,
     AbortUploadRequest,
+    AlgorithmList,
     CompleteUploadRequest,
     CreateTenantRequest,
     CreateUploadRequest,
@@ -34,6 +35,7 @@ from trainyard_handlers.api.models import (
     RunList,
     Tenant,
     TenantList,
+    TriggerRunRequest,
     UpdateTenantRequest,
     Upload,
     UploadParts,
@@ -103,6 +105,14 @@ TAGS: dict[str, str] = {
 }
 
 BODY_ERRORS = ("EmptyBody", "MalformedJson", "InvalidBody")
+# A training choice the catalog or the plan refuses (error.field names the field).
+TRAINING_ERRORS = (
+    "UnknownAlgorithm",
+    "AlgorithmNotAllowed",
+    "ProblemTypeNotSupported",
+    "UnknownHyperparameter",
+    "InvalidHyperparameter",
+)
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ class Route:
     responses: Mapping[int, tuple[str, type[BaseModel]]]  # status -> (description, body)
     errors: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # status -> codes
     body: type[BaseModel] | None = None
+    body_required: bool = True
     query: tuple[str, ...] = ()
     description: str = ""
 
@@ -137,6 +148,14 @@ ROUTES: tuple[Route, ...] = (
         "List plans: limits, isolation and instance types",
         "platform",
         {200: ("The plans and the global concurrency cap", PlanList)},
+    ),
+    Route(
+        "GET",
+        "/algorithms",
+        "listAlgorithms",
+        "List the training algorithms: problem types, hyperparameters, plans",
+        "platform",
+        {200: ("The catalog, how auto picks and the default", AlgorithmList)},
     ),
     Route(
         "GET",
@@ -187,11 +206,11 @@ ROUTES: tuple[Route, ...] = (
         "PATCH",
         "/tenants/{tenantId}",
         "updateTenant",
-        "Change a tenant's plan and/or suspend or resume it",
+        "Change a tenant's plan, suspend or resume it, or set what it trains",
         "tenants",
         {200: ("The tenant; MIGRATING while data moves to another isolation model", Tenant)},
         {
-            400: ("EmptyUpdate", "InvalidStatus", "UnknownPlan", *BODY_ERRORS),
+            400: ("EmptyUpdate", "InvalidStatus", "UnknownPlan", *TRAINING_ERRORS, *BODY_ERRORS),
             404: ("TenantNotFound",),
             409: ("TenantMigrating", "TenantNotUpdatable", "IsolationChangeUnsupported"),
             413: ("PayloadTooLarge",),
@@ -227,7 +246,16 @@ ROUTES: tuple[Route, ...] = (
         "Trigger a run on the tenant's current data",
         "runs",
         {202: ("The queued run (coalesced with one already queued)", Run)},
-        {404: ("TenantNotFound",), 409: ("TenantNotAccepting",)},
+        {
+            400: (*TRAINING_ERRORS, *BODY_ERRORS),
+            404: ("TenantNotFound",),
+            409: ("TenantNotAccepting",),
+            413: ("PayloadTooLarge",),
+        },
+        body=TriggerRunRequest,
+        body_required=False,
+        description="The body is optional; its training settings apply to this run only "
+        "(merged over the tenant's; a run already queued takes them).",
     ),
     Route(
         "GET",

@@ -51,7 +51,11 @@ def update_tenant(tenant_id: str) -> dict[str, Any]:
     if "retrain" in request.model_fields_set:
         retrain = {"every": request.retrain.every} if request.retrain else None
     tenant = dependencies.tenant_service().update(
-        tenant_id, plan=request.plan, status=request.status, retrain=retrain
+        tenant_id,
+        plan=request.plan,
+        status=request.status,
+        retrain=retrain,
+        training=request.training,
     )
     if request.plan is not None:
         try:

@@ -337,10 +337,24 @@ for _name in (
     OPERATIONS[("sagemaker", _name)] = _list
 
 
+def _instance_types(params: Mapping[str, Any]) -> dict[str, list[str]]:
+    # sagemaker:InstanceTypes: the instance types a job asks for (ResourceConfig's, or
+    # its heterogeneous InstanceGroups'); processing jobs under ProcessingResources.
+    config = params.get("ResourceConfig") or (params.get("ProcessingResources") or {}).get(
+        "ClusterConfig"
+    )
+    if not isinstance(config, Mapping):
+        return {}
+    types = [str(config["InstanceType"])] if config.get("InstanceType") else []
+    types += [str(g["InstanceType"]) for g in config.get("InstanceGroups") or []]
+    return {"sagemaker:InstanceTypes": types} if types else {}
+
+
 def _job(kind: str, name_key: str, action: str) -> Builder:
     def build(params: Mapping[str, Any], scope: Scope) -> list[Request]:
         arn = _sm(scope, f"{kind}/{str(params[name_key]).lower()}")
-        out = [Request(action, arn)]
+        context = _instance_types(params) if action.startswith("sagemaker:Create") else {}
+        out = [Request(action, arn, context)]
         if action.startswith("sagemaker:Create"):
             out.append(pass_role(str(params["RoleArn"]), "sagemaker.amazonaws.com"))
             out += _tags_on_create(params, arn)
