@@ -191,11 +191,17 @@ def test_preprocess_without_a_problem_type_is_binary_as_before(tmp_path: Path) -
 # ------------------------------------------------------------ train.py and evaluate.py
 
 
+_SPLITS: dict[str, Path] = {}
+
+
 def _splits(tmp_path: Path, problem_type: str) -> Path:
-    frame = DATA[problem_type](400)
-    result = _preprocess(tmp_path, frame, problem_type, None)
-    assert result.returncode == 0, result.stderr
-    return tmp_path / "out"
+    """Preprocess's splits of a 400-row dataset, made once per problem type (read only)."""
+    if problem_type not in _SPLITS:
+        frame = DATA[problem_type](400)
+        result = _preprocess(tmp_path, frame, problem_type, None)
+        assert result.returncode == 0, result.stderr
+        _SPLITS[problem_type] = tmp_path / "out"
+    return _SPLITS[problem_type]
 
 
 def _train(tmp_path: Path, out: Path, hps: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> int:
