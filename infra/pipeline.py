@@ -18,7 +18,13 @@ from trainyard_core.config import Settings
 from infra.nag import acknowledge_findings
 from infra.platform_files import PlatformFiles
 from infra.storage import CODE_PREFIX
-from pipeline.contract import EVALUATION_FILE, EVALUATION_SUFFIX, RECORDER_PLACEHOLDER
+from pipeline.contract import (
+    DATA_REPORT_FILE,
+    DATA_REPORT_SUFFIX,
+    EVALUATION_FILE,
+    EVALUATION_SUFFIX,
+    RECORDER_PLACEHOLDER,
+)
 from pipeline.scripts import STEP_SCRIPTS, STEPS_DIR
 
 _definitions: dict[str, str] = {}
@@ -126,15 +132,20 @@ class TrainingPipeline(Construct):
         tenant_roles = f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role{names.tenant_role_path}*"
         code = bucket.arn_for_objects(f"{CODE_PREFIX}*")
 
-        # <OutputUri><RunId>/evaluation/evaluation.json: silo buckets keep it under
-        # artifacts/, the pool under tenants/<id>/artifacts/ (wiring.Names).
+        # <OutputUri><RunId>/evaluation/evaluation.json and .../data-report/data-report.json
+        # (the two PropertyFiles): silo buckets keep them under artifacts/, the pool under
+        # tenants/<id>/artifacts/ (wiring.Names).
         report = f"*{EVALUATION_SUFFIX}/{EVALUATION_FILE}"
+        data_report = f"*{DATA_REPORT_SUFFIX}/{DATA_REPORT_FILE}"
         silo_buckets = f"arn:{Aws.PARTITION}:s3:::{names.prefix}-*-{Aws.ACCOUNT_ID}"
         pool_bucket = f"arn:{Aws.PARTITION}:s3:::{names.pool_bucket(Aws.ACCOUNT_ID)}"
-        reports = [
-            f"{silo_buckets}/{names.silo_output_prefix}{report}",
-            f"{pool_bucket}/{names.pool_output_prefix('*')}{report}",
-        ]
+
+        def in_tenant_outputs(file: str) -> list[str]:
+            return [
+                f"{silo_buckets}/{names.silo_output_prefix}{file}",
+                f"{pool_bucket}/{names.pool_output_prefix('*')}{file}",
+            ]
+
         statements = [
             iam.PolicyStatement(
                 sid="TenantJobs",
@@ -190,11 +201,16 @@ class TrainingPipeline(Construct):
             ),
             # SageMaker Pipelines resolves Std:JsonGet on a PropertyFile (the metric
             # condition, the Fail message, RecordRun's arguments) by reading the file
-            # from S3 with the pipeline role: the evaluation report only, no data.
+            # from S3 with the pipeline role: the evaluation and data reports only, no data.
             iam.PolicyStatement(
                 sid="ReadEvaluationReports",
                 actions=["s3:GetObject"],
-                resources=reports,
+                resources=in_tenant_outputs(report),
+            ),
+            iam.PolicyStatement(
+                sid="ReadDataReports",
+                actions=["s3:GetObject"],
+                resources=in_tenant_outputs(data_report),
             ),
         ]
         for statement in statements:
@@ -236,6 +252,15 @@ class TrainingPipeline(Construct):
                 f"Resource::arn:<AWS::Partition>:s3:::{names.pool_bucket('<AWS::AccountId>')}/"
                 f"{names.pool_output_prefix('*')}{report}": (
                     "Only the evaluation reports of pool tenants' runs, read for JsonGet."
+                ),
+                f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>/"
+                f"{names.silo_output_prefix}{data_report}": (
+                    "Only the data report of a run (<run>/data-report/data-report.json) in "
+                    "tenant buckets, which SageMaker reads as the pipeline role for JsonGet."
+                ),
+                f"Resource::arn:<AWS::Partition>:s3:::{names.pool_bucket('<AWS::AccountId>')}/"
+                f"{names.pool_output_prefix('*')}{data_report}": (
+                    "Only the data reports of pool tenants' runs, read for JsonGet."
                 ),
             },
         )

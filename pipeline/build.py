@@ -8,6 +8,7 @@ step names, placeholders, the evaluation report — lives in ``contract.py``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +41,14 @@ from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Tag
 from sagemaker.train.model_trainer import ModelTrainer
 from trainyard_core.config import Settings
-from trainyard_core.model_versions import META_METRIC_PREFIX, META_RUN, META_TENANT
+from trainyard_core.model_versions import (
+    META_ALGORITHM,
+    META_PRIMARY_METRIC,
+    META_PRIMARY_METRIC_VALUE,
+    META_PROBLEM_TYPE,
+    META_RUN,
+    META_TENANT,
+)
 from trainyard_core.wiring import TENANT_TAG_KEY, Names
 
 from pipeline import contract
@@ -50,6 +58,13 @@ from pipeline.sdk_offline import offline_session
 _PROCESSING = "/opt/ml/processing"
 _CODE_DIR = f"{_PROCESSING}/input/code"
 _SPLITS = ("train", "validation", "test")
+# Script mode: the train step's code arrives as an input channel and the framework
+# container copies that directory to /opt/ml/code (sagemaker_submit_directory may be a
+# local directory; an S3 value would have to be a tar.gz, the step scripts are plain files).
+_CODE_CHANNEL = "code"
+_SUBMIT_DIRECTORY = f"/opt/ml/input/data/{_CODE_CHANNEL}"
+_TRAIN_SCRIPT = "train.py"
+_PROBLEM_TYPE_SETS = ("objective", "eval_metric", "num_class")
 
 
 @dataclass(frozen=True)
@@ -200,8 +215,22 @@ class _Jobs:
         ).run(inputs=[*inputs, code], **run)
 
 
-def _preprocess(jobs: _Jobs) -> ProcessingStep:
-    return ProcessingStep(
+@dataclass(frozen=True)
+class _Preprocess:
+    step: ProcessingStep
+    data_report: JsonGet
+
+
+def _preprocess(jobs: _Jobs) -> _Preprocess:
+    """Validates the data for the problem type (fails before any training is paid
+    for) and writes the data report, a PropertyFile the recorder gets a summary of."""
+    report = PropertyFile(
+        name=contract.DATA_REPORT_PROPERTY_FILE,
+        output_name="report",
+        path=contract.DATA_REPORT_FILE,
+    )
+    report_dir = f"{_PROCESSING}/report"
+    step = ProcessingStep(
         name=contract.PREPROCESS_STEP,
         step_args=jobs.run_script(
             jobs.p.processing_image,
@@ -212,15 +241,27 @@ def _preprocess(jobs: _Jobs) -> ProcessingStep:
                     split, f"{_PROCESSING}/output/{split}", jobs.run_uri(f"/preprocess/{split}")
                 )
                 for split in _SPLITS
-            ],
+            ]
+            + [jobs.s3_out("report", report_dir, jobs.run_uri(contract.DATA_REPORT_SUFFIX))],
             arguments=[
                 "--input-dir",
                 f"{_PROCESSING}/input/data",
                 "--output-dir",
                 f"{_PROCESSING}/output",
+                "--problem-type",
+                jobs.p.problem_type,
+                "--report-dir",
+                report_dir,
             ],
         ),
+        property_files=[report],
     )
+    data_report = JsonGet(
+        step_name=contract.PREPROCESS_STEP,
+        property_file=report,
+        json_path=contract.DATA_REPORT_JSON_PATH,
+    )
+    return _Preprocess(step, data_report)
 
 
 def _split_uri(preprocess: ProcessingStep, split: str) -> Any:
@@ -228,21 +269,41 @@ def _split_uri(preprocess: ProcessingStep, split: str) -> Any:
 
 
 def _train(jobs: _Jobs, preprocess: ProcessingStep) -> TrainingStep:
-    """The built-in XGBoost container; artifact <S3OutputPath>/<job>/output/model.tar.gz."""
+    """Every algorithm runs the provider script (steps/train.py) in script mode in its
+    image (TrainingImageUri: the XGBoost or the scikit-learn framework image): one
+    TrainingStep cannot switch between the built-in XGBoost algorithm-mode contract
+    and a framework script, script mode serves both. Artifact
+    <S3OutputPath>/<job>/output/model.tar.gz."""
     p = jobs.p
     tuned = {
         "num_round": p.num_round.to_string(),
         "max_depth": p.max_depth.to_string(),
         "eta": p.eta.to_string(),
+        "algorithm": p.algorithm,
+        "problem_type": p.problem_type,
+        "hyperparameters": p.hyperparameters,
+        "sagemaker_program": _TRAIN_SCRIPT,
+        "sagemaker_submit_directory": _SUBMIT_DIRECTORY,
     }
     trainer = ModelTrainer(
         training_image=p.training_image,
         role=contract.ROLE_SENTINEL,
+        # Compute narrows ResourceConfig's volume_size_in_gb (IntPipeVar) to int, though
+        # its docstring says IntPipeVar: the parameter goes in unvalidated (model_copy).
         compute=Compute(
             instance_type=p.training_instance_type, instance_count=p.training_instance_count
-        ),
+        ).model_copy(update={"volume_size_in_gb": p.volume_size}),
         output_data_config=OutputDataConfig(s3_output_path=jobs.run_uri("/model")),
-        hyperparameters={**jobs.settings.xgboost.hyperparameters, **tuned},
+        # The settings' xgboost defaults (train.py applies them to xgboost only); the
+        # objective and eval metric follow the problem type.
+        hyperparameters={
+            **{
+                k: v
+                for k, v in jobs.settings.xgboost.hyperparameters.items()
+                if k not in _PROBLEM_TYPE_SETS
+            },
+            **tuned,
+        },
         tags=[Tag(key=tag["Key"], value=tag["Value"]) for tag in jobs.tags],
         base_job_name="trainyard-train",
         sagemaker_session=jobs.session,
@@ -258,6 +319,12 @@ def _train(jobs: _Jobs, preprocess: ProcessingStep) -> TrainingStep:
                 )
                 for split in ("train", "validation")
             ]
+            + [
+                InputData(
+                    channel_name=_CODE_CHANNEL,
+                    data_source=contract.SCRIPT_SENTINELS[script_placeholder(_TRAIN_SCRIPT)],
+                )
+            ]
         ),
     )
 
@@ -265,12 +332,15 @@ def _train(jobs: _Jobs, preprocess: ProcessingStep) -> TrainingStep:
 @dataclass(frozen=True)
 class _Evaluation:
     step: ProcessingStep
-    auc: JsonGet
+    metric_name: JsonGet  # the problem type's primary metric: auc, macro_f1 or r2
+    metric_value: JsonGet
+    metrics_json: JsonGet  # every metric, one JSON object string
     report_uri: Join
 
 
 def _evaluate(jobs: _Jobs, preprocess: ProcessingStep, train: TrainingStep) -> _Evaluation:
-    """The XGBoost image has python3 + xgboost + sklearn: the evaluation runs in it."""
+    """The training image has python3 + sklearn (+ xgboost in the XGBoost image): the
+    evaluation runs in it, loading the model the way its algorithm saved it."""
     report = PropertyFile(
         name=contract.EVALUATION_PROPERTY_FILE,
         output_name="evaluation",
@@ -300,13 +370,18 @@ def _evaluate(jobs: _Jobs, preprocess: ProcessingStep, train: TrainingStep) -> _
                 f"{_PROCESSING}/input/test",
                 "--output-dir",
                 f"{_PROCESSING}/evaluation",
+                "--algorithm",
+                jobs.p.algorithm,
+                "--problem-type",
+                jobs.p.problem_type,
             ],
         ),
         property_files=[report],
     )
-    auc = JsonGet(
-        step_name=contract.EVALUATE_STEP, property_file=report, json_path=contract.AUC_JSON_PATH
-    )
+
+    def get(path: str) -> JsonGet:
+        return JsonGet(step_name=contract.EVALUATE_STEP, property_file=report, json_path=path)
+
     report_uri = Join(
         on="/",
         values=[
@@ -314,7 +389,13 @@ def _evaluate(jobs: _Jobs, preprocess: ProcessingStep, train: TrainingStep) -> _
             contract.EVALUATION_FILE,
         ],
     )
-    return _Evaluation(step, auc, report_uri)
+    return _Evaluation(
+        step,
+        get(contract.PRIMARY_METRIC_NAME_PATH),
+        get(contract.PRIMARY_METRIC_VALUE_PATH),
+        get(contract.METRICS_JSON_PATH),
+        report_uri,
+    )
 
 
 def _register(jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation) -> ModelStep:
@@ -342,18 +423,26 @@ def _register(jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation) -> Mode
             ),
             # Whose model it is and how good, on the package itself: the model list,
             # its approval and a deployment stack read them without the runs table.
-            # Values are strings (a Join makes the AUC one).
+            # Values are strings (a Join makes the metric one). Keys are literals, so the
+            # metric goes by name and value (the registry reads it as {name: value}).
             customer_metadata_properties={
                 META_TENANT: jobs.p.tenant_id,
                 META_RUN: jobs.p.run_id,
-                f"{META_METRIC_PREFIX}auc": Join(on="", values=[evaluation.auc]),
+                META_PRIMARY_METRIC: evaluation.metric_name,
+                META_PRIMARY_METRIC_VALUE: Join(on="", values=[evaluation.metric_value]),
+                META_PROBLEM_TYPE: jobs.p.problem_type,
+                META_ALGORITHM: jobs.p.algorithm,
             },
         ),
     )
 
 
 def _record(
-    jobs: _Jobs, train: TrainingStep, evaluation: _Evaluation, register: ModelStep
+    jobs: _Jobs,
+    preprocess: _Preprocess,
+    train: TrainingStep,
+    evaluation: _Evaluation,
+    register: ModelStep,
 ) -> LambdaStep:
     function_arn = contract.placeholder(contract.RECORDER_PLACEHOLDER)
     return LambdaStep(
@@ -363,7 +452,10 @@ def _record(
             "tenant_id": jobs.p.tenant_id,
             "run_id": jobs.p.run_id,
             "model_package_arn": register.properties.ModelPackageArn,
-            "auc": evaluation.auc,
+            "problem_type": jobs.p.problem_type,
+            "algorithm": jobs.p.algorithm,
+            "metrics": evaluation.metrics_json,
+            "data_report": preprocess.data_report,
             "evaluation_uri": evaluation.report_uri,
             "training_job_name": train.properties.TrainingJobName,
         },
@@ -378,8 +470,9 @@ def _fail(jobs: _Jobs, evaluation: _Evaluation) -> FailStep:
         error_message=Join(
             on=" ",
             values=[
-                "Model AUC",
-                evaluation.auc,
+                "Model",
+                evaluation.metric_name,
+                evaluation.metric_value,
                 "is below the threshold",
                 jobs.p.metric_threshold,
                 "for tenant",
@@ -397,14 +490,18 @@ def definition(settings: Settings) -> str:
     session = offline_session(settings.region)
     jobs = _Jobs(settings, session, _parameters(settings, session))
     preprocess = _preprocess(jobs)
-    train = _train(jobs, preprocess)
-    evaluation = _evaluate(jobs, preprocess, train)
+    train = _train(jobs, preprocess.step)
+    evaluation = _evaluate(jobs, preprocess.step, train)
     register = _register(jobs, train, evaluation)
-    record = _record(jobs, train, evaluation, register)
+    record = _record(jobs, preprocess, train, evaluation, register)
     check = ConditionStep(
         name=contract.CONDITION_STEP,
+        # The problem type's primary metric (AUC, macro-F1, R²), higher is better for
+        # each; MetricThreshold is the threshold for the run's problem type.
         conditions=[
-            ConditionGreaterThanOrEqualTo(left=evaluation.auc, right=jobs.p.metric_threshold)
+            ConditionGreaterThanOrEqualTo(
+                left=evaluation.metric_value, right=jobs.p.metric_threshold
+            )
         ],
         if_steps=[register, record],
         else_steps=[_fail(jobs, evaluation)],
@@ -412,10 +509,13 @@ def definition(settings: Settings) -> str:
     pipeline = Pipeline(
         name=Names.from_settings(settings).pipeline_name,
         parameters=jobs.p.ordered(),
-        steps=[preprocess, train, evaluation.step, check],
+        steps=[preprocess.step, train, evaluation.step, check],
         sagemaker_session=session,
         # No automatic experiment/trial per execution: it needs extra permissions on the
         # pipeline role, the local runner would have to emulate it, and it varies by region.
         pipeline_experiment_config=None,
     )
-    return pipeline.definition()
+    with warnings.catch_warnings():
+        # The volume size parameter in Compute (see _train) makes pydantic warn on dump.
+        warnings.filterwarnings("ignore", "Pydantic serializer warnings", UserWarning)
+        return pipeline.definition()

@@ -37,6 +37,11 @@ PARAMETERS: list[str] = [
     HYPERPARAMETERS_PARAMETER,
     VOLUME_SIZE_PARAMETER,
 ]
+# What the step scripts can train (the catalog's entries use these names).
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+ALGORITHMS = ("xgboost", "linear", "random-forest")
+DEFAULT_PROBLEM_TYPE = "binary"
+DEFAULT_ALGORITHM = "xgboost"
 RECORDER_PLACEHOLDER = "RecorderFunctionArn"
 # Deploy-time values: each step script's S3 URI (pipeline/scripts.py) and the recorder.
 PLACEHOLDERS = (*STEP_SCRIPTS, RECORDER_PLACEHOLDER)
@@ -55,6 +60,23 @@ EVALUATION_FILE = "evaluation.json"
 # (the PropertyFile) with the pipeline's role, whose policy names this path.
 EVALUATION_SUFFIX = "/evaluation"
 AUC_JSON_PATH = "metrics.auc.value"
+# Every problem type's evaluation names one primary metric, higher is better for each
+# (AUC for binary, macro-F1 for multiclass, R² for regression): the condition compares
+# it with MetricThreshold, the model package and the run record it.
+PRIMARY_METRICS = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
+PRIMARY_METRIC_NAME_PATH = "primary_metric.name"
+PRIMARY_METRIC_VALUE_PATH = "primary_metric.value"
+# Every metric as one compact JSON object string (what the recorder gets).
+METRICS_JSON_PATH = "metrics_json"
+
+# The data report preprocess writes (rows, columns, class balance or target range,
+# missing values), under <OutputUri><RunId>/data-report/, read by the pipeline as a
+# PropertyFile; ``summary`` is the report as one bounded JSON string for the recorder.
+DATA_REPORT_PROPERTY_FILE = "DataReport"
+DATA_REPORT_FILE = "data-report.json"
+DATA_REPORT_SUFFIX = "/data-report"
+DATA_REPORT_JSON_PATH = "summary"
+DATA_REPORT_MAX_CHARS = 4096
 RUN_TAG_KEY = "trainyard:run-id"
 
 # The SDK insists on s3:// URIs for code inputs (anything else is uploaded from disk) and on a

@@ -37,6 +37,9 @@ DETAIL_MAX_BYTES = 16 * 1024
 WEBHOOK_URL_MAX_CHARS = 2048
 # Metrics the pipeline's evaluation step reports for one run.
 METRICS_MAX = 50
+# A run's data report (rows, columns, class balance or target range, missing values)
+# as compact JSON: preprocess keeps it this small, the recorder and the store enforce it.
+DATA_REPORT_MAX_CHARS = 4096
 # The uploads a tenant made that started no run (``Tenant.ignoredUploads``).
 IGNORED_UPLOADS_MAX = 20
 # Why a model was approved or rejected: SageMaker's ApprovalDescription (UpdateModelPackage,

@@ -22,6 +22,8 @@ from trainyard_core.model_versions import (
     META_DECIDED_AT,
     META_DECIDED_BY,
     META_METRIC_PREFIX,
+    META_PRIMARY_METRIC,
+    META_PRIMARY_METRIC_VALUE,
     META_RUN,
     META_TENANT,
     ModelStatus,
@@ -98,6 +100,13 @@ def to_version(described: dict[str, Any]) -> ModelVersion:
                 continue
             if math.isfinite(number) and len(metrics) < limits.METRICS_MAX:
                 metrics[key[len(META_METRIC_PREFIX) :]] = number
+    name = metadata.get(META_PRIMARY_METRIC)
+    try:
+        value = float(metadata.get(META_PRIMARY_METRIC_VALUE, "nan"))
+    except ValueError:
+        value = math.nan
+    if name and math.isfinite(value) and (name in metrics or len(metrics) < limits.METRICS_MAX):
+        metrics[name] = value
     return ModelVersion(
         version=int(described.get("ModelPackageVersion") or 0),
         model_package_arn=described["ModelPackageArn"],

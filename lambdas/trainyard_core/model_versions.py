@@ -7,7 +7,9 @@ console sees the same thing as the API): the status in ``ModelApprovalStatus``,
 the reason in ``ApprovalDescription`` (<= 1,024 characters of one line, its
 shape), who and when in the customer metadata (``trainyard:decidedBy``,
 ``trainyard:decidedAt``). The pipeline's register step writes
-``trainyard:tenantId``, ``trainyard:runId`` and ``trainyard:metric:<name>``.
+``trainyard:tenantId``, ``trainyard:runId``, the problem type's metric as
+``trainyard:primaryMetric`` (its name) and ``trainyard:primaryMetricValue``, the
+problem type and the algorithm (packages of older runs: ``trainyard:metric:<name>``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,12 @@ REJECTED: ModelStatus = "Rejected"
 META_TENANT = "trainyard:tenantId"
 META_RUN = "trainyard:runId"
 META_METRIC_PREFIX = "trainyard:metric:"
+# The pipeline's one metric per problem type (AUC, macro-F1, R²) by name and value:
+# metadata keys are literals in the definition, the metric's name is not.
+META_PRIMARY_METRIC = "trainyard:primaryMetric"
+META_PRIMARY_METRIC_VALUE = "trainyard:primaryMetricValue"
+META_PROBLEM_TYPE = "trainyard:problemType"
+META_ALGORITHM = "trainyard:algorithm"
 META_DECIDED_BY = "trainyard:decidedBy"
 META_DECIDED_AT = "trainyard:decidedAt"
 AUTO_APPROVER = "trainyard:auto-approval"

@@ -276,6 +276,12 @@ class Run(_Wire):
     execution_arn: str | None = None
     model_package_arn: str | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    data_report: dict[str, Any] | None = Field(
+        default=None,
+        description="What preprocess found in the run's data: problemType, rows, columns, "
+        "featureColumns, classBalance (classification) or targetRange (regression), "
+        "missingValues. Set when the run trained.",
+    )
     failure_reason: str | None = None
     instance_type: str | None = None
     instance_count: int | None = None

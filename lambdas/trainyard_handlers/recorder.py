@@ -1,22 +1,28 @@
 """Recorder Lambda: the pipeline's Lambda step writes a run's results.
 
 Event (from the pipeline definition, values may arrive as strings):
-``{"tenant_id", "run_id", "model_package_arn", "auc", "evaluation_uri",
-"training_job_name"}``. Writes ``metrics.auc`` and ``modelPackageArn`` on the
-run; idempotent (a retried step writes the same values again). A newly recorded
-model package is announced (``model.registered``) and the plan's auto-approval
-rule applied (``model_versions.ModelVersionService.registered``).
+``{"tenant_id", "run_id", "model_package_arn", "metrics", "data_report",
+"problem_type", "algorithm", "evaluation_uri", "training_job_name"}``; ``metrics``
+is the evaluation's metrics as one JSON object string (e.g. ``{"auc": 0.9,
+"accuracy": 0.8}``, ``{"rmse": 1.2, "r2": 0.7}``), ``data_report`` preprocess's
+data report as one (an older definition sends ``auc`` alone). Writes ``metrics``,
+``dataReport`` and ``modelPackageArn`` on the run; idempotent (a retried step
+writes the same values again). A newly recorded model package is announced
+(``model.registered``) and the plan's auto-approval rule applied
+(``model_versions.ModelVersionService.registered``).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from trainyard_core import limits
 from trainyard_core.clock import Clock
 from trainyard_core.models import iso_ms
 from trainyard_core.ports.runs import RunNotFoundError, RunRepository
@@ -32,6 +38,10 @@ class RecordRequest(BaseModel):
     run_id: str
     model_package_arn: str | None = None
     auc: float | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    data_report: dict[str, Any] | None = None
+    problem_type: str | None = None
+    algorithm: str | None = None
     evaluation_uri: str | None = None
     training_job_name: str | None = None
 
@@ -52,6 +62,32 @@ class RecordRequest(BaseModel):
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("auc must be a finite number")
+        return value
+
+    @field_validator("metrics", "data_report", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any) -> Any:
+        """The pipeline hands both over as JSON strings (a JsonGet of a string)."""
+        if isinstance(value, str):
+            if value.strip() in ("", "None", "null"):
+                return None
+            if len(value) > limits.DATA_REPORT_MAX_CHARS:
+                raise ValueError(f"longer than {limits.DATA_REPORT_MAX_CHARS} characters")
+            return json.loads(value)
+        return value
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _no_metrics(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @field_validator("metrics")
+    @classmethod
+    def _finite_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        if len(value) > limits.METRICS_MAX:
+            raise ValueError(f"more than {limits.METRICS_MAX} metrics")
+        if not all(math.isfinite(v) for v in value.values()):
+            raise ValueError("metrics must be finite numbers")
         return value
 
 
@@ -85,7 +121,9 @@ def reset_dependencies() -> None:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     request = parse(event=event, model=RecordRequest)
     logger.append_keys(tenant_id=request.tenant_id, run_id=request.run_id)
-    run_metrics = {"auc": request.auc} if request.auc is not None else {}
+    run_metrics = dict(request.metrics)
+    if request.auc is not None:
+        run_metrics.setdefault("auc", request.auc)
     runs = get_runs()
     try:
         before = runs.get_run(request.tenant_id, request.run_id)
@@ -95,6 +133,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
             run_metrics,
             request.model_package_arn,
             iso_ms(dependencies.clock().now()) or "",
+            data_report=request.data_report,
         )
     except RunNotFoundError as exc:
         # Fail the step loudly: results for an unknown run mean a wiring bug.
@@ -105,7 +144,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, str]:
     logger.info(
         "run results recorded",
         extra={
-            "auc": request.auc,
+            "metrics": run_metrics,
+            "problem_type": request.problem_type,
+            "algorithm": request.algorithm,
             "model_package_arn": request.model_package_arn,
             "evaluation_uri": request.evaluation_uri,
             "training_job_name": request.training_job_name,

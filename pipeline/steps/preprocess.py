@@ -4,9 +4,13 @@ Runs unchanged in a SageMaker processing container (python3 + pandas/numpy) and
 locally under trainyard's pipeline runner.
 
     python3 preprocess.py --input-dir DIR --output-dir DIR [--seed N]
+        [--problem-type binary|multiclass|regression] [--report-dir DIR]
 
 Input: every ``*.csv`` under --input-dir (recursively), each with the same header
-row, a ``label`` column (0/1) and numeric feature columns.
+row, a ``label`` column (the target: 0/1 for binary, integer classes 0..99 for
+multiclass, a number for regression) and numeric feature columns; no empty cell.
+Data report: <report-dir>/data-report.json (rows, columns, class balance or target
+range, missing values; ``summary`` holds the same as one JSON string).
 Output: <output-dir>/{train,validation,test}/{train,validation,test}.csv, 70/15/15,
 label FIRST and NO header (the built-in XGBoost container's CSV contract).
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 from collections import Counter
@@ -30,6 +35,9 @@ import pandas as pd
 
 LABEL = "label"
 MIN_ROWS = 20
+PROBLEM_TYPES = ("binary", "multiclass", "regression")
+MAX_CLASSES = 100  # multiclass labels 0..99
+MAX_REPORTED_CLASSES = 20  # the data report's class balance lists at most these
 SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
 # SageMaker's FailureReason is at most 1,024 characters; names and values quoted in
 # a reason are cut so that the reason stays readable (a cell can be megabytes).
@@ -128,48 +136,122 @@ def read_inputs(input_dir: Path) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def validate(raw: pd.DataFrame) -> pd.DataFrame:
-    """Numeric features, 0/1 labels with both classes, enough rows."""
-    if raw.empty:
-        raise DataError("the CSV files contain a header but no data rows")
+def _numeric(raw: pd.DataFrame) -> pd.DataFrame:
+    """Every cell a finite number; a missing or non-numeric cell fails with its place."""
     numeric = pd.DataFrame(index=raw.index)
     for column in raw.columns:
         text = raw[column].astype(str).str.strip()
         missing = text == ""
         if missing.any():
             row = int(missing.idxmax()) + 1
-            raise DataError(f"column '{short(column)}' has a missing value (data row {row})")
+            what = "target" if column == LABEL else "column"
+            raise DataError(
+                f"{what} '{short(column)}' has {int(missing.sum())} missing value(s), the first "
+                f"in data row {row}; every cell needs a value (fill or drop those rows)"
+            )
         values = pd.to_numeric(text, errors="coerce")
         bad = values.isna() | ~np.isfinite(values.astype(float))
         if bad.any():
             row = int(bad.idxmax())
+            what = "target" if column == LABEL else "column"
             raise DataError(
-                f"column '{short(column)}' has a non-numeric value {short(text[row])!r} "
+                f"{what} '{short(column)}' has a non-numeric value {short(text[row])!r} "
                 f"(data row {row + 1})"
             )
         numeric[column] = values.astype(float)
+    return numeric
+
+
+def _shown_labels(raw: pd.DataFrame, invalid: pd.Series) -> list[str]:
+    return sorted({short(str(raw[LABEL][i]).strip()) for i in raw.index[invalid]})[:5]
+
+
+def validate(raw: pd.DataFrame, problem_type: str = "binary") -> pd.DataFrame:
+    """Numeric features and a target that fits ``problem_type``, enough rows:
+    binary 0/1 with both classes, multiclass integer classes 0..MAX_CLASSES-1 (at
+    least two), regression a numeric target that is not constant."""
+    if problem_type not in PROBLEM_TYPES:
+        raise DataError(f"unknown problem type {short(problem_type)!r}; one of {PROBLEM_TYPES}")
+    if raw.empty:
+        raise DataError("the CSV files contain a header but no data rows")
+    numeric = _numeric(raw)
     labels = numeric[LABEL]
-    invalid = ~labels.isin([0.0, 1.0])
-    if invalid.any():
-        shown = sorted({short(str(raw[LABEL][i]).strip()) for i in raw.index[invalid]})[:5]
-        raise DataError(f"'{LABEL}' must be 0 or 1, found {shown}")
-    if labels.nunique() < 2:
+    if problem_type == "binary":
+        invalid = ~labels.isin([0.0, 1.0])
+        if invalid.any():
+            raise DataError(
+                f"'{LABEL}' must be 0 or 1 for a binary problem, found "
+                f"{_shown_labels(raw, invalid)}"
+            )
+        if labels.nunique() < 2:
+            raise DataError(
+                f"'{LABEL}' has a single class ({int(labels.iloc[0])}); both 0 and 1 are needed"
+            )
+    elif problem_type == "multiclass":
+        invalid = (labels != labels.round()) | (labels < 0) | (labels >= MAX_CLASSES)
+        if invalid.any():
+            raise DataError(
+                f"'{LABEL}' must be an integer class from 0 to {MAX_CLASSES - 1} for a "
+                f"multiclass problem, found {_shown_labels(raw, invalid)}"
+            )
+        if labels.nunique() < 2:
+            raise DataError(
+                f"'{LABEL}' has a single class ({int(labels.iloc[0])}); a multiclass "
+                "problem needs at least two"
+            )
+    elif labels.nunique() < 2:
         raise DataError(
-            f"'{LABEL}' has a single class ({int(labels.iloc[0])}); both 0 and 1 are needed"
+            f"'{LABEL}' has the same value ({labels.iloc[0]:g}) in every row; a regression "
+            "target must vary"
         )
     if len(numeric) < MIN_ROWS:
         raise DataError(f"only {len(numeric)} data rows; at least {MIN_ROWS} are needed")
-    numeric[LABEL] = labels.astype(int)
+    if problem_type != "regression":
+        numeric[LABEL] = labels.astype(int)
     features = [c for c in numeric.columns if c != LABEL]
     return numeric[[LABEL, *features]]  # label first: the XGBoost CSV contract
 
 
-def split(data: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
-    """Deterministic 70/15/15 split, stratified by label so every split sees both
-    classes whenever the data allows it."""
+def data_report(data: pd.DataFrame, problem_type: str) -> dict:
+    """What the run shows about its data: rows, columns, class balance or target
+    range, missing values (none: validate() refuses them). Bounded in size."""
+    features = [c for c in data.columns if c != LABEL]
+    report: dict = {
+        "problemType": problem_type,
+        "rows": len(data),
+        "columns": len(features) + 1,
+        "featureColumns": [short(c, 40) for c in features[:MAX_QUOTED_COLUMNS]],
+        "missingValues": 0,
+    }
+    if len(features) > MAX_QUOTED_COLUMNS:
+        report["featureColumnsOmitted"] = len(features) - MAX_QUOTED_COLUMNS
+    labels = data[LABEL]
+    if problem_type == "regression":
+        report["targetRange"] = {
+            "min": float(labels.min()),
+            "max": float(labels.max()),
+            "mean": round(float(labels.mean()), 6),
+        }
+    else:
+        counts = labels.value_counts().sort_index()
+        report["classBalance"] = {
+            str(int(k)): int(v) for k, v in list(counts.items())[:MAX_REPORTED_CLASSES]
+        }
+        if len(counts) > MAX_REPORTED_CLASSES:
+            report["classesOmitted"] = len(counts) - MAX_REPORTED_CLASSES
+    return report
+
+
+def split(data: pd.DataFrame, seed: int, problem_type: str = "binary") -> dict[str, pd.DataFrame]:
+    """Deterministic 70/15/15 split; classification splits are stratified by label
+    so every split sees each class whenever the data allows it (a regression
+    target is continuous: one shuffled group)."""
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in SPLITS}
-    for _, group in data.groupby(LABEL, sort=True):
+    groups = (
+        [data] if problem_type == "regression" else [g for _, g in data.groupby(LABEL, sort=True)]
+    )
+    for group in groups:
         index = rng.permutation(group.index.to_numpy())
         n = len(index)
         n_train = round(n * SPLITS[0][1])
@@ -187,12 +269,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-dir", required=True, type=Path)
     parser.add_argument("--output-dir", required=True, type=Path)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--problem-type", default="binary")
+    parser.add_argument("--report-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        data = validate(read_inputs(args.input_dir))
+        data = validate(read_inputs(args.input_dir), args.problem_type)
     except DataError as exc:
         fail(str(exc))
-    for name, frame in split(data, args.seed).items():
+    if args.report_dir is not None:
+        report = data_report(data, args.problem_type)
+        summary = json.dumps(report, separators=(",", ":"), sort_keys=True)
+        args.report_dir.mkdir(parents=True, exist_ok=True)
+        # ``summary``: the report as one string, what the pipeline hands the recorder.
+        (args.report_dir / "data-report.json").write_text(
+            json.dumps({**report, "summary": summary}, indent=2)
+        )
+    for name, frame in split(data, args.seed, args.problem_type).items():
         out = args.output_dir / name
         out.mkdir(parents=True, exist_ok=True)
         frame.to_csv(out / f"{name}.csv", header=False, index=False)

@@ -323,7 +323,7 @@ def test_pipeline_definition_has_every_placeholder_substituted(synth: Synth) -> 
     # Fn::Sub resolves every ${...}: all come from the variable map, none is left over.
     assert referenced == set(PLACEHOLDERS) == set(values)
     json.loads(body)  # the body is the SDK's JSON, placeholders inside strings
-    for placeholder in ("PreprocessScriptUri", "EvaluateScriptUri"):
+    for placeholder in ("PreprocessScriptUri", "EvaluateScriptUri", "TrainScriptUri"):
         joined = json.dumps(values[placeholder])
         assert '"s3://"' in joined and "PlatformBucket" in joined
         assert joined.endswith('.py"]]}')
@@ -365,6 +365,27 @@ def test_pass_role_is_limited_to_tenant_roles_and_to_sagemaker(synth: Synth) -> 
         for statement in _role_statements(synth, role_id):
             if "iam:PassRole" in _actions(statement):
                 assert "iam:PassedToService" in statement["Condition"]["StringEquals"]
+
+
+def test_pipeline_role_reads_the_step_code_and_the_two_property_files_only(synth: Synth) -> None:
+    """SageMaker reads a PropertyFile (JsonGet) as the pipeline role: the evaluation
+    report and the data report; the training code is a job input (the tenant role's)."""
+    (pipeline,) = resources(synth.platform_json, "AWS::SageMaker::Pipeline").values()
+    role_id = resolve_ref(synth.platform_json, pipeline["Properties"]["RoleArn"])
+    reads = {
+        s.get("Sid"): s["Resource"]
+        for s in _role_statements(synth, role_id)
+        if "s3:GetObject" in _actions(s)
+    }
+    assert set(reads) == {"ReadStepCode", "ReadEvaluationReports", "ReadDataReports"}
+    for sid, file in (
+        ("ReadEvaluationReports", "/evaluation/evaluation.json"),
+        ("ReadDataReports", "/data-report/data-report.json"),
+    ):
+        silo, pool = reads[sid]  # the silo buckets' and the pool bucket's run outputs
+        assert json.dumps(silo).endswith(f'{file}"]]}}') and json.dumps(pool).endswith(
+            f'{file}"]]}}'
+        ), reads[sid]
 
 
 def test_scheduler_may_drive_only_this_pipeline(synth: Synth) -> None:

@@ -107,6 +107,8 @@ def _train(stack: EmbeddedStack, api: Api, tenant: dict[str, Any], count: int) -
 CASES = [
     # SageMaker reads the property file (JsonGet) as the *pipeline* role.
     ("pipeline-reads-evaluation", "pipeline", "s3:GetObject", "evaluation.json", "CheckMetric"),
+    # ... and preprocess's data report, an argument of the recorder's Lambda step.
+    ("pipeline-reads-data-report", "pipeline", "s3:GetObject", "data-report.json", "RecordRun"),
     # The job's data access is the tenant role's.
     ("job-reads-tenant-data", "tenant", "s3:GetObject", "/data/", "Preprocess"),
     # Creating a job passes the tenant role: the pipeline role's iam:PassRole.

@@ -228,3 +228,22 @@ def test_the_update_request_keeps_to_botocores_shape_for_the_longest_reason() ->
         assert violations(request, shape, "") == []
         for key, value in request["CustomerMetadataProperties"].items():
             assert value_shape.fullmatch(key[:128]) and value_shape.fullmatch(value), (key, value)
+
+
+def test_a_version_shows_its_problem_types_metric_by_name(sm: Any) -> None:
+    """The register step writes the primary metric as name + value (metadata keys are
+    literals in the definition): a regression model shows r2, a binary one auc."""
+    sm.create_model_package(
+        ModelPackageGroupName="trainyard-acme",
+        ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={
+            "trainyard:tenantId": "acme",
+            "trainyard:runId": "run-r",
+            "trainyard:primaryMetric": "r2",
+            "trainyard:primaryMetricValue": "0.8125",
+            "trainyard:problemType": "regression",
+        },
+    )
+    models, _ = service(sm)
+    [version], _ = models.list(make_tenant("acme"), 10, None)
+    assert version.run_id == "run-r" and version.metrics == {"r2": 0.8125}

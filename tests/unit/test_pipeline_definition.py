@@ -24,12 +24,19 @@ from pipeline.definition import GOLDEN_PATH, build_definition_json, render_defin
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROLE = {"Get": "Parameters.ExecutionRoleArn"}
-AUC = {
-    "Std:JsonGet": {
-        "Path": "metrics.auc.value",
-        "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+
+
+def evaluation_get(path: str) -> dict[str, Any]:
+    return {
+        "Std:JsonGet": {
+            "Path": path,
+            "PropertyFile": {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"},
+        }
     }
-}
+
+
+METRIC = evaluation_get("primary_metric.value")
+METRIC_NAME = evaluation_get("primary_metric.name")
 
 
 def param(name: str) -> dict[str, str]:
@@ -246,6 +253,11 @@ def test_parameter_types_and_defaults_come_from_settings(
     }
     assert types["TrainingInstanceCount"] == types["NumRound"] == types["MaxDepth"] == "Integer"
     assert types["TrainingVolumeSizeInGB"] == "Integer"
+    # Today's runs (no problem type, algorithm or hyperparameters passed) are unchanged.
+    assert params["ProblemType"]["DefaultValue"] == "binary"
+    assert params["Algorithm"]["DefaultValue"] == "xgboost"
+    assert params["Hyperparameters"]["DefaultValue"] == "{}"
+    assert params["TrainingVolumeSizeInGB"]["DefaultValue"] == 30
     assert types["MetricThreshold"] == types["Eta"] == "Float"
     # Tenant- and run-specific values have no default: the scheduler must pass them.
     for name in ("TenantId", "RunId", "InputDataUri", "OutputUri", "ExecutionRoleArn"):
@@ -316,11 +328,16 @@ def test_every_job_carries_the_tenant_and_run_tags(steps: dict[str, dict[str, An
             ], step["Name"]
 
 
-def test_condition_reads_auc_from_the_evaluation_report(
+def test_condition_compares_the_problem_types_metric_from_the_evaluation_report(
     steps: dict[str, dict[str, Any]],
 ) -> None:
+    # AUC, macro-F1 or R² (the evaluation picks by ProblemType): higher is better for each.
     assert steps["CheckMetric"]["Arguments"]["Conditions"] == [
-        {"Type": "GreaterThanOrEqualTo", "LeftValue": AUC, "RightValue": param("MetricThreshold")}
+        {
+            "Type": "GreaterThanOrEqualTo",
+            "LeftValue": METRIC,
+            "RightValue": param("MetricThreshold"),
+        }
     ]
     evaluate = steps["Evaluate"]
     assert evaluate["PropertyFiles"] == [
@@ -346,15 +363,27 @@ def test_preprocess_follows_the_processing_directory_contract(
             "/opt/ml/processing/input/data",
             "--output-dir",
             "/opt/ml/processing/output",
+            "--problem-type",
+            param("ProblemType"),
+            "--report-dir",
+            "/opt/ml/processing/report",
         ],
     }
+    assert steps["Preprocess"]["PropertyFiles"] == [
+        {"PropertyFileName": "DataReport", "OutputName": "report", "FilePath": "data-report.json"}
+    ]
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     assert inputs["data"]["S3Uri"] == param("InputDataUri")
     assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
     assert inputs["code"]["S3Uri"] == "${PreprocessScriptUri}"
     assert inputs["code"]["LocalPath"] == "/opt/ml/processing/input/code"
     outputs = {o["OutputName"]: o["S3Output"] for o in args["ProcessingOutputConfig"]["Outputs"]}
-    assert list(outputs) == ["train", "validation", "test"]
+    assert list(outputs) == ["train", "validation", "test", "report"]
+    assert outputs.pop("report") == {
+        "LocalPath": "/opt/ml/processing/report",
+        "S3Uri": run_join("/data-report"),
+        "S3UploadMode": "EndOfJob",
+    }
     for split, out in outputs.items():
         assert out["LocalPath"] == f"/opt/ml/processing/output/{split}"
         assert out["S3Uri"] == run_join(f"/preprocess/{split}")
@@ -363,20 +392,30 @@ def test_preprocess_follows_the_processing_directory_contract(
     )
 
 
-def test_train_uses_the_builtin_xgboost_contract(steps: dict[str, dict[str, Any]]) -> None:
+def test_train_runs_the_provider_script_in_script_mode(steps: dict[str, dict[str, Any]]) -> None:
     args = steps["Train"]["Arguments"]
     assert args["AlgorithmSpecification"]["TrainingImage"] == param("TrainingImageUri")
     assert args["ResourceConfig"]["InstanceType"] == param("TrainingInstanceType")
     assert args["ResourceConfig"]["InstanceCount"] == param("TrainingInstanceCount")
+    assert args["ResourceConfig"]["VolumeSizeInGB"] == param("TrainingVolumeSizeInGB")
     assert args["OutputDataConfig"]["S3OutputPath"] == run_join("/model")
     channels = {c["ChannelName"]: c for c in args["InputDataConfig"]}
-    assert list(channels) == ["train", "validation"]
+    assert list(channels) == ["train", "validation", "code"]
+    code = channels.pop("code")
+    assert code["DataSource"]["S3DataSource"]["S3Uri"] == "${TrainScriptUri}"
     for name, channel in channels.items():
         assert channel["ContentType"] == "text/csv"
         assert channel["DataSource"]["S3DataSource"]["S3Uri"] == output_uri("Preprocess", name)
     hyper = args["HyperParameters"]
-    assert hyper["objective"] == "binary:logistic"
-    assert hyper["eval_metric"] == "auc"
+    # The framework toolkit copies the code channel to /opt/ml/code and runs train.py.
+    assert hyper["sagemaker_program"] == "train.py"
+    assert hyper["sagemaker_submit_directory"] == "/opt/ml/input/data/code"
+    assert hyper["algorithm"] == param("Algorithm")
+    assert hyper["problem_type"] == param("ProblemType")
+    assert hyper["hyperparameters"] == param("Hyperparameters")
+    # The settings' xgboost defaults ride along; the objective follows ProblemType.
+    assert hyper["subsample"] == "0.9"
+    assert "objective" not in hyper and "eval_metric" not in hyper
     # Hyperparameters are strings for CreateTrainingJob: numeric parameters are joined to text.
     for key, name in (("num_round", "NumRound"), ("max_depth", "MaxDepth"), ("eta", "Eta")):
         assert hyper[key] == {"Std:Join": {"On": "", "Values": [param(name)]}}
@@ -396,6 +435,10 @@ def test_evaluate_reads_the_model_and_test_split(steps: dict[str, dict[str, Any]
         "/opt/ml/processing/input/test",
         "--output-dir",
         "/opt/ml/processing/evaluation",
+        "--algorithm",
+        param("Algorithm"),
+        "--problem-type",
+        param("ProblemType"),
     ]
     inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
     assert inputs["model"]["S3Uri"] == {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}
@@ -422,6 +465,11 @@ def test_register_puts_the_model_into_the_tenant_group(steps: dict[str, dict[str
     assert statistics["S3Uri"] == {
         "Std:Join": {"On": "/", "Values": [output_uri("Evaluate", "evaluation"), "evaluation.json"]}
     }
+    metadata = args["CustomerMetadataProperties"]
+    assert metadata["trainyard:primaryMetric"] == METRIC_NAME
+    assert metadata["trainyard:primaryMetricValue"] == {"Std:Join": {"On": "", "Values": [METRIC]}}
+    assert metadata["trainyard:problemType"] == param("ProblemType")
+    assert metadata["trainyard:algorithm"] == param("Algorithm")
 
 
 def test_record_run_invokes_the_recorder_after_register(steps: dict[str, dict[str, Any]]) -> None:
@@ -433,7 +481,14 @@ def test_record_run_invokes_the_recorder_after_register(steps: dict[str, dict[st
     assert inputs["tenant_id"] == param("TenantId")
     assert inputs["run_id"] == param("RunId")
     assert inputs["model_package_arn"] == {"Get": "Steps.Register.ModelPackageArn"}
-    assert inputs["auc"] == AUC
+    assert inputs["metrics"] == evaluation_get("metrics_json")
+    assert inputs["data_report"] == {
+        "Std:JsonGet": {
+            "Path": "summary",
+            "PropertyFile": {"Get": "Steps.Preprocess.PropertyFiles.DataReport"},
+        }
+    }
+    assert inputs["problem_type"] == param("ProblemType")
     assert inputs["training_job_name"] == {"Get": "Steps.Train.TrainingJobName"}
     assert (
         inputs["evaluation_uri"]
@@ -441,11 +496,11 @@ def test_record_run_invokes_the_recorder_after_register(steps: dict[str, dict[st
     )
 
 
-def test_failure_message_explains_the_auc_was_below_the_threshold(
+def test_failure_message_names_the_metric_that_was_below_the_threshold(
     steps: dict[str, dict[str, Any]],
 ) -> None:
     message = steps["MetricBelowThreshold"]["Arguments"]["ErrorMessage"]["Std:Join"]
-    assert AUC in message["Values"]
+    assert METRIC_NAME in message["Values"] and METRIC in message["Values"]
     assert param("MetricThreshold") in message["Values"]
     assert any("below the threshold" in v for v in message["Values"] if isinstance(v, str))
 
@@ -468,13 +523,14 @@ def test_every_reference_points_at_a_declared_parameter_or_step(
 VALUES = {
     "PreprocessScriptUri": "s3://assets/preprocess.py",
     "EvaluateScriptUri": "s3://assets/evaluate.py",
+    "TrainScriptUri": "s3://assets/train.py",
     "RecorderFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:trainyard-recorder",
 }
 
 
 def test_definition_contains_exactly_the_contract_placeholders(default_json: str) -> None:
     assert set(re.findall(r"\$\{([^}]*)\}", default_json)) == set(PLACEHOLDERS)
-    assert default_json.count("${") == 3
+    assert default_json.count("${") == 4  # each step script once, the recorder once
 
 
 def test_render_definition_replaces_every_placeholder(default_json: str) -> None:

@@ -247,7 +247,20 @@ def test_started_execution_trains_registers_records_and_reports_status(
     assert payload["tenant_id"] == "acme"
     assert payload["run_id"] == run_id
     assert payload["model_package_arn"] == package_arn
-    assert payload["auc"] == evaluation["metrics"]["auc"]["value"] > 0.6
+    assert json.loads(payload["metrics"]) == {
+        "auc": evaluation["metrics"]["auc"]["value"],
+        "accuracy": evaluation["metrics"]["accuracy"]["value"],
+    }
+    assert evaluation["primary_metric"]["name"] == "auc"
+    assert evaluation["metrics"]["auc"]["value"] > 0.6
+    assert payload["problem_type"] == "binary" and payload["algorithm"] == "xgboost"
+    # The data report, read from preprocess's PropertyFile.
+    report = json.loads(payload["data_report"])
+    assert report["rows"] == 300 and report["problemType"] == "binary"
+    assert sum(report["classBalance"].values()) == 300
+    # The train step ran the provider script in script mode.
+    train = next(s for s in engine.result(arn).steps if s.name == "Train")
+    assert train.metadata["mode"] == "script"
     assert payload["training_job_name"].startswith("pipelines-")
     # Status changes arrived through EventBridge -> rule -> SQS, as in AWS.
     events = status_events(aws("sqs"), status_queue, arn)

@@ -151,3 +151,47 @@ def test_a_failed_announcement_or_approval_does_not_fail_the_step(
     assert recorder.handler(step_event(run), Context()) == {"recorded": "true"}
     stored = runs.get_run("acme", run.run_id)
     assert stored is not None and stored.model_package_arn  # the results are kept
+
+
+def test_every_metric_and_the_data_report_are_written_on_the_run(
+    runs: DynamoRunRepository,
+) -> None:
+    run = running_run(runs)
+    report = (
+        '{"problemType":"regression","rows":200,"columns":6,'
+        '"targetRange":{"min":-3.5,"max":12.25,"mean":4.1},"missingValues":0}'
+    )
+    event = step_event(run, metrics='{"rmse":1.75,"r2":0.82}', data_report=report)
+    del event["auc"]
+
+    recorder.handler(event, Context())
+
+    stored = runs.get_run("acme", run.run_id)
+    assert stored is not None
+    assert stored.metrics == {"rmse": pytest.approx(1.75), "r2": pytest.approx(0.82)}
+    assert stored.data_report == {
+        "problemType": "regression",
+        "rows": 200,
+        "columns": 6,
+        "targetRange": {"min": -3.5, "max": 12.25, "mean": 4.1},
+        "missingValues": 0,
+    }
+    assert stored.api_dict()["dataReport"]["targetRange"]["max"] == 12.25
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("metrics", '{"r2": "NaN"}'),
+        ("metrics", "not json"),
+        ("data_report", '{"rows": 1, "pad": "' + "x" * 5000 + '"}'),
+    ],
+)
+def test_unusable_metrics_or_an_oversized_data_report_are_refused(
+    runs: DynamoRunRepository, field: str, value: str
+) -> None:
+    run = running_run(runs)
+    with pytest.raises(ValidationError):
+        recorder.handler(step_event(run, **{field: value}), Context())
+    stored = runs.get_run("acme", run.run_id)
+    assert stored is not None and stored.metrics == {} and stored.data_report is None

@@ -129,10 +129,13 @@ BAD_DATA = {
         {"a.csv": _csv_with_cell(4, "f2", "abc")},
         "column 'f2' has a non-numeric value 'abc' (data row 5)",
     ),
-    "missing_value": ({"a.csv": _csv_with_cell(1, "f0", "")}, "'f0' has a missing value"),
+    "missing_value": (
+        {"a.csv": _csv_with_cell(1, "f0", "")},
+        "column 'f0' has 1 missing value(s), the first in data row 2",
+    ),
     "label_not_binary": (
         {"a.csv": _csv_with_cell(0, "label", "2")},
-        "'label' must be 0 or 1, found ['2']",
+        "'label' must be 0 or 1 for a binary problem, found ['2']",
     ),
     "single_class": (
         {"a.csv": dataset(rows=30).assign(label=1).to_csv(index=False)},

@@ -260,6 +260,7 @@ class RunRepository(Protocol):
         metrics: dict[str, float],
         model_package_arn: str | None,
         now_iso: str,
+        data_report: dict[str, Any] | None = None,
     ) -> Run:
         """Raises RunNotFoundError."""
         ...

@@ -34,6 +34,7 @@ start times from it (``scheduling/waiting.py``).
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Any
@@ -159,6 +160,7 @@ def bounded_run(run: Run) -> Run:
             "failure_reason": limits.failure_reason(run.failure_reason),
             "waiting_for": bounded_waiting(run.waiting_for),
             "metrics": bounded_metrics(run.metrics),
+            "data_report": bounded_data_report(run.data_report),
             "model_package_arn": limits.bounded_or_none(
                 run.model_package_arn, limits.ARN_MAX_CHARS
             ),
@@ -172,6 +174,16 @@ def bounded_waiting(waiting: WaitingFor | None) -> WaitingFor | None:
     return waiting.model_copy(
         update={"message": limits.bounded(waiting.message, limits.REASON_MAX_CHARS)}
     )
+
+
+def bounded_data_report(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The report if its JSON fits limits.DATA_REPORT_MAX_CHARS, else only its counts."""
+    if report is None:
+        return None
+    if len(json.dumps(report, separators=(",", ":"))) <= limits.DATA_REPORT_MAX_CHARS:
+        return report
+    kept = {k: report[k] for k in ("problemType", "rows", "columns") if k in report}
+    return {**{k: limits.bounded(str(v), 64) for k, v in kept.items()}, "truncated": True}
 
 
 def bounded_metrics(metrics: dict[str, float]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from trainyard_core.ports.runs import (
 from trainyard_core.store.run_items import (
     COUNTER_PK,
     REJECTION_PK,
+    bounded_data_report,
     bounded_metrics,
     bounded_waiting,
     counter_key,
@@ -385,12 +386,16 @@ class DynamoRunRepository(QueuedRunWrites):
         metrics: dict[str, float],
         model_package_arn: str | None,
         now_iso: str,
+        data_report: dict[str, Any] | None = None,
     ) -> Run:
         values: dict[str, Any] = {":m": bounded_metrics(metrics), ":now": now_iso}
         expression = "SET #metrics = :m, updatedAt = :now"  # metrics: a reserved word
         if model_package_arn:
             expression += ", modelPackageArn = :arn"
             values[":arn"] = limits.bounded(model_package_arn, limits.ARN_MAX_CHARS)
+        if data_report is not None:
+            expression += ", dataReport = :report"
+            values[":report"] = bounded_data_report(data_report)
         key = self._run_key(tenant_id, run_id)
         resp = self._update(
             **self._update_request(

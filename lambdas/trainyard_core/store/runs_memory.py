@@ -504,6 +504,7 @@ class InMemoryRunRepository(InMemoryCounterState):
         metrics: dict[str, float],
         model_package_arn: str | None,
         now_iso: str,
+        data_report: dict[str, Any] | None = None,
     ) -> Run:
         with self._lock:
             current = self._load(tenant_id, run_id)
@@ -512,6 +513,8 @@ class InMemoryRunRepository(InMemoryCounterState):
             update: dict[str, Any] = {"metrics": dict(metrics), "updated_at": now_iso}
             if model_package_arn:
                 update["model_package_arn"] = model_package_arn
+            if data_report is not None:
+                update["data_report"] = data_report
             item = self._run_item(tenant_id, run_id)
             assert item is not None
             next_attempt = item.get("nextAttemptAt")

@@ -1,5 +1,6 @@
 """One handler per step type, registered in ``STEP_TYPES``: Processing (a local
-Python process), Training (the built-in XGBoost container, emulated), RegisterModel
+Python process), Training (the built-in XGBoost container or a framework
+container's script mode, emulated), RegisterModel
 and Model (boto3 CreateModelPackage / CreateModel), Lambda, Condition, Fail.
 
 A handler gets the execution, the step and its record; it fills in the record's
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from trainyard_core.arns import arn
 
 from ..iam.enforcer import AccessDenied
-from . import staging
+from . import framework_container, staging
 from .expressions import coerce, split_s3_uri, to_text, walk
 from .records import Step, StepFailure, StepRecord, job_name, now
 
@@ -183,15 +184,23 @@ def training(ex: Execution, step: Step, record: StepRecord) -> None:
     algorithm = args.get("AlgorithmSpecification") or {}
     image = str(algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "")
     record.metadata.update(job_name=name, image=image)
-    if "xgboost" not in image.lower():
+    if not any(kind in image.lower() for kind in framework_container.FRAMEWORK_IMAGES):
         raise StepFailure(
-            f"training image {image!r} is not supported by the local runner "
-            "(only the built-in SageMaker XGBoost container is emulated)"
+            f"training image {image!r} is not supported by the local runner (it emulates "
+            "the SageMaker XGBoost container and the XGBoost / scikit-learn script mode)"
         )
     root = ex.job_root(step.name)
     config = root / "input" / "config"
     config.mkdir(parents=True, exist_ok=True)
     hyperparameters = {k: to_text(v) for k, v in (args.get("HyperParameters") or {}).items()}
+    problems = framework_container.hyperparameter_problems(hyperparameters)
+    if problems:  # CreateTrainingJob's own validation (botocore checks no maximum)
+        raise StepFailure(
+            f"ValidationException: {len(problems)} validation error(s) detected: "
+            + "; ".join(problems[:3])
+        )
+    script_mode = framework_container.is_script_mode(hyperparameters, image)
+    record.metadata["mode"] = "script" if script_mode else "algorithm"
     job_arn = _create_job(ex, "training-job", "CreateTrainingJob", name, args)
     role = str(args.get("RoleArn", ""))
     channels: dict[str, Any] = {}
@@ -214,10 +223,24 @@ def training(ex: Execution, step: Step, record: StepRecord) -> None:
         }
     (config / "hyperparameters.json").write_text(json.dumps(hyperparameters))
     (config / "inputdataconfig.json").write_text(json.dumps(channels))
-    container = [ex.runner.python, "-m", "trainyard.local.runner.xgboost_container"]
+    resources = args.get("ResourceConfig") or {}
     timeout = (args.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+    if script_mode:
+        with ex.as_job(role, job_arn):
+            program = framework_container.stage_code(ex.runner.s3, hyperparameters, root)
+        command, env = framework_container.command_and_env(
+            ex.runner.python,
+            program,
+            hyperparameters,
+            list(channels),
+            root,
+            int(resources.get("InstanceCount", 1) or 1),
+        )
+    else:
+        command = [ex.runner.python, "-m", "trainyard.local.runner.xgboost_container"]
+        command, env = [*command, "--ml-root", str(root)], {}
     started = time.monotonic()
-    ex.launch(record, [*container, "--ml-root", str(root)], root, {}, timeout, "failure")
+    ex.launch(record, command, root, env, timeout, "failure")
     seconds = max(1, round(time.monotonic() - started))
     archive = staging.pack_model(root)
     output_path = (args.get("OutputDataConfig") or {}).get("S3OutputPath")
@@ -229,7 +252,6 @@ def training(ex: Execution, step: Step, record: StepRecord) -> None:
         ex.runner.s3.upload_file(str(archive), bucket, key)
     metrics_file = root / "output" / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-    resources = args.get("ResourceConfig") or {}
     record.properties = {
         **args,
         "TrainingJobName": name,

@@ -1,0 +1,171 @@
+"""Problem types on the embedded stack: a regression tenant and a multiclass tenant train
+to registered models carrying their problem type's metric, and a dataset that does not
+fit its problem type fails in preprocess, before any training job.
+
+The control plane's half of issue 14 (training settings per tenant and run) passes
+ProblemType / Algorithm / Hyperparameters / TrainingImageUri / MetricThreshold at the
+pipeline start; until it is on this branch the test adds them to the scheduler's
+StartPipelineExecution for these tenants (the local SageMaker backend's start), which
+is exactly the interface that half uses."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification, make_regression
+
+from trainyard.local.stack import EmbeddedStack
+
+from .conftest import Api, wait_for
+
+pytestmark = pytest.mark.integration
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+TRAINING = {
+    "pt-forecast": {
+        "ProblemType": "regression",
+        "Algorithm": "xgboost",
+        "Hyperparameters": json.dumps({"max_depth": 3}),
+        "MetricThreshold": "0.5",  # R²
+    },
+    "pt-segments": {
+        "ProblemType": "multiclass",
+        "Algorithm": "random-forest",
+        "Hyperparameters": json.dumps({"n_estimators": 40}),
+        "TrainingImageUri": SKLEARN_IMAGE,
+        "MetricThreshold": "0.6",  # macro-F1
+    },
+    "pt-badtarget": {"ProblemType": "regression", "Algorithm": "linear"},
+}
+
+
+def regression_csv() -> bytes:
+    x, y = make_regression(n_samples=300, n_features=5, noise=5.0, random_state=1)
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    frame["label"] = y
+    return frame.to_csv(index=False).encode()
+
+
+def multiclass_csv() -> bytes:
+    x, y = make_classification(
+        n_samples=300,
+        n_features=6,
+        n_informative=4,
+        n_redundant=0,
+        n_classes=3,
+        n_clusters_per_class=1,
+        class_sep=2.0,
+        random_state=2,
+    )
+    frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
+    frame["label"] = y
+    return frame.to_csv(index=False).encode()
+
+
+def bad_target_csv() -> bytes:
+    frame = pd.read_csv(io.BytesIO(regression_csv())).astype(object)
+    frame.loc[10, "label"] = "n/a"
+    return frame.to_csv(index=False).encode()
+
+
+@pytest.fixture
+def training_parameters(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """What the control plane passes for these tenants' runs, added at the start."""
+    backend = stack.engine.backend()
+    start = backend.start_pipeline_execution
+
+    def with_training(
+        pipeline_name: str,
+        display_name: str,
+        parameters: list[dict[str, Any]],
+        *rest: Any,
+    ) -> dict[str, str]:
+        values = {p["Name"]: p["Value"] for p in parameters}
+        extra = TRAINING.get(values.get("TenantId", ""), {})
+        values.update(extra)
+        merged = [{"Name": k, "Value": v} for k, v in values.items()]
+        return start(pipeline_name, display_name, merged, *rest)
+
+    # The engine re-installs its own wrapper unless the installed one is marked as its.
+    with_training._trainyard_engine = stack.engine  # type: ignore[attr-defined]
+    monkeypatch.setattr(backend, "start_pipeline_execution", with_training)
+    yield
+
+
+def _terminal(api: Api, tenant_id: str) -> dict[str, Any] | None:
+    runs = api.get(f"/tenants/{tenant_id}/runs").json()["runs"]
+    return next((r for r in runs if r["status"] in TERMINAL), None)
+
+
+def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
+    stack: EmbeddedStack, api: Api, onboard: Any, training_parameters: None
+) -> None:
+    tenants = {name: onboard(name, "basic") for name in TRAINING}
+    s3 = stack.client("s3")
+    for name, body in (
+        ("pt-forecast", regression_csv()),
+        ("pt-segments", multiclass_csv()),
+        ("pt-badtarget", bad_target_csv()),
+    ):
+        tenant = tenants[name]
+        s3.put_object(Bucket=tenant["dataBucket"], Key=f"{tenant['dataPrefix']}data.csv", Body=body)
+
+    runs = {
+        name: wait_for(
+            lambda name=name: _terminal(api, name),
+            timeout=420,
+            interval=2,
+            what=f"a terminal run of {name}",
+        )
+        for name in TRAINING
+    }
+
+    sm = stack.client("sagemaker")
+    expected = {
+        "pt-forecast": ("r2", {"rmse", "r2"}, "regression_metrics", "regression"),
+        "pt-segments": (
+            "macro_f1",
+            {"accuracy", "macro_f1"},
+            "multiclass_classification_metrics",
+            "multiclass",
+        ),
+    }
+    for name, (primary, names, block, problem_type) in expected.items():
+        run = runs[name]
+        assert run["status"] == "SUCCEEDED", run
+        assert set(run["metrics"]) == names
+        assert run["dataReport"]["problemType"] == problem_type
+        assert run["dataReport"]["rows"] == 300
+        package = sm.describe_model_package(ModelPackageName=run["modelPackageArn"])
+        metadata = package["CustomerMetadataProperties"]
+        assert metadata["trainyard:primaryMetric"] == primary
+        assert float(metadata["trainyard:primaryMetricValue"]) == pytest.approx(
+            run["metrics"][primary], abs=1e-6
+        )
+        assert metadata["trainyard:problemType"] == problem_type
+        # ModelMetrics: the evaluation report, in the registry's shape for the type.
+        uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        assert set(report[block]) == names
+        [model] = api.get(f"/tenants/{name}/models").json()["models"]
+        assert model["metrics"][primary] == pytest.approx(run["metrics"][primary], abs=1e-6)
+
+    assert runs["pt-forecast"]["dataReport"]["targetRange"]["max"] > 0
+    assert set(runs["pt-segments"]["dataReport"]["classBalance"]) == {"0", "1", "2"}
+    container = sm.describe_model_package(ModelPackageName=runs["pt-segments"]["modelPackageArn"])
+    image = container["InferenceSpecification"]["Containers"][0]["Image"]
+    assert image == SKLEARN_IMAGE
+
+    bad = runs["pt-badtarget"]
+    assert bad["status"] == "FAILED"
+    assert "target 'label' has a non-numeric value 'n/a' (data row 11)" in bad["failureReason"]
+    result = stack.engine.result(bad["executionArn"])
+    # Failed in preprocess: no training job was started (or paid for).
+    assert [(s.name, s.status) for s in result.steps] == [("Preprocess", "Failed")]
