@@ -236,7 +236,10 @@ class SeedSim:
         pages = max(1, -(-len(self.model._listable) // 100))
         self._sm("ListPipelineExecutions", pages)
         self.model.calls.list += pages
-        listed = {arn: ex.status for arn, ex in self.model._listable.items()}
+        # The listing as it stood when it returned, but only for the runs it believes
+        # running (a dict of the whole listing per tick made the full trace quadratic).
+        listable = self.model._listable
+        listed = {arn: listable[arn].status for arn in self.running if arn in listable}
         for arn in list(self.running):
             status = listed.get(arn)
             if self.cfg.describe_each:
