@@ -233,12 +233,15 @@ class SeedSim:
         self.ledger.end(mark)
 
     def _poll(self) -> None:
-        pages = max(1, -(-len(self.model._listable) // 100))
+        # The same bounded listing as Trainyard's (live + ended in the last 15 min),
+        # not every execution ever started: that grew to 1,000 pages a tick over the
+        # full trace and 100 s of SageMaker latency charged to a one-minute timer.
+        pages = max(1, -(-len(self.model.listable()) // 100))
         self._sm("ListPipelineExecutions", pages)
         self.model.calls.list += pages
         # The listing as it stood when it returned, but only for the runs it believes
         # running (a dict of the whole listing per tick made the full trace quadratic).
-        listable = self.model._listable
+        listable = self.model.listable()
         listed = {arn: listable[arn].status for arn in self.running if arn in listable}
         for arn in list(self.running):
             status = listed.get(arn)

@@ -11,7 +11,7 @@ from bench.counting import RUN_COSTS, CountingProxy, Ledger
 from bench.metrics import Limits, sweep
 from bench.model import ModelConfig
 from bench.policies import SeedConfig, _Usage, run_policy
-from bench.scenarios import bench_settings, noisy_neighbour
+from bench.scenarios import bench_settings, noisy_neighbour, steady
 from bench.sim import Request, Scenario, TrainyardSim
 
 
@@ -78,6 +78,16 @@ def test_every_policy_counts_dynamodb_and_sagemaker_requests() -> None:
     b1 = run_policy(sc, "b1").ledger.ops
     assert b1["sagemaker:DescribePipelineExecution"] > 0
     assert run_policy(sc, "b1-list").ledger.ops["sagemaker:DescribePipelineExecution"] == 0
+
+
+def test_a_baselines_listing_holds_live_and_recent_runs_not_every_run_ever() -> None:
+    # 300 runs over hours, at most 20 at once: a CreatedAfter-bounded listing
+    # (live + ended in the last 15 min, as Trainyard's) fits on one page a tick.
+    sc = steady(count=300)
+    for name in ("b1-list", "b2"):
+        ledger = run_policy(sc, name).ledger
+        ticks = sum(1 for kind, _, _ in ledger.per_invocation if kind == "tick")
+        assert 0 < ledger.ops["sagemaker:ListPipelineExecutions"] <= ticks
 
 
 def _contended() -> Scenario:
