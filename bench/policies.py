@@ -161,6 +161,7 @@ class SeedSim:
         self.usage = _Usage(cfg.half_life_s)
         self.inbox: deque[tuple[str, ...]] = deque()  # SQS -> the one consumer
         self.busy = False
+        self._kicking = self._again = False  # see _kick
         self.pending = len(self.requests)
         self.last_arrival = max((r.at for r in self.requests), default=0.0)
 
@@ -191,12 +192,27 @@ class SeedSim:
             self._kick()
 
     def _kick(self) -> None:
-        if self.busy or not self.inbox:
+        # An invocation that never waits on anything else ends inside ``spawn`` and
+        # its ``_done`` kicks the next: called from there, only note it and let the
+        # kick further up the stack loop. Same order of events, but no recursion
+        # (with a deep inbox the chain passed Python's recursion limit).
+        if self._kicking:
+            self._again = True
             return
-        if self.cfg.trigger == "timer" and not any(m[0] == "tick" for m in self.inbox):
-            return
-        self.busy = True
-        self.strands.spawn(self._invocation, on_done=self._done)
+        self._kicking = True
+        try:
+            while True:
+                self._again = False
+                if self.busy or not self.inbox:
+                    return
+                if self.cfg.trigger == "timer" and not any(m[0] == "tick" for m in self.inbox):
+                    return
+                self.busy = True
+                self.strands.spawn(self._invocation, on_done=self._done)
+                if not self._again:
+                    return
+        finally:
+            self._kicking = False
 
     def _done(self) -> None:
         self.busy = False
