@@ -137,6 +137,7 @@ class SeedSim:
         self.rng = random.Random(sc.seed)
         self.by_rid = {r.rid: r for r in self.requests}
         self.run_of: dict[int, str] = {}
+        self.delivered: dict[int, float] = {}
         self.model = SageMakerModel(
             config=sc.model,
             now=lambda: self.loop.now,
@@ -177,6 +178,7 @@ class SeedSim:
     # --- the world
     def _arrive(self, req: Request) -> None:
         # The upload's message reaches the plan's queue; the Lambda records it.
+        self.delivered[req.rid] = self.loop.now
         self._send(("arrival", str(req.rid)))
 
     def _on_status(self, arn: str, status: str, display: str | None, reason: str | None) -> None:
@@ -367,6 +369,7 @@ class SeedSim:
         self.loop.run()
         out = _collect(self.cfg.name, self.sc, self.requests, self.model, self.run_of)
         out.ledger = self.ledger
+        out.delivered = self.delivered
         out.invocations = [(0.0, 0, c) for c in self.cpu]
         out.wall_seconds = time.perf_counter() - wall
         return out

@@ -178,7 +178,7 @@ def group(rows: list[Summary]) -> dict[tuple[str, str], list[Summary]]:
 COLUMNS = [
     ("delay p50 s", "delay_p50", 1, False),
     ("delay p99 s", "delay_p99", 1, False),
-    ("p99 from upload s", "delay_p99_upload", 1, False),
+    ("p99 from request s", "delay_p99_request", 1, False),
     ("own-cap util.", "utilisation", 1, True),
     ("plan util. (abs)", "plan_util_abs", 1, True),
     ("global util. (abs)", "global_util_abs", 1, True),
@@ -305,10 +305,12 @@ def verdicts(
             a, b = _ci(g[(s, policy)], "delay_p99"), _ci(g[(s, "b2")], "delay_p99")
             met = _overlap_or_lower(a, b)
             ok &= met
-            up = _ci(g[(s, policy)], "delay_p99_upload")
+            ra = _ci(g[(s, policy)], "delay_p99_request")
+            rb = _ci(g[(s, "b2")], "delay_p99_request")
             figs.append(
                 f"{s} {_fmt(a)} vs {_fmt(b)} s"
-                + ("" if met else f" (apart; from the upload {_fmt(up)} s)")
+                + ("" if met else " (apart)")
+                + f" (from the request {_fmt(ra)} vs {_fmt(rb)})"
             )
         if figs:
             out.append(line(ok, 1, f"{LABEL[policy]} vs B2: " + "; ".join(figs)))

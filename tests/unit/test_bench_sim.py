@@ -87,6 +87,24 @@ def test_dispatch_delay_counts_from_the_slot_becoming_free() -> None:
     assert dispatch_delays(out, limits) == pytest.approx([2.0, 30.0, 1.0])
 
 
+def test_dispatch_delay_counts_from_the_request_reaching_the_queue_for_every_policy() -> None:
+    limits = Limits(global_cap=1, plan_caps={"basic": 1}, tenant_caps={"basic": 1})
+    rows = [
+        ("a", "basic", 0.0, 4.5, 100.0),  # slot free, reached the queue at 4: 0.5
+        ("b", "basic", 10.0, 100.5, 200.0),  # queued behind "a": slot freed at 100, 0.5
+    ]
+    out = _outcome(rows)
+    out.delivered = {0: 4.0, 1: 12.0}
+    # The S3 path (4 s) would be in the first figure only, because its slot was free.
+    assert dispatch_delays(out, limits) == pytest.approx([0.5, 0.5])
+    assert dispatch_delays(out, limits, since="request") == pytest.approx([4.5, 0.5])
+    for policy in ("trainyard", "b2"):
+        tiny = _tiny()
+        run = run_trainyard(tiny) if policy == "trainyard" else run_baseline(tiny, policy="b2")
+        assert set(run.delivered) == {r.rid for r in tiny.requests}
+        assert all(run.delivered[r.rid] > r.at for r in tiny.requests)
+
+
 def test_sweep_utilisation_violations_and_jain_on_a_hand_made_trace() -> None:
     limits = Limits(global_cap=2, plan_caps={"basic": 2}, tenant_caps={"basic": 1})
     out = _outcome(
