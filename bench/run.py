@@ -467,36 +467,34 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
 
     full_trace = not quick if args.full_trace is None else args.full_trace
-    # Trainyard's full trace first (the longest job: one worker runs it while the
-    # other runs everything else), then the main table but scale, the window sweep,
-    # scale, the baselines' full traces (not Trainyard + borrowing: at scale a
-    # tenant has 10 requests over 87 h and rarely waits at its cap), the event sweep.
-    jobs: list[Job] = [("scale", 0, "trainyard", False, 1.0, True, None)] if full_trace else []
+    # In the order the report needs them, so that an interrupted run (--cache)
+    # has the main table first: every scenario (scale sampled), the event sweep,
+    # the full traces (not Trainyard + borrowing: at scale a tenant has 10
+    # requests over 87 h and rarely waits at its cap), then the window sweep,
+    # whose many short cells keep the other worker busy while one runs
+    # Trainyard's full trace (the longest job, ~8 CPU-minutes).
     main = [
         (name, s, policy, quick, 1.0, False, None)
         for name in _factories(quick)
         for s in range(seeds)
         for policy in POLICY_ORDER
     ]
-    jobs += [j for j in main if j[0] != "scale"]
-    jobs += [
-        (name, s, "trainyard", quick, 1.0, False, w)
-        for w in WINDOW_SWEEP
-        for name in WINDOW_SCENARIOS
-        for s in range(seeds)
-    ]
-    jobs += [j for j in main if j[0] == "scale"]
-    if full_trace:
-        jobs += [
-            ("scale", 0, p, False, 1.0, True, None)
-            for p in POLICY_ORDER
-            if not p.startswith("trainyard")
-        ]
+    jobs: list[Job] = list(main)
     jobs += [
         ("steady", s, policy, quick, f, False, None)
         for f in SWEEP_FACTORS[1:]
         for s in range(seeds)
         for policy in SWEEP_POLICIES
+    ]
+    if full_trace:
+        jobs += [
+            ("scale", 0, p, False, 1.0, True, None) for p in POLICY_ORDER if p != "trainyard-borrow"
+        ]
+    jobs += [
+        (name, s, "trainyard", quick, 1.0, False, w)
+        for w in WINDOW_SWEEP
+        for name in WINDOW_SCENARIOS
+        for s in range(seeds)
     ]
     print(f"{len(jobs)} simulations, {args.jobs} job(s) ...", flush=True)
     rows = _run_all(jobs, args.jobs, Path(args.cache) if args.cache else None, not args.report_only)
