@@ -192,3 +192,25 @@ def test_the_report_marks_each_target_met_or_missed_from_the_figures() -> None:
     assert any(
         v.startswith("- **MISSED** zero cap violations") for v in verdicts(rows, flat, flat, 60.0)
     )
+
+
+def test_a_verdict_that_needs_a_cell_not_run_says_incomplete() -> None:
+    from bench.cpu import CpuPoint
+    from bench.run import verdicts
+
+    sc = _tiny()
+    rows = [
+        summarise(run_baseline(sc, policy="b2"), sc.settings, 20),
+        summarise(run_trainyard(sc), sc.settings, 20),
+    ]
+    for row in rows:
+        row.scenario = "steady"
+    flat = [CpuPoint(1_000, 10.0, 1.0, 10.0, 1_020, 300.0)] * 2
+    out = verdicts(rows, flat, flat, 60.0, rows, seeds=10, jobs_total=600)
+    p99 = next(v for v in out if "dispatch delay p99" in v)
+    assert p99.startswith("- **INCOMPLETE**") and "not run: burst, noisy, mixed, scale" in p99
+    assert "[1 of 10 seeds]" in p99
+    bench = next(v for v in out if "`make bench`" in v)
+    assert bench.startswith("- **INCOMPLETE**") and "2 of 600 cells" in bench
+    # Every cell there: read from CPU.
+    assert verdicts(rows, flat, flat, 4000.0, rows, jobs_total=2)[-1].startswith("- **MET**")
