@@ -7,7 +7,7 @@ Prints a table and writes ``bench/results.md`` and PNG plots into ``bench/``.
     .venv/bin/python -m bench.run                 # everything: 10 seeds, full trace, 2 jobs
     .venv/bin/python -m bench.run --quick         # 3 seeds, scale sampled to 1 h, no full
                                                   #   trace, no local stack
-    .venv/bin/python -m bench.run --no-full-trace # skip the full trace (~10 min of one core)
+    .venv/bin/python -m bench.run --no-full-trace # skip the full traces (~8 CPU-min Trainyard)
     .venv/bin/python -m bench.run --jobs 1        # one process
 """
 
