@@ -139,7 +139,7 @@ def _run_all(
                 done[entry["job"]] = Summary(**entry["summary"])
     todo = [j for j in jobs if _key(j) not in done] if run_missing else []
     if done:
-        print(f"{len(jobs) - len(todo)} cells from {cache}", flush=True)
+        print(f"{sum(_key(j) in done for j in jobs)} cells from {cache}", flush=True)
 
     def keep(job: Job, summary: Summary) -> None:
         done[_key(job)] = summary
@@ -546,9 +546,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"simulations done in {time.perf_counter() - began:.0f} s", flush=True)
 
     other_cpu = time.process_time()
-    print("requests vs backlog and tenants ...", flush=True)
-    backlog = cpu_curve(SIZES[:3] if quick else SIZES)
-    tenants = tenants_curve(TENANTS_EVER[:2] if quick else TENANTS_EVER)
+    # With --cache the curves are kept beside the cells (--report-only reuses them).
+    curves = Path(f"{args.cache}.curves{'-quick' * quick}.json") if args.cache else None
+    if args.report_only and curves is not None and curves.exists():
+        saved = json.loads(curves.read_text(encoding="utf-8"))
+        backlog = [CpuPoint(**p) for p in saved["backlog"]]
+        tenants = [CpuPoint(**p) for p in saved["tenants"]]
+        other_cpu -= saved["cpu_s"]  # their CPU when they were measured
+    else:
+        print("requests vs backlog and tenants ...", flush=True)
+        backlog = cpu_curve(SIZES[:3] if quick else SIZES)
+        tenants = tenants_curve(TENANTS_EVER[:2] if quick else TENANTS_EVER)
+        if curves is not None:
+            curves.write_text(
+                json.dumps(
+                    {
+                        "backlog": [dataclasses.asdict(p) for p in backlog],
+                        "tenants": [dataclasses.asdict(p) for p in tenants],
+                        "cpu_s": time.process_time() - other_cpu,
+                    }
+                ),
+                encoding="utf-8",
+            )
 
     local = None
     if not (args.skip_local or quick):
@@ -664,7 +683,9 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "Plots: `delay_vs_event_latency.png`, `requests_per_dispatch.png`.",
         "",
-        f"Total benchmark wall time: {wall:.0f} s ({args.jobs} job(s)).",
+        f"Wall time of this invocation: {wall:.0f} s ({args.jobs} job(s)"
+        + (f"; {cached} cells came from the cache, run earlier" if cached else "")
+        + ").",
         "",
     ]
     (OUT / "results.md").write_text("\n".join(report), encoding="utf-8")
