@@ -188,8 +188,8 @@ def group(rows: list[Summary]) -> dict[tuple[str, str], list[Summary]]:
 
 
 COLUMNS = [
-    ("delay p50 s", "delay_p50", 1, False),
-    ("delay p99 s", "delay_p99", 1, False),
+    ("delay p50 s", "delay_p50", 2, False),
+    ("delay p99 s", "delay_p99", 2, False),
     ("p99 from request s", "delay_p99_request", 1, False),
     ("own-cap util.", "utilisation", 1, True),
     ("plan util. (abs)", "plan_util_abs", 1, True),
@@ -332,7 +332,7 @@ def verdicts(
             ra = _ci(g[(s, policy)], "delay_p99_request")
             rb = _ci(g[(s, "b2")], "delay_p99_request")
             figs.append(
-                f"{s} {_fmt(a)} vs {_fmt(b)} s{n((s, policy))}{n((s, 'b2'))}"
+                f"{s} {_fmt(a, 2)} vs {_fmt(b, 2)} s{n((s, policy))}{n((s, 'b2'))}"
                 + ("" if met else " (apart)")
                 + f" (from the request {_fmt(ra)} vs {_fmt(rb)})"
             )
