@@ -236,12 +236,13 @@ def window_table(rows: list[Summary]) -> str:
     for w in sorted({deployed, *WINDOW_SWEEP}):
         suffix = "" if w == deployed else f" w{w[0]:g}/{w[1]:g}"
         cells = [
-            _fmt(_ci(g.get((s + suffix, "trainyard"), []), "delay_p99")) for s in WINDOW_SCENARIOS
+            _fmt(_ci(g.get((s + suffix, "trainyard"), []), "delay_p99"), 2)
+            for s in WINDOW_SCENARIOS
         ]
         req = _fmt(_ci(g.get(("steady" + suffix, "trainyard"), []), "req_per_invocation"))
         label = f"{w[0]:g} / {w[1]:g}" + (" (deployed)" if w == deployed else "")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {req} |")
-    b2 = [_fmt(_ci(g.get((s, "b2"), []), "delay_p99")) for s in WINDOW_SCENARIOS]
+    b2 = [_fmt(_ci(g.get((s, "b2"), []), "delay_p99"), 2) for s in WINDOW_SCENARIOS]
     b2_req = _fmt(_ci(g.get(("steady", "b2"), []), "req_per_invocation"))
     lines.append("| B2 (no window) | " + " | ".join(b2) + f" | {b2_req} |")
     return "\n".join(lines)
@@ -569,12 +570,17 @@ def main(argv: list[str] | None = None) -> int:
                 encoding="utf-8",
             )
 
-    local = None
-    if not (args.skip_local or quick):
-        from bench.local_stack import run_local_stack
+    from bench.local_stack import format_result, run_local_stack
 
+    local = "skipped"
+    kept = Path(f"{args.cache}.local.txt") if args.cache else None  # beside the cells
+    if args.report_only and kept is not None and kept.exists():
+        local = kept.read_text(encoding="utf-8")
+    elif not (args.skip_local or quick):
         print("local stack ...", flush=True)
-        local = run_local_stack(args.tenants, args.uploads)
+        local = format_result(run_local_stack(args.tenants, args.uploads))
+        if kept is not None:
+            kept.write_text(local, encoding="utf-8")
 
     base_model = _factories(quick)["steady"](0).model
     p99_of = {
@@ -641,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
                     _ci(
                         group(sweep_rows).get(("steady" + (f" x{f:g}" if f != 1 else ""), p), []),
                         "delay_p99",
-                    )
+                    ),
+                    2,
                 )
                 for p in SWEEP_POLICIES
             )
@@ -664,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Local embedded stack (wall clock)",
         "",
         "```",
-        format_result(local) if local else "skipped",
+        local,
         "```",
         "",
         "## Targets (reported, not asserted)",
