@@ -144,17 +144,23 @@ class SageMakerModel:
 
     def list_statuses(self, since: object) -> dict[str, ExecutionInfo]:
         """ListPipelineExecutions(CreatedAfter=...): 100 executions a call."""
-        now = self.now()
-        # Ended more than 15 minutes ago: outside any window the scheduler asks about.
-        for arn in [a for a, e in self._listable.items() if e.ended and now - e.ended > 900]:
-            del self._listable[arn]
-        self.calls.list += max(1, -(-len(self._listable) // 100))
+        listable = self.listable()
+        self.calls.list += max(1, -(-len(listable) // 100))
         return {
             ex.arn: ExecutionInfo(
                 ex.arn, ex.status, "AlgorithmError: training failed" if ex.fails else None, None
             )
-            for ex in self._listable.values()
+            for ex in listable.values()
         }
+
+    def listable(self) -> dict[str, Execution]:
+        """What a CreatedAfter-bounded listing returns now, for every policy alike:
+        live executions and those ended in the last 15 minutes (ended earlier:
+        outside any window a scheduler asks about)."""
+        now = self.now()
+        for arn in [a for a, e in self._listable.items() if e.ended and now - e.ended > 900]:
+            del self._listable[arn]
+        return self._listable
 
     # --- what the baseline also uses
     def list_executions(self, page_size: int = 100) -> int:

@@ -137,6 +137,7 @@ class SeedSim:
         self.rng = random.Random(sc.seed)
         self.by_rid = {r.rid: r for r in self.requests}
         self.run_of: dict[int, str] = {}
+        self.delivered: dict[int, float] = {}
         self.model = SageMakerModel(
             config=sc.model,
             now=lambda: self.loop.now,
@@ -161,6 +162,7 @@ class SeedSim:
         self.usage = _Usage(cfg.half_life_s)
         self.inbox: deque[tuple[str, ...]] = deque()  # SQS -> the one consumer
         self.busy = False
+        self._kicking = self._again = False  # see _kick
         self.pending = len(self.requests)
         self.last_arrival = max((r.at for r in self.requests), default=0.0)
 
@@ -176,6 +178,7 @@ class SeedSim:
     # --- the world
     def _arrive(self, req: Request) -> None:
         # The upload's message reaches the plan's queue; the Lambda records it.
+        self.delivered[req.rid] = self.loop.now
         self._send(("arrival", str(req.rid)))
 
     def _on_status(self, arn: str, status: str, display: str | None, reason: str | None) -> None:
@@ -191,12 +194,27 @@ class SeedSim:
             self._kick()
 
     def _kick(self) -> None:
-        if self.busy or not self.inbox:
+        # An invocation that never waits on anything else ends inside ``spawn`` and
+        # its ``_done`` kicks the next: called from there, only note it and let the
+        # kick further up the stack loop. Same order of events, but no recursion
+        # (with a deep inbox the chain passed Python's recursion limit).
+        if self._kicking:
+            self._again = True
             return
-        if self.cfg.trigger == "timer" and not any(m[0] == "tick" for m in self.inbox):
-            return
-        self.busy = True
-        self.strands.spawn(self._invocation, on_done=self._done)
+        self._kicking = True
+        try:
+            while True:
+                self._again = False
+                if self.busy or not self.inbox:
+                    return
+                if self.cfg.trigger == "timer" and not any(m[0] == "tick" for m in self.inbox):
+                    return
+                self.busy = True
+                self.strands.spawn(self._invocation, on_done=self._done)
+                if not self._again:
+                    return
+        finally:
+            self._kicking = False
 
     def _done(self) -> None:
         self.busy = False
@@ -233,10 +251,16 @@ class SeedSim:
         self.ledger.end(mark)
 
     def _poll(self) -> None:
-        pages = max(1, -(-len(self.model._listable) // 100))
+        # The same bounded listing as Trainyard's (live + ended in the last 15 min),
+        # not every execution ever started: that grew to 1,000 pages a tick over the
+        # full trace and 100 s of SageMaker latency charged to a one-minute timer.
+        pages = max(1, -(-len(self.model.listable()) // 100))
         self._sm("ListPipelineExecutions", pages)
         self.model.calls.list += pages
-        listed = {arn: ex.status for arn, ex in self.model._listable.items()}
+        # The listing as it stood when it returned, but only for the runs it believes
+        # running (a dict of the whole listing per tick made the full trace quadratic).
+        listable = self.model.listable()
+        listed = {arn: listable[arn].status for arn in self.running if arn in listable}
         for arn in list(self.running):
             status = listed.get(arn)
             if self.cfg.describe_each:
@@ -345,6 +369,7 @@ class SeedSim:
         self.loop.run()
         out = _collect(self.cfg.name, self.sc, self.requests, self.model, self.run_of)
         out.ledger = self.ledger
+        out.delivered = self.delivered
         out.invocations = [(0.0, 0, c) for c in self.cpu]
         out.wall_seconds = time.perf_counter() - wall
         return out

@@ -7,7 +7,7 @@ Prints a table and writes ``bench/results.md`` and PNG plots into ``bench/``.
     .venv/bin/python -m bench.run                 # everything: 10 seeds, full trace, 2 jobs
     .venv/bin/python -m bench.run --quick         # 3 seeds, scale sampled to 1 h, no full
                                                   #   trace, no local stack
-    .venv/bin/python -m bench.run --no-full-trace # skip the full trace (~10 min of one core)
+    .venv/bin/python -m bench.run --no-full-trace # skip the full traces (~8 CPU-min Trainyard)
     .venv/bin/python -m bench.run --jobs 1        # one process
 """
 
@@ -115,12 +115,22 @@ def _key(job: Job) -> str:
     return json.dumps(job)
 
 
+def _missing_summary(missing: list[Job]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for name, _seed, policy, _q, factor, full, windows in missing:
+        what = name + (" full trace" if full else "") + (f" x{factor:g}" if factor != 1 else "")
+        what += f" w{windows[0]:g}/{windows[1]:g}" if windows else ""
+        counts[f"{what} {LABEL.get(policy, policy)}"] += 1
+    return dict(counts)
+
+
 def _run_all(
     jobs: list[Job], workers: int, cache: Path | None = None, run_missing: bool = True
-) -> list[Summary]:
-    """Every job's Summary, in job order. With ``cache`` (a JSON-lines file), each
-    finished cell is appended as it completes and cells already there are not run
-    again: an interrupted run resumes where it stopped."""
+) -> tuple[list[Summary], list[Job]]:
+    """Every finished job's Summary, in job order, and the jobs not run. With
+    ``cache`` (a JSON-lines file), each finished cell is appended as it completes
+    and cells already there are not run again: an interrupted run resumes where
+    it stopped."""
     done: dict[str, Summary] = {}
     if cache is not None and cache.exists():
         for line in cache.read_text(encoding="utf-8").splitlines():
@@ -129,7 +139,7 @@ def _run_all(
                 done[entry["job"]] = Summary(**entry["summary"])
     todo = [j for j in jobs if _key(j) not in done] if run_missing else []
     if done:
-        print(f"{len(jobs) - len(todo)} cells from {cache}", flush=True)
+        print(f"{sum(_key(j) in done for j in jobs)} cells from {cache}", flush=True)
 
     def keep(job: Job, summary: Summary) -> None:
         done[_key(job)] = summary
@@ -147,7 +157,9 @@ def _run_all(
             futures = {pool.submit(run_cell, job): job for job in todo}
             for future in as_completed(futures):
                 keep(futures[future], future.result())
-    return [done[_key(j)] for j in jobs if _key(j) in done]
+    return [done[_key(j)] for j in jobs if _key(j) in done], [
+        j for j in jobs if _key(j) not in done
+    ]
 
 
 # --------------------------------------------------------------------------- aggregation
@@ -176,9 +188,9 @@ def group(rows: list[Summary]) -> dict[tuple[str, str], list[Summary]]:
 
 
 COLUMNS = [
-    ("delay p50 s", "delay_p50", 1, False),
-    ("delay p99 s", "delay_p99", 1, False),
-    ("p99 from upload s", "delay_p99_upload", 1, False),
+    ("delay p50 s", "delay_p50", 2, False),
+    ("delay p99 s", "delay_p99", 2, False),
+    ("p99 from request s", "delay_p99_request", 1, False),
     ("own-cap util.", "utilisation", 1, True),
     ("plan util. (abs)", "plan_util_abs", 1, True),
     ("global util. (abs)", "global_util_abs", 1, True),
@@ -224,12 +236,13 @@ def window_table(rows: list[Summary]) -> str:
     for w in sorted({deployed, *WINDOW_SWEEP}):
         suffix = "" if w == deployed else f" w{w[0]:g}/{w[1]:g}"
         cells = [
-            _fmt(_ci(g.get((s + suffix, "trainyard"), []), "delay_p99")) for s in WINDOW_SCENARIOS
+            _fmt(_ci(g.get((s + suffix, "trainyard"), []), "delay_p99"), 2)
+            for s in WINDOW_SCENARIOS
         ]
         req = _fmt(_ci(g.get(("steady" + suffix, "trainyard"), []), "req_per_invocation"))
         label = f"{w[0]:g} / {w[1]:g}" + (" (deployed)" if w == deployed else "")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {req} |")
-    b2 = [_fmt(_ci(g.get((s, "b2"), []), "delay_p99")) for s in WINDOW_SCENARIOS]
+    b2 = [_fmt(_ci(g.get((s, "b2"), []), "delay_p99"), 2) for s in WINDOW_SCENARIOS]
     b2_req = _fmt(_ci(g.get(("steady", "b2"), []), "req_per_invocation"))
     lines.append("| B2 (no window) | " + " | ".join(b2) + f" | {b2_req} |")
     return "\n".join(lines)
@@ -263,12 +276,23 @@ def verdicts(
     tenants: list[CpuPoint],
     wall_s: float,
     every_cell: list[Summary] | None = None,
+    seeds: int = 0,
+    other_cpu_s: float = 0.0,
+    from_cache: int = 0,
+    jobs_total: int = 0,
 ) -> list[str]:
-    """Each target with the measured figure (mean ± 95% interval) and MET / MISSED."""
+    """Each target with the measured figure (mean ± 95% interval) and MET / MISSED,
+    or INCOMPLETE where a cell it needs was not run (an interrupted run)."""
     g = group(rows)
+    expected = list(_factories(True)) if seeds else []  # every scenario, once seeds are known
 
-    def line(met: bool, i: int, figure: str) -> str:
-        return f"- **{'MET' if met else 'MISSED'}** {TARGETS[i]}: {figure}"
+    def line(met: bool | None, i: int, figure: str) -> str:
+        word = "INCOMPLETE" if met is None else ("MET" if met else "MISSED")
+        return f"- **{word}** {TARGETS[i]}: {figure}"
+
+    def n(key: tuple[str, str]) -> str:
+        k = len(g.get(key, []))
+        return f" [{k} of {seeds} seeds]" if seeds and k < seeds else ""
 
     out: list[str] = []
     growth = [
@@ -298,18 +322,25 @@ def verdicts(
     )
     for policy in ("trainyard", "trainyard-borrow"):
         scen = sorted({s for s, p in g if p == policy and " " not in s})
-        ok, figs = True, []
+        ok: bool | None = True
+        figs = []
         for s in scen:
             if (s, "b2") not in g:
                 continue
             a, b = _ci(g[(s, policy)], "delay_p99"), _ci(g[(s, "b2")], "delay_p99")
             met = _overlap_or_lower(a, b)
             ok &= met
-            up = _ci(g[(s, policy)], "delay_p99_upload")
+            ra = _ci(g[(s, policy)], "delay_p99_request")
+            rb = _ci(g[(s, "b2")], "delay_p99_request")
             figs.append(
-                f"{s} {_fmt(a)} vs {_fmt(b)} s"
-                + ("" if met else f" (apart; from the upload {_fmt(up)} s)")
+                f"{s} {_fmt(a, 2)} vs {_fmt(b, 2)} s{n((s, policy))}{n((s, 'b2'))}"
+                + ("" if met else " (apart)")
+                + f" (from the request {_fmt(ra)} vs {_fmt(rb)})"
             )
+        missing = [s for s in expected if (s, policy) not in g or (s, "b2") not in g]
+        if missing:
+            figs.append("not run: " + ", ".join(missing))
+            ok = None if ok else ok
         if figs:
             out.append(line(ok, 1, f"{LABEL[policy]} vs B2: " + "; ".join(figs)))
     if ("noisy", "trainyard-borrow") in g:
@@ -321,7 +352,7 @@ def verdicts(
             line(
                 low >= 0.95 and ty[0] >= b3[0],
                 2,
-                f"with borrowing {_fmt(ty, 2)} (lower end {low:.2f}), B3 {_fmt(b3, 2)}; "
+                f"with borrowing{n(key)} {_fmt(ty, 2)} (lower end {low:.2f}), B3 {_fmt(b3, 2)}; "
                 f"hard cap {_fmt(_ci(g.get(hard, []), 'jain_fair'), 2)}",
             )
         )
@@ -330,7 +361,7 @@ def verdicts(
             line(
                 pu[0] >= 0.90,
                 3,
-                f"with borrowing {_fmt(pu, 1, True)}; hard cap "
+                f"with borrowing{n(key)} {_fmt(pu, 1, True)}; hard cap "
                 f"{_fmt(_ci(g.get(hard, []), 'plan_util_abs'), 1, True)} (B2 "
                 f"{_fmt(_ci(g.get(('noisy', 'b2'), []), 'plan_util_abs'), 1, True)})",
             )
@@ -344,10 +375,12 @@ def verdicts(
             line(
                 r[0] <= 1.5,
                 4,
-                f"with borrowing x{_fmt(r, 2)}; hard cap x{_fmt(ratio(hard), 2)} "
+                f"with borrowing{n(key)} x{_fmt(r, 2)}; hard cap x{_fmt(ratio(hard), 2)} "
                 f"(fair share: x{_fmt(ratio(('noisy', 'fs')), 2)})",
             )
         )
+    else:
+        out += [line(None, i, "noisy cells not run") for i in (2, 3, 4)]
     ty_rows = [r for (s, p), rs in g.items() if p.startswith("trainyard") for r in rs]
     viol = sum(sum(r.violations.values()) for r in ty_rows)
     cap = sum(r.cap_reached for r in ty_rows)
@@ -360,16 +393,25 @@ def verdicts(
             "invocations in flight at once",
         )
     )
+    # Read from CPU, not wall: the machine this runs on may be shared. On 2 idle
+    # cores the cells take at least max(their CPU / 2, the longest cell); the
+    # requests curves and the local stack run after them in one process.
     cpu = [r.cell_cpu_s for r in every_cell or rows if not math.isnan(r.cell_cpu_s)]
     spent = sum(cpu) / 60
     longest = max(cpu, default=0.0) / 60
+    bound = max(spent / 2, longest) + other_cpu_s / 60
+    done = len(every_cell or rows)
+    complete = done >= jobs_total
     out.append(
         line(
-            wall_s < 1800,
+            (bound < 30) if complete or bound >= 30 else None,
             6,
-            f"{wall_s / 60:.1f} min wall here; the simulations' CPU {spent:.1f} min in all, "
-            f"the longest cell {longest:.1f} min, so >= {max(spent / 2, longest):.1f} min on "
-            "2 idle cores (wall depends on what else the machine runs)",
+            f"{done} of {jobs_total or done} cells, their CPU {spent:.1f} min in all, the "
+            f"longest cell {longest:.1f} min, + {other_cpu_s / 60:.1f} min for the requests "
+            f"curves and the local stack: >= {bound:.1f} min on 2 idle cores; "
+            f"{wall_s / 60:.1f} min wall in this invocation"
+            + (f", {from_cache} cells reused from the cache" if from_cache else "")
+            + " (wall depends on what else the machine runs)",
         )
     )
     return out
@@ -465,57 +507,87 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick
 
     full_trace = not quick if args.full_trace is None else args.full_trace
-    # Trainyard's full trace first (the longest job: one worker runs it while the
-    # other runs everything else), then the main table but scale, the window sweep,
-    # scale, the baselines' full traces (not Trainyard + borrowing: at scale a
-    # tenant has 10 requests over 87 h and rarely waits at its cap), the event sweep.
-    jobs: list[Job] = [("scale", 0, "trainyard", False, 1.0, True, None)] if full_trace else []
+    # In the order the report needs them, so that an interrupted run (--cache)
+    # has the main table first: every scenario (scale sampled), the event sweep,
+    # the full traces (not Trainyard + borrowing: at scale a tenant has 10
+    # requests over 87 h and rarely waits at its cap), then the window sweep,
+    # whose many short cells keep the other worker busy while one runs
+    # Trainyard's full trace (the longest job, ~8 CPU-minutes).
     main = [
         (name, s, policy, quick, 1.0, False, None)
         for name in _factories(quick)
         for s in range(seeds)
         for policy in POLICY_ORDER
     ]
-    jobs += [j for j in main if j[0] != "scale"]
-    jobs += [
-        (name, s, "trainyard", quick, 1.0, False, w)
-        for w in WINDOW_SWEEP
-        for name in WINDOW_SCENARIOS
-        for s in range(seeds)
-    ]
-    jobs += [j for j in main if j[0] == "scale"]
-    if full_trace:
-        jobs += [
-            ("scale", 0, p, False, 1.0, True, None)
-            for p in POLICY_ORDER
-            if not p.startswith("trainyard")
-        ]
+    jobs: list[Job] = list(main)
     jobs += [
         ("steady", s, policy, quick, f, False, None)
         for f in SWEEP_FACTORS[1:]
         for s in range(seeds)
         for policy in SWEEP_POLICIES
     ]
+    if full_trace:
+        jobs += [
+            ("scale", 0, p, False, 1.0, True, None) for p in POLICY_ORDER if p != "trainyard-borrow"
+        ]
+    jobs += [
+        (name, s, "trainyard", quick, 1.0, False, w)
+        for w in WINDOW_SWEEP
+        for name in WINDOW_SCENARIOS
+        for s in range(seeds)
+    ]
     print(f"{len(jobs)} simulations, {args.jobs} job(s) ...", flush=True)
-    rows = _run_all(jobs, args.jobs, Path(args.cache) if args.cache else None, not args.report_only)
+    cached = 0  # cells an earlier run left in the cache (their CPU counts, their wall not)
+    if args.cache and Path(args.cache).exists():
+        lines = Path(args.cache).read_text(encoding="utf-8").splitlines()
+        cached = len({_key(j) for j in jobs} & {json.loads(x)["job"] for x in lines if x.strip()})
+    rows, missing = _run_all(
+        jobs, args.jobs, Path(args.cache) if args.cache else None, not args.report_only
+    )
     print(f"simulations done in {time.perf_counter() - began:.0f} s", flush=True)
 
-    print("requests vs backlog and tenants ...", flush=True)
-    backlog = cpu_curve(SIZES[:3] if quick else SIZES)
-    tenants = tenants_curve(TENANTS_EVER[:2] if quick else TENANTS_EVER)
+    other_cpu = time.process_time()
+    # With --cache the curves are kept beside the cells (--report-only reuses them).
+    curves = Path(f"{args.cache}.curves{'-quick' * quick}.json") if args.cache else None
+    if args.report_only and curves is not None and curves.exists():
+        saved = json.loads(curves.read_text(encoding="utf-8"))
+        backlog = [CpuPoint(**p) for p in saved["backlog"]]
+        tenants = [CpuPoint(**p) for p in saved["tenants"]]
+        other_cpu -= saved["cpu_s"]  # their CPU when they were measured
+    else:
+        print("requests vs backlog and tenants ...", flush=True)
+        backlog = cpu_curve(SIZES[:3] if quick else SIZES)
+        tenants = tenants_curve(TENANTS_EVER[:2] if quick else TENANTS_EVER)
+        if curves is not None:
+            curves.write_text(
+                json.dumps(
+                    {
+                        "backlog": [dataclasses.asdict(p) for p in backlog],
+                        "tenants": [dataclasses.asdict(p) for p in tenants],
+                        "cpu_s": time.process_time() - other_cpu,
+                    }
+                ),
+                encoding="utf-8",
+            )
 
-    local = None
-    if not (args.skip_local or quick):
-        from bench.local_stack import run_local_stack
+    from bench.local_stack import format_result, run_local_stack
 
+    local = "skipped"
+    kept = Path(f"{args.cache}.local.txt") if args.cache else None  # beside the cells
+    if args.report_only and kept is not None and kept.exists():
+        local = kept.read_text(encoding="utf-8")
+    elif not (args.skip_local or quick):
         print("local stack ...", flush=True)
-        local = run_local_stack(args.tenants, args.uploads)
+        local = format_result(run_local_stack(args.tenants, args.uploads))
+        if kept is not None:
+            kept.write_text(local, encoding="utf-8")
 
     base_model = _factories(quick)["steady"](0).model
     p99_of = {
         f: _with_event_factor(scenarios.steady(count=1), f).model.event_p99_s()
         for f in SWEEP_FACTORS
     }
+    other_cpu = time.process_time() - other_cpu
     plot_sweep(rows, p99_of, OUT / "delay_vs_event_latency.png")
     plot_requests(backlog, tenants, OUT / "requests_per_dispatch.png")
     wall = time.perf_counter() - began
@@ -523,15 +595,33 @@ def main(argv: list[str] | None = None) -> int:
     sweep_rows = [r for r in rows if r.scenario.startswith("steady") and r.policy in SWEEP_POLICIES]
     from bench.local_stack import format_result
 
+    flags = " --quick" * quick + (f" --seeds {args.seeds}" if args.seeds else "")
     report = [
         "# Trainyard benchmark results",
         "",
-        f"Generated by `python -m bench.run{' --quick' if quick else ''}` (method: "
+        *(
+            [
+                f"> **Incomplete**: {len(rows)} of {len(jobs)} cells have results (the run "
+                "was stopped); rows show how many seeds each has, verdicts that need a "
+                "missing cell say INCOMPLETE. Not run: "
+                + "; ".join(
+                    f"{k} ({v} seed{'s' * (v > 1)})" for k, v in _missing_summary(missing).items()
+                )
+                + ".",
+                "",
+            ]
+            if missing
+            else []
+        ),
+        f"Generated by `python -m bench.run{flags}` (method: "
         f"`docs/benchmarks.md`), {seeds} seeds per scenario; every figure is the mean ± the "
         "half-width of its 95% interval (Student t) over seeds. Event path: published figures "
         f"(status path p99 {base_model.event_p99_s():.2f} s), S3 -> queue 0.3 s + Exp(1 s) for "
         "every policy; DynamoDB 5 ms, SageMaker 100 ms, Lambda invocation 20 ms per call, "
-        "for every policy.",
+        "for every policy. Dispatch delay: from a request's upload message reaching the "
+        "policy's queue, or a slot it may use freeing if later, to its start, for every "
+        'policy; "p99 from request" counts from the request instead (the S3 path and '
+        "Trainyard's paced client's wait then count only where a slot was free at arrival).",
         "",
         "## Policies x scenarios (simulation, virtual time)",
         "",
@@ -557,7 +647,8 @@ def main(argv: list[str] | None = None) -> int:
                     _ci(
                         group(sweep_rows).get(("steady" + (f" x{f:g}" if f != 1 else ""), p), []),
                         "delay_p99",
-                    )
+                    ),
+                    2,
                 )
                 for p in SWEEP_POLICIES
             )
@@ -580,16 +671,28 @@ def main(argv: list[str] | None = None) -> int:
         "## Local embedded stack (wall clock)",
         "",
         "```",
-        format_result(local) if local else "skipped",
+        local,
         "```",
         "",
         "## Targets (reported, not asserted)",
         "",
-        *verdicts(main_rows, backlog, tenants, wall, rows),
+        *verdicts(
+            main_rows,
+            backlog,
+            tenants,
+            wall,
+            rows,
+            seeds=seeds,
+            other_cpu_s=other_cpu,
+            from_cache=cached,
+            jobs_total=len(jobs),
+        ),
         "",
         "Plots: `delay_vs_event_latency.png`, `requests_per_dispatch.png`.",
         "",
-        f"Total benchmark wall time: {wall:.0f} s ({args.jobs} job(s)).",
+        f"Wall time of this invocation: {wall:.0f} s ({args.jobs} job(s)"
+        + (f"; {cached} cells came from the cache, run earlier" if cached else "")
+        + ").",
         "",
     ]
     (OUT / "results.md").write_text("\n".join(report), encoding="utf-8")

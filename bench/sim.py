@@ -131,6 +131,9 @@ class Outcome:
     # request id -> when its upload was made, where a paced client made it after
     # its arrival (Trainyard's: one QUEUED run per tenant); absent = at arrival.
     uploaded: dict[int, float] = field(default_factory=dict)
+    # request id -> when its upload's message reached the policy's queue (after
+    # the S3 -> EventBridge -> SQS path, the same model for every policy).
+    delivered: dict[int, float] = field(default_factory=dict)
 
     @property
     def runs_started(self) -> int:
@@ -413,6 +416,7 @@ class TrainyardSim:
         self.outbox: dict[str, deque[Request]] = {}
         self.pending_of_tenant: dict[str, Request] = {}
         self.uploaded: dict[int, float] = {}
+        self.delivered: dict[int, float] = {}
         self.queued = 0
         self.dlq = 0
         self.redelivered = 0
@@ -447,9 +451,12 @@ class TrainyardSim:
             self.blocked.add(req.tenant)
             self.uploaded[req.rid] = self.loop.now
         queue = self.intake[req.plan]
-        self.loop.schedule(
-            self.loop.now + _s3_delay(self.rng, self.sc.model), lambda: queue.deliver(msg)
-        )
+
+        def deliver() -> None:
+            self.delivered[req.rid] = self.loop.now
+            queue.deliver(msg)
+
+        self.loop.schedule(self.loop.now + _s3_delay(self.rng, self.sc.model), deliver)
 
     def _left_queued(self, run: Any) -> None:
         self.queued -= 1
@@ -538,6 +545,7 @@ class TrainyardSim:
         out.max_concurrency = self.strands.max_active
         out.dlq = self.dlq
         out.uploaded = self.uploaded
+        out.delivered = self.delivered
         out.wall_seconds = time.perf_counter() - wall
         return out
 

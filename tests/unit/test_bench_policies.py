@@ -10,8 +10,8 @@ from trainyard_core.store.runs_memory import InMemoryRunRepository
 from bench.counting import RUN_COSTS, CountingProxy, Ledger
 from bench.metrics import Limits, sweep
 from bench.model import ModelConfig
-from bench.policies import SeedConfig, _Usage, run_policy
-from bench.scenarios import bench_settings, noisy_neighbour
+from bench.policies import POLICIES, SeedConfig, SeedSim, _Usage, run_policy
+from bench.scenarios import bench_settings, noisy_neighbour, steady
 from bench.sim import Request, Scenario, TrainyardSim
 
 
@@ -80,6 +80,16 @@ def test_every_policy_counts_dynamodb_and_sagemaker_requests() -> None:
     assert run_policy(sc, "b1-list").ledger.ops["sagemaker:DescribePipelineExecution"] == 0
 
 
+def test_a_baselines_listing_holds_live_and_recent_runs_not_every_run_ever() -> None:
+    # 300 runs over hours, at most 20 at once: a CreatedAfter-bounded listing
+    # (live + ended in the last 15 min, as Trainyard's) fits on one page a tick.
+    sc = steady(count=300)
+    for name in ("b1-list", "b2"):
+        ledger = run_policy(sc, name).ledger
+        ticks = sum(1 for kind, _, _ in ledger.per_invocation if kind == "tick")
+        assert 0 < ledger.ops["sagemaker:ListPipelineExecutions"] <= ticks
+
+
 def _contended() -> Scenario:
     """Many tenants in every plan upload at once; the global cap (6) < the plan caps."""
     base = bench_settings()
@@ -108,3 +118,19 @@ def test_seed_config_labels_are_unique() -> None:
 
     assert len({c.label for c in POLICIES.values()}) == len(POLICIES)
     assert isinstance(next(iter(POLICIES.values())), SeedConfig)
+
+
+def test_a_deep_inbox_drains_one_invocation_after_another_without_recursing() -> None:
+    # Every slot is taken and nothing else is due: each invocation ends without
+    # waiting on anything, and the next starts at once, 600 times in a row.
+    sc = steady(count=6000)
+    sim = SeedSim(sc, POLICIES["b2"])
+    sim.cpu = []
+    sim.running = {
+        f"busy-{i}": ("basic", "t") for i in range(sc.settings.global_max_concurrent_runs)
+    }
+    sim.inbox.extend(("arrival", str(r.rid)) for r in sc.requests)
+    sim._kick()
+    assert not sim.inbox and not sim.busy
+    assert sum(len(q) for q in sim.queues.values()) == len(sc.requests)
+    assert sim.ledger.ops["dynamodb:PutItem"] == len(sc.requests)

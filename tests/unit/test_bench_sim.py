@@ -87,6 +87,24 @@ def test_dispatch_delay_counts_from_the_slot_becoming_free() -> None:
     assert dispatch_delays(out, limits) == pytest.approx([2.0, 30.0, 1.0])
 
 
+def test_dispatch_delay_counts_from_the_request_reaching_the_queue_for_every_policy() -> None:
+    limits = Limits(global_cap=1, plan_caps={"basic": 1}, tenant_caps={"basic": 1})
+    rows = [
+        ("a", "basic", 0.0, 4.5, 100.0),  # slot free, reached the queue at 4: 0.5
+        ("b", "basic", 10.0, 100.5, 200.0),  # queued behind "a": slot freed at 100, 0.5
+    ]
+    out = _outcome(rows)
+    out.delivered = {0: 4.0, 1: 12.0}
+    # The S3 path (4 s) would be in the first figure only, because its slot was free.
+    assert dispatch_delays(out, limits) == pytest.approx([0.5, 0.5])
+    assert dispatch_delays(out, limits, since="request") == pytest.approx([4.5, 0.5])
+    for policy in ("trainyard", "b2"):
+        tiny = _tiny()
+        run = run_trainyard(tiny) if policy == "trainyard" else run_baseline(tiny, policy="b2")
+        assert set(run.delivered) == {r.rid for r in tiny.requests}
+        assert all(run.delivered[r.rid] > r.at for r in tiny.requests)
+
+
 def test_sweep_utilisation_violations_and_jain_on_a_hand_made_trace() -> None:
     limits = Limits(global_cap=2, plan_caps={"basic": 2}, tenant_caps={"basic": 1})
     out = _outcome(
@@ -174,3 +192,25 @@ def test_the_report_marks_each_target_met_or_missed_from_the_figures() -> None:
     assert any(
         v.startswith("- **MISSED** zero cap violations") for v in verdicts(rows, flat, flat, 60.0)
     )
+
+
+def test_a_verdict_that_needs_a_cell_not_run_says_incomplete() -> None:
+    from bench.cpu import CpuPoint
+    from bench.run import verdicts
+
+    sc = _tiny()
+    rows = [
+        summarise(run_baseline(sc, policy="b2"), sc.settings, 20),
+        summarise(run_trainyard(sc), sc.settings, 20),
+    ]
+    for row in rows:
+        row.scenario = "steady"
+    flat = [CpuPoint(1_000, 10.0, 1.0, 10.0, 1_020, 300.0)] * 2
+    out = verdicts(rows, flat, flat, 60.0, rows, seeds=10, jobs_total=600)
+    p99 = next(v for v in out if "dispatch delay p99" in v)
+    assert p99.startswith("- **INCOMPLETE**") and "not run: burst, noisy, mixed, scale" in p99
+    assert "[1 of 10 seeds]" in p99
+    bench = next(v for v in out if "`make bench`" in v)
+    assert bench.startswith("- **INCOMPLETE**") and "2 of 600 cells" in bench
+    # Every cell there: read from CPU.
+    assert verdicts(rows, flat, flat, 4000.0, rows, jobs_total=2)[-1].startswith("- **MET**")
