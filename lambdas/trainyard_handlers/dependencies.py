@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from trainyard_core.ports.runs import RunRepository
     from trainyard_core.sagemaker_port import SageMakerTenantExecutions
     from trainyard_core.scheduling.service import SchedulerService
+    from trainyard_core.tenant_data_s3 import S3DataListing
     from trainyard_core.tenants import TenantService
     from trainyard_core.tenants.retraining import Retraining
     from trainyard_core.tenants.uploads import TenantUploads
@@ -97,20 +98,27 @@ def _tenant_service() -> TenantService:
     )
 
 
-def _retraining() -> Retraining:
-    from trainyard_core.tenant_data_s3 import S3DataListing
+def retraining() -> Retraining:
+    """The lifecycle schedule's retrain checks, built per run from the current
+    dependencies (tests override the tenant service; the listing's client is kept)."""
     from trainyard_core.tenants.retraining import Retraining
 
     return Retraining(
         settings=settings().retraining,
         tenants=tenant_service().tenants,
-        listing=S3DataListing(),
+        listing=data_listing(),
         recent_runs=lambda tenant_id: run_service().runs.list_runs(
             tenant_id, limit=50, consistent=True
         )[0],
         enqueue=lambda tenant: run_service().submit_scheduled_run(tenant),
         now=lambda: clock().now(),
     )
+
+
+def _data_listing() -> S3DataListing:
+    from trainyard_core.tenant_data_s3 import S3DataListing
+
+    return S3DataListing()
 
 
 def _tenant_executions() -> SageMakerTenantExecutions | None:
@@ -288,8 +296,8 @@ settings: Dependency[Settings] = Dependency(settings_from_env)
 # The onboarding function: tenants, and the runs as the API sees them (reads, manual
 # runs, usage, queue; no metrics of its own, admission stays in the scheduler).
 tenant_service: Dependency[TenantService] = Dependency(_tenant_service)
-# The lifecycle schedule's retrain checks.
-retraining: Dependency[Retraining] = Dependency(_retraining)
+# The lifecycle schedule's retrain checks read tenants' data prefixes with it.
+data_listing: Dependency[S3DataListing] = Dependency(_data_listing)
 retained_resources: Dependency[RetainedResources] = Dependency(_retained_resources)
 run_service: Dependency[SchedulerService] = Dependency(_run_service)
 intake_queue: Dependency[IntakeQueue] = Dependency(_intake_queue)
@@ -313,7 +321,7 @@ webhook_queue: Dependency[Any] = Dependency(_webhook_queue)
 ONBOARDING = (
     settings,
     tenant_service,
-    retraining,
+    data_listing,
     retained_resources,
     run_service,
     intake_queue,

@@ -277,7 +277,14 @@ def test_every_alarmed_lifecycle_metric_is_emitted_by_the_onboarding_function_as
         def get_remaining_time_in_millis(self) -> int:
             return 60_000
 
+    class _NoRetraining:
+        def run_due(self, time_left: Any = None, reserve_seconds: float = 5.0) -> Any:
+            from trainyard_core.tenants.retraining import RetrainReport
+
+            return RetrainReport()
+
     monkeypatch.setattr(dependencies, "tenant_service", _Service)
+    monkeypatch.setattr(dependencies, "retraining", _NoRetraining)
     capsys.readouterr()
     lifecycle.advance_tenants(_Context())  # type: ignore[arg-type]
     lifecycle.metrics.flush_metrics()

@@ -56,7 +56,7 @@ def small_quota(stack: EmbeddedStack) -> Iterator[None]:
     settings = dependencies.settings()
     basic = settings.plans["basic"].model_copy(update={"data_quota_bytes": QUOTA})
     small = settings.model_copy(update={"plans": {**settings.plans, "basic": basic}})
-    dependencies.tenant_uploads.override(TenantUploads(small, real.signer))
+    dependencies.tenant_uploads.override(TenantUploads(small, real.signer, real.plans))
     try:
         yield
     finally:
