@@ -5,7 +5,8 @@ Every tenant gets a binary classification problem from
 seeded by the tenant id so the same tenant always gets the same bytes while
 different tenants get different shapes (feature count, separability, rows).
 The CSV contract matches docs/architecture.md §5: a header row, numeric feature columns
-``f0..fN`` and a 0/1 ``label`` column.
+``f0..fN`` and a 0/1 ``label`` column. ``problem_type="regression"`` gives the same
+shape with a numeric ``label`` target (``make_regression``) instead.
 
 Also generators of *bad* files, so tests and demos can show how a run fails
 with a clear reason instead of a crash.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.datasets import make_classification
+from sklearn.datasets import make_classification, make_regression
 
 LABEL = "label"
 
@@ -76,6 +77,20 @@ def tenant_arrays(tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y.astype(int)
 
 
+def tenant_regression_arrays(tenant_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) of the tenant's regression dataset: the profile's rows and features, a
+    numeric target that a linear model or trees fit well (R² far above 0.5)."""
+    p = tenant_profile(tenant_id)
+    x, y = make_regression(
+        n_samples=p.rows,
+        n_features=p.features,
+        n_informative=p.informative,
+        noise=5.0,
+        random_state=p.seed % (2**32),
+    )
+    return x, y
+
+
 def feature_names(count: int) -> list[str]:
     return [f"f{i}" for i in range(count)]
 
@@ -88,22 +103,31 @@ def _to_csv(header: list[str], rows: list[list[str]]) -> bytes:
     return out.getvalue().encode()
 
 
-def _rows(x: np.ndarray, y: np.ndarray) -> list[list[str]]:
+def _rows(x: np.ndarray, y: np.ndarray, *, numeric_label: bool = False) -> list[list[str]]:
     # Fixed precision: byte-identical output on every platform.
     return [
-        [f"{v:.6f}" for v in features] + [str(int(label))]
+        [f"{v:.6f}" for v in features] + [f"{label:.6f}" if numeric_label else str(int(label))]
         for features, label in zip(x, y, strict=True)
     ]
 
 
-def tenant_csv(tenant_id: str, *, part: int = 0, parts: int = 1) -> bytes:
+def tenant_csv(
+    tenant_id: str, *, part: int = 0, parts: int = 1, problem_type: str = "binary"
+) -> bytes:
     """The tenant's dataset as CSV bytes; ``parts`` > 1 splits it into that many
-    files with the same schema (upload several, a run trains on all of them)."""
+    files with the same schema (upload several, a run trains on all of them).
+    ``problem_type``: "binary" (0/1 label) or "regression" (numeric label)."""
     if not 0 <= part < parts:
         raise ValueError(f"part must be in [0, {parts})")
-    x, y = tenant_arrays(tenant_id)
+    if problem_type not in ("binary", "regression"):
+        raise ValueError(f"no generator for problem type {problem_type!r}")
+    regression = problem_type == "regression"
+    x, y = tenant_regression_arrays(tenant_id) if regression else tenant_arrays(tenant_id)
     chunk = slice(part * len(y) // parts, (part + 1) * len(y) // parts)
-    return _to_csv([*feature_names(x.shape[1]), LABEL], _rows(x[chunk], y[chunk]))
+    return _to_csv(
+        [*feature_names(x.shape[1]), LABEL],
+        _rows(x[chunk], y[chunk], numeric_label=regression),
+    )
 
 
 # --- bad files (each one a different reason the pipeline must reject)

@@ -40,6 +40,27 @@ def test_csv_has_header_numeric_features_and_binary_label(tenant: str) -> None:
     assert set(frame["label"].unique()) == {0, 1}
 
 
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_regression_csv_has_the_same_shape_with_a_numeric_learnable_label(tenant: str) -> None:
+    from sklearn.linear_model import Ridge
+    from sklearn.metrics import r2_score
+
+    frame = _frame(data.tenant_csv(tenant, problem_type="regression"))
+    profile = data.tenant_profile(tenant)
+    assert list(frame.columns) == [f"f{i}" for i in range(profile.features)] + ["label"]
+    assert len(frame) == profile.rows
+    assert pd.api.types.is_float_dtype(frame["label"])
+    assert frame["label"].nunique() > len(frame) // 2  # a target, not classes
+    x, y = frame.drop(columns="label"), frame["label"]
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
+    assert r2_score(y_test, Ridge().fit(x_train, y_train).predict(x_test)) > 0.8
+
+
+def test_no_generator_for_an_unknown_problem_type() -> None:
+    with pytest.raises(ValueError, match="multiclass"):
+        data.tenant_csv("acme", problem_type="multiclass")
+
+
 def test_parts_split_the_dataset_without_losing_rows() -> None:
     whole = _frame(data.tenant_csv("globex"))
     parts = [_frame(data.tenant_csv("globex", part=i, parts=3)) for i in range(3)]
