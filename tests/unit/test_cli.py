@@ -389,6 +389,42 @@ def test_runs_table_shows_status_auc_and_failure_reason(
         assert text in result.output
 
 
+def test_runs_table_shows_each_problem_types_primary_metric(
+    api: tuple[str, Routes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, routes = api
+    runs = [
+        {
+            "runId": f"0190aaaabbbbccccddddeeeeffff00{i}",
+            "status": "SUCCEEDED",
+            "trigger": {"type": "s3", "objects": []},
+            "training": {"problemType": problem_type, "algorithm": "linear"},
+            "metrics": metrics,
+        }
+        for i, (problem_type, metrics) in enumerate(
+            [
+                ("regression", {"rmse": 4.25, "r2": 0.9134}),
+                ("multiclass", {"accuracy": 0.8, "macro_f1": 0.7781}),
+                ("binary", {"auc": 0.9512, "accuracy": 0.9}),
+            ],
+            start=10,
+        )
+    ]
+    routes.table[("GET", "/tenants/acme/runs?limit=20")] = (200, {"runs": runs})
+    from rich.console import Console
+
+    from trainyard.cli import common
+
+    monkeypatch.setattr(common, "console", Console(width=200))
+    result = runner.invoke(app, ["--api-url", url, "runs", "acme"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("r2=0.913", "macro_f1=0.778", "auc=0.951"):
+        assert text in result.output
+    # The regression run's AUC does not exist: no "-" where its R² is.
+    row = next(line for line in result.output.splitlines() if "eeeeffff0010" in line)
+    assert "r2=0.913" in row
+
+
 def test_runs_watch_without_a_tty_prints_plain_lines_and_stops_when_all_ended(
     api: tuple[str, Routes],
 ) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.table import Table
 
+from pipeline.contract import PRIMARY_METRICS
+
 
 def short_id(run_id: str | None) -> str:
     return (run_id or "")[-12:]
@@ -19,9 +21,23 @@ def short_time(value: str | None) -> str:
     return value[11:19] if len(value) >= 19 else value
 
 
-def auc_of(run: dict[str, Any]) -> str:
-    auc = (run.get("metrics") or {}).get("auc")
-    return f"{auc:.3f}" if isinstance(auc, int | float) else "-"
+def problem_type_of(run: dict[str, Any]) -> str:
+    # Runs recorded before per-tenant training settings were all binary.
+    return str((run.get("training") or {}).get("problemType") or "binary")
+
+
+def primary_metric(run: dict[str, Any]) -> tuple[str, float | None]:
+    """The run's primary metric for its problem type (AUC, macro-F1, R²: what the
+    pipeline's condition compared) by name, and its value if the run has one."""
+    name = PRIMARY_METRICS.get(problem_type_of(run), "auc")
+    value = (run.get("metrics") or {}).get(name)
+    return name, float(value) if isinstance(value, int | float) else None
+
+
+def metric_of(run: dict[str, Any]) -> str:
+    """ "auc=0.931", "r2=0.874", "macro_f1=-" (no value yet)."""
+    name, value = primary_metric(run)
+    return f"{name}={'-' if value is None else f'{value:.3f}'}"
 
 
 def relative_start(value: str | None, now: datetime | None = None) -> str:
@@ -112,7 +128,7 @@ def tenant_details(tenant: dict[str, Any]) -> Table:
 
 def runs_table(tenant_id: str, runs: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Runs of {tenant_id}")
-    for column in ("run", "status", "trigger", "queued", "started", "ended", "AUC", "detail"):
+    for column in ("run", "status", "trigger", "queued", "started", "ended", "metric", "detail"):
         table.add_column(column, overflow="fold")
     for run in runs:
         trigger = run.get("trigger") or {}
@@ -129,7 +145,7 @@ def runs_table(tenant_id: str, runs: list[dict[str, Any]]) -> Table:
             short_time(run.get("queuedAt")),
             short_time(run.get("startedAt")),
             short_time(run.get("endedAt")),
-            auc_of(run),
+            metric_of(run),
             detail or "-",
         )
     return table

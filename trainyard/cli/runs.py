@@ -22,7 +22,7 @@ from trainyard.cli.common import (
     handles_errors,
 )
 from trainyard.cli.render import (
-    auc_of,
+    metric_of,
     runs_table,
     short_id,
     wait_summary,
@@ -163,7 +163,7 @@ def runs(
             # A new line when the run moves in the queue or waits for something
             # else; not for every tick of its estimate.
             waiting = (run.get("waitingFor") or {}).get("code")
-            state = f"{run.get('status')}|{auc_of(run)}|{run.get('queuePosition')}|{waiting}"
+            state = f"{run.get('status')}|{metric_of(run)}|{run.get('queuePosition')}|{waiting}"
             if seen.get(run.get("runId", "")) == state:
                 continue
             seen[run.get("runId", "")] = state
@@ -177,7 +177,7 @@ def runs(
                 )
                 print(
                     f"{tenant} run {short_id(run.get('runId'))} {run.get('status')}"
-                    f" auc={auc_of(run)} {extra}".rstrip(),
+                    f" {metric_of(run)} {extra}".rstrip(),
                     flush=True,
                 )
         if _all_terminal(items):
