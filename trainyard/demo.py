@@ -1,10 +1,16 @@
 """The scripted multi-tenant scenario behind `trainyard demo` and `make demo`.
 
 On a fresh embedded stack: onboard tenants on different plans through the HTTP
-API, upload each tenant's own generated CSV with plain boto3 (exactly what a
-tenant does in AWS), follow the runs until they end, print a summary and
-check what must hold: every run succeeded, has an AUC, and registered its
-model in that tenant's own model package group.
+API, set each tenant's training choice (``PATCH /tenants/{id}``), upload each
+tenant's own generated CSV with plain boto3 (exactly what a tenant does in AWS),
+follow the runs until they end, print a summary and check what must hold: every
+run succeeded with its problem type, has its problem type's primary metric (AUC,
+macro-F1, R²), trained with the algorithm ``auto`` chose where the tenant asked
+for ``auto``, and registered its model in that tenant's own model package group.
+
+The default tenants: a small-data binary tenant on ``auto`` (a few hundred rows:
+``auto`` picks ``linear``), one on the default (XGBoost, binary) and a regression
+(forecasting) tenant on XGBoost; one per plan.
 """
 
 from __future__ import annotations
@@ -20,15 +26,33 @@ from rich.live import Live
 from rich.table import Table
 
 from trainyard.api_client import ApiError, TrainyardApi
+from trainyard.cli.render import metric_of, primary_metric, problem_type_of
 from trainyard.data import tenant_csv, tenant_profile
 
 if TYPE_CHECKING:
     from trainyard.local.stack import EmbeddedStack
 
-DEFAULT_TENANTS: list[tuple[str, str]] = [
-    ("acme", "basic"),
-    ("globex", "standard"),
-    ("initech", "premium"),
+
+@dataclass(frozen=True)
+class DemoTenant:
+    tenant_id: str
+    plan: str
+    # The tenant's training choice, PATCHed before its upload (None: the default).
+    training: dict[str, Any] | None = None
+
+    @property
+    def problem_type(self) -> str:
+        return str((self.training or {}).get("problemType") or "binary")
+
+    @property
+    def on_auto(self) -> bool:
+        return (self.training or {}).get("algorithm") == "auto"
+
+
+DEFAULT_TENANTS: list[DemoTenant] = [
+    DemoTenant("acme", "basic", {"algorithm": "auto"}),
+    DemoTenant("globex", "standard"),
+    DemoTenant("initech", "premium", {"algorithm": "xgboost", "problemType": "regression"}),
 ]
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 POLL_SECONDS = 0.5
@@ -40,12 +64,19 @@ class DemoTimeout(Exception):
 
 @dataclass
 class TenantProgress:
-    tenant_id: str
-    plan: str
+    spec: DemoTenant
     record: dict[str, Any] = field(default_factory=dict)
     upload_key: str | None = None
     uploaded_at: float | None = None
     runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def tenant_id(self) -> str:
+        return self.spec.tenant_id
+
+    @property
+    def plan(self) -> str:
+        return self.spec.plan
 
     @property
     def covering_run(self) -> dict[str, Any] | None:
@@ -102,41 +133,62 @@ def _onboard(api: TrainyardApi, progress: TenantProgress, deadline: float, say: 
         f"tenant {progress.tenant_id} ACTIVE: data at "
         f"s3://{progress.record.get('dataBucket')}/{progress.record.get('dataPrefix')}"
     )
+    if progress.spec.training:
+        # Before the upload: the run the upload starts trains with this choice.
+        progress.record = api.update_tenant(progress.tenant_id, training=progress.spec.training)
+        chosen = ", ".join(f"{k}={v}" for k, v in progress.spec.training.items())
+        say(f"tenant {progress.tenant_id} trains with {chosen}")
 
 
 def _upload(s3: Any, progress: TenantProgress, say: Any) -> None:
     record = progress.record
     key = f"{record.get('dataPrefix') or ''}{progress.tenant_id}-training.csv"
-    body = tenant_csv(progress.tenant_id)
+    body = tenant_csv(progress.tenant_id, problem_type=progress.spec.problem_type)
     s3.put_object(Bucket=record["dataBucket"], Key=key, Body=body, ContentType="text/csv")
     progress.upload_key = key
     progress.uploaded_at = time.monotonic()
     shape = tenant_profile(progress.tenant_id)
     say(
         f"uploaded s3://{record['dataBucket']}/{key} "
-        f"({shape.rows} rows, {shape.features} features, {len(body)} bytes)"
+        f"({shape.rows} rows, {shape.features} features, {progress.spec.problem_type} "
+        f"target, {len(body)} bytes)"
     )
 
 
 def _progress_table(progress: list[TenantProgress], started: float) -> Table:
     table = Table(title=f"Trainyard demo: {time.monotonic() - started:5.1f}s")
-    for column in ("tenant", "plan", "run", "status", "AUC"):
+    for column in ("tenant", "plan", "problem", "algorithm", "run", "status", "metric"):
         table.add_column(column)
     for p in progress:
         run = p.covering_run
         table.add_row(
             p.tenant_id,
             p.plan,
+            p.spec.problem_type,
+            _algorithm(p, run),
             (run or {}).get("runId", "")[-12:] or "-",
             (run or {}).get("status") or ("waiting for run" if p.upload_key else "-"),
-            _auc(run),
+            _metric(p, run),
         )
     return table
 
 
-def _auc(run: dict[str, Any] | None) -> str:
-    auc = ((run or {}).get("metrics") or {}).get("auc")
-    return f"{auc:.3f}" if isinstance(auc, int | float) else "-"
+def _algorithm(p: TenantProgress, run: dict[str, Any] | None) -> str:
+    """What the run trains with ("auto→linear" when auto chose it); before the run
+    has recorded it, what the tenant asked for."""
+    training = (run or {}).get("training") or {}
+    name = training.get("algorithm")
+    if not name:
+        return (p.spec.training or {}).get("algorithm") or "default"
+    mode = (training.get("chosenBy") or {}).get("mode")
+    return f"auto→{name}" if mode == "auto" else str(name)
+
+
+def _metric(p: TenantProgress, run: dict[str, Any] | None) -> str:
+    # The problem type the tenant asked for until the run records its own.
+    if not run or not (run.get("training") or {}).get("problemType"):
+        run = {**(run or {}), "training": {"problemType": p.spec.problem_type}}
+    return metric_of(run)
 
 
 def _time(value: str | None) -> str:
@@ -145,7 +197,18 @@ def _time(value: str | None) -> str:
 
 def summary_table(progress: list[TenantProgress]) -> Table:
     table = Table(title="Trainyard demo: runs per tenant")
-    for column in ("tenant", "plan", "run", "queued", "started", "ended", "status", "AUC"):
+    for column in (
+        "tenant",
+        "plan",
+        "problem",
+        "algorithm",
+        "run",
+        "queued",
+        "started",
+        "ended",
+        "status",
+        "metric",
+    ):
         table.add_column(column, no_wrap=True)
     table.add_column("model package", overflow="fold")
     for p in progress:
@@ -153,12 +216,14 @@ def summary_table(progress: list[TenantProgress]) -> Table:
         table.add_row(
             p.tenant_id,
             p.plan,
+            p.spec.problem_type,
+            _algorithm(p, run),
             (run.get("runId") or "-")[-12:],
             _time(run.get("queuedAt")),
             _time(run.get("startedAt")),
             _time(run.get("endedAt")),
             run.get("status") or "NO RUN",
-            _auc(run),
+            _metric(p, run),
             run.get("modelPackageArn") or run.get("failureReason") or "-",
         )
     return table
@@ -178,8 +243,20 @@ def check_expectations(progress: list[TenantProgress], sagemaker: Any) -> list[s
                 f"{p.tenant_id}: run {rid} ended {run.get('status')}: "
                 f"{run.get('failureReason') or 'no reason given'}"
             )
-        if not isinstance((run.get("metrics") or {}).get("auc"), int | float):
-            problems.append(f"{p.tenant_id}: run {rid} has no metrics.auc")
+        recorded = problem_type_of(run)
+        if recorded != p.spec.problem_type:
+            problems.append(
+                f"{p.tenant_id}: run {rid} trained {recorded}, not {p.spec.problem_type}"
+            )
+        name, value = primary_metric(run)
+        if value is None:
+            problems.append(f"{p.tenant_id}: run {rid} has no metrics.{name}")
+        chosen_by = ((run.get("training") or {}).get("chosenBy") or {}).get("mode")
+        if p.spec.on_auto and chosen_by != "auto":
+            problems.append(
+                f"{p.tenant_id}: run {rid} is on auto but its algorithm was chosen by "
+                f"{chosen_by or 'nothing recorded'}"
+            )
         arn = run.get("modelPackageArn")
         group = p.record.get("modelPackageGroupName")
         if not arn:
@@ -203,7 +280,7 @@ def check_expectations(progress: list[TenantProgress], sagemaker: Any) -> list[s
 
 def run_demo(
     *,
-    tenants: list[tuple[str, str]] | None = None,
+    tenants: list[DemoTenant] | None = None,
     timeout: float = 600,
     console: Console | None = None,
     stack: EmbeddedStack | None = None,
@@ -226,7 +303,7 @@ def run_demo(
 
     started = time.monotonic()
     deadline = started + timeout
-    progress = [TenantProgress(tenant_id=t, plan=plan) for t, plan in tenants]
+    progress = [TenantProgress(spec=t) for t in tenants]
     owned = stack is None
     if stack is None:
         say("starting the embedded stack (moto + local Lambda runtime + pipeline runner)...")
@@ -266,9 +343,11 @@ def run_demo(
         for problem in problems:
             say(f"  - {problem}")
         return 1
+    problem_types = ", ".join(sorted({p.spec.problem_type for p in progress}))
     say(
-        f"OK: {len(progress)} tenants on {len({p.plan for p in progress})} plans, every run "
-        f"SUCCEEDED with an AUC and a model in its own package group ({elapsed:.1f}s)"
+        f"OK: {len(progress)} tenants on {len({p.plan for p in progress})} plans "
+        f"({problem_types}), every run SUCCEEDED with its problem type's metric and a "
+        f"model in its own package group ({elapsed:.1f}s)"
     )
     return 0
 
@@ -321,7 +400,8 @@ def _follow(
                     last[p.tenant_id] = state
                     say(
                         f"[{time.monotonic() - started:6.1f}s] {p.tenant_id:<10} "
-                        f"run {run.get('runId', '?')[-12:]} {run.get('status')} auc={_auc(run)}"
+                        f"run {run.get('runId', '?')[-12:]} {run.get('status')} "
+                        f"{_algorithm(p, run)} {_metric(p, run)}"
                     )
             return all(p.done for p in progress)
 

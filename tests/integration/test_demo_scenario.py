@@ -22,14 +22,17 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_demo_onboards_three_plans_and_every_upload_trains_a_registered_model(
+def test_demo_trains_a_regression_tenant_and_a_small_data_tenant_on_auto_across_three_plans(
     stack: EmbeddedStack,
 ) -> None:
-    from trainyard.demo import run_demo
+    from dataclasses import replace
 
-    # The session's shared stack (one per process); tenant ids of our own so
-    # other integration tests' tenants and runs cannot interfere.
-    tenants = [("demo-basic", "basic"), ("demo-standard", "standard"), ("demo-premium", "premium")]
+    from trainyard.api_client import TrainyardApi
+    from trainyard.demo import DEFAULT_TENANTS, run_demo
+
+    # The session's shared stack (one per process); the demo's own tenant settings
+    # under ids of our own, so other integration tests' tenants and runs cannot interfere.
+    tenants = [replace(t, tenant_id=f"demo-{t.plan}") for t in DEFAULT_TENANTS]
     out = io.StringIO()
     code = run_demo(
         tenants=tenants,
@@ -40,9 +43,32 @@ def test_demo_onboards_three_plans_and_every_upload_trains_a_registered_model(
     report = out.getvalue()
     print(report)  # shown by pytest when the assertion fails
     assert code == 0, report
-    assert "OK: 3 tenants on 3 plans" in report
-    for tenant, _plan in tenants:
-        assert tenant in report
+    assert "OK: 3 tenants on 3 plans (binary, regression)" in report
+    for t in tenants:
+        assert t.tenant_id in report
+
+    api = TrainyardApi(stack.api_url, timeout=30)
+    runs = {t.tenant_id: api.list_runs(t.tenant_id)["runs"] for t in tenants}
+    assert all(len(r) == 1 for r in runs.values()), runs
+    (regression,) = runs["demo-premium"]
+    assert regression["status"] == "SUCCEEDED"
+    assert regression["training"]["problemType"] == "regression"
+    assert regression["training"]["algorithm"] == "xgboost"
+    assert {"r2", "rmse"} <= set(regression["metrics"])
+    assert "auc" not in regression["metrics"]
+    (small,) = runs["demo-basic"]
+    assert small["status"] == "SUCCEEDED"
+    assert small["training"]["algorithm"] == "linear"
+    assert small["training"]["chosenBy"]["mode"] == "auto"
+    assert small["dataReport"]["rows"] < 2000  # a few hundred rows: small data
+    (default,) = runs["demo-standard"]
+    assert default["training"]["algorithm"] == "xgboost"
+    assert isinstance(default["metrics"]["auc"], float)
+    # The summary names what each run trained and its problem type's metric.
+    summary = report[report.index("runs per tenant") :].splitlines()
+    rows = {t.tenant_id: next(x for x in summary if f" {t.tenant_id} " in x) for t in tenants}
+    assert "auto→linear" in rows["demo-basic"] and "auc=" in rows["demo-basic"]
+    assert f"r2={regression['metrics']['r2']:.3f}" in rows["demo-premium"]
 
 
 def _free_port() -> int:
