@@ -37,6 +37,12 @@ from sagemaker.mlops.workflow import (
     TrainingStep,
 )
 from sagemaker.mlops.workflow.lambda_step import LambdaOutputTypeEnum
+from sagemaker.mlops.workflow.retry import (
+    SageMakerJobExceptionTypeEnum,
+    SageMakerJobStepRetryPolicy,
+    StepExceptionTypeEnum,
+    StepRetryPolicy,
+)
 from sagemaker.serve.model_builder import ModelBuilder
 from sagemaker.train.configs import Compute, InputData, OutputDataConfig, Tag
 from sagemaker.train.model_trainer import ModelTrainer
@@ -65,6 +71,42 @@ _CODE_CHANNEL = "code"
 _SUBMIT_DIRECTORY = f"/opt/ml/input/data/{_CODE_CHANNEL}"
 _TRAIN_SCRIPT = "train.py"
 _PROBLEM_TYPE_SETS = ("objective", "eval_metric", "num_class")
+# Transient failures a new attempt can fix (SageMaker's retry exception types): no
+# capacity for the instance type, a resource-limit quota briefly full, the job's
+# InternalServerError, throttled or failing calls to SageMaker. Bounded: at most
+# _RETRY_MAX_ATTEMPTS retries, the first after _RETRY_INTERVAL_SECONDS, each later wait
+# _RETRY_BACKOFF_RATE times longer (30 s, 60 s, 120 s): a capacity shortage often
+# clears within minutes, and a run that keeps failing still ends within ~4 minutes
+# of waiting instead of holding the tenant's slot. Anything else (the algorithm's
+# own error, bad data, a denied call) fails the step at once.
+_RETRY_MAX_ATTEMPTS = 3
+_RETRY_INTERVAL_SECONDS = 30
+_RETRY_BACKOFF_RATE = 2.0
+
+
+def _retry_policies() -> list[Any]:
+    bounds = {
+        "max_attempts": _RETRY_MAX_ATTEMPTS,
+        "interval_seconds": _RETRY_INTERVAL_SECONDS,
+        "backoff_rate": _RETRY_BACKOFF_RATE,
+    }
+    return [
+        SageMakerJobStepRetryPolicy(
+            exception_types=[SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT],
+            failure_reason_types=[
+                SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
+                SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
+            ],
+            **bounds,
+        ),
+        StepRetryPolicy(
+            exception_types=[
+                StepExceptionTypeEnum.THROTTLING,
+                StepExceptionTypeEnum.SERVICE_FAULT,
+            ],
+            **bounds,
+        ),
+    ]
 
 
 @dataclass(frozen=True)
@@ -255,6 +297,7 @@ def _preprocess(jobs: _Jobs) -> _Preprocess:
             ],
         ),
         property_files=[report],
+        retry_policies=_retry_policies(),
     )
     data_report = JsonGet(
         step_name=contract.PREPROCESS_STEP,
@@ -326,6 +369,7 @@ def _train(jobs: _Jobs, preprocess: ProcessingStep) -> TrainingStep:
                 )
             ]
         ),
+        retry_policies=_retry_policies(),
     )
 
 
@@ -377,6 +421,7 @@ def _evaluate(jobs: _Jobs, preprocess: ProcessingStep, train: TrainingStep) -> _
             ],
         ),
         property_files=[report],
+        retry_policies=_retry_policies(),
     )
 
     def get(path: str) -> JsonGet:

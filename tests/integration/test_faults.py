@@ -360,6 +360,50 @@ def test_a_failing_pipeline_step_fails_the_run_with_a_reason_naming_it(
     assert _slots(stack, tid) == 0
 
 
+def _training_jobs(stack: EmbeddedStack, tenant: str) -> list[str]:
+    """The training jobs SageMaker holds for the tenant's one execution (one per attempt)."""
+    (execution,) = executions_of(stack, tenant)
+    stem = f"pipelines-{execution.arn.rsplit('/', 1)[-1]}-Train-"
+    sagemaker = stack.client("sagemaker")
+    names = [
+        job["TrainingJobName"]
+        for page in sagemaker.get_paginator("list_training_jobs").paginate(NameContains=stem)
+        for job in page["TrainingJobSummaries"]
+    ]
+    return sorted(names)
+
+
+def test_a_run_whose_training_job_hits_a_capacity_error_succeeds_through_the_retry_policy(
+    stack: EmbeddedStack, onboard: Any
+) -> None:
+    tid = _tid("ft-cap1")
+    tenant = onboard(tid, "standard")
+    stack.faults.capacity_error(tid, "Train", times=1)
+    _upload(stack, tenant, "a.csv", tenant_csv(tid))
+
+    run = _terminal(stack, tid)
+
+    assert run["status"] == "SUCCEEDED", run.get("failureReason")
+    assert len(_training_jobs(stack, tid)) == 2  # the failed job and its retry
+    assert _slots(stack, tid) == 0
+
+
+def test_capacity_errors_beyond_the_retry_policys_attempts_fail_the_run_with_the_capacity_reason(
+    stack: EmbeddedStack, onboard: Any
+) -> None:
+    tid = _tid("ft-cap9")
+    tenant = onboard(tid, "standard")
+    stack.faults.capacity_error(tid, "Train", times=9)
+    _upload(stack, tenant, "a.csv", tenant_csv(tid))
+
+    run = _terminal(stack, tid)
+
+    assert run["status"] == "FAILED"
+    assert "Step Train failed: CapacityError: Unable to provision" in run["failureReason"]
+    assert len(_training_jobs(stack, tid)) == 4  # the first attempt and MaxAttempts (3) retries
+    assert _slots(stack, tid) == 0
+
+
 # --------------------------------------------------------------------- messages
 
 

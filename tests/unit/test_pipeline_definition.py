@@ -328,6 +328,27 @@ def test_every_job_carries_the_tenant_and_run_tags(steps: dict[str, dict[str, An
             ], step["Name"]
 
 
+def test_every_job_retries_transient_sagemaker_errors_a_bounded_number_of_times(
+    steps: dict[str, dict[str, Any]],
+) -> None:
+    jobs = [s for s in steps.values() if s["Type"] in ("Processing", "Training")]
+    assert len(jobs) == 3
+    for step in jobs:
+        policies = step.get("RetryPolicies") or []
+        retried = {kind for policy in policies for kind in policy["ExceptionType"]}
+        assert retried == {
+            "SageMaker.CAPACITY_ERROR",
+            "SageMaker.RESOURCE_LIMIT",
+            "SageMaker.JOB_INTERNAL_ERROR",
+            "Step.THROTTLING",
+            "Step.SERVICE_FAULT",
+        }, step["Name"]
+        for policy in policies:
+            # Bounded by attempts (not only by time), with a growing wait.
+            assert 1 <= policy["MaxAttempts"] <= 5, step["Name"]
+            assert policy["IntervalSeconds"] >= 1 and policy["BackoffRate"] > 1, step["Name"]
+
+
 def test_condition_compares_the_problem_types_metric_from_the_evaluation_report(
     steps: dict[str, dict[str, Any]],
 ) -> None:

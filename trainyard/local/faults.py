@@ -14,7 +14,7 @@ switch                                 where it bites
 ``drop_status_events``                 ``before-call.events.PutEvents`` on the pipeline
                                        engine's own client (the status-change events)
 ``fail_step`` / ``slow_step``          the local runner's job launcher, wrapped (Processing
-                                       and Training steps)
+``capacity_error``                     and Training steps)
 ``fail_function``                      ``LocalLambdaRuntime.interceptors`` (e.g. the
                                        pipeline's RecordRun Lambda step)
 ``later(seconds)``                     the scheduler's clock (set from a runtime
@@ -49,6 +49,12 @@ if TYPE_CHECKING:
     from .stack import EmbeddedStack
 
 _START_EVENT = "StartPipelineExecution"
+# The FailureReason of a job SageMaker could not get instances for (EC2 insufficient
+# capacity); its "CapacityError" prefix makes it a SageMaker.CAPACITY_ERROR to retry.
+CAPACITY_ERROR_REASON = (
+    "CapacityError: Unable to provision requested ML compute capacity. "
+    "Please retry using a different ML instance type."
+)
 _HOOK_ID = "trainyard-faults"
 
 
@@ -192,6 +198,11 @@ class Faults:
         text = reason or f"injected failure of the {step} job"
         with self._lock:
             self._step_faults.append(_Rule(tenant, times, {"step": step, "reason": text}))
+
+    def capacity_error(self, tenant: str, step: str, times: int = 1) -> None:
+        """The next ``times`` jobs of ``step`` for ``tenant`` fail as SageMaker's do when
+        no instance is available (the step's retry policy may start new ones)."""
+        self.fail_step(tenant, step, CAPACITY_ERROR_REASON, times=times)
 
     def slow_step(self, tenant: str, step: str, seconds: float) -> None:
         """A step of ``tenant``'s executions takes ``seconds`` longer (keeps a run RUNNING)."""

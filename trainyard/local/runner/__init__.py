@@ -30,7 +30,8 @@ the step with a "not supported by the local runner" reason.
 
 Modules: ``execution`` (the runner, ordering, branches, records), ``expressions``,
 ``step_types`` (one handler per type), ``staging`` (S3 <-> /opt/ml), ``jobs`` (the
-job launcher), ``records`` (context, records, result), ``xgboost_container``.
+job launcher), ``records`` (context, records, result), ``retry`` (a step's
+RetryPolicies), ``xgboost_container``.
 """
 
 from .execution import LambdaInvoker, PipelineRunner

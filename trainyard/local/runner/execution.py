@@ -37,12 +37,17 @@ from .records import (
     now,
     sanitize,
 )
+from .retry import RetryState
 from .staging import OPT_ML
 from .step_types import STEP_TYPES
 
 LambdaInvoker = Callable[[str, dict[str, Any]], dict[str, Any]]
 # SageMaker's own service principal: it assumes the pipeline role and the job roles.
 SAGEMAKER_PRINCIPAL = "sagemaker.amazonaws.com"
+# A retry policy's waits (IntervalSeconds x BackoffRate^n, up to hours) scaled down
+# and capped locally: the attempts are counted exactly, only the waiting is shortened.
+RETRY_WAIT_SCALE = 0.01
+RETRY_WAIT_MAX_SECONDS = 2.0
 
 
 class PipelineRunner:
@@ -66,6 +71,7 @@ class PipelineRunner:
         account_id: str = "123456789012",
         enforcer: Enforcer | None = None,
         job_launcher: JobLauncher | None = None,
+        retry_wait_scale: float = RETRY_WAIT_SCALE,
     ) -> None:
         self.s3 = s3
         # IAM of the embedded stack; None runs every call unchecked (unit tests).
@@ -79,6 +85,11 @@ class PipelineRunner:
         self.region = region
         self.account_id = account_id
         self.job_launcher: JobLauncher = job_launcher or SubprocessJobLauncher()
+        self.retry_wait_scale = retry_wait_scale
+
+    def retry_wait(self, seconds: float) -> float:
+        """How long this runner waits where a retry policy says ``seconds``."""
+        return min(seconds * self.retry_wait_scale, RETRY_WAIT_MAX_SECONDS)
 
     def run(
         self,
@@ -295,19 +306,35 @@ class Execution:
     def _execute(self, step: Step) -> StepRecord:
         record = StepRecord(step.name, step.type, start_time=now())
         self.records[step.name] = record
-        try:
-            handler = STEP_TYPES.get(step.type)
-            if handler is None:
-                raise StepFailure(f"step type {step.type!r} is not supported by the local runner")
-            handler(self, step, record)
-            record.status = SUCCEEDED
-        except ExecutionStopped:
-            record.status, record.failure_reason = STOPPED, "stopped"
-        except StepFailure as exc:
-            record.status, record.failure_reason = FAILED, str(exc)
-        except Exception as exc:  # boto errors, bad data: a failed step, never a crash
-            record.status = FAILED
-            record.failure_reason = f"{type(exc).__name__}: {exc}"
+        retries = RetryState(step.body.get("RetryPolicies"))
+        while True:
+            record.properties = {}
+            try:
+                handler = STEP_TYPES.get(step.type)
+                if handler is None:
+                    raise StepFailure(
+                        f"step type {step.type!r} is not supported by the local runner"
+                    )
+                handler(self, step, record)
+                record.status, record.failure_reason = SUCCEEDED, None
+            except ExecutionStopped:
+                record.status, record.failure_reason = STOPPED, "stopped"
+            except Exception as exc:  # boto errors, bad data: a failed step, never a crash
+                record.status = FAILED
+                record.failure_reason = (
+                    str(exc) if isinstance(exc, StepFailure) else f"{type(exc).__name__}: {exc}"
+                )
+                wait = retries.next_wait(exc)
+                if wait is not None:  # a retry policy matches: a new attempt (a new job)
+                    record.metadata.setdefault("retried_after", []).append(
+                        bounded(self.container_paths(record.failure_reason), 256)
+                    )
+                    if self.stop_event.wait(self.runner.retry_wait(wait)):
+                        record.status, record.failure_reason = STOPPED, "stopped"
+                        break
+                    record.attempt_count += 1
+                    continue
+            break
         reason = self.container_paths(record.failure_reason)
         record.failure_reason = bounded(reason, STEP_FAILURE_REASON_MAX)
         record.end_time = now()

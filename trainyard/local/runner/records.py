@@ -67,6 +67,8 @@ class StepRecord:
     start_time: datetime | None = None
     end_time: datetime | None = None
     failure_reason: str | None = None
+    # ListPipelineExecutionSteps' AttemptCount: 1 + the retries its retry policies made.
+    attempt_count: int = 1
     # Describe*-response-shaped data that Steps.<name>.<path> resolves against.
     properties: dict[str, Any] = field(default_factory=dict)
     # Job name/ARN, condition outcome, log tails: for people and logs.
@@ -90,7 +92,8 @@ def sanitize(name: str) -> str:
 
 
 def job_name(context: ExecutionContext, step_name: str, salt: str = "") -> str:
-    """SageMaker-valid (<= 63 chars, [a-zA-Z0-9-]) and unique per execution/step."""
+    """SageMaker-valid (<= 63 chars, [a-zA-Z0-9-]) and unique per execution/step
+    (and per ``salt``: each retry attempt of a step is a new job)."""
     digest = hashlib.sha1(f"{context.execution_arn}|{step_name}|{salt}".encode()).hexdigest()
     stem = f"pipelines-{sanitize(context.execution_id)}-{sanitize(step_name)}"[:52].rstrip("-")
     return f"{stem}-{digest[:10]}"

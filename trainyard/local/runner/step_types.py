@@ -115,7 +115,7 @@ def create_model(ex: Execution, step: Step, record: StepRecord) -> None:
 
 def processing(ex: Execution, step: Step, record: StepRecord) -> None:
     args = ex.resolve(step.body.get("Arguments") or {})
-    name = job_name(ex.context, step.name)
+    name = job_name(ex.context, step.name, _attempt(record))
     root = ex.job_root(step.name)
     app = args.get("AppSpecification") or {}
     entrypoint = list(app.get("ContainerEntrypoint") or [])
@@ -180,7 +180,7 @@ def processing(ex: Execution, step: Step, record: StepRecord) -> None:
 
 def training(ex: Execution, step: Step, record: StepRecord) -> None:
     args = ex.resolve(step.body.get("Arguments") or {})
-    name = job_name(ex.context, step.name)
+    name = job_name(ex.context, step.name, _attempt(record))
     algorithm = args.get("AlgorithmSpecification") or {}
     image = str(algorithm.get("TrainingImage") or algorithm.get("AlgorithmName") or "")
     record.metadata.update(job_name=name, image=image)
@@ -287,6 +287,11 @@ def _create_job(
     with ex.as_pipeline():
         response = method(**{name_key: name, **request})
     return str(response.get(f"{kind.split('-')[0].capitalize()}JobArn") or fallback)
+
+
+def _attempt(record: StepRecord) -> str:
+    # The first attempt keeps the plain name; each retry creates a job of its own.
+    return "" if record.attempt_count == 1 else f"attempt-{record.attempt_count}"
 
 
 def _snake(name: str) -> str:
