@@ -88,6 +88,9 @@ def test_an_upload_trains_and_registers_a_model_for_that_tenant_only(
     assert metadata["trainyard:runId"] == run["runId"]
     assert metadata["trainyard:primaryMetric"] == "auc"
     assert float(metadata["trainyard:primaryMetricValue"]) == pytest.approx(run["metrics"]["auc"])
+    assert {name: float(metadata[f"trainyard:metric:{name}"]) for name in run["metrics"]} == run[
+        "metrics"
+    ]
 
     # The execution ran with the tenant's parameters (its role, its data).
     execution = sm.describe_pipeline_execution(PipelineExecutionArn=run["executionArn"])
