@@ -50,6 +50,15 @@ def step_code_version() -> str:
     return digest.hexdigest()[:16]
 
 
+def deployed_definition_version(settings: Settings) -> str:
+    """The version a run's lineage records (``definitionVersion``): the definition
+    body and the step scripts' content, i.e. everything the pipeline runs that the
+    deployment chooses (the substituted ARNs and buckets are the deployment's own)."""
+    from trainyard_core.lineage import definition_version
+
+    return definition_version(definition_json(settings) + "\0" + step_code_version())
+
+
 def step_code_prefix() -> str:
     return f"{CODE_PREFIX}pipeline/{step_code_version()}/"
 

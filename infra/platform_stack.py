@@ -13,7 +13,12 @@ from trainyard_core.config import DEPLOYED_SETTINGS_FILE, Settings
 from infra.api import OnboardingApi
 from infra.lambdas import TrainyardFunction, lambdas_code, powertools_layer
 from infra.monitoring import Monitoring
-from infra.pipeline import TrainingPipeline, pipeline_arn, step_script_files
+from infra.pipeline import (
+    TrainingPipeline,
+    deployed_definition_version,
+    pipeline_arn,
+    step_script_files,
+)
 from infra.platform_files import PlatformFiles
 from infra.queues import Queues
 from infra.registry import grant_model_versions, grant_put_events
@@ -81,6 +86,7 @@ class PlatformStack(Stack):
             wiring.ENV_WEBHOOK_QUEUE_URL: self.queues.webhooks.queue.queue_url,
             # A literal, not a Ref: the pipeline depends on the recorder function.
             wiring.ENV_PIPELINE_NAME: names.pipeline_name,
+            wiring.ENV_PIPELINE_DEFINITION_VERSION: deployed_definition_version(settings),
             wiring.ENV_PLATFORM_BUCKET: self.storage.bucket.bucket_name,
             wiring.ENV_TENANT_TEMPLATE_URLS: self.to_json_string(self.provisioning.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.provisioning.service_role.role_arn,

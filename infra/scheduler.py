@@ -3,6 +3,7 @@ pipeline-status rule and the reconcile schedule) and what it may do."""
 
 from __future__ import annotations
 
+from aws_cdk import Aws
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -72,6 +73,24 @@ class Scheduling(Construct):
                 resources=[executions],
             )
         )
+        # Run lineage: at each start, one ListObjectVersions page of the tenant's data
+        # prefix (trainyard_core/lineage.py), silo buckets and the pool's tenant prefixes.
+        partition, account = Aws.PARTITION, Aws.ACCOUNT_ID
+        scheduler.role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListRunInputs",
+                actions=["s3:ListBucketVersions"],
+                resources=[
+                    f"arn:{partition}:s3:::{names.prefix}-*-{account}",
+                    f"arn:{partition}:s3:::{names.pool_bucket(account)}",
+                ],
+                conditions={
+                    "StringLike": {
+                        "s3:prefix": [names.silo_data_prefix, names.pool_data_prefix("*")]
+                    }
+                },
+            )
+        )
         acknowledge_findings(
             scheduler.role,
             "IAM5",
@@ -79,6 +98,10 @@ class Scheduling(Construct):
                 "Resource::arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>:"
                 f"pipeline/{names.pipeline_name}/execution/*": (
                     "Executions of this one pipeline; their ids are generated at start."
+                ),
+                f"Resource::arn:<AWS::Partition>:s3:::{names.prefix}-*-<AWS::AccountId>": (
+                    "Silo tenants' buckets are created at onboarding; listing only under "
+                    "a tenant's data prefix (s3:prefix condition), for run lineage."
                 ),
             },
         )

@@ -6,6 +6,8 @@ every name here), the CDK stack, the local runner and the scheduler.
 
 from __future__ import annotations
 
+from trainyard_core.lineage import PRIMARY_METRICS as PRIMARY_METRICS
+
 from pipeline.scripts import STEP_SCRIPTS
 
 # What a run trains (chosen at dispatch: lambdas/trainyard_core/training.py).
@@ -63,7 +65,7 @@ AUC_JSON_PATH = "metrics.auc.value"
 # Every problem type's evaluation names one primary metric, higher is better for each
 # (AUC for binary, macro-F1 for multiclass, R² for regression): the condition compares
 # it with MetricThreshold, the model package and the run record it.
-PRIMARY_METRICS = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
+# PRIMARY_METRICS: trainyard_core/lineage.py (the run's lineage names it too).
 PRIMARY_METRIC_NAME_PATH = "primary_metric.name"
 PRIMARY_METRIC_VALUE_PATH = "primary_metric.value"
 # Every metric as one compact JSON object string (what the recorder gets).

@@ -160,3 +160,12 @@ DATA_QUOTA_LIST_PAGES = 50
 MULTIPART_ABORT_DAYS = 1
 assert MULTIPART_ABORT_DAYS * 86_400 >= MULTIPART_URL_SECONDS
 ETAG_MAX_CHARS = 256
+# A run's lineage (trainyard_core/lineage.py): the first input objects the
+# scheduler saw at the start, each <= ~1.4 KB (a 1024-byte key, an ETag, a
+# version id), cut by count and by characters so the run item stays far below
+# DynamoDB's 400 KB; the rest are counted and covered by a digest.
+LINEAGE_INPUTS_MAX = 100
+LINEAGE_INPUTS_MAX_CHARS = 32 * 1024
+# Objects (current versions and delete markers) one start lists at most: one
+# ListObjectVersions page, so a start costs one S3 request whatever the prefix holds.
+LINEAGE_LIST_MAX_KEYS = 1000

@@ -205,6 +205,11 @@ class SageMakerModelVersions:
         summaries = page.get("ModelPackageSummaryList", [])
         return self._describe(summaries[0]["ModelPackageArn"]) if summaries else None
 
+    def add_metadata(self, model: ModelVersion, metadata: dict[str, str]) -> None:
+        self._sm.update_model_package(
+            ModelPackageArn=model.model_package_arn, CustomerMetadataProperties=metadata
+        )
+
     def set_status(
         self,
         model: ModelVersion,

@@ -54,6 +54,26 @@ _LINE_TERMINATORS = re.compile(r"[\n\r\x85\u2028\u2029]")
 _VERSION_RE = re.compile(r"[1-9][0-9]{0,8}", re.ASCII)
 
 
+# CustomerMetadataProperties holds at most 50 keys (botocore CustomerMetadataMap);
+# Trainyard's own take 8 (tenant, run, primary metric and value, problem type,
+# algorithm, decided by and at): the metrics get the rest, by name.
+METADATA_METRICS_MAX = 50 - 8
+
+
+def metric_metadata(metrics: dict[str, float]) -> dict[str, str]:
+    """``trainyard:metric:<name>`` -> the value, for the first metrics by name whose
+    name fits a key (1-128 of letters, spaces, digits, _.:/=+-@)."""
+    chosen = {}
+    for name in sorted(metrics):
+        key = f"{META_METRIC_PREFIX}{name}"
+        if len(key) > 128 or _METADATA_VALUE_DISALLOWED.search(name):
+            continue
+        if len(chosen) >= METADATA_METRICS_MAX:
+            break
+        chosen[key] = repr(float(metrics[name]))
+    return chosen
+
+
 class ModelVersion(_Wire):
     version: int
     model_package_arn: str
@@ -204,8 +224,12 @@ class ModelVersionService:
         model = self.registry.get_by_arn(model_package_arn)
         if model is None:
             return None
-        if not model.metrics and metrics:
-            model = model.model_copy(update={"metrics": dict(metrics)})
+        if metrics:
+            # Every metric on the package itself (the definition can only name the
+            # primary one: its metadata keys are literals); a retried step writes the
+            # same values again.
+            self.registry.add_metadata(model, metric_metadata(metrics))
+            model = model.model_copy(update={"metrics": {**model.metrics, **metrics}})
         if not model.run_id:
             model = model.model_copy(update={"run_id": run_id})
         now = iso_ms(self.clock.now()) or ""

@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from trainyard_core import limits
+from trainyard_core.lineage import RunLineage
 from trainyard_core.training import RunTraining, TrainingChoice
 
 TENANT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
@@ -312,6 +314,14 @@ class Run(_Wire):
     # What it trains with (algorithm and how it was chosen, problem type, the
     # effective hyperparameters, image, instances), recorded when it is started.
     training: RunTraining | None = None
+    lineage: RunLineage | None = Field(
+        default=None,
+        description="What it was trained from and with, recorded at its start: inputs (the "
+        "training files under the data prefix: key, etag, size, versionId; the first "
+        f"{limits.LINEAGE_INPUTS_MAX}), inputsOmitted, inputsTruncated, inputsDigest, "
+        "definitionVersion (the pipeline definition's hash), problemType, algorithm, "
+        "imageUri, hyperparameters, metric, metricThreshold.",
+    )
     start_attempts: int = 0
     updated_at: str | None = None
 

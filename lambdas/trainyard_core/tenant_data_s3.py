@@ -1,4 +1,5 @@
-"""What a tenant's data prefix holds now, from S3 (scheduled retraining's port)."""
+"""What a tenant's data prefix holds now, from S3 (scheduled retraining's and
+run lineage's ports)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import boto3
 
+from trainyard_core.lineage import InputListing, LineageInput
 from trainyard_core.tenants.retraining import DataObject, DataSnapshot
 from trainyard_core.uploads import is_training_file
 
@@ -41,3 +43,26 @@ class S3DataListing:
             if listed >= max_objects:
                 return DataSnapshot(objects, truncated=True)
             kwargs["ContinuationToken"] = token
+
+
+class S3InputListing:
+    """A run's input objects at its start (trainyard_core/lineage.py): one
+    ListObjectVersions page, the current version of each training file."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        self._s3 = client or boto3.client("s3")
+
+    def current_inputs(self, bucket: str, prefix: str, max_keys: int) -> InputListing:
+        page = self._s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys)
+        objects = [
+            LineageInput(
+                key=item["Key"][len(prefix) :],
+                etag=str(item.get("ETag", "")),
+                size=int(item.get("Size", 0)),
+                # "null": written before versioning was enabled.
+                version_id=None if item.get("VersionId") in (None, "null") else item["VersionId"],
+            )
+            for item in page.get("Versions", [])
+            if item.get("IsLatest") and is_training_file(item["Key"])
+        ]
+        return InputListing(objects, truncated=bool(page.get("IsTruncated")))

@@ -20,6 +20,8 @@ ENV_STATE_TABLE = "STATE_TABLE"
 ENV_WEBHOOKS_TABLE = "WEBHOOKS_TABLE"
 ENV_WEBHOOK_QUEUE_URL = "WEBHOOK_QUEUE_URL"
 ENV_PIPELINE_NAME = "PIPELINE_NAME"
+# The deployed pipeline definition's hash (lineage.definition_version), for run lineage.
+ENV_PIPELINE_DEFINITION_VERSION = "PIPELINE_DEFINITION_VERSION"
 ENV_PLATFORM_BUCKET = "PLATFORM_BUCKET"
 # JSON {"silo": url, "pool": url}: one tenant template per isolation model.
 ENV_TENANT_TEMPLATE_URLS = "TENANT_TEMPLATE_URLS"
@@ -366,7 +368,7 @@ def handlers(names: Names) -> dict[str, HandlerSpec]:
             sources=(Source.QUEUE, Source.SCHEDULE),
             schedule_rule=names.reconcile_rule,
             schedule_purpose="Trainyard scheduler reconciliation",
-            env_keys=common + (ENV_PIPELINE_NAME, ENV_ACCOUNT_ID),
+            env_keys=common + (ENV_PIPELINE_NAME, ENV_PIPELINE_DEFINITION_VERSION, ENV_ACCOUNT_ID),
         ),
         "recorder": HandlerSpec(
             key="recorder",

@@ -32,7 +32,7 @@ def test_an_upload_trains_and_registers_a_model_for_that_tenant_only(
     assert tenant["dataPrefix"].endswith("/")
 
     s3 = stack.client("s3")
-    s3.put_object(
+    put = s3.put_object(
         Bucket=tenant["dataBucket"],
         Key=f"{tenant['dataPrefix']}customers.csv",
         Body=tenant_csv("e2e-acme"),
@@ -64,6 +64,33 @@ def test_an_upload_trains_and_registers_a_model_for_that_tenant_only(
 
     detail = api.get(f"/tenants/e2e-acme/runs/{run['runId']}")
     assert detail.status_code == 200 and detail.json()["runId"] == run["runId"]
+
+    # Lineage: the object it trained from (by ETag and version), the definition version.
+    lineage = detail.json()["lineage"]
+    assert lineage["inputs"] == [
+        {
+            "key": "customers.csv",
+            "etag": put["ETag"],
+            "size": len(tenant_csv("e2e-acme")),
+            "versionId": put["VersionId"],
+        }
+    ]
+    assert lineage["inputsOmitted"] == 0
+    assert lineage["definitionVersion"] == stack.platform.definition_version
+    assert lineage["definitionVersion"].startswith("sha256:")
+    assert lineage["problemType"] == run["training"]["problemType"]
+    assert lineage["metric"] == "auc"
+    # The package itself says whose model it is, from which run, and how good.
+    metadata = sm.describe_model_package(ModelPackageName=run["modelPackageArn"])[
+        "CustomerMetadataProperties"
+    ]
+    assert metadata["trainyard:tenantId"] == "e2e-acme"
+    assert metadata["trainyard:runId"] == run["runId"]
+    assert metadata["trainyard:primaryMetric"] == "auc"
+    assert float(metadata["trainyard:primaryMetricValue"]) == pytest.approx(run["metrics"]["auc"])
+    assert {name: float(metadata[f"trainyard:metric:{name}"]) for name in run["metrics"]} == run[
+        "metrics"
+    ]
 
     # The execution ran with the tenant's parameters (its role, its data).
     execution = sm.describe_pipeline_execution(PipelineExecutionArn=run["executionArn"])

@@ -18,10 +18,12 @@ from trainyard_core.errors import InvalidRequest
 from trainyard_core.model_registry import SageMakerModelVersions
 from trainyard_core.model_versions import (
     AUTO_APPROVER,
+    METADATA_METRICS_MAX,
     ModelNotFoundError,
     ModelOfAnotherTenantError,
     ModelVersionService,
     metadata_value,
+    metric_metadata,
 )
 from trainyard_core.ports.events import MemoryEvents
 from trainyard_core.store.tokens import InvalidTokenError
@@ -247,3 +249,22 @@ def test_a_version_shows_its_problem_types_metric_by_name(sm: Any) -> None:
     models, _ = service(sm)
     [version], _ = models.list(make_tenant("acme"), 10, None)
     assert version.run_id == "run-r" and version.metrics == {"r2": 0.8125}
+
+
+def test_a_registered_model_carries_every_metric_of_its_run_as_metadata(sm: Any) -> None:
+    models, _ = service(sm)
+    arn = register(sm, "acme", "r1", 0.7)
+    models.registered("acme", "basic", arn, "r1", {"auc": 0.75, "accuracy": 0.5, "bad,name": 1.0})
+    metadata = sm.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert metadata["trainyard:metric:auc"] == "0.75"
+    assert metadata["trainyard:metric:accuracy"] == "0.5"
+    assert "trainyard:metric:bad,name" not in metadata  # not a valid metadata key
+    assert metadata["trainyard:tenantId"] == "acme" and metadata["trainyard:runId"] == "r1"
+    version = models.get(make_tenant("acme"), 1)
+    assert version.metrics == {"auc": 0.75, "accuracy": 0.5}
+
+
+def test_metric_metadata_stays_within_the_packages_key_limit() -> None:
+    chosen = metric_metadata({f"m{i:03d}": float(i) for i in range(limits.METRICS_MAX)})
+    assert len(chosen) == METADATA_METRICS_MAX
+    assert next(iter(chosen)) == "trainyard:metric:m000"

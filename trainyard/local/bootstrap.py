@@ -54,6 +54,7 @@ class Platform:
     pool_bucket: str = ""
     # Handler key -> its execution role (the synthesized template's role).
     function_role_arns: dict[str, str] = field(default_factory=dict)
+    definition_version: str = ""  # infra.pipeline.deployed_definition_version
 
 
 def _sha(*parts: bytes) -> str:
@@ -228,7 +229,7 @@ def bootstrap_platform(
 ) -> Platform:
     """``clients(service)`` returns a boto3 client for the embedded endpoint."""
     from pipeline.contract import RECORDER_PLACEHOLDER
-    from pipeline.definition import build_definition_json, render_definition
+    from pipeline.definition import render_definition
 
     names = Names.from_settings(settings)
     platform_template = synthesize_platform(settings, cache_dir, account_id)
@@ -243,7 +244,12 @@ def bootstrap_platform(
     bucket = names.platform_bucket(account_id)
     s3.create_bucket(Bucket=bucket)
     # The same keys as the platform stack's PlatformFiles deployment.
-    from infra.pipeline import step_script_files, step_script_uris
+    from infra.pipeline import (
+        definition_json,
+        deployed_definition_version,
+        step_script_files,
+        step_script_uris,
+    )
     from infra.tenant_template import ISOLATIONS, template_text, templates_version
 
     for key, path in step_script_files().items():
@@ -292,7 +298,7 @@ def bootstrap_platform(
     }
 
     definition = render_definition(
-        build_definition_json(settings),
+        definition_json(settings),  # memoized: deployed_definition_version hashes it
         {**step_script_uris(bucket), RECORDER_PLACEHOLDER: recorder_arn},
     )
     pipeline_arn = clients("sagemaker").create_pipeline(
@@ -337,4 +343,5 @@ def bootstrap_platform(
         tenant_stack_role_arn=stack_role,
         pipeline_role_arn=pipeline_role,
         function_role_arns=function_roles,
+        definition_version=deployed_definition_version(settings),
     )

@@ -287,6 +287,7 @@ class EmbeddedStack:
             wiring.ENV_RUNS_TABLE: self.names.runs_table,
             wiring.ENV_STATE_TABLE: self.names.state_table,
             wiring.ENV_PIPELINE_NAME: self.names.pipeline_name,
+            wiring.ENV_PIPELINE_DEFINITION_VERSION: self.platform.definition_version,
             wiring.ENV_PLATFORM_BUCKET: self.platform.platform_bucket,
             wiring.ENV_TENANT_TEMPLATE_URLS: json.dumps(self.platform.template_urls),
             wiring.ENV_TENANT_STACK_ROLE_ARN: self.platform.tenant_stack_role_arn,

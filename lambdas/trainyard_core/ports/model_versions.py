@@ -30,6 +30,10 @@ class ModelRegistryPort(Protocol):
         """The newest Approved version of the group (what a deployment runs)."""
         ...
 
+    def add_metadata(self, model: ModelVersion, metadata: dict[str, str]) -> None:
+        """Add keys to the package's customer metadata (other keys are kept)."""
+        ...
+
     def set_status(
         self,
         model: ModelVersion,

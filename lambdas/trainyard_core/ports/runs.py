@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from trainyard_core.lineage import RunLineage
 from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.training import RunTraining, TrainingChoice
 
@@ -210,6 +211,7 @@ class RunRepository(Protocol):
         instance_type: str,
         instance_count: int,
         training: RunTraining | None = None,
+        lineage: RunLineage | None = None,
     ) -> bool:
         """STARTING -> RUNNING with the execution (and what it trains) recorded.
         False if not STARTING."""

@@ -13,6 +13,7 @@ from trainyard_core import limits
 from trainyard_core.clock import Clock, SystemClock
 from trainyard_core.config import Settings
 from trainyard_core.events import Event
+from trainyard_core.lineage import InputListingPort
 from trainyard_core.models import Run
 from trainyard_core.ports.events import EventPublisher, NullEvents
 from trainyard_core.ports.metrics import MetricsSink, NullMetrics
@@ -40,6 +41,8 @@ class SchedulerContext:
         rng: random.Random | None = None,
         describe_min_age_seconds: float = 60.0,
         events: EventPublisher | None = None,
+        inputs: InputListingPort | None = None,
+        definition_version: str | None = None,
     ) -> None:
         self.settings = settings
         self.runs = runs
@@ -55,6 +58,10 @@ class SchedulerContext:
         # Reconcile asks SageMaker only about runs quiet for this long, so it does
         # not race the status event that is normally seconds behind a change.
         self.describe_min_age_seconds = describe_min_age_seconds
+        # Run lineage (trainyard_core/lineage.py): the data prefix's objects listed
+        # at each start, and the deployed pipeline definition's version.
+        self.inputs = inputs
+        self.definition_version = definition_version
 
     def log_keys(self, run: Run) -> None:
         # Powertools Logger: keep tenant/run ids on every line while handling a record,

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from trainyard_core import events
+from trainyard_core import events, limits
 from trainyard_core.config import Settings
+from trainyard_core.lineage import InputListing, build_lineage
 from trainyard_core.models import (
     Run,
     RunStatus,
@@ -204,6 +205,12 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         "ModelApprovalStatus": ctx.settings.model_approval_status,
         **training_parameters(ctx.settings, training),
     }
+    # Listed before the start, so it cannot name objects written after the job read.
+    lineage = build_lineage(
+        _inputs(ctx, tenant.data_bucket or "", tenant.data_prefix or ""),
+        ctx.definition_version,
+        training,
+    )
     try:
         # ClientRequestToken = run id: a repeated start (crash, reconcile,
         # concurrent retry) returns the same execution instead of a second one.
@@ -239,7 +246,13 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         )
         return
     if ctx.runs.mark_started(
-        run, arn, iso_ms(now) or "", training.instance_type, training.instance_count, training
+        run,
+        arn,
+        iso_ms(now) or "",
+        training.instance_type,
+        training.instance_count,
+        training,
+        lineage,
     ):
         ctx.metrics.record("RunsStarted", 1, dimensions={"plan": run.plan})
         ctx.log.info("pipeline execution started", extra={"execution_arn": arn})
@@ -255,6 +268,19 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
             )
         )
     report.started.append(run)
+
+
+def _inputs(ctx: SchedulerContext, bucket: str, prefix: str) -> InputListing | None:
+    """The run's input objects, or None: a listing that fails is logged and counted
+    and the run still starts (lineage is a record; the training does not need it)."""
+    if ctx.inputs is None:
+        return None
+    try:
+        return ctx.inputs.current_inputs(bucket, prefix, limits.LINEAGE_LIST_MAX_KEYS)
+    except Exception as exc:
+        ctx.log.warning("run inputs not listed", extra={"error": str(exc)[:1024]})
+        ctx.metrics.record("LineageListingErrors", 1)
+        return None
 
 
 def training_parameters(settings: Settings, training: RunTraining) -> dict[str, str]:

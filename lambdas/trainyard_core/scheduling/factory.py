@@ -28,6 +28,7 @@ def build_scheduler_service(
     from trainyard_core.sagemaker_port import SageMakerPipelinePort
     from trainyard_core.store.runs_dynamodb import DynamoRunRepository
     from trainyard_core.store.tenants_dynamodb import DynamoTenantRepository
+    from trainyard_core.tenant_data_s3 import S3InputListing
 
     pipeline_name = os.environ.get(wiring.ENV_PIPELINE_NAME)
     return SchedulerService(
@@ -39,4 +40,6 @@ def build_scheduler_service(
         metrics=metrics,
         logger=logger,
         events=events,
+        inputs=S3InputListing(),
+        definition_version=os.environ.get(wiring.ENV_PIPELINE_DEFINITION_VERSION),
     )

@@ -10,6 +10,7 @@ from collections.abc import Collection
 from typing import Any
 
 from trainyard_core import limits
+from trainyard_core.lineage import RunLineage
 from trainyard_core.models import Run, RunStatus, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
@@ -247,6 +248,7 @@ class DynamoRunRepository(QueuedRunWrites):
         instance_type: str,
         instance_count: int,
         training: RunTraining | None = None,
+        lineage: RunLineage | None = None,
     ) -> bool:
         values: dict[str, Any] = {
             ":arn": execution_arn,
@@ -258,6 +260,9 @@ class DynamoRunRepository(QueuedRunWrites):
         if training is not None:
             record = ", #training = :tr"
             values[":tr"] = training.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if lineage is not None:
+            record += ", lineage = :ln"
+            values[":ln"] = lineage.model_dump(by_alias=True, mode="json", exclude_none=True)
         if self._update_run(
             run,
             "SET #status = :running, executionArn = :arn, startedAt = :at, "

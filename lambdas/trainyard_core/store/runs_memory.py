@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from trainyard_core import limits
+from trainyard_core.lineage import RunLineage
 from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
@@ -366,6 +367,7 @@ class InMemoryRunRepository(InMemoryCounterState):
         instance_type: str,
         instance_count: int,
         training: RunTraining | None = None,
+        lineage: RunLineage | None = None,
     ) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -388,6 +390,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "instance_type": instance_type,
                         "instance_count": instance_count,
                         "training": training,
+                        "lineage": lineage,
                         "failure_reason": None,
                         "waiting_for": None,
                         "updated_at": started_at,
