@@ -362,3 +362,40 @@ def test_hyperparameters_too_long_for_a_pipeline_parameter_are_refused() -> None
     assert caught.value.field == "training.hyperparameters"
     short = TrainingChoice(algorithm="custom", hyperparameters=dict.fromkeys(specs, "v" * 40))
     validate_choice(settings, "basic", short)
+
+
+def test_an_upload_run_is_sized_by_all_the_data_it_trains_on_not_only_its_upload() -> None:
+    """A tenant with 150 MiB already under its prefix uploads a 1 KB file: the run
+    trains on all of it, so it is sized (and auto-chosen) as 150 MiB of data."""
+    from trainyard_core.lineage import InputListing, LineageInput
+
+    class _Listing:
+        def current_inputs(self, bucket: str, prefix: str, max_keys: int) -> InputListing:
+            return InputListing(
+                [
+                    LineageInput(key="old.csv", etag="o", size=150 * MIB),
+                    LineageInput(key="train.csv", etag="e", size=1000),
+                ]
+            )
+
+    runs, tenants, pipeline = InMemoryRunRepository(), InMemoryTenantRepository(), FakePipeline()
+    service = SchedulerService(
+        SIZED,
+        runs,
+        tenants,
+        pipeline,
+        clock=VirtualClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC)),
+        metrics=RecordingMetrics(),
+        inputs=_Listing(),
+    )
+    tenant = make_tenant("grown", "basic")
+    tenants.create(tenant)
+    result = service.handle_upload(
+        str(tenant.data_bucket), "data/train.csv", etag="e", size=1000, version_id="v"
+    )
+    assert result.run
+    service.dispatch()
+    run = runs.get_run("grown", result.run.run_id)
+    assert run and run.training
+    assert run.training.input_bytes == 150 * MIB + 1000
+    assert (run.instance_type, run.instance_count) == ("ml.m5.4xlarge", 2)

@@ -187,9 +187,11 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         _fail_start(ctx, run, f"cannot start: {missing or 'no pipeline configured'}")
         return
     assert tenant is not None and plan is not None
+    # Listed before the start, so it cannot name objects written after the job read.
+    inputs = _inputs(ctx, tenant.data_bucket or "", tenant.data_prefix or "")
     try:
         training = resolve_run_training(
-            ctx.settings, plan, tenant.training, run.training_request, run.trigger.input_bytes
+            ctx.settings, plan, tenant.training, run.training_request, _data_bytes(run, inputs)
         )
     except TrainingError as exc:
         # The stored choice no longer fits (the catalog or the tenant's plan changed).
@@ -205,12 +207,7 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         "ModelApprovalStatus": ctx.settings.model_approval_status,
         **training_parameters(ctx.settings, training),
     }
-    # Listed before the start, so it cannot name objects written after the job read.
-    lineage = build_lineage(
-        _inputs(ctx, tenant.data_bucket or "", tenant.data_prefix or ""),
-        ctx.definition_version,
-        training,
-    )
+    lineage = build_lineage(inputs, ctx.definition_version, training)
     try:
         # ClientRequestToken = run id: a repeated start (crash, reconcile,
         # concurrent retry) returns the same execution instead of a second one.
@@ -268,6 +265,18 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
             )
         )
     report.started.append(run)
+
+
+def _data_bytes(run: Run, inputs: InputListing | None) -> int:
+    """What ``auto`` and the sizing rules measure: the bytes the run trains on, i.e.
+    every training file under the prefix as the start's listing saw it (an upload
+    run trains on all of them, not only on its own uploads). Without a listing, or
+    past its bound, at least what the run's trigger knows."""
+    known = run.trigger.input_bytes
+    if inputs is None:
+        return known
+    listed = sum(o.size or 0 for o in inputs.objects)
+    return listed if not inputs.truncated else max(listed, known)
 
 
 def _inputs(ctx: SchedulerContext, bucket: str, prefix: str) -> InputListing | None:
