@@ -26,6 +26,20 @@ RUNBOOK = Path(__file__).resolve().parents[2] / "docs" / "runbook.md"
 MetricKey = tuple[str, str, frozenset[tuple[str, str]]]
 
 
+def _emf_records(out: str) -> list[dict[str, Any]]:
+    """Every EMF object printed, wherever it starts on its line: another thread's
+    output (a log line without its newline yet) can land in front of one."""
+    decoder = json.JSONDecoder()
+    records = []
+    for line in out.splitlines():
+        start = line.find('{"_aws"')
+        while start >= 0:
+            record, end = decoder.raw_decode(line, start)
+            records.append(record)
+            start = line.find('{"_aws"', end)
+    return records
+
+
 def _alarms(synth: Synth) -> list[dict[str, Any]]:
     return [
         r["Properties"] for r in resources(synth.platform_json, "AWS::CloudWatch::Alarm").values()
@@ -118,10 +132,7 @@ def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
     scheduler_handler.metrics.flush_metrics()  # what log_metrics does as the handler ends
 
     emitted: set[MetricKey] = set()
-    for line in capsys.readouterr().out.splitlines():
-        if not line.startswith('{"_aws"'):
-            continue
-        record = json.loads(line)
+    for record in _emf_records(capsys.readouterr().out):
         for directive in record["_aws"]["CloudWatchMetrics"]:
             for dim_set in directive["Dimensions"]:
                 dims = frozenset((d, record[d]) for d in dim_set)
@@ -289,14 +300,12 @@ def test_every_alarmed_lifecycle_metric_is_emitted_by_the_onboarding_function_as
     lifecycle.advance_tenants(_Context())  # type: ignore[arg-type]
     lifecycle.metrics.flush_metrics()
     emitted: set[MetricKey] = set()
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith('{"_aws"'):
-            record = json.loads(line)
-            for directive in record["_aws"]["CloudWatchMetrics"]:
-                for dim_set in directive["Dimensions"]:
-                    dims = frozenset((d, record[d]) for d in dim_set)
-                    for metric in directive["Metrics"]:
-                        emitted.add((directive["Namespace"], metric["Name"], dims))
+    for record in _emf_records(capsys.readouterr().out):
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            for dim_set in directive["Dimensions"]:
+                dims = frozenset((d, record[d]) for d in dim_set)
+                for metric in directive["Metrics"]:
+                    emitted.add((directive["Namespace"], metric["Name"], dims))
     service = ("service", env["POWERTOOLS_SERVICE_NAME"])
     watched = {w for w in _custom_metrics_watched(synth) if service in w[2]}
     assert {name for _, name, _ in watched} >= {"TenantStackUpdateFailures"}
