@@ -50,10 +50,14 @@ class S3InputListing:
     ListObjectVersions page, the current version of each training file."""
 
     def __init__(self, client: Any | None = None) -> None:
-        self._s3 = client or boto3.client("s3")
+        # Made at the first start, not at cold start: the API Lambda builds the same
+        # scheduler service and never starts a run.
+        self._client = client
 
     def current_inputs(self, bucket: str, prefix: str, max_keys: int) -> InputListing:
-        page = self._s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys)
+        if self._client is None:
+            self._client = boto3.client("s3")
+        page = self._client.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=max_keys)
         objects = [
             LineageInput(
                 key=item["Key"][len(prefix) :],
