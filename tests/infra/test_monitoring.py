@@ -106,6 +106,9 @@ def test_every_alarmed_custom_metric_is_emitted_by_the_scheduler_as_named(
         clock=clock,
         metrics=scheduler_handler.PowertoolsMetricsSink(),
     )
+    # The handlers share one Metrics object per process: start from an empty one, as
+    # a Lambda invocation does (earlier tests may leave metrics or dimension sets).
+    scheduler_handler.metrics.clear_metrics()
     capsys.readouterr()
     for plan in settings.plans:
         for name in ("ok", "bad", "slow"):
@@ -296,6 +299,7 @@ def test_every_alarmed_lifecycle_metric_is_emitted_by_the_onboarding_function_as
 
     monkeypatch.setattr(dependencies, "tenant_service", _Service)
     monkeypatch.setattr(dependencies, "retraining", _NoRetraining)
+    lifecycle.metrics.clear_metrics()  # as above: one Metrics object per process
     capsys.readouterr()
     lifecycle.advance_tenants(_Context())  # type: ignore[arg-type]
     lifecycle.metrics.flush_metrics()
