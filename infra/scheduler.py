@@ -69,6 +69,8 @@ class Scheduling(Construct):
                     "sagemaker:DescribePipelineExecution",
                     "sagemaker:StopPipelineExecution",
                     "sagemaker:ListPipelineExecutionSteps",
+                    # POST .../runs/{runId}/retry: the failed execution resumes.
+                    "sagemaker:RetryPipelineExecution",
                 ],
                 resources=[executions],
             )

@@ -239,6 +239,10 @@ class TrainyardApi:
     def get_run(self, tenant_id: str, run_id: str) -> dict[str, Any]:
         return self.call("getRun", tenantId=tenant_id, runId=run_id)
 
+    def retry_run(self, tenant_id: str, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason is not None else None
+        return self.call("retryRun", json_body=body, tenantId=tenant_id, runId=run_id)
+
     def trigger_run(
         self, tenant_id: str, *, training: dict[str, Any] | None = None
     ) -> dict[str, Any]:

@@ -387,6 +387,9 @@ class Settings(_Model):
     # One reconcile tick: a start lost in a crash is retried (same token) at the next tick.
     starting_timeout_seconds: int = Field(default=60, ge=10)
     max_start_attempts: int = Field(default=5, ge=1)
+    # POST /tenants/{id}/runs/{runId}/retry: how often one FAILED run may be tried
+    # again (each retry is recorded on the run, so this also bounds its item).
+    max_run_retries: int = Field(default=3, ge=0, le=10)
     # A tenant stack whose create fails (a resource's error: a missing permission, a
     # taken name) is deleted and created again by the lifecycle schedule, this many
     # attempts in all; then the tenant is FAILED (a repeated POST /tenants starts over).

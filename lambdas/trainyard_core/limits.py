@@ -37,6 +37,9 @@ DETAIL_MAX_BYTES = 16 * 1024
 WEBHOOK_URL_MAX_CHARS = 2048
 # Metrics the pipeline's evaluation step reports for one run.
 METRICS_MAX = 50
+# Retries kept on a run (the settings' max_run_retries is at most this): each entry
+# holds two reasons of FAILURE_REASON_MAX_CHARS, so ten stay far below 400 KB.
+RUN_RETRIES_MAX = 10
 # A run's data report (rows, columns, class balance or target range, missing values)
 # as compact JSON: preprocess keeps it this small, the recorder and the store enforce it.
 DATA_REPORT_MAX_CHARS = 4096

@@ -266,6 +266,36 @@ class WaitingFor(_Wire):
     message: str
 
 
+class RetryMode(StrEnum):
+    """How a FAILED run was tried again: SageMaker's RetryPipelineExecution resumed its
+    execution from the failed step (the steps that succeeded are not run again), or,
+    when that execution could not be retried, a new execution started from the top."""
+
+    RESUMED = "RESUMED"
+    RESTARTED = "RESTARTED"
+
+
+class RunRetry(_Wire):
+    """One ``POST /tenants/{id}/runs/{runId}/retry`` of a FAILED run (newest last)."""
+
+    attempt: int = Field(description="1 for the run's first retry, 2 for the next, ...")
+    requested_at: str
+    reason: str | None = Field(default=None, description="Why, as the caller said.")
+    requested_by: str | None = Field(
+        default=None, description="The IAM identity that asked for it."
+    )
+    previous_failure_reason: str | None = None
+    previous_execution_arn: str | None = None
+    previous_ended_at: str | None = None
+    mode: RetryMode | None = Field(
+        default=None, description="Set when it starts: RESUMED or RESTARTED."
+    )
+    fallback_reason: str | None = Field(
+        default=None, description="Why the execution could not be resumed (RESTARTED)."
+    )
+    execution_arn: str | None = None
+
+
 class Run(_Wire):
     run_id: str
     tenant_id: str
@@ -322,6 +352,12 @@ class Run(_Wire):
         "definitionVersion (the pipeline definition's hash), problemType, algorithm, "
         "imageUri, hyperparameters, metric, metricThreshold.",
     )
+    retries: list[RunRetry] = Field(
+        default_factory=list,
+        description="Each retry of the run after it FAILED, oldest first (bounded by the "
+        "settings' maxRunRetries): when and why, the failure it followed and whether "
+        "the execution was resumed or restarted.",
+    )
     start_attempts: int = 0
     updated_at: str | None = None
 
@@ -330,8 +366,22 @@ class Run(_Wire):
         return {"start_attempts", "updated_at"}
 
     @property
+    def retry(self) -> RunRetry | None:
+        """The latest retry, if the run was ever retried."""
+        return self.retries[-1] if self.retries else None
+
+    @property
     def client_request_token(self) -> str:
-        return self.run_id
+        # StartPipelineExecution's idempotency token (32-128 characters): a restart
+        # after a retry is a new execution, so it needs a token of its own.
+        retry = self.retry
+        return self.run_id if retry is None else f"{self.run_id}-restart-{retry.attempt}"
+
+    @property
+    def retry_token(self) -> str:
+        """RetryPipelineExecution's idempotency token for the latest retry."""
+        retry = self.retry
+        return f"{self.run_id}-retry-{retry.attempt if retry else 0}"
 
     @property
     def display_name(self) -> str:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from trainyard_core.models import Run
-from trainyard_core.ports.pipeline import ExecutionInfo, StartError
+from trainyard_core.ports.pipeline import ExecutionInfo, RetryUnavailableError, StartError
 from trainyard_core.ports.provisioning import TenantExecution
 
 # Errors worth retrying later (with backoff) rather than failing the run.
@@ -27,6 +27,16 @@ _RETRYABLE = _THROTTLING | {
     "InternalServerError",
     "ConflictException",
     "ResourceNotFound",  # e.g. the pipeline is being (re)deployed
+}
+
+
+# A retry refused for any other reason (ValidationException, ConflictException,
+# ResourceNotFound: the execution is not Failed, too old, or gone) will not pass later.
+_RETRY_TRANSIENT = _THROTTLING | {
+    "ResourceLimitExceeded",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalServerError",
 }
 
 
@@ -62,6 +72,25 @@ class SageMakerPipelinePort:
                 f"{code}: {message}", retryable=code in _RETRYABLE, throttled=code in _THROTTLING
             ) from exc
         except BotoCoreError as exc:  # connection errors, timeouts: transient
+            raise StartError(str(exc), retryable=True) from exc
+        return str(resp["PipelineExecutionArn"])
+
+    def retry(self, *, execution_arn: str, client_request_token: str) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            resp = self.client.retry_pipeline_execution(
+                PipelineExecutionArn=execution_arn, ClientRequestToken=client_request_token
+            )
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            message = exc.response.get("Error", {}).get("Message", str(exc))
+            if code in _RETRY_TRANSIENT:
+                raise StartError(
+                    f"{code}: {message}", retryable=True, throttled=code in _THROTTLING
+                ) from exc
+            raise RetryUnavailableError(f"{code}: {message}") from exc
+        except BotoCoreError as exc:
             raise StartError(str(exc), retryable=True) from exc
         return str(resp["PipelineExecutionArn"])
 

@@ -405,6 +405,7 @@ def test_scheduler_may_drive_only_this_pipeline(synth: Synth) -> None:
         "sagemaker:DescribePipelineExecution",
         "sagemaker:ListPipelineExecutions",
         "sagemaker:StopPipelineExecution",
+        "sagemaker:RetryPipelineExecution",
     }
     for statement in sagemaker:
         assert f":pipeline/{synth.names.pipeline_name}" in json.dumps(statement["Resource"])

@@ -612,6 +612,27 @@ def test_train_starts_a_run_and_says_where_it_waits(api: tuple[str, Routes]) -> 
     assert ("POST", "/tenants/acme/runs") in [(m, p) for m, p, _ in routes.seen]
 
 
+def test_runs_retry_retries_a_failed_run_with_the_reason(api: tuple[str, Routes]) -> None:
+    url, routes = api
+    run_id = "0190aaaabbbbccccddddeeeeffff0009"
+    routes.table[("POST", f"/tenants/acme/runs/{run_id}/retry")] = (
+        202,
+        {
+            "runId": run_id,
+            "tenantId": "acme",
+            "plan": "basic",
+            "status": "QUEUED",
+            "queuePosition": 1,
+            "retries": [{"attempt": 1, "requestedAt": "2026-12-02T10:00:00.000Z"}],
+        },
+    )
+    result = invoke(url, "runs", "retry", "acme", run_id, "--reason", "flaky")
+    assert result.exit_code == 0, result.output
+    assert "QUEUED" in result.output and "retry 1" in result.output
+    ((_, _, body),) = [s for s in routes.seen if s[1].endswith("/retry")]
+    assert json.loads(body) == {"reason": "flaky"}
+
+
 def test_usage_shows_hours_against_the_budget_and_cost(api: tuple[str, Routes]) -> None:
     url, routes = api
     body = {

@@ -10,7 +10,9 @@ import pytest
 from moto import mock_aws
 from trainyard_core.config import Settings
 from trainyard_core.models import (
+    RetryMode,
     Run,
+    RunRetry,
     RunStatus,
     Trigger,
     TriggerObject,
@@ -23,8 +25,10 @@ from trainyard_core.ports.runs import (
     Caps,
     DuplicateUploadError,
     QueuedRunExistsError,
+    RetryQueuedError,
     RunNotFoundError,
     RunNotQueuedError,
+    RunNotRetryableError,
     dedupe_key,
     tenant_counter,
 )
@@ -388,3 +392,72 @@ def test_a_waiting_reason_written_before_waiting_for_existed_is_not_a_failure() 
     item = run_to_item(queued_run())
     item["failureReason"] = "Waiting: tenant is SUSPENDED; the run starts when it is reactivated"
     assert item_to_run(item).failure_reason is None
+
+
+def _failed(store: Any, key: str = "data/a.csv") -> Run:
+    run = enqueue(store, queued_run(key=key))
+    admit(store, run)
+    arn = f"arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/{run.run_id[-8:]}"
+    assert store.mark_started(run, arn, NOW, "ml.m5.large", 1)
+    kwargs = dict(month="2026-03", training_seconds=600.0, cost_usd=0.02)
+    assert store.finish(
+        run, RunStatus.FAILED, ended_at="2026-03-10T12:10:00.000Z", failure_reason="boom", **kwargs
+    )
+    return store.get_run("acme", run.run_id)
+
+
+def test_a_failed_run_requeued_for_retry_keeps_its_usage_and_records_the_failure(
+    store: Any,
+) -> None:
+    failed = _failed(store)
+    later = "2026-03-10T12:20:00.000Z"
+    retry = RunRetry(
+        attempt=1,
+        requested_at=later,
+        previous_failure_reason=failed.failure_reason,
+        previous_execution_arn=failed.execution_arn,
+        previous_ended_at=failed.ended_at,
+    )
+    store.requeue_for_retry(failed, retry, later)
+    queued = store.get_run("acme", failed.run_id)
+    assert queued.status == RunStatus.QUEUED and queued.queued_at == later
+    assert queued.failure_reason is None and queued.execution_arn is None
+    assert queued.ended_at is None and queued.started_at is None
+    assert queued.retries == [retry]
+    assert [r.run_id for r in store.queued_runs("basic")] == [failed.run_id]
+    # It holds no slot and is not the tenant's upload run (uploads queue their own).
+    assert store.counters().global_running == 0 and store.queued_run_id("acme") is None
+    # The same retry twice, or a second retried run of the tenant while this one waits.
+    with pytest.raises(RunNotRetryableError):
+        store.requeue_for_retry(failed, retry, later)
+    other = _failed(store, "data/b.csv")
+    with pytest.raises(RetryQueuedError):
+        store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later)
+
+    # Started again (the retry recorded as resumed), then ended: usage adds the
+    # execution's time, the month still counts one run, the run shows its total.
+    assert admit(store, queued) == AdmitOutcome.ADMITTED
+    started = store.get_run("acme", failed.run_id)
+    resumed = retry.model_copy(
+        update={"mode": RetryMode.RESUMED, "execution_arn": failed.execution_arn}
+    )
+    assert store.mark_started(started, failed.execution_arn, later, "ml.m5.large", 1, retry=resumed)
+    running = store.get_run("acme", failed.run_id)
+    assert running.retries == [resumed] and running.status == RunStatus.RUNNING
+    assert store.finish(
+        running,
+        RunStatus.SUCCEEDED,
+        ended_at="2026-03-10T12:30:00.000Z",
+        month="2026-03",
+        training_seconds=300.0,
+        cost_usd=0.01,
+        failure_reason=None,
+        totals=(900.0, 0.03),
+    )
+    done = store.get_run("acme", failed.run_id)
+    assert done.training_seconds == 900.0 and done.cost_estimate_usd == pytest.approx(0.03)
+    usage = store.usage("acme", "2026-03")
+    assert usage["runs"] == 2  # the two runs of _failed; the retry is not a third
+    assert usage["trainingSeconds"] == 600.0 + 600.0 + 300.0
+    # The retry pointer left with the admission: the other failed run may retry now.
+    store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later)

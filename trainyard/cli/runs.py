@@ -120,14 +120,22 @@ def _poll(interval: float) -> Iterator[None]:
 @handles_errors
 def runs(
     ctx: typer.Context,
-    tenant: str = typer.Argument(...),
+    tenant: str = typer.Argument(..., metavar="TENANT | retry TENANT RUN_ID"),
+    more: list[str] | None = typer.Argument(None, hidden=True),
     watch: bool = typer.Option(False, "--watch", "-w", help="Refresh until every run ended."),
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=100, help="Newest N runs."),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between refreshes."),
+    reason: str | None = typer.Option(None, "--reason", help="retry: why (recorded on the run)."),
 ) -> None:
-    """A tenant's runs, newest first."""
+    """A tenant's runs, newest first. `trainyard runs retry TENANT RUN_ID [--reason R]`
+    retries a FAILED run (it resumes from the failed step where SageMaker can)."""
     opts = _opts(ctx)
     api = opts.api()
+    if more:
+        if tenant != "retry" or len(more) != 2:
+            _fail("Usage", "trainyard runs TENANT [--watch] | trainyard runs retry TENANT RUN_ID")
+        _retry(opts, api, more[0], more[1], reason)
+        return
 
     def fetch() -> list[dict[str, Any]]:
         return list(api.list_runs(tenant, limit=limit).get("runs", []))
@@ -182,6 +190,19 @@ def runs(
                 )
         if _all_terminal(items):
             return
+
+
+def _retry(opts: Any, api: Any, tenant: str, run_id: str, reason: str | None) -> None:
+    run = api.retry_run(tenant, run_id, reason)
+    if opts.json_output:
+        _print_json(run)
+        return
+    line = f"{tenant} run {short_id(run.get('runId'))} {run.get('status')} (retry"
+    line += f" {len(run.get('retries') or [])})"
+    if run.get("queuePosition") or run.get("waitingFor"):
+        line += f" ({wait_summary(run)})"
+    common.console.print(line)
+    common.console.print(f"follow it with: trainyard runs {tenant} --watch")
 
 
 @app.command()

@@ -29,6 +29,10 @@ Three moto gaps are closed on the watched backend while the engine runs:
 - DescribePipelineExecution returns the real FailureReason (moto always "").
 - StopPipelineExecution (a shim, ``shims.py``) stops that execution's worker: it is
   Stopping until its current job is killed, then Stopped, as in AWS.
+- RetryPipelineExecution (a shim too; moto has none): only a Failed execution is
+  retried (ValidationException otherwise), idempotent on its ClientRequestToken; the
+  same execution is Executing again and runs from its failed steps, the steps that
+  succeeded kept as they were (their jobs are not run again).
 """
 
 from __future__ import annotations
@@ -125,6 +129,9 @@ class LocalPipelineEngine:
         self._stops: dict[str, threading.Event] = {}
         self._active = 0
         self._results: dict[str, ExecutionResult] = {}
+        # RetryPipelineExecution: tokens seen per execution, and the runs to resume.
+        self._retry_tokens: dict[str, set[str]] = {}
+        self._resume: dict[str, ExecutionResult] = {}
         self._watcher: threading.Thread | None = None
         self._patched: Any = None  # the backend our wrappers are installed on
 
@@ -248,10 +255,44 @@ class LocalPipelineEngine:
                 self._stops.setdefault(pipeline_execution_arn, threading.Event()).set()
             return pipeline_execution_arn
 
+        def retry_pipeline_execution(
+            pipeline_execution_arn: str,
+            client_request_token: str | None = None,
+            parallelism_configuration: dict[str, int] | None = None,
+        ) -> str:
+            from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
+
+            with lock:
+                execution = self._find_execution(backend, pipeline_execution_arn)
+                if execution is None:
+                    raise ResourceNotFound(
+                        f"Pipeline execution {pipeline_execution_arn} does not exist."
+                    )
+                tokens = self._retry_tokens.setdefault(pipeline_execution_arn, set())
+                if client_request_token and client_request_token in tokens:
+                    return pipeline_execution_arn  # the same retry, asked again
+                status = execution.pipeline_execution_status
+                previous = self._results.get(pipeline_execution_arn)
+                if status != FAILED or previous is None:
+                    raise ValidationError(
+                        f"Pipeline execution {pipeline_execution_arn} is {status}; only a "
+                        "Failed execution can be retried."
+                    )
+                if client_request_token:
+                    tokens.add(client_request_token)
+                self._resume[pipeline_execution_arn] = previous
+                execution.pipeline_execution_status = EXECUTING
+                execution.pipeline_execution_failure_reason = None
+                execution.last_modified_time = datetime.now(UTC).replace(tzinfo=None)
+                self._seen.discard(pipeline_execution_arn)  # the next scan runs it again
+            wake.set()
+            return pipeline_execution_arn
+
         start_pipeline_execution._trainyard_engine = self  # type: ignore[attr-defined]
         backend.start_pipeline_execution = start_pipeline_execution
         backend.describe_pipeline_execution = describe_pipeline_execution
         backend.stop_pipeline_execution = stop_pipeline_execution
+        backend.retry_pipeline_execution = retry_pipeline_execution
         self._patched = backend
 
     def _remove_patches(self) -> None:
@@ -261,6 +302,7 @@ class LocalPipelineEngine:
                 "start_pipeline_execution",
                 "describe_pipeline_execution",
                 "stop_pipeline_execution",
+                "retry_pipeline_execution",
             ):
                 backend.__dict__.pop(name, None)
 
@@ -328,19 +370,23 @@ class LocalPipelineEngine:
             stop = self._stops.setdefault(arn, threading.Event())
             if self._stop.is_set():
                 stop.set()
+            resume = self._resume.pop(arn, None)
+            retries = len(self._retry_tokens.get(arn, ()))
         if stop.is_set():
             # Stopped while it waited for a worker: it never runs.
             with self._lock:
                 self._stops.pop(arn, None)
             self._set_status(pipeline, execution, "Stopped", None, previous=EXECUTING)
             return
-        self._set_status(pipeline, execution, EXECUTING, None, previous=None)
+        previous = FAILED if resume is not None else None
+        self._set_status(pipeline, execution, EXECUTING, None, previous=previous)
         definition = execution.pipeline_definition_for_execution
         context = ExecutionContext(
             pipeline_name=pipeline.pipeline_name,
             pipeline_arn=pipeline.arn,
             execution_arn=arn,
             role_arn=getattr(pipeline, "role_arn", "") or "",
+            retry_count=retries,
         )
         try:
             result = self.runner.run(
@@ -348,6 +394,7 @@ class LocalPipelineEngine:
                 parameters=execution.pipeline_parameters or [],
                 context=context,
                 stop_event=stop,
+                resume=resume,
             )
         except Exception as exc:  # the runner reports failures; this is a bug guard
             log.exception("runner crashed on %s", arn)

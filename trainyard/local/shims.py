@@ -10,8 +10,10 @@
   request's (and the approval description with None when the request has none);
   SageMaker changes only what the request names, adding its metadata to the
   package's (``CustomerMetadataPropertiesToRemove`` removes keys).
-- SageMaker pipelines: moto has no ``StopPipelineExecution``; it is added (only an
-  Executing execution can be stopped), and the pipeline engine stops its worker.
+- SageMaker pipelines: moto has no ``StopPipelineExecution`` or
+  ``RetryPipelineExecution``; both are added (only an Executing execution can be
+  stopped, only a Failed one retried), and the pipeline engine stops its worker or
+  runs the execution again from its failed steps.
 - S3 access logging: moto's PutBucketLogging accepts a target bucket policy only if
   its Resource is spelled exactly ``<bucket>/<prefix>*`` (the platform bucket grants
   ``access-logs/*`` to log delivery, with source conditions, which S3 accepts); the
@@ -133,6 +135,31 @@ def _stop_pipeline_execution(
     raise ValidationError(f"Pipeline execution {pipeline_execution_arn} does not exist.")
 
 
+def _retry_pipeline_execution(
+    self: Any,
+    pipeline_execution_arn: str,
+    client_request_token: str | None = None,
+    parallelism_configuration: dict[str, int] | None = None,
+) -> str:
+    """Without a pipeline engine nothing executes, so nothing ever Failed: only a
+    Failed execution can be retried, as in AWS. The engine replaces this."""
+    from moto.sagemaker.exceptions import ResourceNotFound, ValidationError
+
+    for pipeline in list(self.pipelines.values()):
+        execution = pipeline.pipeline_executions.get(pipeline_execution_arn)
+        if execution is None:
+            continue
+        if execution.pipeline_execution_status != "Failed":
+            raise ValidationError(
+                f"Pipeline execution {pipeline_execution_arn} is "
+                f"{execution.pipeline_execution_status}; only a Failed execution can be "
+                "retried."
+            )
+        execution.pipeline_execution_status = "Executing"
+        return pipeline_execution_arn
+    raise ResourceNotFound(f"Pipeline execution {pipeline_execution_arn} does not exist.")
+
+
 def _update_model_package(
     self: Any,
     model_package_arn: str,
@@ -205,6 +232,7 @@ def install_sagemaker_registry_shims() -> None:
             ("put_model_package_group_policy", _put_model_package_group_policy),
             ("delete_model_package_group_policy", _delete_model_package_group_policy),
             ("stop_pipeline_execution", _stop_pipeline_execution),
+            ("retry_pipeline_execution", _retry_pipeline_execution),
             ("update_model_package", _update_model_package),
         ):
             setattr(SageMakerModelBackend, name, function)
@@ -225,6 +253,11 @@ def install_sagemaker_registry_shims() -> None:
             (
                 "stop_pipeline_execution",
                 ("PipelineExecutionArn", "ClientRequestToken"),
+                "PipelineExecutionArn",
+            ),
+            (
+                "retry_pipeline_execution",
+                ("PipelineExecutionArn", "ClientRequestToken", "ParallelismConfiguration"),
                 "PipelineExecutionArn",
             ),
         ):

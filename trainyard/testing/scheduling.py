@@ -8,7 +8,7 @@ from datetime import datetime
 
 from trainyard_core import arns
 from trainyard_core.models import Tenant, TenantStatus
-from trainyard_core.ports.pipeline import ExecutionInfo, StartError
+from trainyard_core.ports.pipeline import ExecutionInfo, RetryUnavailableError, StartError
 
 
 @dataclass
@@ -38,6 +38,8 @@ class FakePipeline:
     start_calls: int = 0
     list_calls: int = 0
     describe_calls: int = 0
+    retry_calls: int = 0
+    retry_tokens: set[str] = field(default_factory=set)
     throttle_next: int = 0
     fail_next: int = 0  # non-retryable (validation) failures
     # Simulated scheduler crashes (the Lambda dies; not a SageMaker error):
@@ -79,6 +81,24 @@ class FakePipeline:
             if crash == "after":
                 raise SchedulerCrash("crashed after StartPipelineExecution returned")
             return arn
+
+    def retry(self, *, execution_arn: str, client_request_token: str) -> str:
+        """RetryPipelineExecution as SageMaker answers it: only a Failed execution
+        resumes (Executing again, same ARN); a repeated token is the same retry."""
+        with self._lock:
+            self.retry_calls += 1
+            ex = self.executions.get(execution_arn)
+            if ex is None:
+                raise RetryUnavailableError(f"ResourceNotFound: {execution_arn} not found")
+            if client_request_token in self.retry_tokens:
+                return execution_arn
+            if ex.status != "Failed":
+                raise RetryUnavailableError(
+                    f"ValidationException: execution is {ex.status}, not Failed"
+                )
+            self.retry_tokens.add(client_request_token)
+            ex.status, ex.failure_reason, ex.ended_at = "Executing", None, None
+            return execution_arn
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:
         with self._lock:

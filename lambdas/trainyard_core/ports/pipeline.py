@@ -28,11 +28,21 @@ class StartError(Exception):
         self.throttled = throttled
 
 
+class RetryUnavailableError(Exception):
+    """RetryPipelineExecution refused this execution for good (not Failed, unknown,
+    or a conflict): the caller starts a new execution instead."""
+
+
 class PipelinePort(Protocol):
     def start(
         self, *, display_name: str, client_request_token: str, parameters: dict[str, str]
     ) -> str:
         """StartPipelineExecution; returns the execution ARN. Raises StartError."""
+        ...
+
+    def retry(self, *, execution_arn: str, client_request_token: str) -> str:
+        """RetryPipelineExecution: the failed execution resumes from its failed steps;
+        returns its ARN. Raises StartError (transient) or RetryUnavailableError."""
         ...
 
     def describe(self, execution_arn: str) -> ExecutionInfo | None:

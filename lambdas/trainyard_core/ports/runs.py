@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from trainyard_core.lineage import RunLineage
-from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
+from trainyard_core.models import Run, RunRetry, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.training import RunTraining, TrainingChoice
 
 # --- slot counters: one global, one a plan, one a tenant
@@ -56,6 +56,15 @@ class QueuedRunExistsError(Exception):
 
 class RunNotFoundError(LookupError):
     pass
+
+
+class RunNotRetryableError(Exception):
+    """The run is not FAILED (any more), or was retried meanwhile."""
+
+
+class RetryQueuedError(Exception):
+    """The tenant already has a retried run waiting (one at a time, so retries
+    cannot flood the queue's head)."""
 
 
 class AdmitOutcome(StrEnum):
@@ -212,9 +221,19 @@ class RunRepository(Protocol):
         instance_count: int,
         training: RunTraining | None = None,
         lineage: RunLineage | None = None,
+        retry: RunRetry | None = None,
     ) -> bool:
-        """STARTING -> RUNNING with the execution (and what it trains) recorded.
+        """STARTING -> RUNNING with the execution (and what it trains) recorded;
+        ``retry``: the run's latest retry, as started (replaces the last entry).
         False if not STARTING."""
+        ...
+
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
+        """FAILED -> QUEUED with ``retry`` appended (its failure, execution and end
+        moved into it) and the tenant's retry pointer set, atomically; the usage
+        and cost the run already booked stay. Raises RunNotRetryableError when the
+        run is not FAILED with ``len(retry) - 1`` retries, RetryQueuedError when
+        another retried run of the tenant is still QUEUED."""
         ...
 
     def set_training_request(
@@ -248,10 +267,15 @@ class RunRepository(Protocol):
         failure_reason: str | None,
         execution_arn: str | None = None,
         duration_sample: float | None = None,
+        totals: tuple[float, float] | None = None,
     ) -> bool:
         """STARTING/RUNNING -> terminal + release the slot + add usage, atomically
         (and ``duration_sample``, seconds, into its plan's durations; clears
-        ``waitingFor``). False (and nothing written) if the run was not holding a slot."""
+        ``waitingFor``). False (and nothing written) if the run was not holding a slot.
+        ``training_seconds``/``cost_usd`` are this execution's and go into the usage;
+        ``totals`` (seconds, cost) are the run's over its retries, for the run's item
+        (default: this execution's), and a retried run is not counted again in the
+        month's ``runs``."""
         ...
 
     # --- recorder

@@ -13,6 +13,7 @@ from trainyard_core import events, limits
 from trainyard_core.models import Run, RunStatus, iso_ms, parse_iso
 from trainyard_core.scheduling.context import SchedulerContext, month_of
 from trainyard_core.scheduling.policy import cost_usd
+from trainyard_core.scheduling.retry import is_stale_event
 
 TERMINAL_EXECUTION_STATUS = {
     "Succeeded": RunStatus.SUCCEEDED,
@@ -58,6 +59,11 @@ def handle_status(
         # Usually the event outran our own record of the start: retry later.
         raise RunNotFoundYetError(execution_arn)
     ctx.log_keys(run)
+    if is_stale_event(run, event_time):
+        # The execution's end before the run was retried (a late or repeated
+        # delivery): it must not end the retry.
+        ctx.log.info("status event from before the run's retry ignored", extra={"status": status})
+        return run
     if status in TERMINAL_EXECUTION_STATUS:
         finish(
             ctx, run, TERMINAL_EXECUTION_STATUS[status], execution_arn, failure_reason, event_time
@@ -93,7 +99,8 @@ def _find_by_display_name(ctx: SchedulerContext, display_name: str) -> Run | Non
         return None
     runs, _ = ctx.runs.list_runs(match["tenant"], limit=50)
     for run in runs:
-        if run.run_id.endswith(match["suffix"]) and run.status != RunStatus.QUEUED:
+        # A QUEUED run has no execution, unless it is a retried one (its earlier one).
+        if run.run_id.endswith(match["suffix"]) and (run.status != RunStatus.QUEUED or run.retries):
             return run
     return None
 
@@ -118,6 +125,16 @@ def finish(
     plan = ctx.settings.plans.get(run.plan)
     instance_type = run.instance_type or (plan.training_instance_type if plan else None)
     count = run.instance_count or (plan.training_instance_count if plan else 1)
+    cost = cost_usd(ctx.settings, instance_type, count, seconds) if started else 0.0
+    # A retried run adds this execution to what its earlier ones used.
+    totals = (
+        (
+            round((run.training_seconds or 0.0) + seconds, 3),
+            round((run.cost_estimate_usd or 0.0) + cost, 6),
+        )
+        if run.retries
+        else None
+    )
     if status == RunStatus.FAILED and not failure_reason and execution_arn and ctx.pipeline:
         info = ctx.pipeline.describe(execution_arn)
         failure_reason = (info.failure_reason if info else None) or None
@@ -134,7 +151,8 @@ def finish(
         ended_at=iso_ms(ended) or "",
         month=month_of(ended),
         training_seconds=round(seconds, 3),
-        cost_usd=cost_usd(ctx.settings, instance_type, count, seconds) if started else 0.0,
+        cost_usd=cost,
+        totals=totals,
         failure_reason=failure_reason if status != RunStatus.SUCCEEDED else None,
         execution_arn=execution_arn,
         # What the start estimates learn from: how long the plan's runs hold a

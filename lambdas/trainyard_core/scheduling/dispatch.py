@@ -15,9 +15,10 @@ from datetime import datetime, timedelta
 
 from trainyard_core import events, limits
 from trainyard_core.config import Settings
-from trainyard_core.lineage import InputListing, build_lineage
+from trainyard_core.lineage import InputListing, RunLineage, build_lineage
 from trainyard_core.models import (
     Run,
+    RunRetry,
     RunStatus,
     Tenant,
     TenantStatus,
@@ -37,6 +38,7 @@ from trainyard_core.scheduling.policy import (
     tenant_limit,
 )
 from trainyard_core.scheduling.queues import read_snapshot
+from trainyard_core.scheduling.retry import pending_retry, resume_or_restart
 from trainyard_core.training import RunTraining, TrainingError, resolve_run_training
 
 
@@ -187,6 +189,18 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         _fail_start(ctx, run, f"cannot start: {missing or 'no pipeline configured'}")
         return
     assert tenant is not None and plan is not None
+    retry = pending_retry(run)
+    if retry is not None:
+        try:
+            arn, retry = resume_or_restart(ctx, run, retry)
+        except StartError as exc:
+            _start_failed(ctx, run, report, exc, now)
+            return
+        if arn is not None and run.training is not None:
+            # Resumed: the execution keeps its parameters, so what it trains and
+            # its lineage stay as recorded at its first start.
+            _started(ctx, run, report, arn, now, run.training, None, retry)
+            return
     # Listed before the start, so it cannot name objects written after the job read.
     inputs = _inputs(ctx, tenant.data_bucket or "", tenant.data_prefix or "")
     try:
@@ -217,31 +231,50 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
             parameters=parameters,
         )
     except StartError as exc:
-        attempts = run.start_attempts + 1
-        if exc.throttled:
-            ctx.metrics.record("StartsThrottled", 1, dimensions={"plan": run.plan})
-        report.start_failures += 1
-        if not exc.retryable or attempts >= ctx.settings.max_start_attempts:
-            _fail_start(
-                ctx, run, f"could not start the pipeline after {attempts} attempt(s): {exc}"
-            )
-            return
-        delay = backoff_seconds(attempts, jitter=ctx.rng.random())
-        ctx.runs.record_start_failure(
-            run,
-            attempts,
-            iso_ms(now + timedelta(seconds=delay)) or "",
-            WaitingFor(
-                code=WaitingCode.START_RETRY,
-                message=f"start attempt {attempts} failed ({exc}); retrying at "
-                f"{iso_ms(now + timedelta(seconds=delay))}",
-            ),
-            iso_ms(now) or "",
-        )
-        ctx.log.warning(
-            "pipeline start failed; will retry", extra={"attempt": attempts, "error": str(exc)}
-        )
+        _start_failed(ctx, run, report, exc, now)
         return
+    if retry is not None:
+        retry = retry.model_copy(update={"execution_arn": arn})
+    _started(ctx, run, report, arn, now, training, lineage, retry)
+
+
+def _start_failed(
+    ctx: SchedulerContext, run: Run, report: DispatchReport, exc: StartError, now: datetime
+) -> None:
+    attempts = run.start_attempts + 1
+    if exc.throttled:
+        ctx.metrics.record("StartsThrottled", 1, dimensions={"plan": run.plan})
+    report.start_failures += 1
+    if not exc.retryable or attempts >= ctx.settings.max_start_attempts:
+        _fail_start(ctx, run, f"could not start the pipeline after {attempts} attempt(s): {exc}")
+        return
+    delay = backoff_seconds(attempts, jitter=ctx.rng.random())
+    ctx.runs.record_start_failure(
+        run,
+        attempts,
+        iso_ms(now + timedelta(seconds=delay)) or "",
+        WaitingFor(
+            code=WaitingCode.START_RETRY,
+            message=f"start attempt {attempts} failed ({exc}); retrying at "
+            f"{iso_ms(now + timedelta(seconds=delay))}",
+        ),
+        iso_ms(now) or "",
+    )
+    ctx.log.warning(
+        "pipeline start failed; will retry", extra={"attempt": attempts, "error": str(exc)}
+    )
+
+
+def _started(
+    ctx: SchedulerContext,
+    run: Run,
+    report: DispatchReport,
+    arn: str,
+    now: datetime,
+    training: RunTraining,
+    lineage: RunLineage | None,
+    retry: RunRetry | None,
+) -> None:
     if ctx.runs.mark_started(
         run,
         arn,
@@ -250,9 +283,16 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         training.instance_count,
         training,
         lineage,
+        retry,
     ):
         ctx.metrics.record("RunsStarted", 1, dimensions={"plan": run.plan})
-        ctx.log.info("pipeline execution started", extra={"execution_arn": arn})
+        ctx.log.info(
+            "pipeline execution started",
+            extra={
+                "execution_arn": arn,
+                "retry": retry.mode.value if retry and retry.mode else None,
+            },
+        )
         # Not when an Executing event (mark_running) moved it first: that one emitted.
         ctx.emit(
             events.run_event(

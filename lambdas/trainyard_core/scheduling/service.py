@@ -16,7 +16,15 @@ from typing import Any
 
 from trainyard_core.models import Run, Tenant, TriggerObject
 from trainyard_core.ports.runs import AdmitOutcome
-from trainyard_core.scheduling import completion, dispatch, intake, queries, queues, reconcile
+from trainyard_core.scheduling import (
+    completion,
+    dispatch,
+    intake,
+    queries,
+    queues,
+    reconcile,
+    retry,
+)
 from trainyard_core.scheduling.context import SchedulerContext
 from trainyard_core.scheduling.dispatch import DispatchReport
 from trainyard_core.scheduling.intake import IntakeResult
@@ -51,6 +59,15 @@ class SchedulerService(SchedulerContext):
 
     def submit_scheduled_run(self, tenant: Tenant) -> Run:
         return intake.submit_scheduled_run(self, tenant)
+
+    def retry_run(
+        self,
+        tenant_id: str,
+        run_id: str,
+        reason: str | None = None,
+        requested_by: str | None = None,
+    ) -> Run:
+        return retry.request_retry(self, tenant_id, run_id, reason, requested_by)
 
     # --- completion
     def handle_status(

@@ -40,7 +40,7 @@ import time
 from typing import Any
 
 from trainyard_core import limits
-from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor, parse_iso
+from trainyard_core.models import Run, RunRetry, RunStatus, TriggerObject, WaitingFor, parse_iso
 from trainyard_core.ports.runs import (
     GLOBAL,
     PLAN_PREFIX,
@@ -78,6 +78,11 @@ def counter_key(name: str) -> StateKey:
 
 def pointer_key(tenant_id: str) -> StateKey:
     return f"tenant#{tenant_id}", "queued"
+
+
+def retry_pointer_key(tenant_id: str) -> StateKey:
+    # The tenant's retried run while it is QUEUED (at most one at a time).
+    return f"tenant#{tenant_id}", "retry"
 
 
 def upload_key(dedupe_key: str) -> StateKey:
@@ -164,8 +169,29 @@ def bounded_run(run: Run) -> Run:
             "model_package_arn": limits.bounded_or_none(
                 run.model_package_arn, limits.ARN_MAX_CHARS
             ),
+            "retries": [bounded_retry(r) for r in run.retries[-limits.RUN_RETRIES_MAX :]],
         }
     )
+
+
+def bounded_retry(retry: RunRetry) -> RunRetry:
+    """A retry entry within limits: the caller's reason and the failures it records."""
+    return retry.model_copy(
+        update={
+            "reason": limits.bounded_or_none(retry.reason, limits.MODEL_REASON_MAX_CHARS),
+            "previous_failure_reason": limits.failure_reason(retry.previous_failure_reason),
+            "fallback_reason": limits.failure_reason(retry.fallback_reason),
+            "previous_execution_arn": limits.bounded_or_none(
+                retry.previous_execution_arn, limits.ARN_MAX_CHARS
+            ),
+            "execution_arn": limits.bounded_or_none(retry.execution_arn, limits.ARN_MAX_CHARS),
+        }
+    )
+
+
+def retry_value(retry: RunRetry) -> dict[str, Any]:
+    """A retry entry as stored in the run's ``retries`` list."""
+    return bounded_retry(retry).model_dump(by_alias=True, mode="json", exclude_none=True)
 
 
 def bounded_waiting(waiting: WaitingFor | None) -> WaitingFor | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from trainyard_core import limits
 from trainyard_core.lineage import RunLineage
-from trainyard_core.models import Run, RunStatus, WaitingFor
+from trainyard_core.models import Run, RunRetry, RunStatus, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
     TENANT_PREFIX,
@@ -19,7 +19,9 @@ from trainyard_core.ports.runs import (
     Caps,
     Counters,
     Rejection,
+    RetryQueuedError,
     RunNotFoundError,
+    RunNotRetryableError,
     plan_counter,
     tenant_counter,
 )
@@ -40,6 +42,8 @@ from trainyard_core.store.run_items import (
     item_to_run,
     pointer_key,
     rejection_from,
+    retry_pointer_key,
+    retry_value,
     run_token,
     state_item,
     usage_from,
@@ -196,6 +200,7 @@ class DynamoRunRepository(QueuedRunWrites):
             self._counter_update(plan_counter(run.plan), 1, caps.plan_cap),
             self._counter_update(tenant_counter(run.tenant_id), 1, caps.tenant_cap, now_iso),
             *self._pointer_delete_if(run.tenant_id, run.run_id),
+            *self._retry_pointer_delete_if(run),
         ]
         codes = self._transact(items)
         if codes is None:
@@ -237,7 +242,11 @@ class DynamoRunRepository(QueuedRunWrites):
             "#status = :queued",
             {":r": limits.failure_reason(reason), ":now": now_iso},
         )
-        items = [{"Update": cancel}, *self._pointer_delete_if(run.tenant_id, run.run_id)]
+        items = [
+            {"Update": cancel},
+            *self._pointer_delete_if(run.tenant_id, run.run_id),
+            *self._retry_pointer_delete_if(run),
+        ]
         return self._transact(items) is None
 
     def mark_started(
@@ -249,6 +258,7 @@ class DynamoRunRepository(QueuedRunWrites):
         instance_count: int,
         training: RunTraining | None = None,
         lineage: RunLineage | None = None,
+        retry: RunRetry | None = None,
     ) -> bool:
         values: dict[str, Any] = {
             ":arn": execution_arn,
@@ -263,6 +273,10 @@ class DynamoRunRepository(QueuedRunWrites):
         if lineage is not None:
             record += ", lineage = :ln"
             values[":ln"] = lineage.model_dump(by_alias=True, mode="json", exclude_none=True)
+        if retry is not None and run.retries:
+            # The latest entry, by its index: the run's own list (bounded).
+            record += f", retries[{len(run.retries) - 1}] = :rt"
+            values[":rt"] = retry_value(retry)
         if self._update_run(
             run,
             "SET #status = :running, executionArn = :arn, startedAt = :at, "
@@ -312,6 +326,67 @@ class DynamoRunRepository(QueuedRunWrites):
             },
         )
 
+    # --- retry
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
+        requeue = self._run_update(
+            run,
+            "SET #status = :queued, queuedAt = :now, updatedAt = :now, queuePlan = :plan, "
+            "queueKey = :qkey, retries = list_append(if_not_exists(retries, :none), :rt), "
+            "startAttempts = :zero "
+            "REMOVE failureReason, endedAt, executionArn, startedAt, waitingFor, nextAttemptAt",
+            # Every retry checks the count it read: two concurrent retries, one wins.
+            "#status = :failed AND (attribute_not_exists(retries) OR size(retries) = :n)",
+            {
+                ":now": now_iso,
+                ":plan": run.plan,
+                ":qkey": f"{now_iso}#{run.run_id}",
+                ":none": [],
+                ":rt": [retry_value(retry)],
+                ":zero": 0,
+                ":n": len(run.retries),
+            },
+        )
+        pointer = state_item(retry_pointer_key(run.tenant_id), runId=run.run_id)
+        held = self._get_state(retry_pointer_key(run.tenant_id))
+        condition, values = "attribute_not_exists(pk)", {}
+        if held is not None and not self._queued_elsewhere(run.tenant_id, held["runId"]):
+            # The pointer names a run that has left QUEUED: take it over.
+            condition, values = (
+                "attribute_not_exists(pk) OR runId = :stale",
+                {":stale": held["runId"]},
+            )
+        items = [
+            {"Update": requeue},
+            self._put_request(self.state_table, pointer, condition, values),
+        ]
+        codes = self._transact(items)
+        if codes is None:
+            return
+        if codes[0] == "ConditionalCheckFailed":
+            raise RunNotRetryableError(run.run_id)
+        raise RetryQueuedError(run.tenant_id)
+
+    def _queued_elsewhere(self, tenant_id: str, run_id: str) -> bool:
+        item = self._get(self.runs_table, self._run_key(tenant_id, run_id))
+        return bool(item) and (item or {}).get("status") == RunStatus.QUEUED.value
+
+    def _retry_pointer_delete_if(self, run: Run) -> list[dict[str, Any]]:
+        if not run.retries:
+            return []
+        held = self._get_state(retry_pointer_key(run.tenant_id))
+        if held is None or held.get("runId") != run.run_id:
+            return []
+        return [
+            {
+                "Delete": {
+                    "TableName": self.state_table,
+                    "Key": self._state_key(retry_pointer_key(run.tenant_id)),
+                    "ConditionExpression": "runId = :rid",
+                    "ExpressionAttributeValues": self._s({":rid": run.run_id}),
+                }
+            }
+        ]
+
     # --- status
     def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:
         return self._update_run(
@@ -335,12 +410,14 @@ class DynamoRunRepository(QueuedRunWrites):
         failure_reason: str | None,
         execution_arn: str | None = None,
         duration_sample: float | None = None,
+        totals: tuple[float, float] | None = None,
     ) -> bool:
+        total_seconds, total_cost = totals or (training_seconds, cost_usd)
         values: dict[str, Any] = {
             ":status": status.value,
             ":ended": ended_at,
-            ":secs": training_seconds,
-            ":cost": cost_usd,
+            ":secs": total_seconds,
+            ":cost": total_cost,
         }
         expression = (
             "SET #status = :status, endedAt = :ended, updatedAt = :ended, "
@@ -362,7 +439,8 @@ class DynamoRunRepository(QueuedRunWrites):
             state_item(usage_key(run.tenant_id, month)),
             "ADD runs :one, trainingSeconds :secs, costEstimateUsd :cost",
             None,
-            {":one": 1, ":secs": training_seconds, ":cost": cost_usd},
+            # A retried run was counted when it first ended.
+            {":one": 0 if run.retries else 1, ":secs": training_seconds, ":cost": cost_usd},
         )
         items = [
             {"Update": finish},

@@ -14,7 +14,7 @@ from typing import Any
 
 from trainyard_core import limits
 from trainyard_core.lineage import RunLineage
-from trainyard_core.models import Run, RunStatus, TriggerObject, WaitingFor
+from trainyard_core.models import Run, RunRetry, RunStatus, TriggerObject, WaitingFor
 from trainyard_core.ports.runs import (
     GLOBAL,
     AdmitOutcome,
@@ -23,8 +23,10 @@ from trainyard_core.ports.runs import (
     DuplicateUploadError,
     QueuedRunExistsError,
     Rejection,
+    RetryQueuedError,
     RunNotFoundError,
     RunNotQueuedError,
+    RunNotRetryableError,
     plan_counter,
     tenant_counter,
 )
@@ -43,6 +45,7 @@ from trainyard_core.store.run_items import (
     rejection_from,
     rejection_item,
     rejection_key,
+    retry_pointer_key,
     run_to_item,
     run_token,
     upload_key,
@@ -132,6 +135,11 @@ class InMemoryRunRepository(InMemoryCounterState):
         item = self._state.setdefault(counter_key(name), {"running": 0})
         self._note_counter(name)
         item["running"] = int(item.get("running", 0)) + delta
+
+    def _clear_retry_pointer(self, run: Run) -> None:
+        held = self._state.get(retry_pointer_key(run.tenant_id))
+        if held is not None and held["runId"] == run.run_id:
+            del self._state[retry_pointer_key(run.tenant_id)]
 
     def _pointer(self, tenant_id: str) -> str | None:
         item = self._state.get(pointer_key(tenant_id))
@@ -317,6 +325,7 @@ class InMemoryRunRepository(InMemoryCounterState):
             self._state[counter_key(tenant_counter(run.tenant_id))]["lastAdmittedAt"] = now_iso
             if self._pointer(run.tenant_id) == run.run_id:
                 del self._state[pointer_key(run.tenant_id)]
+            self._clear_retry_pointer(run)
             return AdmitOutcome.ADMITTED
 
     def set_waiting_reason(self, run: Run, reason: WaitingFor | None) -> None:
@@ -357,6 +366,7 @@ class InMemoryRunRepository(InMemoryCounterState):
             )
             if self._pointer(run.tenant_id) == run.run_id:
                 del self._state[pointer_key(run.tenant_id)]
+            self._clear_retry_pointer(run)
             return True
 
     def mark_started(
@@ -368,6 +378,7 @@ class InMemoryRunRepository(InMemoryCounterState):
         instance_count: int,
         training: RunTraining | None = None,
         lineage: RunLineage | None = None,
+        retry: RunRetry | None = None,
     ) -> bool:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
@@ -389,15 +400,50 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "started_at": started_at,
                         "instance_type": instance_type,
                         "instance_count": instance_count,
-                        "training": training,
-                        "lineage": lineage,
+                        "training": training or current.training,
+                        "lineage": lineage or current.lineage,
                         "failure_reason": None,
                         "waiting_for": None,
                         "updated_at": started_at,
+                        "retries": current.retries[:-1] + [retry]
+                        if retry is not None and current.retries
+                        else current.retries,
                     }
                 )
             )
             return True
+
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
+        with self._lock:
+            current = self._load(run.tenant_id, run.run_id)
+            if (
+                current is None
+                or current.status != RunStatus.FAILED
+                or len(current.retries) != len(run.retries)
+            ):
+                raise RunNotRetryableError(run.run_id)
+            held = self._state.get(retry_pointer_key(run.tenant_id))
+            if held is not None:
+                other = self._load(run.tenant_id, held["runId"])
+                if other is not None and other.status == RunStatus.QUEUED:
+                    raise RetryQueuedError(run.tenant_id)
+            self._put_run(
+                current.model_copy(
+                    update={
+                        "status": RunStatus.QUEUED,
+                        "queued_at": now_iso,
+                        "updated_at": now_iso,
+                        "retries": [*current.retries, retry],
+                        "failure_reason": None,
+                        "ended_at": None,
+                        "execution_arn": None,
+                        "started_at": None,
+                        "waiting_for": None,
+                        "start_attempts": 0,
+                    }
+                )
+            )
+            self._state[retry_pointer_key(run.tenant_id)] = {"runId": run.run_id}
 
     def set_training_request(
         self, tenant_id: str, run_id: str, choice: TrainingChoice, now_iso: str
@@ -462,7 +508,9 @@ class InMemoryRunRepository(InMemoryCounterState):
         failure_reason: str | None,
         execution_arn: str | None = None,
         duration_sample: float | None = None,
+        totals: tuple[float, float] | None = None,
     ) -> bool:
+        total_seconds, total_cost = totals or (training_seconds, cost_usd)
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
             if current is None or not current.status.holds_slot:
@@ -472,8 +520,8 @@ class InMemoryRunRepository(InMemoryCounterState):
                     update={
                         "status": status,
                         "ended_at": ended_at,
-                        "training_seconds": training_seconds,
-                        "cost_estimate_usd": cost_usd,
+                        "training_seconds": total_seconds,
+                        "cost_estimate_usd": total_cost,
                         "failure_reason": failure_reason,
                         "waiting_for": None,
                         "execution_arn": current.execution_arn or execution_arn,
@@ -487,7 +535,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                 usage_key(current.tenant_id, month),
                 {"runs": 0, "trainingSeconds": 0.0, "costEstimateUsd": 0.0},
             )
-            usage["runs"] += 1
+            usage["runs"] += 0 if current.retries else 1  # counted when it first ended
             usage["trainingSeconds"] += training_seconds
             usage["costEstimateUsd"] += cost_usd
             if duration_sample is not None:

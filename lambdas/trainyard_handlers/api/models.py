@@ -42,6 +42,7 @@ __all__ = [
     "PutWebhookRequest",
     "Queue",
     "QueuedRun",
+    "RetryRunRequest",
     "Run",
     "RunList",
     "Tenant",
@@ -106,6 +107,12 @@ class TriggerRunRequest(BaseModel):
     training: TrainingChoice | None = Field(
         default=None, description="This run's training settings, over the tenant's."
     )
+
+
+class RetryRunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    # Bounded and one line, like a model decision's (model_versions.check_reason).
+    reason: str | None = Field(default=None, description="Why it is retried (recorded).")
 
 
 class ModelDecisionRequest(BaseModel):

@@ -14,16 +14,10 @@ from trainyard_handlers import dependencies
 from trainyard_handlers.api import requests
 from trainyard_handlers.api.bind import bind
 from trainyard_handlers.api.models import ModelDecisionRequest, ModelList
+from trainyard_handlers.api.requests import caller
 from trainyard_handlers.observability import logger
 
 router = Router()
-
-
-def caller(event: APIGatewayProxyEvent) -> str:
-    """Who is asking: the IAM identity API Gateway authorised (IAM auth on every
-    method); the local API passes its caller the same way."""
-    identity = event.request_context.identity
-    return identity.user_arn or identity.caller or identity.user or "unknown"
 
 
 def _decision(event: APIGatewayProxyEvent) -> ModelDecisionRequest:

@@ -119,3 +119,10 @@ def request_dispatch(plan: str) -> None:
     except Exception:
         # The run is recorded; the one-minute reconcile dispatches it anyway.
         logger.exception("could not request an immediate dispatch")
+
+
+def caller(event: APIGatewayProxyEvent) -> str:
+    """Who is asking: the IAM identity API Gateway authorised (IAM auth on every
+    method); the local API passes its caller the same way."""
+    identity = event.request_context.identity
+    return identity.user_arn or identity.caller or identity.user or "unknown"

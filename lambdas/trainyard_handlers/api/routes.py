@@ -31,6 +31,7 @@ from trainyard_handlers.api.models import (
     PresignUploadPartsRequest,
     PutWebhookRequest,
     Queue,
+    RetryRunRequest,
     Run,
     RunList,
     Tenant,
@@ -265,6 +266,33 @@ ROUTES: tuple[Route, ...] = (
         "runs",
         {200: ("The run", Run)},
         {404: ("TenantNotFound", "RunNotFound")},
+    ),
+    Route(
+        "POST",
+        "/tenants/{tenantId}/runs/{runId}/retry",
+        "retryRun",
+        "Retry a FAILED run",
+        "runs",
+        {202: ("The run, QUEUED again (retries[-1] says when, why and by whom)", Run)},
+        {
+            400: ("InvalidReason", "MalformedJson", "InvalidBody"),
+            404: ("TenantNotFound", "RunNotFound"),
+            409: (
+                "RunNotRetryable",
+                "RetryLimitReached",
+                "RetryAlreadyQueued",
+                "TenantNotAccepting",
+            ),
+            413: ("PayloadTooLarge",),
+        },
+        body=RetryRunRequest,
+        body_required=False,
+        description="The run queues again under the same caps. At its start SageMaker's "
+        "RetryPipelineExecution resumes its execution from the failed step (the steps "
+        "that succeeded are not run again: retries[-1].mode RESUMED); when that execution "
+        "cannot be retried, a new execution starts from the top (RESTARTED, with "
+        "fallbackReason). Usage and cost add up over its executions. At most "
+        "maxRunRetries retries a run, one retried run of a tenant waiting at a time.",
     ),
     Route(
         "GET",

@@ -7,13 +7,15 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from trainyard_core.errors import DomainError
+from trainyard_core.model_versions import check_reason
 from trainyard_core.models import Tenant
 from trainyard_core.training import validate_choice
 
 from trainyard_handlers import dependencies
 from trainyard_handlers.api import requests
 from trainyard_handlers.api.bind import bind
-from trainyard_handlers.api.models import RunList, TriggerRunRequest
+from trainyard_handlers.api.models import RetryRunRequest, RunList, TriggerRunRequest
+from trainyard_handlers.api.requests import caller
 from trainyard_handlers.observability import logger
 
 router = Router()
@@ -59,6 +61,20 @@ def trigger_run(tenant_id: str) -> Response[str]:
         tenant, training=choice, data_bytes=_data_bytes(tenant)
     )
     logger.thread_safe_append_keys(run_id=run.run_id)
+    requests.request_dispatch(run.plan)
+    return requests.json_response(202, run.api_dict())
+
+
+@bind(router, "retryRun")
+def retry_run(tenant_id: str, run_id: str) -> Response[str]:
+    logger.thread_safe_append_keys(tenant_id=tenant_id, run_id=run_id)
+    dependencies.tenant_service().get(tenant_id)  # 404 for unknown tenants
+    event = router.current_event
+    reason = None
+    if event.body is not None and event.body.strip():
+        reason = check_reason(requests.json_body(event, RetryRunRequest).reason)
+    run = dependencies.run_service().retry_run(tenant_id, run_id, reason, caller(event))
+    logger.info("run retry requested", extra={"attempt": len(run.retries)})
     requests.request_dispatch(run.plan)
     return requests.json_response(202, run.api_dict())
 

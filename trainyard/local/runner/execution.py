@@ -98,13 +98,18 @@ class PipelineRunner:
         context: ExecutionContext | None = None,
         stop_event: threading.Event | None = None,
         on_step: Callable[[StepRecord], None] | None = None,
+        resume: ExecutionResult | None = None,
     ) -> ExecutionResult:
         """Run to completion. Never raises for pipeline problems: they become a
         Failed result with a reason. ``parameters`` may be a name->value mapping or
-        StartPipelineExecution's [{"Name", "Value"}] list."""
+        StartPipelineExecution's [{"Name", "Value"}] list. ``resume``: the result of
+        this execution's previous run (RetryPipelineExecution): its succeeded steps
+        are kept as they were (not run again), the others run."""
         execution = Execution(
             self, context or ExecutionContext(), stop_event or threading.Event(), on_step
         )
+        if resume is not None:
+            execution.reuse = {s.name: s for s in resume.steps if s.status == SUCCEEDED}
         return execution.run(definition, parameters)
 
 
@@ -127,6 +132,8 @@ class Execution:
         self.resolver = Resolver(context, self.records, runner.s3, self.as_pipeline)
         self.pipeline_principal: Principal | None = None
         self.outcomes: dict[str, bool] = {}  # condition step -> outcome
+        # Steps that succeeded in the run this one resumes (RetryPipelineExecution).
+        self.reuse: dict[str, StepRecord] = {}
         self.dir = runner.workdir / sanitize(context.execution_id)
 
     def resolve(self, value: Any) -> Any:
@@ -286,6 +293,9 @@ class Execution:
             if self._should_skip(step, skipped):
                 skipped.add(name)
                 continue
+            if name in self.reuse:
+                self._reuse(self.reuse[name])
+                continue
             record = self._execute(step)
             if record.status == STOPPED:
                 return STOPPED, "the local pipeline engine was stopped"
@@ -294,6 +304,15 @@ class Execution:
                     return FAILED, record.failure_reason
                 return FAILED, f"Step {name} failed: {record.failure_reason}"
         return SUCCEEDED, None
+
+    def _reuse(self, previous: StepRecord) -> None:
+        """A step that succeeded before the retry: its record, outcome and property
+        files stand, as SageMaker keeps a resumed execution's succeeded steps."""
+        self.records[previous.name] = previous
+        if "outcome" in previous.metadata:
+            self.outcomes[previous.name] = bool(previous.metadata["outcome"])
+        if "property_files" in previous.metadata:
+            self.resolver.property_files[previous.name] = dict(previous.metadata["property_files"])
 
     def _should_skip(self, step: Step, skipped: set[str]) -> bool:
         if step.branch and (

@@ -49,6 +49,8 @@ class ExecutionContext:
     # registration, creating jobs, invoking Lambda steps) is done as this role.
     role_arn: str = ""
     start_time: datetime = field(default_factory=now)
+    # How often RetryPipelineExecution resumed it: each resume's jobs are new jobs.
+    retry_count: int = 0
 
     @property
     def execution_id(self) -> str:
@@ -94,6 +96,8 @@ def sanitize(name: str) -> str:
 def job_name(context: ExecutionContext, step_name: str, salt: str = "") -> str:
     """SageMaker-valid (<= 63 chars, [a-zA-Z0-9-]) and unique per execution/step
     (and per ``salt``: each retry attempt of a step is a new job)."""
+    if context.retry_count:
+        salt = f"{salt}|retry-{context.retry_count}"
     digest = hashlib.sha1(f"{context.execution_arn}|{step_name}|{salt}".encode()).hexdigest()
     stem = f"pipelines-{sanitize(context.execution_id)}-{sanitize(step_name)}"[:52].rstrip("-")
     return f"{stem}-{digest[:10]}"

@@ -176,6 +176,7 @@ def processing(ex: Execution, step: Step, record: StepRecord) -> None:
         uri = f"{str(output['S3Output']['S3Uri']).rstrip('/')}/{spec['FilePath']}"
         files[spec["PropertyFileName"]] = uri
     ex.resolver.property_files[step.name] = files
+    record.metadata["property_files"] = files  # a resumed execution reads them again
 
 
 def training(ex: Execution, step: Step, record: StepRecord) -> None:
