@@ -26,8 +26,8 @@ from rich.live import Live
 from rich.table import Table
 
 from trainyard.api_client import ApiError, TrainyardApi
-from trainyard.cli.render import metric_of, primary_metric, problem_type_of
 from trainyard.data import tenant_csv, tenant_profile
+from trainyard.run_metrics import metric_of, primary_metric, problem_type_of
 
 if TYPE_CHECKING:
     from trainyard.local.stack import EmbeddedStack

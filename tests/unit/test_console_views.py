@@ -143,3 +143,53 @@ def test_the_automatic_window_zooms_to_recent_runs() -> None:
     runs.append(_run("b", "acme", "basic", "SUCCEEDED", queuedAt=60, startedAt=50, endedAt=40))
     assert 60 < timeline.auto_hours(runs, NOW) * 60 < 70
     assert timeline.auto_hours([], NOW) * 60 == 2
+
+
+def _trained(problem_type: str, metrics: dict[str, float]) -> dict[str, Any]:
+    run = _run("r-" + problem_type, "acme", "basic", "SUCCEEDED", queuedAt=5, startedAt=4)
+    training = {"algorithm": "random-forest", "problemType": problem_type}
+    training |= {"instanceType": "ml.m5.large", "instanceCount": 1}
+    return run | {"metrics": metrics, "training": training, "instanceType": "ml.m5.xlarge",
+                  "instanceCount": 2, "dataReport": {"rows": 1200, "columns": 8}}  # fmt: skip
+
+
+def test_each_problem_types_run_shows_its_primary_metric_by_name() -> None:
+    binary = views.run_row(_trained("binary", {"auc": 0.9312}), NOW)
+    multi = views.run_row(_trained("multiclass", {"macro_f1": 0.71, "accuracy": 0.8}), NOW)
+    reg = views.run_row(_trained("regression", {"r2": 0.874, "rmse": 1.2}), NOW)
+    assert binary["primaryMetric"] == "AUC 0.931"
+    assert multi["primaryMetric"] == "macro-F1 0.710 (accuracy 0.800)"
+    assert reg["primaryMetric"] == "R² 0.874 (RMSE 1.200)"
+    # The instance type the run was sized to at dispatch, its algorithm and data.
+    assert (reg["instance"], reg["algorithm"]) == ("2 x ml.m5.xlarge", "random-forest")
+    assert reg["data"] == "1,200 rows, 8 columns"
+    # A run from before per-tenant training settings: binary, AUC not yet known.
+    old = views.run_row(_run("r0", "acme", "basic", "RUNNING", queuedAt=2), NOW)
+    assert (old["primaryMetric"], old["instance"], old["data"]) == ("AUC —", "—", "—")
+
+
+def test_tenant_supplied_hyperparameters_and_reasons_are_escaped_on_the_page() -> None:
+    from trainyard.console.pages import Page
+    from trainyard.console.server import Console
+
+    tenant = {
+        "tenantId": "acme",
+        "status": "ACTIVE",
+        "training": {
+            "algorithm": "auto",
+            "problemType": "regression",
+            "hyperparameters": {"<b>k": "<script>x</script>"},
+        },
+        "retrain": {"every": "P7D", "nextDueAt": _ts(-60)},
+    }
+    run = _trained("regression", {"r2": 0.5}) | {"failureReason": "<img src=x onerror=1>"}
+    page = Page("tenants", "Tenant acme", "tenant.html")
+    page.context = {
+        "tenantId": "acme", "tenant": tenant, "training": views.training_settings(tenant),
+        "budget": {"text": "—", "percent": None, "cost": "—"}, "runs": [views.run_row(run, NOW)],
+        "models": [], "deliveries": [], "webhook": "none set",
+    }  # fmt: skip
+    html = Console("http://127.0.0.1:1").render(page, fragment=True)
+    assert "<script>" not in html and "<img" not in html and "<b>k" not in html
+    assert "&lt;b&gt;k=&lt;script&gt;x&lt;/script&gt;" in html
+    assert "every P7D" in html and "R² 0.500" in html

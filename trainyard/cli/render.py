@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from pipeline.contract import PRIMARY_METRICS
+from trainyard.run_metrics import metric_of as metric_of  # the CLI's tables use it
 
 
 def short_id(run_id: str | None) -> str:
@@ -19,25 +19,6 @@ def short_time(value: str | None) -> str:
     if not value:
         return "-"
     return value[11:19] if len(value) >= 19 else value
-
-
-def problem_type_of(run: dict[str, Any]) -> str:
-    # Runs recorded before per-tenant training settings were all binary.
-    return str((run.get("training") or {}).get("problemType") or "binary")
-
-
-def primary_metric(run: dict[str, Any]) -> tuple[str, float | None]:
-    """The run's primary metric for its problem type (AUC, macro-F1, R²: what the
-    pipeline's condition compared) by name, and its value if the run has one."""
-    name = PRIMARY_METRICS.get(problem_type_of(run), "auc")
-    value = (run.get("metrics") or {}).get(name)
-    return name, float(value) if isinstance(value, int | float) else None
-
-
-def metric_of(run: dict[str, Any]) -> str:
-    """ "auc=0.931", "r2=0.874", "macro_f1=-" (no value yet)."""
-    name, value = primary_metric(run)
-    return f"{name}={'-' if value is None else f'{value:.3f}'}"
 
 
 def relative_start(value: str | None, now: datetime | None = None) -> str:

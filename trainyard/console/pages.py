@@ -126,6 +126,7 @@ def tenant_page(api: ConsoleApi, tenant_id: str, notice: str = "") -> Page:
     page.context = {
         "tenantId": tenant_id,
         "tenant": tenant.data if tenant.ok else None,
+        "training": views.training_settings(tenant.data if tenant.ok else None),
         "budget": views.budget(got["usage"]),
         "month": (got["usage"].data or {}).get("month") if got["usage"].ok else None,
         "runs": [views.run_row(r, now) for r in (runs.data or {}).get("runs") or []]

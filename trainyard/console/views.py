@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from trainyard import run_metrics
 from trainyard.console import fmt
 from trainyard.console.fetch import Result
 
@@ -156,11 +157,53 @@ def run_row(run: dict[str, Any], now: datetime) -> dict[str, Any]:
         "startedAt": fmt.clock(run.get("startedAt")),
         "duration": fmt.run_duration(run, now),
         "metrics": fmt.metrics(run.get("metrics")),
+        "primaryMetric": run_metrics.metric_label(run),
+        "problemType": run_metrics.problem_type_of(run),
+        "algorithm": fmt.text((run.get("training") or {}).get("algorithm")),
+        "instance": instance(run),
+        "data": data_report(run.get("dataReport")),
         "cost": fmt.usd(run.get("costEstimateUsd")),
         "failureReason": fmt.text(run.get("failureReason")),
         "queuePosition": fmt.text(run.get("queuePosition")) if queued else DASH,
         "waitingFor": (f"{code}: {message}" if code != DASH else message) if queued else DASH,
         "estimatedStart": estimated_start(run, now) if queued else DASH,
+    }
+
+
+def instance(run: dict[str, Any]) -> str:
+    """ "2 x ml.m5.xlarge": what the run was sized to at dispatch."""
+    training = run.get("training") or {}
+    kind = run.get("instanceType") or training.get("instanceType")
+    count = run.get("instanceCount") or training.get("instanceCount")
+    if not kind:
+        return DASH
+    return f"{count} x {kind}" if isinstance(count, int) else str(kind)
+
+
+def data_report(report: Any) -> str:
+    """ "1,200 rows, 8 columns" from the run's dataReport (set once preprocess ran)."""
+    if not isinstance(report, dict):
+        return DASH
+    parts = [f"{report[k]:,} {k}" for k in ("rows", "columns") if isinstance(report.get(k), int)]
+    return ", ".join(parts) or DASH
+
+
+def training_settings(tenant: dict[str, Any] | None) -> dict[str, str]:
+    """The tenant's ``training`` and ``retrain`` settings in words (tenant-supplied
+    hyperparameters are text; the templates escape them)."""
+    training = (tenant or {}).get("training") or {}
+    params = training.get("hyperparameters") or {}
+    retrain = (tenant or {}).get("retrain") or {}
+    schedule = DASH
+    if retrain.get("every"):
+        schedule = f"every {retrain['every']}, next due {fmt.clock(retrain.get('nextDueAt'))}"
+        if retrain.get("lastOutcome"):
+            schedule += f"; last check: {retrain['lastOutcome']}"
+    return {
+        "algorithm": fmt.text(training.get("algorithm")) if training else "default",
+        "problemType": fmt.text(training.get("problemType")) if training else "default",
+        "hyperparameters": ", ".join(f"{k}={v}" for k, v in sorted(params.items())) or DASH,
+        "retrain": schedule,
     }
 
 
