@@ -193,3 +193,27 @@ def test_tenant_supplied_hyperparameters_and_reasons_are_escaped_on_the_page() -
     assert "<script>" not in html and "<img" not in html and "<b>k" not in html
     assert "&lt;b&gt;k=&lt;script&gt;x&lt;/script&gt;" in html
     assert "every P7D" in html and "R² 0.500" in html
+
+
+def test_the_plans_page_shows_each_plans_sizing_rules_by_input_data() -> None:
+    plans = Result(
+        {
+            "plans": [
+                {"name": "basic", "maxConcurrentRuns": 4, "trainingInstanceType": "ml.m5.large"},
+                {
+                    "name": "premium",
+                    "maxConcurrentRuns": 12,
+                    "trainingInstanceType": "ml.m5.2xlarge",
+                    "sizing": [
+                        {"minBytes": 0, "instanceType": "ml.m5.large", "instanceCount": 1},
+                        {"minBytes": 1024**3, "instanceType": "ml.m5.4xlarge", "instanceCount": 2},
+                    ],
+                },
+            ]
+        }
+    )
+    rows = {r["name"]: r for r in views.plan_rows(plans)}
+    assert rows["basic"]["sizing"] == views.DASH
+    assert rows["premium"]["sizing"] == (
+        "from 0 B: 1 x ml.m5.large; from 1.0 GiB: 2 x ml.m5.4xlarge"
+    )

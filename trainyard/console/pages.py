@@ -156,6 +156,6 @@ def plans_page(api: ConsoleApi) -> Page:
         "rows": rows,
         "globalCap": (plans.data or {}).get("globalMaxConcurrentRuns") if plans.ok else None,
         "hasUploads": any(r["maxUpload"] != views.DASH for r in rows),
-        "hasAlgorithm": any(r["algorithm"] != views.DASH for r in rows),
+        "hasSizing": any(r["sizing"] != views.DASH for r in rows),
     }
     return page

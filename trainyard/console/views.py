@@ -295,10 +295,25 @@ def plan_rows(plans: Result) -> list[dict[str, Any]]:
                 if plan.get("monthlyTrainingHours") is not None
                 else "unlimited",
                 "maxUpload": _bytes(plan.get("maxUploadBytes")),
-                "algorithm": fmt.text(plan.get("algorithm")),
+                "sizing": _sizing(plan.get("sizing")),
             }
         )
     return rows
+
+
+def _sizing(rules: Any) -> str:
+    """A plan's sizing rules (by the run's input bytes), e.g. "from 1.0 GiB: 2 x ml.m5.xlarge"."""
+    if not isinstance(rules, list) or not rules:
+        return DASH
+    parts = []
+    for rule in rules:
+        if not isinstance(rule, dict):
+            continue
+        count = rule.get("instanceCount") or 1
+        parts.append(
+            f"from {_bytes(rule.get('minBytes'))}: {count} x {fmt.text(rule.get('instanceType'))}"
+        )
+    return "; ".join(parts) or DASH
 
 
 def _bytes(value: Any) -> str:
