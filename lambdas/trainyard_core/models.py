@@ -287,6 +287,9 @@ class RunRetry(_Wire):
     previous_failure_reason: str | None = None
     previous_execution_arn: str | None = None
     previous_ended_at: str | None = None
+    previous_plan: str | None = Field(
+        default=None, description="The plan the failed execution ran under."
+    )
     mode: RetryMode | None = Field(
         default=None, description="Set when it starts: RESUMED or RESTARTED."
     )

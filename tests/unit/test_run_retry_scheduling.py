@@ -84,3 +84,19 @@ def test_only_a_failed_run_is_retried_and_only_so_often() -> None:
     with pytest.raises(DomainError) as limit:
         world.service.retry_run("acme", failed.run_id, None)
     assert (limit.value.status, limit.value.code) == (409, "RetryLimitReached")
+
+
+def test_a_run_retried_after_a_plan_change_queues_in_the_new_plan_and_restarts() -> None:
+    world = World()
+    failed, arn = _failed_run(world)
+    tenant = world.tenants.get("acme")
+    assert tenant is not None
+    world.tenants.save(tenant.model_copy(update={"plan": "standard"}))
+    queued = world.service.retry_run("acme", failed.run_id, None)
+    assert queued.plan == "standard" and queued.metrics == {} and queued.model_package_arn is None
+    world.service.dispatch()
+    running = world.run(failed)
+    assert running.status == RunStatus.RUNNING and running.execution_arn != arn
+    retry = running.retries[0]
+    assert retry.mode == RetryMode.RESTARTED and "plan changed" in retry.fallback_reason
+    assert world.pipeline.retry_calls == 0

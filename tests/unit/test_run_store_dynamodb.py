@@ -418,7 +418,7 @@ def test_a_failed_run_requeued_for_retry_keeps_its_usage_and_records_the_failure
         previous_execution_arn=failed.execution_arn,
         previous_ended_at=failed.ended_at,
     )
-    store.requeue_for_retry(failed, retry, later)
+    store.requeue_for_retry(failed, retry, later, "basic")
     queued = store.get_run("acme", failed.run_id)
     assert queued.status == RunStatus.QUEUED and queued.queued_at == later
     assert queued.failure_reason is None and queued.execution_arn is None
@@ -429,10 +429,10 @@ def test_a_failed_run_requeued_for_retry_keeps_its_usage_and_records_the_failure
     assert store.counters().global_running == 0 and store.queued_run_id("acme") is None
     # The same retry twice, or a second retried run of the tenant while this one waits.
     with pytest.raises(RunNotRetryableError):
-        store.requeue_for_retry(failed, retry, later)
+        store.requeue_for_retry(failed, retry, later, "basic")
     other = _failed(store, "data/b.csv")
     with pytest.raises(RetryQueuedError):
-        store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later)
+        store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later, "basic")
 
     # Started again (the retry recorded as resumed), then ended: usage adds the
     # execution's time, the month still counts one run, the run shows its total.
@@ -460,4 +460,4 @@ def test_a_failed_run_requeued_for_retry_keeps_its_usage_and_records_the_failure
     assert usage["runs"] == 2  # the two runs of _failed; the retry is not a third
     assert usage["trainingSeconds"] == 600.0 + 600.0 + 300.0
     # The retry pointer left with the admission: the other failed run may retry now.
-    store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later)
+    store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later, "basic")

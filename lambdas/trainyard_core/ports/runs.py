@@ -228,10 +228,11 @@ class RunRepository(Protocol):
         False if not STARTING."""
         ...
 
-    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
-        """FAILED -> QUEUED with ``retry`` appended (its failure, execution and end
-        moved into it) and the tenant's retry pointer set, atomically; the usage
-        and cost the run already booked stay. Raises RunNotRetryableError when the
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str, plan: str) -> None:
+        """FAILED -> QUEUED in ``plan``'s queue (the tenant's plan now) with ``retry``
+        appended (its failure, execution and end moved into it; its metrics, model
+        and data report cleared) and the tenant's retry pointer set, atomically; the
+        usage and cost the run already booked stay. Raises RunNotRetryableError when the
         run is not FAILED with ``len(retry) - 1`` retries, RetryQueuedError when
         another retried run of the tenant is still QUEUED."""
         ...

@@ -192,7 +192,7 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
     retry = pending_retry(run)
     if retry is not None:
         try:
-            arn, retry = resume_or_restart(ctx, run, retry)
+            arn, retry = resume_or_restart(ctx, run, retry, tenant)
         except StartError as exc:
             _start_failed(ctx, run, report, exc, now)
             return

@@ -22,6 +22,7 @@ from trainyard_core.models import (
     Run,
     RunRetry,
     RunStatus,
+    Tenant,
     TenantStatus,
     iso_ms,
     parse_iso,
@@ -82,9 +83,11 @@ def request_retry(
         previous_failure_reason=run.failure_reason,
         previous_execution_arn=run.execution_arn,
         previous_ended_at=run.ended_at,
+        previous_plan=run.plan,
     )
     try:
-        ctx.runs.requeue_for_retry(run, retry, now)
+        # The tenant's plan now: a plan changed since queues the retry in the new one.
+        ctx.runs.requeue_for_retry(run, retry, now, tenant.plan)
     except RunNotRetryableError:
         raise RunNotRetryable(
             f"run {run_id} changed meanwhile (retried or no longer FAILED); read it again"
@@ -110,8 +113,23 @@ def pending_retry(run: Run) -> RunRetry | None:
     return retry if retry is not None and retry.mode is None else None
 
 
+def _changed_since(run: Run, retry: RunRetry, tenant: Tenant) -> str | None:
+    """Why the failed execution's parameters no longer fit the tenant (None: they do):
+    a resumed execution keeps its plan's instances and the storage and role it had."""
+    if retry.previous_plan and retry.previous_plan != run.plan:
+        return (
+            "the tenant's plan changed since the failed execution "
+            f"({retry.previous_plan} -> {run.plan})"
+        )
+    moved = parse_iso(tenant.location_since)
+    ended = parse_iso(retry.previous_ended_at)
+    if tenant.status == TenantStatus.MIGRATING or (moved and ended and moved > ended):
+        return "the tenant's storage changed since the failed execution"
+    return None
+
+
 def resume_or_restart(
-    ctx: SchedulerContext, run: Run, retry: RunRetry
+    ctx: SchedulerContext, run: Run, retry: RunRetry, tenant: Tenant
 ) -> tuple[str | None, RunRetry]:
     """Resume the failed execution: (its ARN, the retry marked RESUMED). (None, the
     retry marked RESTARTED with the reason) when it cannot be resumed, so the caller
@@ -121,6 +139,11 @@ def resume_or_restart(
     if not retry.previous_execution_arn or run.training is None:
         why = "the run never had a pipeline execution to resume"
         return None, retry.model_copy(update={"mode": RetryMode.RESTARTED, "fallback_reason": why})
+    changed = _changed_since(run, retry, tenant)
+    if changed is not None:
+        return None, retry.model_copy(
+            update={"mode": RetryMode.RESTARTED, "fallback_reason": changed}
+        )
     try:
         arn = ctx.pipeline.retry(
             execution_arn=retry.previous_execution_arn, client_request_token=run.retry_token

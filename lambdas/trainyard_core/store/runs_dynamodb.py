@@ -327,18 +327,23 @@ class DynamoRunRepository(QueuedRunWrites):
         )
 
     # --- retry
-    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str, plan: str) -> None:
+        # The failed attempt's results go (a restart may register nothing); its
+        # time and cost stay, to add the next execution's to.
         requeue = self._run_update(
             run,
             "SET #status = :queued, queuedAt = :now, updatedAt = :now, queuePlan = :plan, "
-            "queueKey = :qkey, retries = list_append(if_not_exists(retries, :none), :rt), "
-            "startAttempts = :zero "
-            "REMOVE failureReason, endedAt, executionArn, startedAt, waitingFor, nextAttemptAt",
+            "#plan = :plan, queueKey = :qkey, "
+            "retries = list_append(if_not_exists(retries, :none), :rt), startAttempts = :zero, "
+            "#metrics = :nometrics "
+            "REMOVE failureReason, endedAt, executionArn, startedAt, waitingFor, nextAttemptAt, "
+            "modelPackageArn, dataReport",
             # Every retry checks the count it read: two concurrent retries, one wins.
             "#status = :failed AND (attribute_not_exists(retries) OR size(retries) = :n)",
             {
                 ":now": now_iso,
-                ":plan": run.plan,
+                ":plan": plan,
+                ":nometrics": {},
                 ":qkey": f"{now_iso}#{run.run_id}",
                 ":none": [],
                 ":rt": [retry_value(retry)],

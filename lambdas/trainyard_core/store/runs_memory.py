@@ -413,7 +413,7 @@ class InMemoryRunRepository(InMemoryCounterState):
             )
             return True
 
-    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str) -> None:
+    def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str, plan: str) -> None:
         with self._lock:
             current = self._load(run.tenant_id, run.run_id)
             if (
@@ -431,9 +431,13 @@ class InMemoryRunRepository(InMemoryCounterState):
                 current.model_copy(
                     update={
                         "status": RunStatus.QUEUED,
+                        "plan": plan,
                         "queued_at": now_iso,
                         "updated_at": now_iso,
                         "retries": [*current.retries, retry],
+                        "metrics": {},
+                        "model_package_arn": None,
+                        "data_report": None,
                         "failure_reason": None,
                         "ended_at": None,
                         "execution_arn": None,
