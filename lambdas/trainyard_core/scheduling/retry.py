@@ -30,10 +30,8 @@ from trainyard_core.models import (
 from trainyard_core.ports.pipeline import RetryUnavailableError
 from trainyard_core.ports.runs import RetryQueuedError, RunNotRetryableError
 from trainyard_core.scheduling.context import SchedulerContext
+from trainyard_core.scheduling.intake import ACCEPTING, TenantNotAcceptingError
 from trainyard_core.scheduling.queues import with_positions
-
-# Tenants whose runs may be retried (a SUSPENDED or MIGRATING tenant's retry waits).
-RETRYABLE_TENANTS = (TenantStatus.ACTIVE, TenantStatus.SUSPENDED, TenantStatus.MIGRATING)
 
 
 class RunNotRetryable(Conflict):
@@ -60,10 +58,9 @@ def request_retry(
     run = ctx.runs.get_run(tenant_id, run_id)
     if tenant is None or run is None:
         raise NotFound(f"run {run_id!r} of tenant {tenant_id!r} does not exist", code="RunNotFound")
-    if tenant.status not in RETRYABLE_TENANTS:
-        raise Conflict(
-            f"tenant {tenant_id} is {tenant.status.value}; its runs cannot be retried",
-            code="TenantNotAccepting",
+    if tenant.status not in ACCEPTING:  # as for new runs: a SUSPENDED tenant's waits
+        raise TenantNotAcceptingError(
+            f"tenant {tenant_id} is {tenant.status.value}; its runs cannot be retried"
         )
     if run.status != RunStatus.FAILED:
         raise RunNotRetryable(

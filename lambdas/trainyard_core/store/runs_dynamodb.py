@@ -376,21 +376,9 @@ class DynamoRunRepository(QueuedRunWrites):
         return bool(item) and (item or {}).get("status") == RunStatus.QUEUED.value
 
     def _retry_pointer_delete_if(self, run: Run) -> list[dict[str, Any]]:
-        if not run.retries:
+        if not run.retries:  # never retried: no pointer to read
             return []
-        held = self._get_state(retry_pointer_key(run.tenant_id))
-        if held is None or held.get("runId") != run.run_id:
-            return []
-        return [
-            {
-                "Delete": {
-                    "TableName": self.state_table,
-                    "Key": self._state_key(retry_pointer_key(run.tenant_id)),
-                    "ConditionExpression": "runId = :rid",
-                    "ExpressionAttributeValues": self._s({":rid": run.run_id}),
-                }
-            }
-        ]
+        return self._pointer_delete_if(run.tenant_id, run.run_id, retry_pointer_key(run.tenant_id))
 
     # --- status
     def mark_running(self, run: Run, execution_arn: str, now_iso: str) -> bool:

@@ -94,16 +94,21 @@ class DynamoRunBase(DynamoClient):
             "Update": self._update_request(self.state_table, key, expression, condition, values)
         }
 
-    def _pointer_delete_if(self, tenant_id: str, run_id: str) -> list[dict[str, Any]]:
-        # Only clear the pointer if it points at this run. Nobody can move it away
-        # from a QUEUED run, so this read cannot go stale before the transaction.
-        if self.queued_run_id(tenant_id) != run_id:
+    def _pointer_delete_if(
+        self, tenant_id: str, run_id: str, key: StateKey | None = None
+    ) -> list[dict[str, Any]]:
+        # Only clear a pointer (the queued run's, or ``key``: the retried run's) if it
+        # points at this run. Nobody can move it away from a QUEUED run, so this read
+        # cannot go stale before the transaction.
+        key = key or pointer_key(tenant_id)
+        held = self._get_state(key)
+        if held is None or held.get("runId") != run_id:
             return []
         return [
             {
                 "Delete": {
                     "TableName": self.state_table,
-                    "Key": self._state_key(pointer_key(tenant_id)),
+                    "Key": self._state_key(key),
                     "ConditionExpression": "runId = :rid",
                     "ExpressionAttributeValues": self._s({":rid": run_id}),
                 }
