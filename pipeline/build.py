@@ -133,6 +133,8 @@ class _Parameters:
     algorithm: Any
     hyperparameters: Any
     volume_size: Any
+    schema_baseline: Any
+    schema_drift: Any
 
     def ordered(self) -> list[Any]:
         values = list(vars(self).values())
@@ -197,6 +199,15 @@ def _parameters(settings: Settings, session: Any) -> _Parameters:
         hyperparameters=ParameterString(contract.HYPERPARAMETERS_PARAMETER, default_value="{}"),
         volume_size=ParameterInteger(
             contract.VOLUME_SIZE_PARAMETER, default_value=default_plan.training_volume_size_gb
+        ),
+        schema_baseline=ParameterString(
+            contract.SCHEMA_BASELINE_PARAMETER,
+            default_value=contract.SCRIPT_SENTINELS[
+                script_placeholder(contract.NO_SCHEMA_BASELINE_FILE)
+            ],
+        ),
+        schema_drift=ParameterString(
+            contract.SCHEMA_DRIFT_PARAMETER, default_value=settings.default_training.schema_drift
         ),
     )
 
@@ -277,7 +288,10 @@ def _preprocess(jobs: _Jobs) -> _Preprocess:
         step_args=jobs.run_script(
             jobs.p.processing_image,
             "preprocess.py",
-            inputs=[jobs.s3_in("data", jobs.p.input_data_uri, f"{_PROCESSING}/input/data")],
+            inputs=[
+                jobs.s3_in("data", jobs.p.input_data_uri, f"{_PROCESSING}/input/data"),
+                jobs.s3_in("baseline", jobs.p.schema_baseline, f"{_PROCESSING}/input/baseline"),
+            ],
             outputs=[
                 jobs.s3_out(
                     split, f"{_PROCESSING}/output/{split}", jobs.run_uri(f"/preprocess/{split}")
@@ -294,6 +308,12 @@ def _preprocess(jobs: _Jobs) -> _Preprocess:
                 jobs.p.problem_type,
                 "--report-dir",
                 report_dir,
+                "--baseline-dir",
+                f"{_PROCESSING}/input/baseline",
+                "--schema-drift",
+                jobs.p.schema_drift,
+                "--run-id",
+                jobs.p.run_id,
             ],
         ),
         property_files=[report],

@@ -6,6 +6,7 @@ every name here), the CDK stack, the local runner and the scheduler.
 
 from __future__ import annotations
 
+from trainyard_core.lineage import DATA_REPORT_SUFFIX as DATA_REPORT_SUFFIX
 from trainyard_core.lineage import PRIMARY_METRICS as PRIMARY_METRICS
 
 from pipeline.scripts import STEP_SCRIPTS
@@ -16,6 +17,12 @@ ALGORITHM_PARAMETER = "Algorithm"  # a catalog entry's name (settings.algorithms
 # A JSON object string: the validated, defaulted hyperparameters, typed as the catalog says.
 HYPERPARAMETERS_PARAMETER = "Hyperparameters"
 VOLUME_SIZE_PARAMETER = "TrainingVolumeSizeInGB"
+# The schema-drift check (preprocess): the S3 prefix of the tenant's previous successful
+# run's data report (its schema.json), else the platform's no-baseline marker (the
+# parameter's default); and warn | fail.
+SCHEMA_BASELINE_PARAMETER = "SchemaBaselineUri"
+SCHEMA_DRIFT_PARAMETER = "SchemaDrift"
+NO_SCHEMA_BASELINE_FILE = "no_schema_baseline.json"
 
 PARAMETERS: list[str] = [
     "TenantId",
@@ -38,6 +45,8 @@ PARAMETERS: list[str] = [
     ALGORITHM_PARAMETER,
     HYPERPARAMETERS_PARAMETER,
     VOLUME_SIZE_PARAMETER,
+    SCHEMA_BASELINE_PARAMETER,
+    SCHEMA_DRIFT_PARAMETER,
 ]
 # What the step scripts can train (the catalog's entries use these names).
 PROBLEM_TYPES = ("binary", "multiclass", "regression")
@@ -76,9 +85,10 @@ METRICS_JSON_PATH = "metrics_json"
 # PropertyFile; ``summary`` is the report as one bounded JSON string for the recorder.
 DATA_REPORT_PROPERTY_FILE = "DataReport"
 DATA_REPORT_FILE = "data-report.json"
-DATA_REPORT_SUFFIX = "/data-report"
 DATA_REPORT_JSON_PATH = "summary"
 DATA_REPORT_MAX_CHARS = 4096
+SCHEMA_FILE = "schema.json"  # beside the data report: the next run's drift baseline
+SCHEMA_DRIFT_MODES = ("warn", "fail")
 RUN_TAG_KEY = "trainyard:run-id"
 
 # The SDK insists on s3:// URIs for code inputs (anything else is uploaded from disk) and on a

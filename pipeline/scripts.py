@@ -1,8 +1,11 @@
 """The step scripts: the one table of placeholder -> script file.
 
 Every ``*.py`` in ``pipeline/steps/`` is a step script, run as a processing job's
-entrypoint. The definition refers to a script's S3 URI by a placeholder named after
-it (``preprocess.py`` -> ``${PreprocessScriptUri}``); the CDK construct
+entrypoint; every ``*.json`` there is a static input a step reads (the no-baseline
+marker of the schema-drift check), shipped and referred to the same way. The
+definition refers to a script's S3 URI by a placeholder named after it
+(``preprocess.py`` -> ``${PreprocessScriptUri}``, ``no_schema_baseline.json`` ->
+``${NoSchemaBaselineFileUri}``); the CDK construct
 (``infra/pipeline.py``) ships the scripts to the platform bucket and fills the
 placeholders in with Fn::Sub, the local bootstrap with ``render_definition``. A new
 processing step is therefore its script in ``steps/`` and its step in the definition.
@@ -15,14 +18,20 @@ from pathlib import Path
 STEPS_DIR = Path(__file__).resolve().parent / "steps"
 
 
+_KINDS = {".py": "ScriptUri", ".json": "FileUri"}
+
+
 def _placeholder_for(script: str) -> str:
-    words = Path(script).stem.split("_")
-    return "".join(word[:1].upper() + word[1:] for word in words) + "ScriptUri"
+    path = Path(script)
+    words = path.stem.split("_")
+    return "".join(word[:1].upper() + word[1:] for word in words) + _KINDS.get(path.suffix, "")
 
 
-# Placeholder in the definition -> step script shipped for it.
+# Placeholder in the definition -> step file shipped for it (scripts and static inputs).
 STEP_SCRIPTS: dict[str, str] = {
-    _placeholder_for(path.name): path.name for path in sorted(STEPS_DIR.glob("*.py"))
+    _placeholder_for(path.name): path.name
+    for path in sorted(STEPS_DIR.iterdir())
+    if path.is_file() and path.suffix in _KINDS
 }
 
 

@@ -32,6 +32,7 @@ CONTEXT_KEY = "trainyard"
 Isolation = Literal["silo", "pool"]
 # What a tenant's model predicts: a 0/1 label, an integer class, a number.
 ProblemType = Literal["binary", "multiclass", "regression"]
+SchemaDriftMode = Literal["warn", "fail"]
 PROBLEM_TYPES: tuple[str, ...] = ("binary", "multiclass", "regression")
 # An algorithm a tenant may name, or "auto" (chosen per run by data volume).
 AUTO_ALGORITHM = "auto"
@@ -209,6 +210,9 @@ class DefaultTraining(_Model):
 
     algorithm: str = Field(default="xgboost", pattern=_NAME)
     problem_type: ProblemType = "binary"
+    # A run whose columns changed since the tenant's last successful run: reported
+    # (warn) or failed in preprocess, before the training job (fail).
+    schema_drift: SchemaDriftMode = "warn"
 
 
 def _hp(kind: str, default: int | float | str, lo: float | None, hi: float | None, text: str):

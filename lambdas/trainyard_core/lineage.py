@@ -27,6 +27,9 @@ from trainyard_core.training import RunTraining
 # The problem type's primary metric (pipeline/contract.py reads it from here):
 # the condition compares it with MetricThreshold, the model package carries it.
 PRIMARY_METRICS = {"binary": "auc", "multiclass": "macro_f1", "regression": "r2"}
+# Where preprocess writes a run's data report and schema.json, under <OutputUri><RunId>
+# (pipeline/contract.py); the next run's schema-drift check reads the schema from there.
+DATA_REPORT_SUFFIX = "/data-report"
 
 
 class _Wire(BaseModel):

@@ -46,6 +46,11 @@ class TrainingChoice(_Wire):
         max_length=HYPERPARAMETERS_MAX,
         description="Of the algorithm; the catalog's defaults fill in the rest.",
     )
+    schema_drift: Literal["warn", "fail"] | None = Field(
+        default=None,
+        description="Columns added, removed or reordered since the tenant's last successful "
+        "run: reported in the run's dataReport (warn) or the run fails before training (fail).",
+    )
 
 
 class AlgorithmChoice(_Wire):
@@ -70,6 +75,9 @@ class RunTraining(_Wire):
     volume_size_gb: int
     input_bytes: int
     metric_threshold: float
+    schema_drift: Literal["warn", "fail"] = "warn"
+    # The run whose schema the drift check compared with (None: no earlier success).
+    schema_baseline_run_id: str | None = None
 
     def hyperparameters_json(self, settings: Settings) -> str:
         """The ``Hyperparameters`` pipeline parameter: a JSON object, values typed
@@ -219,6 +227,7 @@ def merge_choices(base: TrainingChoice | None, over: TrainingChoice | None) -> T
         algorithm=over.algorithm if over.algorithm is not None else base.algorithm,
         problem_type=over.problem_type or base.problem_type,
         hyperparameters=hyperparameters or None,
+        schema_drift=over.schema_drift or base.schema_drift,
     )
 
 
@@ -355,4 +364,5 @@ def resolve_run_training(
         volume_size_gb=volume,
         input_bytes=input_bytes,
         metric_threshold=settings.metric_threshold_for(problem_type),
+        schema_drift=merged.schema_drift or settings.default_training.schema_drift,
     )

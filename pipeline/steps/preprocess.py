@@ -5,12 +5,18 @@ locally under trainyard's pipeline runner.
 
     python3 preprocess.py --input-dir DIR --output-dir DIR [--seed N]
         [--problem-type binary|multiclass|regression] [--report-dir DIR]
+        [--baseline-dir DIR] [--schema-drift warn|fail]
 
 Input: every ``*.csv`` under --input-dir (recursively), each with the same header
 row, a ``label`` column (the target: 0/1 for binary, integer classes 0..99 for
 multiclass, a number for regression) and numeric feature columns; no empty cell.
 Data report: <report-dir>/data-report.json (rows, columns, class balance or target
-range, missing values; ``summary`` holds the same as one JSON string).
+range, missing values, schema drift; ``summary`` holds the same as one JSON string)
+and <report-dir>/schema.json (every column, in order: the next run's baseline).
+Schema drift: --baseline-dir holds the schema.json of the tenant's previous successful
+run, or only the platform's no-baseline marker (``{"columns": null}``: SageMaker fails
+a job whose input prefix is empty, so "no baseline" is an object too). Columns added,
+removed or reordered since then are reported; with --schema-drift fail the job fails.
 Output: <output-dir>/{train,validation,test}/{train,validation,test}.csv, 70/15/15,
 label FIRST and NO header (the built-in XGBoost container's CSV contract).
 
@@ -44,6 +50,8 @@ SPLITS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
 MAX_REASON_CHARS = 1024
 MAX_QUOTED_CHARS = 80
 MAX_QUOTED_COLUMNS = 10
+SCHEMA_FILE = "schema.json"
+DRIFT_MODES = ("warn", "fail")
 
 
 class DataError(Exception):
@@ -242,6 +250,80 @@ def data_report(data: pd.DataFrame, problem_type: str) -> dict:
     return report
 
 
+# --- schema drift ---------------------------------------------------------------------
+# Every column is numeric (validate() refuses anything else), so a schema is the
+# header: the column names in order, the target among them.
+
+
+def schema_of(header: list[str]) -> dict:
+    return {"version": 1, "target": LABEL, "columns": list(header)}
+
+
+def read_baseline(baseline_dir: Path | None) -> tuple[list[str] | None, str | None]:
+    """(the baseline's columns, the run it came from); (None, None) with no baseline:
+    the marker, no directory, or a data report without a schema (an older run)."""
+    if baseline_dir is None:
+        return None, None
+    path = baseline_dir / SCHEMA_FILE
+    if not path.is_file():
+        return None, None
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None  # unreadable: no baseline rather than a failed run
+    columns = schema.get("columns") if isinstance(schema, dict) else None
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        return None, None
+    run_id = schema.get("runId")
+    return columns, run_id if isinstance(run_id, str) else None
+
+
+def _names(columns: list[str]) -> list[str]:
+    return [short(c, 40) for c in columns[:MAX_QUOTED_COLUMNS]]
+
+
+def schema_drift(header: list[str], baseline: list[str] | None, mode: str) -> dict:
+    """What changed against the baseline's columns, bounded (names cut, at most
+    MAX_QUOTED_COLUMNS of each kind listed, the rest counted)."""
+    if baseline is None:
+        return {"mode": mode, "baseline": False, "drifted": False}
+    now, before = set(header), set(baseline)
+    added = [c for c in header if c not in before]
+    removed = [c for c in baseline if c not in now]
+    common_now = [c for c in header if c in before]
+    common_before = [c for c in baseline if c in now]
+    drift: dict = {
+        "mode": mode,
+        "baseline": True,
+        "drifted": bool(added or removed or common_now != common_before),
+        "added": _names(added),
+        "removed": _names(removed),
+        "reordered": common_now != common_before,
+    }
+    if len(added) > MAX_QUOTED_COLUMNS:
+        drift["addedOmitted"] = len(added) - MAX_QUOTED_COLUMNS
+    if len(removed) > MAX_QUOTED_COLUMNS:
+        drift["removedOmitted"] = len(removed) - MAX_QUOTED_COLUMNS
+    return drift
+
+
+def drift_reason(drift: dict, baseline_run: str | None) -> str:
+    parts = []
+    for kind in ("added", "removed"):
+        if drift.get(kind):
+            omitted = drift.get(f"{kind}Omitted", 0)
+            parts.append(f"{kind} {drift[kind]}" + (f" and {omitted} more" if omitted else ""))
+    if drift.get("reordered"):
+        parts.append("columns reordered")
+    since = f"run {short(baseline_run, 64)}" if baseline_run else "the last successful run"
+    return (
+        f"the columns changed since {since} (the tenant's last successful run): "
+        + "; ".join(parts)
+        + ". Upload data with that run's columns, or set training.schemaDrift to 'warn' "
+        "to train on the new columns"
+    )
+
+
 def split(data: pd.DataFrame, seed: int, problem_type: str = "binary") -> dict[str, pd.DataFrame]:
     """Deterministic 70/15/15 split; classification splits are stratified by label
     so every split sees each class whenever the data allows it (a regression
@@ -271,19 +353,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--problem-type", default="binary")
     parser.add_argument("--report-dir", type=Path, default=None)
+    parser.add_argument("--baseline-dir", type=Path, default=None)
+    parser.add_argument("--schema-drift", default="warn")
+    parser.add_argument("--run-id", default=None)
     args = parser.parse_args(argv)
     try:
-        data = validate(read_inputs(args.input_dir), args.problem_type)
+        if args.schema_drift not in DRIFT_MODES:
+            raise DataError(f"unknown schema drift mode {short(args.schema_drift)!r}")
+        raw = read_inputs(args.input_dir)
+        header = list(raw.columns)
+        data = validate(raw, args.problem_type)
+        baseline, baseline_run = read_baseline(args.baseline_dir)
+        drift = schema_drift(header, baseline, args.schema_drift)
+        if baseline_run:
+            drift["baselineRunId"] = short(baseline_run, 64)
+        if drift["drifted"] and args.schema_drift == "fail":
+            raise DataError(drift_reason(drift, baseline_run))
     except DataError as exc:
         fail(str(exc))
+    if drift["drifted"]:
+        print(f"WARNING: {drift_reason(drift, baseline_run)}", file=sys.stderr, flush=True)
     if args.report_dir is not None:
-        report = data_report(data, args.problem_type)
+        report = {**data_report(data, args.problem_type), "schemaDrift": drift}
+        schema = {**schema_of(header), **({"runId": args.run_id} if args.run_id else {})}
         summary = json.dumps(report, separators=(",", ":"), sort_keys=True)
         args.report_dir.mkdir(parents=True, exist_ok=True)
         # ``summary``: the report as one string, what the pipeline hands the recorder.
         (args.report_dir / "data-report.json").write_text(
             json.dumps({**report, "summary": summary}, indent=2)
         )
+        (args.report_dir / SCHEMA_FILE).write_text(json.dumps(schema))
     for name, frame in split(data, args.seed, args.problem_type).items():
         out = args.output_dir / name
         out.mkdir(parents=True, exist_ok=True)

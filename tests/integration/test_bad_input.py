@@ -62,6 +62,27 @@ def _huge(tenant: str, target_bytes: int = 3_000_000) -> bytes:
     return header + b"\n" + rows * max(1, target_bytes // len(rows))
 
 
+def _edited(tenant: str, edit: Any) -> bytes:
+    lines = tenant_csv(tenant).decode().splitlines()
+    header, rows = lines[0], lines[1:]
+    return ("\n".join([header, *edit(header.split(","), rows)]) + "\n").encode()
+
+
+def _blank_cells(columns: list[str], rows: list[str]) -> list[str]:
+    # The first column's cell left empty in the first 3 rows.
+    return [
+        ",".join("" if i < 3 and j == 0 else v for j, v in enumerate(r.split(",")))
+        for i, r in enumerate(rows)
+    ]
+
+
+def _label_two(columns: list[str], rows: list[str]) -> list[str]:
+    at = columns.index("label")
+    first = rows[0].split(",")
+    first[at] = "2"
+    return [",".join(first), *rows[1:]]
+
+
 BAD_FILES = {
     "empty": (lambda t: empty_csv(), "a.csv is empty"),
     "not-csv": (lambda t: not_csv(), "is not a readable CSV file"),
@@ -69,6 +90,18 @@ BAD_FILES = {
     "non-numeric": (non_numeric_csv, "non-numeric value 'high'"),
     "missing-label": (missing_label_csv, "no 'label' column"),
     "single-class": (single_class_csv, "'label' has a single class"),
+    "too-few-rows": (
+        lambda t: _edited(t, lambda c, rows: rows[:12]),
+        "only 12 data rows; at least 20 are needed",
+    ),
+    "missing-values": (
+        lambda t: _edited(t, _blank_cells),
+        "has 3 missing value(s), the first in data row 1",
+    ),
+    "not-binary": (
+        lambda t: _edited(t, _label_two),
+        "'label' must be 0 or 1 for a binary problem, found ['2']",
+    ),
 }
 
 
@@ -94,6 +127,9 @@ def test_a_bad_training_file_fails_its_run_with_the_reason_and_nothing_crashes(
     assert run["failureReason"].startswith("Step Preprocess failed: ")
     assert reason in run["failureReason"]
     assert "Traceback" not in run["failureReason"]
+    # Failed in preprocess: no training job was started (or paid for).
+    steps = stack.engine.result(run["executionArn"]).steps
+    assert [(step.name, step.status) for step in steps] == [("Preprocess", "Failed")]
     assert stack.wait_idle(30)
     assert stack.runtime.errors == errors  # no handler failed on the way
     assert _repo(stack).counters().tenants.get(tid, 0) == 0

@@ -1,18 +1,14 @@
 """Problem types on the embedded stack: a regression tenant and a multiclass tenant train
 to registered models carrying their problem type's metric, and a dataset that does not
-fit its problem type fails in preprocess, before any training job.
-
-The control plane's half of issue 14 (training settings per tenant and run) passes
-ProblemType / Algorithm / Hyperparameters / TrainingImageUri / MetricThreshold at the
-pipeline start; until it is on this branch the test adds them to the scheduler's
-StartPipelineExecution for these tenants (the local SageMaker backend's start), which
-is exactly the interface that half uses."""
+fit its problem type fails in preprocess, before any training job. What each tenant
+trains is its training setting (``PATCH /tenants/{id}``), which the scheduler turns into
+the pipeline's ProblemType / Algorithm / Hyperparameters / TrainingImageUri /
+MetricThreshold at the start."""
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -29,19 +25,16 @@ TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 TRAINING = {
     "pt-forecast": {
-        "ProblemType": "regression",
-        "Algorithm": "xgboost",
-        "Hyperparameters": json.dumps({"max_depth": 3}),
-        "MetricThreshold": "0.5",  # R²
+        "problemType": "regression",
+        "algorithm": "xgboost",
+        "hyperparameters": {"max_depth": 3},
     },
     "pt-segments": {
-        "ProblemType": "multiclass",
-        "Algorithm": "random-forest",
-        "Hyperparameters": json.dumps({"n_estimators": 40}),
-        "TrainingImageUri": SKLEARN_IMAGE,
-        "MetricThreshold": "0.6",  # macro-F1
+        "problemType": "multiclass",
+        "algorithm": "random-forest",
+        "hyperparameters": {"n_estimators": 40},
     },
-    "pt-badtarget": {"ProblemType": "regression", "Algorithm": "linear"},
+    "pt-badtarget": {"problemType": "regression", "algorithm": "linear"},
 }
 
 
@@ -74,39 +67,20 @@ def bad_target_csv() -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-@pytest.fixture
-def training_parameters(stack: EmbeddedStack, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """What the control plane passes for these tenants' runs, added at the start."""
-    backend = stack.engine.backend()
-    start = backend.start_pipeline_execution
-
-    def with_training(
-        pipeline_name: str,
-        display_name: str,
-        parameters: list[dict[str, Any]],
-        *rest: Any,
-    ) -> dict[str, str]:
-        values = {p["Name"]: p["Value"] for p in parameters}
-        extra = TRAINING.get(values.get("TenantId", ""), {})
-        values.update(extra)
-        merged = [{"Name": k, "Value": v} for k, v in values.items()]
-        return start(pipeline_name, display_name, merged, *rest)
-
-    # The engine re-installs its own wrapper unless the installed one is marked as its.
-    with_training._trainyard_engine = stack.engine  # type: ignore[attr-defined]
-    monkeypatch.setattr(backend, "start_pipeline_execution", with_training)
-    yield
-
-
 def _terminal(api: Api, tenant_id: str) -> dict[str, Any] | None:
     runs = api.get(f"/tenants/{tenant_id}/runs").json()["runs"]
     return next((r for r in runs if r["status"] in TERMINAL), None)
 
 
 def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
-    stack: EmbeddedStack, api: Api, onboard: Any, training_parameters: None
+    stack: EmbeddedStack, api: Api, onboard: Any
 ) -> None:
-    tenants = {name: onboard(name, "basic") for name in TRAINING}
+    # random-forest is a premium plan's algorithm (the catalog's plans).
+    plans = {"pt-segments": "premium"}
+    tenants = {name: onboard(name, plans.get(name, "basic")) for name in TRAINING}
+    for name, training in TRAINING.items():
+        resp = api.call("PATCH", f"/tenants/{name}", json={"training": training})
+        assert resp.status_code == 200, resp.text
     s3 = stack.client("s3")
     for name, body in (
         ("pt-forecast", regression_csv()),
@@ -139,6 +113,10 @@ def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
     for name, (primary, names, block, problem_type) in expected.items():
         run = runs[name]
         assert run["status"] == "SUCCEEDED", run
+        assert run["training"]["problemType"] == problem_type
+        assert run["training"]["metricThreshold"] == stack.settings.metric_threshold_for(
+            problem_type
+        )
         assert set(run["metrics"]) == names
         assert run["dataReport"]["problemType"] == problem_type
         assert run["dataReport"]["rows"] == 300

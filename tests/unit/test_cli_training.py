@@ -55,6 +55,8 @@ def test_update_sends_the_training_choice_with_hyperparameters_as_given(
         "eta=0.3",
         "--hyperparameter",
         "num_round=80",
+        "--schema-drift",
+        "fail",
     )
     assert result.exit_code == 0, result.output
     assert json.loads(routes.seen[0][2]) == {
@@ -62,6 +64,7 @@ def test_update_sends_the_training_choice_with_hyperparameters_as_given(
             "algorithm": "xgboost",
             "problemType": "regression",
             "hyperparameters": {"eta": "0.3", "num_round": "80"},
+            "schemaDrift": "fail",
         }
     }
 

@@ -257,6 +257,8 @@ def test_parameter_types_and_defaults_come_from_settings(
     assert params["ProblemType"]["DefaultValue"] == "binary"
     assert params["Algorithm"]["DefaultValue"] == "xgboost"
     assert params["Hyperparameters"]["DefaultValue"] == "{}"
+    assert params["SchemaBaselineUri"]["DefaultValue"] == "${NoSchemaBaselineFileUri}"
+    assert params["SchemaDrift"]["DefaultValue"] == settings.default_training.schema_drift
     assert params["TrainingVolumeSizeInGB"]["DefaultValue"] == 30
     assert types["MetricThreshold"] == types["Eta"] == "Float"
     # Tenant- and run-specific values have no default: the scheduler must pass them.
@@ -388,6 +390,12 @@ def test_preprocess_follows_the_processing_directory_contract(
             param("ProblemType"),
             "--report-dir",
             "/opt/ml/processing/report",
+            "--baseline-dir",
+            "/opt/ml/processing/input/baseline",
+            "--schema-drift",
+            param("SchemaDrift"),
+            "--run-id",
+            param("RunId"),
         ],
     }
     assert steps["Preprocess"]["PropertyFiles"] == [
@@ -398,6 +406,10 @@ def test_preprocess_follows_the_processing_directory_contract(
     assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
     assert inputs["code"]["S3Uri"] == "${PreprocessScriptUri}"
     assert inputs["code"]["LocalPath"] == "/opt/ml/processing/input/code"
+    # The schema-drift baseline: a processing input may not be empty, so with no
+    # earlier success the parameter's default is the platform's no-baseline marker.
+    assert inputs["baseline"]["S3Uri"] == param("SchemaBaselineUri")
+    assert inputs["baseline"]["LocalPath"] == "/opt/ml/processing/input/baseline"
     outputs = {o["OutputName"]: o["S3Output"] for o in args["ProcessingOutputConfig"]["Outputs"]}
     assert list(outputs) == ["train", "validation", "test", "report"]
     assert outputs.pop("report") == {
@@ -545,13 +557,15 @@ VALUES = {
     "PreprocessScriptUri": "s3://assets/preprocess.py",
     "EvaluateScriptUri": "s3://assets/evaluate.py",
     "TrainScriptUri": "s3://assets/train.py",
+    "NoSchemaBaselineFileUri": "s3://assets/no_schema_baseline.json",
     "RecorderFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:trainyard-recorder",
 }
 
 
 def test_definition_contains_exactly_the_contract_placeholders(default_json: str) -> None:
     assert set(re.findall(r"\$\{([^}]*)\}", default_json)) == set(PLACEHOLDERS)
-    assert default_json.count("${") == 4  # each step script once, the recorder once
+    # Each step script once, the no-baseline marker once, the recorder once.
+    assert default_json.count("${") == 5
 
 
 def test_render_definition_replaces_every_placeholder(default_json: str) -> None:

@@ -194,6 +194,8 @@ def test_dispatch_starts_the_pipeline_with_the_tenants_parameters(world: World) 
         "ModelPackageGroupName": "trainyard-acme",
         "ModelApprovalStatus": "PendingManualApproval",
         "MetricThreshold": "0.6",
+        # No successful run yet: no SchemaBaselineUri (the no-baseline marker).
+        "SchemaDrift": "warn",
         # A tenant that chose nothing: the settings' default (XGBoost, binary).
         "ProblemType": "binary",
         "Algorithm": "xgboost",

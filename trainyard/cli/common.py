@@ -168,10 +168,14 @@ def wait_until_stopped(stop: threading.Event) -> None:
 
 
 def training_body(
-    algorithm: str | None, problem_type: str | None, hyperparameters: list[str] | None
+    algorithm: str | None,
+    problem_type: str | None,
+    hyperparameters: list[str] | None,
+    schema_drift: str | None = None,
 ) -> dict[str, Any] | None:
-    """The API's ``training`` object from ``--algorithm``, ``--problem-type`` and
-    ``--hyperparameter k=v`` (values as text: the API checks them against the catalog)."""
+    """The API's ``training`` object from ``--algorithm``, ``--problem-type``,
+    ``--hyperparameter k=v`` (values as text: the API checks them against the catalog)
+    and ``--schema-drift``."""
     values: dict[str, str] = {}
     for item in hyperparameters or []:
         key, sep, value = item.partition("=")
@@ -185,9 +189,15 @@ def training_body(
         body["problemType"] = problem_type
     if values:
         body["hyperparameters"] = values
+    if schema_drift is not None:
+        body["schemaDrift"] = schema_drift
     return body or None
 
 
 ALGORITHM_HELP = "A name from `trainyard algorithms`, or auto (chosen by data volume)."
 PROBLEM_TYPE_HELP = "binary, multiclass or regression."
 HYPERPARAMETER_HELP = "NAME=VALUE of the algorithm (repeatable)."
+SCHEMA_DRIFT_HELP = (
+    "warn: train and report columns changed since the last successful run; "
+    "fail: fail such a run before training."
+)

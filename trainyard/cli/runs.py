@@ -215,11 +215,12 @@ def train(
     hyperparameter: list[str] | None = typer.Option(
         None, "--hyperparameter", help=common.HYPERPARAMETER_HELP
     ),
+    schema_drift: str | None = typer.Option(None, "--schema-drift", help=common.SCHEMA_DRIFT_HELP),
 ) -> None:
     """Start a training run on the tenant's current data (joins a run already waiting).
     The training options apply to this run only, over the tenant's settings."""
     opts = _opts(ctx)
-    training = common.training_body(algorithm, problem_type, hyperparameter)
+    training = common.training_body(algorithm, problem_type, hyperparameter, schema_drift)
     run = opts.api().trigger_run(tenant, training=training)
     if opts.json_output:
         _print_json(run)

@@ -77,6 +77,7 @@ def tenants_update(
     hyperparameter: list[str] | None = typer.Option(
         None, "--hyperparameter", help=common.HYPERPARAMETER_HELP
     ),
+    schema_drift: str | None = typer.Option(None, "--schema-drift", help=common.SCHEMA_DRIFT_HELP),
     retrain: str | None = typer.Option(
         None,
         "--retrain",
@@ -86,11 +87,12 @@ def tenants_update(
 ) -> None:
     """Change a tenant's plan, suspend/reactivate it, set what its runs train or its
     retrain schedule."""
-    training = common.training_body(algorithm, problem_type, hyperparameter)
+    training = common.training_body(algorithm, problem_type, hyperparameter, schema_drift)
     if plan is None and status is None and training is None and retrain is None:
         _fail(
             "NothingToUpdate",
-            "give --plan, --status, --algorithm, --problem-type, --hyperparameter and/or --retrain",
+            "give --plan, --status, --algorithm, --problem-type, --hyperparameter, "
+            "--schema-drift and/or --retrain",
         )
     if status is not None:
         status = status.upper()

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from trainyard_core import events, limits
 from trainyard_core.config import Settings
-from trainyard_core.lineage import InputListing, RunLineage, build_lineage
+from trainyard_core.lineage import DATA_REPORT_SUFFIX, InputListing, RunLineage, build_lineage
 from trainyard_core.models import (
     Run,
     RunRetry,
@@ -211,6 +211,8 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         # The stored choice no longer fits (the catalog or the tenant's plan changed).
         _fail_start(ctx, run, f"cannot start: training settings: {exc.message}")
         return
+    baseline = schema_baseline(ctx, run)
+    training = training.model_copy(update={"schema_baseline_run_id": baseline})
     parameters = {
         "TenantId": tenant.tenant_id,
         "RunId": run.run_id,
@@ -221,6 +223,9 @@ def _start(ctx: SchedulerContext, run: Run, report: DispatchReport) -> None:
         "ModelApprovalStatus": ctx.settings.model_approval_status,
         **training_parameters(ctx.settings, training),
     }
+    if baseline is not None:
+        # Else the definition's default: the platform's no-baseline marker.
+        parameters["SchemaBaselineUri"] = f"{tenant.output_uri}{baseline}{DATA_REPORT_SUFFIX}/"
     lineage = build_lineage(inputs, ctx.definition_version, training)
     try:
         # ClientRequestToken = run id: a repeated start (crash, reconcile,
@@ -307,6 +312,24 @@ def _started(
     report.started.append(run)
 
 
+def schema_baseline(ctx: SchedulerContext, run: Run) -> str | None:
+    """The run whose schema the drift check compares with: the tenant's latest
+    SUCCEEDED run among its latest limits.SCHEMA_BASELINE_RUNS_SCANNED (newest
+    first; a tenant with no success among them has no baseline)."""
+    token: str | None = None
+    scanned = 0
+    while scanned < limits.SCHEMA_BASELINE_RUNS_SCANNED:
+        page = min(50, limits.SCHEMA_BASELINE_RUNS_SCANNED - scanned)
+        runs, token = ctx.runs.list_runs(run.tenant_id, limit=page, next_token=token)
+        scanned += len(runs)
+        for earlier in runs:
+            if earlier.run_id != run.run_id and earlier.status == RunStatus.SUCCEEDED:
+                return earlier.run_id
+        if token is None or not runs:
+            return None
+    return None
+
+
 def _data_bytes(run: Run, inputs: InputListing | None) -> int:
     """What ``auto`` and the sizing rules measure: the bytes the run trains on, i.e.
     every training file under the prefix as the start's listing saw it (an upload
@@ -342,6 +365,7 @@ def training_parameters(settings: Settings, training: RunTraining) -> dict[str, 
         "Algorithm": training.algorithm,
         "Hyperparameters": training.hyperparameters_json(settings),
         "MetricThreshold": str(training.metric_threshold),
+        "SchemaDrift": training.schema_drift,
     }
     if training.image_uri is not None:
         # Resolved per region with the settings (pipeline/images.py); unresolved
