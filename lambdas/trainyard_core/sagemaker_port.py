@@ -30,13 +30,17 @@ _RETRYABLE = _THROTTLING | {
 }
 
 
-# A retry refused for any other reason (ValidationException, ConflictException,
-# ResourceNotFound: the execution is not Failed, too old, or gone) will not pass later.
+# A retry refused for any other reason (ValidationException, ResourceNotFound: the
+# execution is not Failed, too old, or gone) will not pass later: the run restarts.
+# ConflictException is transient: another call is changing the execution (a concurrent
+# retry with this token), and starting a second execution then could run two at once;
+# the same token is asked again with the start's backoff.
 _RETRY_TRANSIENT = _THROTTLING | {
     "ResourceLimitExceeded",
     "ServiceUnavailable",
     "InternalFailure",
     "InternalServerError",
+    "ConflictException",
 }
 
 

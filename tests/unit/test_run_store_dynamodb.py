@@ -461,3 +461,38 @@ def test_a_failed_run_requeued_for_retry_keeps_its_usage_and_records_the_failure
     assert usage["trainingSeconds"] == 600.0 + 600.0 + 300.0
     # The retry pointer left with the admission: the other failed run may retry now.
     store.requeue_for_retry(other, retry.model_copy(update={"attempt": 1}), later, "basic")
+
+
+def test_a_start_an_executing_event_beat_still_records_its_training_and_instances(
+    store: Any,
+) -> None:
+    from trainyard_core.training import AlgorithmChoice, RunTraining
+
+    run = enqueue(store, queued_run())
+    assert admit(store, run) == AdmitOutcome.ADMITTED
+    arn = "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/x1"
+    assert store.mark_running(run, arn, NOW)  # the Executing event came first
+    training = RunTraining(
+        algorithm="xgboost",
+        chosen_by=AlgorithmChoice(mode="default"),
+        problem_type="binary",
+        hyperparameters={"eta": "0.2"},
+        instance_type="ml.m5.2xlarge",
+        instance_count=2,
+        volume_size_gb=50,
+        input_bytes=10,
+        metric_threshold=0.6,
+        schema_baseline_run_id="r0",
+    )
+    assert not store.mark_started(run, arn, NOW, "ml.m5.2xlarge", 2, training)
+    got = store.get_run("acme", run.run_id)
+    assert got.status == RunStatus.RUNNING and got.execution_arn == arn
+    # What the cost and the run's record depend on is there all the same.
+    assert (got.instance_type, got.instance_count) == ("ml.m5.2xlarge", 2)
+    assert got.training == training
+    # A start of another execution does not overwrite this one's record.
+    other = training.model_copy(update={"instance_type": "ml.c5.xlarge"})
+    assert not store.mark_started(run, arn + "-other", NOW, "ml.c5.xlarge", 1, other)
+    got = store.get_run("acme", run.run_id)
+    assert got.execution_arn == arn and got.training == training
+    assert got.instance_type == "ml.m5.2xlarge"

@@ -29,8 +29,8 @@ class StartError(Exception):
 
 
 class RetryUnavailableError(Exception):
-    """RetryPipelineExecution refused this execution for good (not Failed, unknown,
-    or a conflict): the caller starts a new execution instead."""
+    """RetryPipelineExecution refused this execution for good (not Failed, too old,
+    unknown): the caller starts a new execution instead."""
 
 
 class PipelinePort(Protocol):

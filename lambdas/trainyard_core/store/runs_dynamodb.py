@@ -286,12 +286,16 @@ class DynamoRunRepository(QueuedRunWrites):
             values,
         ):
             return True
-        # It moved on already (a status event beat us): at least keep the ARN.
+        # It moved on already (an Executing event beat us): still record what this
+        # execution trains with, its instances (the cost) and its retry entry, unless
+        # the run belongs to another execution by now.
+        values.pop(":at")
         self._update_run(
             run,
-            "SET executionArn = :arn",
-            "attribute_exists(runId) AND attribute_not_exists(executionArn)",
-            {":arn": execution_arn},
+            f"SET executionArn = :arn, instanceType = :it, instanceCount = :ic{record}",
+            "attribute_exists(runId) AND "
+            "(attribute_not_exists(executionArn) OR executionArn = :arn)",
+            values,
         )
         return False
 

@@ -384,12 +384,27 @@ class InMemoryRunRepository(InMemoryCounterState):
             current = self._load(run.tenant_id, run.run_id)
             if current is None:
                 return False
+            retries = (
+                current.retries[:-1] + [retry]
+                if retry is not None and current.retries
+                else current.retries
+            )
             if current.status != RunStatus.STARTING:
-                if current.execution_arn is None:
-                    item = self._run_item(run.tenant_id, run.run_id)
-                    assert item is not None
-                    item["executionArn"] = execution_arn
-                    self._forget((run.tenant_id, run.run_id))
+                # An Executing event beat us: still record what this execution trains
+                # with, unless the run belongs to another execution by now.
+                if current.execution_arn in (None, execution_arn):
+                    self._put_run(
+                        current.model_copy(
+                            update={
+                                "execution_arn": execution_arn,
+                                "instance_type": instance_type,
+                                "instance_count": instance_count,
+                                "training": training or current.training,
+                                "lineage": lineage or current.lineage,
+                                "retries": retries,
+                            }
+                        )
+                    )
                     self._exec_idx[execution_arn] = (run.tenant_id, run.run_id)
                 return False
             self._put_run(
@@ -405,9 +420,7 @@ class InMemoryRunRepository(InMemoryCounterState):
                         "failure_reason": None,
                         "waiting_for": None,
                         "updated_at": started_at,
-                        "retries": current.retries[:-1] + [retry]
-                        if retry is not None and current.retries
-                        else current.retries,
+                        "retries": retries,
                     }
                 )
             )
