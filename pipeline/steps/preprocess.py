@@ -51,6 +51,9 @@ MAX_REASON_CHARS = 1024
 MAX_QUOTED_CHARS = 80
 MAX_QUOTED_COLUMNS = 10
 SCHEMA_FILE = "schema.json"
+# The data report's summary reaches the recorder through a PropertyFile; the recorder
+# and the run store take at most 4,096 characters (contract.DATA_REPORT_MAX_CHARS).
+MAX_SUMMARY_CHARS = 4000
 DRIFT_MODES = ("warn", "fail")
 
 
@@ -259,46 +262,47 @@ def schema_of(header: list[str]) -> dict:
     return {"version": 1, "target": LABEL, "columns": list(header)}
 
 
-def read_baseline(baseline_dir: Path | None) -> tuple[list[str] | None, str | None]:
-    """(the baseline's columns, the run it came from); (None, None) with no baseline:
-    the marker, no directory, or a data report without a schema (an older run)."""
-    if baseline_dir is None:
-        return None, None
-    path = baseline_dir / SCHEMA_FILE
-    if not path.is_file():
-        return None, None
+def read_baseline(baseline_dir: Path | None) -> tuple[list[str] | None, str | None, bool]:
+    """(the baseline's columns, the run it came from, whether a schema was there but
+    unreadable). No columns: no baseline (the marker, no directory, no schema.json)."""
+    path = baseline_dir / SCHEMA_FILE if baseline_dir is not None else None
+    if path is None or not path.is_file():
+        return None, None, False
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None, None  # unreadable: no baseline rather than a failed run
+        schema = None
     columns = schema.get("columns") if isinstance(schema, dict) else None
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        return None, None
+        # Reported, never a failed run: the same baseline would be chosen again and
+        # again, so failing would lock the tenant out.
+        return None, None, True
     run_id = schema.get("runId")
-    return columns, run_id if isinstance(run_id, str) else None
+    return columns, run_id if isinstance(run_id, str) else None, False
 
 
-def _names(columns: list[str]) -> list[str]:
-    return [short(c, 40) for c in columns[:MAX_QUOTED_COLUMNS]]
+def _names(columns: list[str], limit: int = MAX_QUOTED_COLUMNS) -> list[str]:
+    return [short(c, 40) for c in columns[:limit]]
 
 
 def schema_drift(header: list[str], baseline: list[str] | None, mode: str) -> dict:
     """What changed against the baseline's columns, bounded (names cut, at most
-    MAX_QUOTED_COLUMNS of each kind listed, the rest counted)."""
+    MAX_QUOTED_COLUMNS of each kind listed, the rest counted). The target's place
+    is no drift: preprocess moves it first anyway."""
     if baseline is None:
         return {"mode": mode, "baseline": False, "drifted": False}
     now, before = set(header), set(baseline)
     added = [c for c in header if c not in before]
     removed = [c for c in baseline if c not in now]
-    common_now = [c for c in header if c in before]
-    common_before = [c for c in baseline if c in now]
+    order_now = [c for c in header if c in before and c != LABEL]
+    order_before = [c for c in baseline if c in now and c != LABEL]
     drift: dict = {
         "mode": mode,
         "baseline": True,
-        "drifted": bool(added or removed or common_now != common_before),
+        "drifted": bool(added or removed or order_now != order_before),
         "added": _names(added),
         "removed": _names(removed),
-        "reordered": common_now != common_before,
+        "reordered": order_now != order_before,
     }
     if len(added) > MAX_QUOTED_COLUMNS:
         drift["addedOmitted"] = len(added) - MAX_QUOTED_COLUMNS
@@ -308,20 +312,47 @@ def schema_drift(header: list[str], baseline: list[str] | None, mode: str) -> di
 
 
 def drift_reason(drift: dict, baseline_run: str | None) -> str:
-    parts = []
-    for kind in ("added", "removed"):
-        if drift.get(kind):
-            omitted = drift.get(f"{kind}Omitted", 0)
-            parts.append(f"{kind} {drift[kind]}" + (f" and {omitted} more" if omitted else ""))
-    if drift.get("reordered"):
-        parts.append("columns reordered")
-    since = f"run {short(baseline_run, 64)}" if baseline_run else "the last successful run"
-    return (
-        f"the columns changed since {since} (the tenant's last successful run): "
-        + "; ".join(parts)
-        + ". Upload data with that run's columns, or set training.schemaDrift to 'warn' "
-        "to train on the new columns"
+    """The failure reason: what to do first (it must survive the 1,024-character cut),
+    then what changed, with as many names as fit."""
+    since = f"run {short(baseline_run, 64)}" if baseline_run else "its last successful run"
+    head = (
+        f"the columns changed since the tenant's last successful run ({since}); upload "
+        "data with that run's columns, or accept the new ones with training.schemaDrift "
+        "'warn' (for one run: POST /tenants/{id}/runs) -"
     )
+    for limit in range(MAX_QUOTED_COLUMNS, -1, -1):
+        parts = []
+        for kind in ("added", "removed"):
+            names = drift.get(kind) or []
+            if names:
+                more = len(names) - min(limit, len(names)) + drift.get(f"{kind}Omitted", 0)
+                shown = f" {names[:limit]}" if limit else ""
+                parts.append(f"{kind}{shown}" + (f" and {more} more" if more else ""))
+        if drift.get("reordered"):
+            parts.append("columns reordered")
+        reason = f"{head} {'; '.join(parts)}"
+        if len(reason) <= MAX_REASON_CHARS:
+            return reason
+    return reason
+
+
+def bounded_summary(report: dict, limit: int) -> str:
+    """The report as one compact JSON string of at most ``limit`` characters: names
+    are listed fewer until it fits (non-ASCII names count once, not as escapes)."""
+    report = json.loads(json.dumps(report))
+    lists = [("featureColumns", report)]
+    if isinstance(report.get("schemaDrift"), dict):
+        lists += [("added", report["schemaDrift"]), ("removed", report["schemaDrift"])]
+    while True:
+        summary = json.dumps(report, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        longest = max(lists, key=lambda item: len(item[1].get(item[0]) or []))
+        names = longest[1].get(longest[0]) or []
+        if len(summary) <= limit or not names:
+            return summary
+        owner, key = longest[1], longest[0]
+        omitted = "featureColumnsOmitted" if key == "featureColumns" else f"{key}Omitted"
+        owner[key] = names[:-1]
+        owner[omitted] = owner.get(omitted, 0) + 1
 
 
 def split(data: pd.DataFrame, seed: int, problem_type: str = "binary") -> dict[str, pd.DataFrame]:
@@ -363,10 +394,12 @@ def main(argv: list[str] | None = None) -> int:
         raw = read_inputs(args.input_dir)
         header = list(raw.columns)
         data = validate(raw, args.problem_type)
-        baseline, baseline_run = read_baseline(args.baseline_dir)
+        baseline, baseline_run, unreadable = read_baseline(args.baseline_dir)
         drift = schema_drift(header, baseline, args.schema_drift)
         if baseline_run:
             drift["baselineRunId"] = short(baseline_run, 64)
+        if unreadable:
+            drift["baselineUnreadable"] = True
         if drift["drifted"] and args.schema_drift == "fail":
             raise DataError(drift_reason(drift, baseline_run))
     except DataError as exc:
@@ -376,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_dir is not None:
         report = {**data_report(data, args.problem_type), "schemaDrift": drift}
         schema = {**schema_of(header), **({"runId": args.run_id} if args.run_id else {})}
-        summary = json.dumps(report, separators=(",", ":"), sort_keys=True)
+        summary = bounded_summary(report, MAX_SUMMARY_CHARS)
         args.report_dir.mkdir(parents=True, exist_ok=True)
         # ``summary``: the report as one string, what the pipeline hands the recorder.
         (args.report_dir / "data-report.json").write_text(

@@ -75,7 +75,11 @@ def test_drifted_columns_are_reported_or_fail_before_training_by_the_tenants_set
     assert strict["training"]["schemaDrift"] == "fail"
     assert strict["training"]["schemaBaselineRunId"] == first["sd-strict"]["runId"]
     reason = strict["failureReason"]
-    assert f"the columns changed since run {first['sd-strict']['runId']}" in reason
+    assert (
+        "the columns changed since the tenant's last successful run "
+        f"(run {first['sd-strict']['runId']})" in reason
+    )
+    assert "training.schemaDrift 'warn'" in reason  # how to accept them
     assert "added ['f3']" in reason and "removed ['f2']" in reason
     result = stack.engine.result(strict["executionArn"])
     # Failed in preprocess: no training job was started (or paid for).

@@ -34,7 +34,7 @@ def test_a_purge_while_a_run_is_running_stops_it_and_nothing_is_written_after(
     tenant = onboard(tid, "basic")  # pool: the purge must empty its prefix of a shared bucket
     # RUNNING for a while, artifacts to come: the first step waits, so the DELETE (which
     # deletes the tenant's stack, and its role, at once) comes before any job needs the role.
-    stack.faults.slow_step(tid, "Preprocess", 8)
+    stack.faults.slow_step(tid, "Preprocess", 30)  # a stop cuts the wait short
     stack.client("s3").put_object(
         Bucket=tenant["dataBucket"], Key=f"{tenant['dataPrefix']}a.csv", Body=tenant_csv(tid)
     )

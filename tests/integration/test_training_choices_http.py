@@ -79,6 +79,7 @@ def test_a_bad_hyperparameter_or_an_algorithm_the_plan_lacks_is_a_400_naming_the
         "algorithm": "xgboost",
         "problemType": None,
         "hyperparameters": {"eta": "0.3"},
+        "schemaDrift": None,
     }
     assert api.get("/tenants/tc-check").json()["training"] == ok.json()["training"]
 

@@ -81,8 +81,10 @@ def test_queued_runs_say_why_they_wait_and_when_they_will_start(
     # The plan's runs hold their slots mostly for a fixed time, so their durations do
     # not swing with the machine's load (on a busy CI worker, CPU-bound runs of the
     # same data took 9 s in one round and 21 s in the next).
+    # Two rounds: the history and the one the late run waits behind; the third
+    # (fillers[0]'s own queued run) need not hold its slot.
     for name in names:
-        stack.faults.slow_step(name, "Train", HOLD_SECONDS)
+        stack.faults.slow_step(name, "Train", HOLD_SECONDS, times=2)
 
     # A first run on another plan: a fresh stack's first pipeline run is slower
     # (cold caches), and the history below should be the plan's usual runs.

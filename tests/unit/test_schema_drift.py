@@ -94,7 +94,7 @@ def test_warn_trains_and_reports_added_removed_and_reordered_columns(tmp_path: P
     now = ["f2", "f0", "f9", "label"]  # f1 gone, f9 new, f0/f2 swapped
     process, report, schema = preprocess(tmp_path, now, baseline_of(tmp_path, BEFORE))
     assert process.returncode == 0, process.stderr
-    assert "WARNING: the columns changed since run run-1" in process.stderr
+    assert "WARNING: the columns changed since the tenant's last successful run" in process.stderr
     assert report is not None and schema is not None
     assert report["schemaDrift"] == {
         "mode": "warn",
@@ -115,7 +115,9 @@ def test_fail_stops_before_any_split_with_a_reason_the_tenant_can_act_on(tmp_pat
     )
     assert process.returncode == 1
     message = (tmp_path / "ml" / "output" / "message").read_text()
-    assert message.startswith("the columns changed since run run-1")
+    assert message.startswith(
+        "the columns changed since the tenant's last successful run (run run-1)"
+    )
     assert "added ['f3']" in message and "removed ['f2']" in message
     assert "training.schemaDrift" in message  # how to accept the new columns
     assert report is None and schema is None and not (tmp_path / "out").exists()
@@ -147,7 +149,41 @@ def test_a_wide_drift_stays_bounded_in_the_report_and_the_reason(tmp_path: Path)
     assert len(report["summary"]) < 4096  # contract.DATA_REPORT_MAX_CHARS
     process, _, _ = preprocess(tmp_path, now, baseline, "fail")
     message = (tmp_path / "ml" / "output" / "message").read_text()
-    assert process.returncode == 1 and len(message) <= 1024 and "290 more" in message
+    assert process.returncode == 1 and message.endswith("292 more")  # not cut off
+    assert "training.schemaDrift 'warn'" in message  # what to do survives the cut
+
+
+def test_non_ascii_column_names_keep_the_summary_within_what_the_recorder_takes(
+    tmp_path: Path,
+) -> None:
+    before = [f"größe_{i}_" + "é" * 40 for i in range(30)] + ["label"]
+    now = [f"höhe_{i}_" + "ü" * 40 for i in range(30)] + ["label"]
+    process, report, _ = preprocess(tmp_path, now, baseline_of(tmp_path, before))
+    assert process.returncode == 0, process.stderr
+    assert report is not None
+    summary = json.loads(report["summary"])
+    assert len(report["summary"]) <= 4000
+    assert summary["schemaDrift"]["drifted"] is True
+    assert summary["schemaDrift"]["added"][0].startswith("höhe_0_")
+
+
+def test_moving_only_the_label_column_is_no_drift(tmp_path: Path) -> None:
+    process, report, _ = preprocess(
+        tmp_path, ["label", "f0", "f1", "f2"], baseline_of(tmp_path, BEFORE), "fail"
+    )
+    assert process.returncode == 0, process.stderr
+    assert report is not None and report["schemaDrift"]["drifted"] is False
+
+
+def test_an_unreadable_baseline_is_reported_and_never_fails_the_run(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / SCHEMA_FILE).write_text("{not json")
+    process, report, _ = preprocess(tmp_path, BEFORE, broken, "fail")
+    assert process.returncode == 0, process.stderr
+    assert report is not None
+    assert report["schemaDrift"]["baseline"] is False
+    assert report["schemaDrift"]["baselineUnreadable"] is True
 
 
 def test_an_unknown_mode_is_a_clear_failure(tmp_path: Path) -> None:
@@ -156,6 +192,15 @@ def test_an_unknown_mode_is_a_clear_failure(tmp_path: Path) -> None:
 
 
 # --- at dispatch: which run is the baseline, and what the pipeline is given
+
+
+def _record_report(world, run, with_schema: bool = True) -> None:
+    """What the RecordRun step stores: the data report (with schemaDrift once
+    preprocess writes schema.json)."""
+    report = {"rows": 100, **({"schemaDrift": {"baseline": False}} if with_schema else {})}
+    world.runs.record_results(
+        run.tenant_id, run.run_id, {"auc": 0.9}, "arn:mp", "2026-03-10T12:05:00.000Z", report
+    )
 
 
 def _start_params(world, run) -> dict[str, str]:
@@ -175,6 +220,7 @@ def test_the_baseline_is_the_tenants_latest_successful_run_and_warn_is_the_defau
     assert "SchemaBaselineUri" not in params  # the definition's no-baseline marker
     assert params["SchemaDrift"] == "warn"
     assert world.run(first).training.schema_baseline_run_id is None
+    _record_report(world, first)
     world.finish(first, "Succeeded")
 
     second = world.upload("acme", etag="e2").run
@@ -182,11 +228,19 @@ def test_the_baseline_is_the_tenants_latest_successful_run_and_warn_is_the_defau
     world.finish(second, "Failed", failure_reason="AlgorithmError: boom")
     assert world.run(second).status == RunStatus.FAILED
 
+    # A success without a schema (from before the check): its data-report prefix
+    # may hold nothing, and an empty processing input would fail preprocess.
+    older = world.upload("acme", etag="e2b").run
+    world.service.dispatch()
+    _record_report(world, older, with_schema=False)
+    world.finish(older, "Succeeded")
+
     third = world.upload("acme", etag="e3").run
     world.service.dispatch()
     tenant = world.tenants.get("acme")
     params = _start_params(world, third)
-    # The failed run in between is no baseline: the last *successful* one is.
+    # Neither the failed run nor the schemaless one is the baseline: the last
+    # successful run that wrote a schema is.
     assert params["SchemaBaselineUri"] == f"{tenant.output_uri}{first.run_id}/data-report/"
     assert world.run(third).training.schema_baseline_run_id == first.run_id
 

@@ -204,10 +204,11 @@ class Faults:
         no instance is available (the step's retry policy may start new ones)."""
         self.fail_step(tenant, step, CAPACITY_ERROR_REASON, times=times)
 
-    def slow_step(self, tenant: str, step: str, seconds: float) -> None:
-        """A step of ``tenant``'s executions takes ``seconds`` longer (keeps a run RUNNING)."""
+    def slow_step(self, tenant: str, step: str, seconds: float, times: int | None = None) -> None:
+        """A step of ``tenant``'s executions takes ``seconds`` longer (keeps a run
+        RUNNING): its next ``times`` jobs, or every one."""
         with self._lock:
-            self._step_faults.append(_Rule(tenant, None, {"step": step, "delay": seconds}))
+            self._step_faults.append(_Rule(tenant, times, {"step": step, "delay": seconds}))
 
     def fail_function(
         self, function: str, tenant: str | None = None, reason: str | None = None

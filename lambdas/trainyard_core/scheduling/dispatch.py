@@ -314,16 +314,26 @@ def _started(
 
 def schema_baseline(ctx: SchedulerContext, run: Run) -> str | None:
     """The run whose schema the drift check compares with: the tenant's latest
-    SUCCEEDED run among its latest limits.SCHEMA_BASELINE_RUNS_SCANNED (newest
-    first; a tenant with no success among them has no baseline)."""
+    SUCCEEDED run that recorded one, among its latest limits.SCHEMA_BASELINE_RUNS_SCANNED
+    (newest first; none among them: no baseline). A data report with ``schemaDrift``
+    proves that preprocess wrote the schema.json beside it: an empty input prefix
+    (a run from before the check) would fail every later run's preprocess."""
     token: str | None = None
     scanned = 0
     while scanned < limits.SCHEMA_BASELINE_RUNS_SCANNED:
         page = min(50, limits.SCHEMA_BASELINE_RUNS_SCANNED - scanned)
-        runs, token = ctx.runs.list_runs(run.tenant_id, limit=page, next_token=token)
+        # Strongly consistent: the tenant's previous run may have succeeded just now
+        # (dispatch follows each completion batch).
+        runs, token = ctx.runs.list_runs(
+            run.tenant_id, limit=page, next_token=token, consistent=True
+        )
         scanned += len(runs)
         for earlier in runs:
-            if earlier.run_id != run.run_id and earlier.status == RunStatus.SUCCEEDED:
+            if (
+                earlier.run_id != run.run_id
+                and earlier.status == RunStatus.SUCCEEDED
+                and "schemaDrift" in (earlier.data_report or {})
+            ):
                 return earlier.run_id
         if token is None or not runs:
             return None
