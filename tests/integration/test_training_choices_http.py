@@ -87,10 +87,9 @@ def test_a_bad_hyperparameter_or_an_algorithm_the_plan_lacks_is_a_400_naming_the
 def test_auto_and_sizing_follow_the_data_volume_and_each_run_records_them(
     stack: EmbeddedStack, api: Api, onboard: Any
 ) -> None:
-    """200 rows train linear on the plan's instance, 200,000 rows XGBoost on the
-    sizing rule's larger one; the cost estimate is each run's own instance price.
-    (Until the scikit-learn training container lands, the local runner fails the
-    linear run at its Train step: what is asserted is what dispatch recorded.)"""
+    """200 rows train linear (the scikit-learn container's contract) on the plan's
+    instance, 200,000 rows XGBoost on the sizing rule's larger one; both register a
+    model, and the cost estimate is each run's own instance price."""
     s3 = stack.client("s3")
     sizes = {}
     for tenant_id, rows in (("tc-small", 200), ("tc-large", 200_000)):
@@ -135,6 +134,8 @@ def test_auto_and_sizing_follow_the_data_volume_and_each_run_records_them(
             interval=1,
             what=f"{tenant_id} terminal",
         )
+        assert done["status"] == "SUCCEEDED", done
+        assert done["modelPackageArn"] and done["metrics"]["auc"] > 0.8
         hours = done["trainingSeconds"] / 3600
         assert done["costEstimateUsd"] == pytest.approx(
             hours * prices[done["instanceType"]], rel=1e-3, abs=1e-6
