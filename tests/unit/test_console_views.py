@@ -163,6 +163,14 @@ def test_each_problem_types_run_shows_its_primary_metric_by_name() -> None:
     # The instance type the run was sized to at dispatch, its algorithm and data.
     assert (reg["instance"], reg["algorithm"]) == ("2 x ml.m5.xlarge", "random-forest")
     assert reg["data"] == "1,200 rows, 8 columns"
+    # Columns changed since the tenant's last successful run (schema drift, warn).
+    drifted = _trained("binary", {"auc": 0.9})
+    drifted["dataReport"]["schemaDrift"] = {
+        "drifted": True, "added": ["f9"], "removed": ["f1"], "removedOmitted": 2,
+        "reordered": True,
+    }  # fmt: skip
+    row = views.run_row(drifted, NOW)
+    assert row["data"] == "1,200 rows, 8 columns, columns changed: +1 -3 reordered"
     # A run from before per-tenant training settings: binary, AUC not yet known.
     old = views.run_row(_run("r0", "acme", "basic", "RUNNING", queuedAt=2), NOW)
     assert (old["primaryMetric"], old["instance"], old["data"]) == ("AUC —", "—", "—")

@@ -181,10 +181,21 @@ def instance(run: dict[str, Any]) -> str:
 
 
 def data_report(report: Any) -> str:
-    """ "1,200 rows, 8 columns" from the run's dataReport (set once preprocess ran)."""
+    """ "1,200 rows, 8 columns" from the run's dataReport (set once preprocess ran),
+    with "columns changed: +2 -1, reordered" when they drifted since the baseline."""
     if not isinstance(report, dict):
         return DASH
     parts = [f"{report[k]:,} {k}" for k in ("rows", "columns") if isinstance(report.get(k), int)]
+    drift = report.get("schemaDrift")
+    if isinstance(drift, dict) and drift.get("drifted"):
+        changes = []
+        for sign, kind in (("+", "added"), ("-", "removed")):
+            count = len(drift.get(kind) or []) + int(drift.get(f"{kind}Omitted") or 0)
+            if count:
+                changes.append(f"{sign}{count}")
+        if drift.get("reordered"):
+            changes.append("reordered")
+        parts.append("columns changed: " + " ".join(changes))
     return ", ".join(parts) or DASH
 
 
