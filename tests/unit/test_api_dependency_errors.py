@@ -49,6 +49,8 @@ def _get_plans() -> dict[str, Any]:
         ("AccessDeniedException", 400, 500),
         ("ValidationException", 400, 500),
         ("ResourceNotFoundException", 400, 500),
+        # A write racing a transaction on the same item (two retries of one run).
+        ("TransactionConflictException", 400, 503),
     ],
 )
 def test_only_an_aws_error_that_says_retry_later_is_a_503(
@@ -73,3 +75,29 @@ def test_only_an_aws_error_that_says_retry_later_is_a_503(
     else:
         # A refusal is our fault: no internals leak, and the suites refuse 500s.
         assert body["error"] == {"code": "InternalError", "message": "internal error"}
+
+
+@pytest.mark.parametrize(
+    ("reasons", "expected"),
+    [
+        (["None", "TransactionConflict"], 503),
+        (["ThrottlingError", "None"], 503),
+        (["ValidationError", "None"], 500),
+    ],
+)
+def test_a_transaction_cancelled_by_a_conflict_is_a_503_not_a_500(
+    monkeypatch: pytest.MonkeyPatch, reasons: list[str], expected: int
+) -> None:
+    def failing() -> Any:
+        raise ClientError(
+            {
+                "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+                "CancellationReasons": [{"Code": code} for code in reasons],
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            },
+            "TransactWriteItems",
+        )
+
+    monkeypatch.setattr(dependencies, "settings", failing)
+    answer = app.resolve(_get_plans(), _Context())
+    assert answer["statusCode"] == expected

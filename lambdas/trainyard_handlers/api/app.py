@@ -82,10 +82,23 @@ _RETRYABLE_CODES = frozenset(
 )
 
 
+# A DynamoDB transaction cancelled for these (another transaction on the same item,
+# throttling) succeeds when asked again; one cancelled by a condition would not (the
+# stores turn those into domain errors before they get here).
+_RETRYABLE_CANCELLATIONS = frozenset({"TransactionConflict", "ThrottlingError"})
+
+
 def _retryable(exc: ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return code in _RETRYABLE_CODES or int(status or 0) >= 500
+    if code == "TransactionCanceledException":
+        reasons = exc.response.get("CancellationReasons") or []
+        return any(r.get("Code") in _RETRYABLE_CANCELLATIONS for r in reasons)
+    return (
+        code in _RETRYABLE_CODES
+        or code == "TransactionConflictException"
+        or int(status or 0) >= 500
+    )
 
 
 @app.exception_handler(ClientError)
