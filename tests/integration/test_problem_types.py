@@ -35,6 +35,7 @@ TRAINING = {
         "hyperparameters": {"n_estimators": 40},
     },
     "pt-badtarget": {"problemType": "regression", "algorithm": "linear"},
+    "pt-badclass": {"problemType": "multiclass", "algorithm": "xgboost"},
 }
 
 
@@ -58,6 +59,12 @@ def multiclass_csv() -> bytes:
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
     frame["label"] = y
+    return frame.to_csv(index=False).encode()
+
+
+def bad_classes_csv() -> bytes:
+    frame = pd.read_csv(io.BytesIO(multiclass_csv())).astype(object)
+    frame.loc[4, "label"] = "2.5"  # not an integer class
     return frame.to_csv(index=False).encode()
 
 
@@ -86,6 +93,7 @@ def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
         ("pt-forecast", regression_csv()),
         ("pt-segments", multiclass_csv()),
         ("pt-badtarget", bad_target_csv()),
+        ("pt-badclass", bad_classes_csv()),
     ):
         tenant = tenants[name]
         s3.put_object(Bucket=tenant["dataBucket"], Key=f"{tenant['dataPrefix']}data.csv", Body=body)
@@ -141,9 +149,15 @@ def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
     image = container["InferenceSpecification"]["Containers"][0]["Image"]
     assert image == SKLEARN_IMAGE
 
-    bad = runs["pt-badtarget"]
-    assert bad["status"] == "FAILED"
-    assert "target 'label' has a non-numeric value 'n/a' (data row 11)" in bad["failureReason"]
-    result = stack.engine.result(bad["executionArn"])
-    # Failed in preprocess: no training job was started (or paid for).
-    assert [(s.name, s.status) for s in result.steps] == [("Preprocess", "Failed")]
+    reasons = {
+        "pt-badtarget": "target 'label' has a non-numeric value 'n/a' (data row 11)",
+        "pt-badclass": "'label' must be an integer class from 0 to 99 for a multiclass "
+        "problem, found ['2.5']",
+    }
+    for name, reason in reasons.items():
+        bad = runs[name]
+        assert bad["status"] == "FAILED"
+        assert reason in bad["failureReason"]
+        result = stack.engine.result(bad["executionArn"])
+        # Failed in preprocess: no training job was started (or paid for).
+        assert [(s.name, s.status) for s in result.steps] == [("Preprocess", "Failed")]

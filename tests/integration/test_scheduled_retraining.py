@@ -41,8 +41,10 @@ def test_a_due_tenant_is_retrained_once_when_its_data_changed_and_an_unchanged_o
     stack: EmbeddedStack, api: Api, onboard: Any
 ) -> None:
     changing, calm = onboard("retrain-a", "basic"), onboard("retrain-b", "basic")
+    # Its data changes too, but its schedule is not due for a day: not retrained.
+    later = onboard("retrain-c", "basic")
     s3 = stack.client("s3")
-    for tenant in (changing, calm):
+    for tenant in (changing, calm, later):
         for name in ("part-1.csv", "part-2.csv"):
             s3.put_object(
                 Bucket=tenant["dataBucket"],
@@ -56,7 +58,7 @@ def test_a_due_tenant_is_retrained_once_when_its_data_changed_and_an_unchanged_o
             interval=1,
             what=f"{t['tenantId']}'s upload runs",
         )
-        for t in (changing, calm)
+        for t in (changing, calm, later)
     }
     for runs in first.values():
         assert runs[0]["status"] == "SUCCEEDED", runs[0]
@@ -68,6 +70,8 @@ def test_a_due_tenant_is_retrained_once_when_its_data_changed_and_an_unchanged_o
         assert resp.status_code == 200, resp.text
         assert resp.json()["retrain"]["every"] == "PT2S"
         assert "retrainFingerprint" not in resp.json()
+    resp = api.call("PATCH", "/tenants/retrain-c", json={"retrain": {"every": "P1D"}})
+    assert resp.status_code == 200, resp.text
 
     # Due, and nothing changed since the runs that just succeeded: no run.
     _due_check(stack)
@@ -77,8 +81,11 @@ def test_a_due_tenant_is_retrained_once_when_its_data_changed_and_an_unchanged_o
         assert len(_runs(api, tenant["tenantId"])) == len(first[tenant["tenantId"]])
 
     # A file removed (no upload, so nothing else starts a run): a change.
-    s3.delete_object(Bucket=changing["dataBucket"], Key=f"{changing['dataPrefix']}part-2.csv")
+    for tenant in (changing, later):
+        s3.delete_object(Bucket=tenant["dataBucket"], Key=f"{tenant['dataPrefix']}part-2.csv")
     _due_check(stack)
+    assert len(_runs(api, "retrain-c")) == len(first["retrain-c"])
+    assert api.get("/tenants/retrain-c").json()["retrain"].get("lastCheckedAt") is None
     runs = _runs(api, "retrain-a")
     scheduled = [r for r in runs if r["trigger"]["type"] == "schedule"]
     assert len(scheduled) == 1, (

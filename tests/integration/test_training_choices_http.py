@@ -30,6 +30,14 @@ def _csv(rows: int, seed: int) -> bytes:
     return out.getvalue().encode()
 
 
+def _training_job(stack: EmbeddedStack, execution_arn: str) -> dict[str, Any]:
+    """The one training job of an execution, as SageMaker describes it."""
+    sagemaker = stack.client("sagemaker")
+    stem = f"pipelines-{execution_arn.rsplit('/', 1)[-1]}-Train-"
+    (summary,) = sagemaker.list_training_jobs(NameContains=stem)["TrainingJobSummaries"]
+    return sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+
+
 def _patch(api: Api, tenant_id: str, training: dict[str, Any]) -> Any:
     return api.call("PATCH", f"/tenants/{tenant_id}", json={"training": training})
 
@@ -136,6 +144,15 @@ def test_auto_and_sizing_follow_the_data_volume_and_each_run_records_them(
         )
         assert done["status"] == "SUCCEEDED", done
         assert done["modelPackageArn"] and done["metrics"]["auc"] > 0.8
+        # What the training job itself ran on, not only what dispatch recorded.
+        job = _training_job(stack, done["executionArn"])
+        resources = job["ResourceConfig"]
+        assert (resources["InstanceType"], resources["InstanceCount"]) == (
+            done["instanceType"],
+            done["instanceCount"],
+        )
+        assert resources["VolumeSizeInGB"] == done["training"]["volumeSizeGb"]
+        assert job["AlgorithmSpecification"]["TrainingImage"] == done["training"]["imageUri"]
         hours = done["trainingSeconds"] / 3600
         assert done["costEstimateUsd"] == pytest.approx(
             hours * prices[done["instanceType"]], rel=1e-3, abs=1e-6
