@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
@@ -36,6 +38,8 @@ TRAINING = {
     },
     "pt-badtarget": {"problemType": "regression", "algorithm": "linear"},
     "pt-badclass": {"problemType": "multiclass", "algorithm": "xgboost"},
+    # A target unrelated to the features: R² below the regression threshold (0.0).
+    "pt-noise": {"problemType": "regression", "algorithm": "linear"},
 }
 
 
@@ -59,6 +63,13 @@ def multiclass_csv() -> bytes:
     )
     frame = pd.DataFrame(x, columns=[f"f{i}" for i in range(6)])
     frame["label"] = y
+    return frame.to_csv(index=False).encode()
+
+
+def noise_csv() -> bytes:
+    frame = pd.read_csv(io.BytesIO(regression_csv()))
+    rng = np.random.default_rng(3)
+    frame["label"] = rng.normal(size=len(frame)) * 100.0  # unrelated to the features
     return frame.to_csv(index=False).encode()
 
 
@@ -94,6 +105,7 @@ def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
         ("pt-segments", multiclass_csv()),
         ("pt-badtarget", bad_target_csv()),
         ("pt-badclass", bad_classes_csv()),
+        ("pt-noise", noise_csv()),
     ):
         tenant = tenants[name]
         s3.put_object(Bucket=tenant["dataBucket"], Key=f"{tenant['dataPrefix']}data.csv", Body=body)
@@ -154,6 +166,22 @@ def test_regression_and_multiclass_tenants_train_to_models_with_their_metric(
         "pt-badclass": "'label' must be an integer class from 0 to 99 for a multiclass "
         "problem, found ['2.5']",
     }
+    # The condition compares R² (higher is better) with the regression threshold: a
+    # model that explains nothing ends at the fail step, unregistered.
+    noise = runs["pt-noise"]
+    assert noise["status"] == "FAILED", noise
+    threshold = stack.settings.metric_threshold_for("regression")
+    assert (
+        "Model r2" in noise["failureReason"]
+        and "is below the threshold" in (noise["failureReason"])
+    )
+    # The run records no metrics (RecordRun follows Register); the reason has R².
+    found = re.search(r"Model r2 (\S+) is below the threshold (\S+)", noise["failureReason"])
+    assert found, noise["failureReason"]
+    assert float(found[1]) < float(found[2]) == threshold
+    assert noise["modelPackageArn"] is None
+    steps = [s.name for s in stack.engine.result(noise["executionArn"]).steps]
+    assert "MetricBelowThreshold" in steps and "Register" not in steps
     for name, reason in reasons.items():
         bad = runs[name]
         assert bad["status"] == "FAILED"
