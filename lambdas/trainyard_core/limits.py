@@ -41,7 +41,7 @@ METRICS_MAX = 50
 # holds two reasons of FAILURE_REASON_MAX_CHARS, so ten stay far below 400 KB.
 RUN_RETRIES_MAX = 10
 # At a start, how many of the tenant's latest runs are looked through for its last
-# successful one (the schema-drift baseline), asked for 50 at a time.
+# successful one (the schema-drift baseline): pages of 10, 40, 50.
 SCHEMA_BASELINE_RUNS_SCANNED = 100
 # A run's data report (rows, columns, class balance or target range, missing values)
 # as compact JSON: preprocess keeps it this small, the recorder and the store enforce it.
