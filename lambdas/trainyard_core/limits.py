@@ -40,9 +40,6 @@ METRICS_MAX = 50
 # Retries kept on a run (the settings' max_run_retries is at most this): each entry
 # holds two reasons of FAILURE_REASON_MAX_CHARS, so ten stay far below 400 KB.
 RUN_RETRIES_MAX = 10
-# At a start, how many of the tenant's latest runs are looked through for its last
-# successful one (the schema-drift baseline): pages of 10, 40, 50.
-SCHEMA_BASELINE_RUNS_SCANNED = 100
 # A run's data report (rows, columns, class balance or target range, missing values)
 # as compact JSON: preprocess keeps it this small, the recorder and the store enforce it.
 DATA_REPORT_MAX_CHARS = 4096

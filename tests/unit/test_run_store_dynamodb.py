@@ -496,3 +496,28 @@ def test_a_start_an_executing_event_beat_still_records_its_training_and_instance
     got = store.get_run("acme", run.run_id)
     assert got.execution_arn == arn and got.training == training
     assert got.instance_type == "ml.m5.2xlarge"
+
+
+def test_a_success_that_wrote_a_schema_becomes_the_tenants_schema_baseline(store: Any) -> None:
+    def ended(report: dict[str, Any] | None, status: RunStatus, key: str) -> Run:
+        run = enqueue(store, queued_run(key=key))
+        assert admit(store, run) == AdmitOutcome.ADMITTED
+        arn = f"arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/{key[-5:]}"
+        assert store.mark_started(run, arn, NOW, "ml.m5.large", 1)
+        if report is not None:
+            store.record_results("acme", run.run_id, {"auc": 0.9}, None, NOW, report)
+        current = store.get_run("acme", run.run_id)
+        kwargs = dict(ended_at=NOW, month="2026-03", training_seconds=1.0, cost_usd=0.0)
+        assert store.finish(current, status, failure_reason=None, **kwargs)
+        return run
+
+    assert store.schema_baseline("acme") is None
+    first = ended({"rows": 9, "schemaDrift": {"baseline": False}}, RunStatus.SUCCEEDED, "d/a.csv")
+    assert store.schema_baseline("acme") == first.run_id
+    # A failure, and a success from before the check (no schema written): no baseline.
+    ended({"rows": 9, "schemaDrift": {"baseline": True}}, RunStatus.FAILED, "d/b.csv")
+    ended({"rows": 9}, RunStatus.SUCCEEDED, "d/c.csv")
+    assert store.schema_baseline("acme") == first.run_id
+    latest = ended({"schemaDrift": {"baseline": True}}, RunStatus.SUCCEEDED, "d/d.csv")
+    assert store.schema_baseline("acme") == latest.run_id
+    assert store.schema_baseline("other") is None

@@ -260,28 +260,21 @@ def test_a_tenants_schema_drift_setting_reaches_the_pipeline() -> None:
     assert world.run(run).training.schema_drift == "fail"
 
 
-def test_a_baseline_behind_a_page_of_failures_is_found_and_one_beyond_100_runs_is_not() -> None:
+def test_the_baseline_outlasts_any_number_of_failed_runs_after_it() -> None:
     from .test_scheduling_service import World
 
     world = World()
     first, _ = world.started("acme")
     _record_report(world, first)
     world.finish(first, "Succeeded")
-
-    def failed_runs(count: int, start: int) -> None:
-        for i in range(start, start + count):
-            run = world.upload("acme", etag=f"f{i}").run
-            world.service.dispatch()
-            world.finish(run, "Failed", after=1, failure_reason="AlgorithmError: boom")
-
-    failed_runs(12, 0)  # past the first page of 10
-    probe = world.upload("acme", etag="probe-1").run
+    for i in range(120):
+        run = world.upload("acme", etag=f"f{i}").run
+        world.service.dispatch()
+        world.finish(run, "Failed", after=1, failure_reason="AlgorithmError: boom")
+    late = world.upload("acme", etag="late").run
     world.service.dispatch()
-    assert world.run(probe).training.schema_baseline_run_id == first.run_id
-    world.finish(probe, "Failed", failure_reason="AlgorithmError: boom")
-
-    failed_runs(100, 12)  # the success is now beyond the latest 100 runs
-    late = world.upload("acme", etag="probe-2").run
-    world.service.dispatch()
-    assert world.run(late).training.schema_baseline_run_id is None
-    assert "SchemaBaselineUri" not in _start_params(world, late)
+    assert world.run(late).training.schema_baseline_run_id == first.run_id
+    tenant = world.tenants.get("acme")
+    assert _start_params(world, late)["SchemaBaselineUri"] == (
+        f"{tenant.output_uri}{first.run_id}/data-report/"
+    )

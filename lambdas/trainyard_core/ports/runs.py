@@ -279,6 +279,11 @@ class RunRepository(Protocol):
         month's ``runs``."""
         ...
 
+    def schema_baseline(self, tenant_id: str) -> str | None:
+        """The tenant's latest SUCCEEDED run that wrote a schema (the schema-drift
+        baseline; ``finish`` sets it in the same transaction), read consistently."""
+        ...
+
     # --- recorder
     def record_results(
         self,

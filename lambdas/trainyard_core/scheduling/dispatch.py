@@ -314,33 +314,11 @@ def _started(
 
 def schema_baseline(ctx: SchedulerContext, run: Run) -> str | None:
     """The run whose schema the drift check compares with: the tenant's latest
-    SUCCEEDED run that recorded one, among its latest limits.SCHEMA_BASELINE_RUNS_SCANNED
-    (newest first; none among them: no baseline). A data report with ``schemaDrift``
-    proves that preprocess wrote the schema.json beside it: an empty input prefix
-    (a run from before the check) would fail every later run's preprocess."""
-    token: str | None = None
-    scanned = 0
-    # A Query reads (and bills) its whole Limit: the first page is small, as the
-    # baseline is nearly always among a tenant's latest runs.
-    pages = iter((10, 40, 50))
-    while scanned < limits.SCHEMA_BASELINE_RUNS_SCANNED:
-        page = min(next(pages, 50), limits.SCHEMA_BASELINE_RUNS_SCANNED - scanned)
-        # Strongly consistent: the tenant's previous run may have succeeded just now
-        # (dispatch follows each completion batch).
-        runs, token = ctx.runs.list_runs(
-            run.tenant_id, limit=page, next_token=token, consistent=True
-        )
-        scanned += len(runs)
-        for earlier in runs:
-            if (
-                earlier.run_id != run.run_id
-                and earlier.status == RunStatus.SUCCEEDED
-                and "schemaDrift" in (earlier.data_report or {})
-            ):
-                return earlier.run_id
-        if token is None or not runs:
-            return None
-    return None
+    SUCCEEDED run that wrote one (the store's pointer, one consistent GetItem). Only
+    a run whose data report has ``schemaDrift`` sets it: that proves preprocess wrote
+    the schema.json beside it, and an empty input prefix would fail the next run."""
+    baseline = ctx.runs.schema_baseline(run.tenant_id)
+    return baseline if baseline != run.run_id else None
 
 
 def _data_bytes(run: Run, inputs: InputListing | None) -> int:

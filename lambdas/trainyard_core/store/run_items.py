@@ -80,6 +80,18 @@ def pointer_key(tenant_id: str) -> StateKey:
     return f"tenant#{tenant_id}", "queued"
 
 
+def schema_baseline_key(tenant_id: str) -> StateKey:
+    # The tenant's latest SUCCEEDED run that wrote a schema (the schema-drift
+    # baseline), set by the transaction that ends such a run.
+    return f"tenant#{tenant_id}", "schema-baseline"
+
+
+def wrote_schema(run: Run) -> bool:
+    """Preprocess wrote schema.json beside the run's data report (its report has
+    ``schemaDrift``): a run from before the check has nothing there."""
+    return "schemaDrift" in (run.data_report or {})
+
+
 def retry_pointer_key(tenant_id: str) -> StateKey:
     # The tenant's retried run while it is QUEUED (at most one at a time).
     return f"tenant#{tenant_id}", "retry"

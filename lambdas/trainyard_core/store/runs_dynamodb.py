@@ -45,9 +45,11 @@ from trainyard_core.store.run_items import (
     retry_pointer_key,
     retry_value,
     run_token,
+    schema_baseline_key,
     state_item,
     usage_from,
     usage_key,
+    wrote_schema,
 )
 from trainyard_core.store.runs_dynamodb_intake import QueuedRunWrites
 from trainyard_core.store.tokens import encode_token
@@ -456,7 +458,18 @@ class DynamoRunRepository(QueuedRunWrites):
                 {":d": round(duration_sample, 3)},
             )
             items.append({"Update": sample})
+        if status == RunStatus.SUCCEEDED and wrote_schema(run):
+            # The tenant's schema-drift baseline from now on, in the same transaction.
+            pointer = state_item(schema_baseline_key(run.tenant_id), runId=run.run_id)
+            items.append({"Put": {"TableName": self.state_table, "Item": self._s(pointer)}})
         return self._transact(items) is None
+
+    def schema_baseline(self, tenant_id: str) -> str | None:
+        # Strongly consistent: the tenant's previous run may have ended just now
+        # (dispatch follows each completion batch).
+        item = self._get(self.state_table, state_item(schema_baseline_key(tenant_id)))
+        run_id = (item or {}).get("runId")
+        return run_id if isinstance(run_id, str) else None
 
     # --- recorder
     def record_results(

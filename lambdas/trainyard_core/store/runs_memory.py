@@ -48,9 +48,11 @@ from trainyard_core.store.run_items import (
     retry_pointer_key,
     run_to_item,
     run_token,
+    schema_baseline_key,
     upload_key,
     usage_from,
     usage_key,
+    wrote_schema,
 )
 from trainyard_core.store.runs_memory_counters import InMemoryCounterState
 from trainyard_core.store.tokens import encode_token
@@ -558,7 +560,13 @@ class InMemoryRunRepository(InMemoryCounterState):
             if duration_sample is not None:
                 samples = self._state.setdefault(durations_key(current.plan), {})
                 samples[duration_slot(run.run_id)] = round(duration_sample, 3)
+            if status == RunStatus.SUCCEEDED and wrote_schema(current):
+                self._state[schema_baseline_key(current.tenant_id)] = {"runId": current.run_id}
             return True
+
+    def schema_baseline(self, tenant_id: str) -> str | None:
+        with self._lock:
+            return (self._state.get(schema_baseline_key(tenant_id)) or {}).get("runId")
 
     def duration_samples(self, plans: Collection[str]) -> dict[str, list[float]]:
         with self._lock:
