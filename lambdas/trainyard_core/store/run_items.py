@@ -13,6 +13,9 @@ pk                     sk              what
                        ``plan#<p>``    by ``running < cap`` in the admission
                        ``tenant#<t>``  transaction
 ``tenant#<t>``         ``queued``      the tenant's QUEUED run (``runId``): coalescing
+                       ``retry``       its retried run while QUEUED (``runId``)
+                       ``schema-       its latest SUCCEEDED run that wrote a schema
+                       baseline``      (``runId``): the schema-drift baseline
 ``upload#<sha256>``    ``upload``      an accepted S3 object (dedupe, with TTL)
 ``multipart#<t>``      ``<uploadId>``  a multipart upload the API started (TTL;
                                        ``store/upload_plans.py``)
