@@ -326,6 +326,13 @@ def test_plans_page_lists_caps_weights_and_instance_types(
         instances = f"{plan['trainingInstanceCount']} x {plan['trainingInstanceType']}"
         assert cells.nth(6).inner_text() == instances
     assert f"Global cap: {plans['globalMaxConcurrentRuns']}" in page.locator("main").inner_text()
+    # The training catalog (GET /algorithms through the proxy): each algorithm's plans.
+    catalog = api.get("/algorithms").json()
+    assert page.locator("table.algorithms tbody tr").count() == len(catalog["algorithms"])
+    for entry in catalog["algorithms"]:
+        cells = page.locator(f"tr[data-algorithm={entry['name']}] td")
+        assert cells.nth(0).inner_text() == f"{entry['framework']} {entry['frameworkVersion']}"
+        assert cells.nth(2).inner_text() == ", ".join(entry["plans"])
     _shot(page, tmp_path, "plans")
 
 

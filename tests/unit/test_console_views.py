@@ -225,3 +225,26 @@ def test_the_plans_page_shows_each_plans_sizing_rules_by_input_data() -> None:
     assert rows["premium"]["sizing"] == (
         "from 0 B: 1 x ml.m5.large; from 1.0 GiB: 2 x ml.m5.4xlarge"
     )
+
+
+def test_the_plans_page_lists_the_training_catalog_and_how_auto_picks() -> None:
+    from trainyard_handlers.api.algorithms import list_algorithms
+
+    from trainyard.console.pages import Page
+    from trainyard.console.server import Console
+
+    catalog = Result(list_algorithms())  # the API's own answer for the default settings
+    rows = {r["name"]: r for r in views.algorithm_rows(catalog)}
+    assert set(rows) == {"xgboost", "linear", "random-forest"}
+    assert rows["xgboost"]["image"] == "xgboost 1.7-1"
+    assert rows["linear"]["image"] == "sklearn 1.2-1"
+    assert rows["random-forest"]["plans"] == "basic, standard, premium"
+    assert rows["linear"]["problemTypes"] == "binary, multiclass, regression"
+    assert "eta=0.2 (0.001..1)" in rows["xgboost"]["hyperparameters"]
+    assert views.auto_rule_text(catalog) == "up to 1.0 MiB: linear; larger: xgboost"
+    page = Page("plans", "Plans", "plans.html")
+    page.context = {"rows": [], "algorithms": list(rows.values()), "autoRule": "x"}
+    html = Console("http://127.0.0.1:1").render(page, fragment=True)
+    assert 'data-algorithm="random-forest"' in html and "Algorithms" in html
+    # The API unreachable: no table, the page says so elsewhere (errors).
+    assert views.algorithm_rows(Result(None, status=503)) == []

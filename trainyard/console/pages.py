@@ -148,14 +148,20 @@ def tenant_page(api: ConsoleApi, tenant_id: str, notice: str = "") -> Page:
 
 def plans_page(api: ConsoleApi) -> Page:
     page = Page("plans", "Plans", "plans.html")
-    plans = api.get("/plans")
+    reads = {"plans": lambda: api.get("/plans"), "algorithms": lambda: api.get("/algorithms")}
+    got = _all(api, reads)
+    plans, algorithms = got["plans"], got["algorithms"]
     if not plans.ok:
         page.errors.append(f"Plans: {plans.describe()}")
+    if not algorithms.ok:
+        page.errors.append(f"Algorithms: {algorithms.describe()}")
     rows = views.plan_rows(plans)
     page.context = {
         "rows": rows,
         "globalCap": (plans.data or {}).get("globalMaxConcurrentRuns") if plans.ok else None,
         "hasUploads": any(r["maxUpload"] != views.DASH for r in rows),
         "hasSizing": any(r["sizing"] != views.DASH for r in rows),
+        "algorithms": views.algorithm_rows(algorithms),
+        "autoRule": views.auto_rule_text(algorithms),
     }
     return page

@@ -35,6 +35,7 @@ from trainyard.api_client import ApiError, TrainyardApi, is_local_url
 CONSOLE_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/health"),
     ("GET", "/plans"),
+    ("GET", "/algorithms"),
     ("GET", "/queue"),
     ("GET", "/tenants"),
     ("GET", "/tenants/{tenantId}"),

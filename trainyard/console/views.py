@@ -335,3 +335,67 @@ def _bytes(value: Any) -> str:
             return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
         value /= 1024
     return DASH
+
+
+def algorithm_rows(algorithms: Result) -> list[dict[str, str]]:
+    """The training catalog (``GET /algorithms``), one row per algorithm: its image,
+    problem types, plans and hyperparameters with their defaults and ranges."""
+    if not algorithms.ok or not isinstance(algorithms.data, dict):
+        return []
+    rows = []
+    for entry in algorithms.data.get("algorithms") or []:
+        if not isinstance(entry, dict):
+            continue
+        plans = entry.get("plans")
+        rows.append(
+            {
+                "name": fmt.text(entry.get("name")),
+                "description": fmt.text(entry.get("description")),
+                "image": " ".join(
+                    fmt.text(entry.get(key)) for key in ("framework", "frameworkVersion")
+                ),
+                "problemTypes": ", ".join(map(str, entry.get("problemTypes") or [])) or DASH,
+                "plans": ", ".join(map(str, plans)) if isinstance(plans, list) else "every plan",
+                "hyperparameters": _hyperparameters(entry.get("hyperparameters")),
+            }
+        )
+    return rows
+
+
+def _hyperparameters(specs: Any) -> str:
+    """ "eta=0.2 (0.001..1); num_round=50 (1..1000)": each default and its range."""
+    if not isinstance(specs, dict) or not specs:
+        return DASH
+    parts = []
+    for name, spec in specs.items():
+        if not isinstance(spec, dict):
+            continue
+        text = f"{name}={fmt.text(spec.get('default'))}"
+        if spec.get("choices"):
+            text += f" ({'|'.join(map(str, spec['choices']))})"
+        elif spec.get("min") is not None or spec.get("max") is not None:
+            lo, hi = spec.get("min"), spec.get("max")
+            text += f" ({_number(lo)}..{_number(hi)})"
+        parts.append(text)
+    return "; ".join(parts) or DASH
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "" if value is None else str(value)
+
+
+def auto_rule_text(algorithms: Result) -> str:
+    """How ``auto`` picks: "up to 1.0 MiB: linear; larger: xgboost"."""
+    if not algorithms.ok or not isinstance(algorithms.data, dict):
+        return DASH
+    auto = algorithms.data.get("auto") or {}
+    parts = [
+        f"up to {_bytes(rule.get('maxBytes'))}: {fmt.text(rule.get('algorithm'))}"
+        for rule in auto.get("rules") or []
+        if isinstance(rule, dict)
+    ]
+    if auto.get("default"):
+        parts.append(f"larger: {fmt.text(auto.get('default'))}")
+    return "; ".join(parts) or DASH
