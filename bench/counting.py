@@ -152,6 +152,7 @@ RUN_COSTS: dict[str, Cost] = {
     "active_runs": _query_runs,
     "due_starts": _query_runs,  # the active index, filtered client-side
     "queued_run_id": _one("GetItem"),
+    "schema_baseline": _one("GetItem"),  # the schema-drift baseline pointer, at each start
     "counters": _counters,
     "usage": _one("GetItem"),
     "usage_many": _batch_get,

@@ -276,6 +276,20 @@ def test_tenant_page_shows_runs_with_metrics_failures_and_models(
         assert "not available on this API" in page.locator("#deliveries-unavailable").inner_text()
     _shot(page, tmp_path, "tenant")
 
+    # The run's own page, one click away: what it trained with and its lineage.
+    page.goto(f"{console.url}/tenants/{DONE}")
+    page.locator(f"table.runs tr[data-run-id='{run['runId']}'] a").click()
+    page.wait_for_url(f"**/tenants/{DONE}/runs/{run['runId']}")
+    training = page.locator("table.run-training").inner_text()
+    assert run["training"]["algorithm"] in training and run["training"]["imageUri"] in training
+    lineage = page.locator("table.run-lineage").inner_text()
+    assert run["lineage"]["definitionVersion"] in lineage
+    inputs = page.locator("table.run-inputs tbody tr")
+    assert inputs.count() == min(len(run["lineage"]["inputs"]), 20)
+    _shot(page, tmp_path, "run")
+    page.goto(f"{console.url}/tenants/{DONE}/runs/0123456789abcdef0123456789abcdef")
+    assert "RunNotFound" in page.locator("section.errors").inner_text()
+
     page.goto(f"{console.url}/tenants/con-nobody")
     assert "TenantNotFound" in page.locator("section.errors").inner_text()
 

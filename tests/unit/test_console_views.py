@@ -248,3 +248,51 @@ def test_the_plans_page_lists_the_training_catalog_and_how_auto_picks() -> None:
     assert 'data-algorithm="random-forest"' in html and "Algorithms" in html
     # The API unreachable: no table, the page says so elsewhere (errors).
     assert views.algorithm_rows(Result(None, status=503)) == []
+
+
+def test_the_run_page_shows_what_it_trained_with_its_data_lineage_and_retries() -> None:
+    from trainyard.console import run_view
+    from trainyard.console.pages import Page
+    from trainyard.console.server import Console
+
+    run = _trained("binary", {"auc": 0.93})
+    run["training"] |= {
+        "chosenBy": {"mode": "auto", "inputBytes": 4096, "thresholdBytes": 1048576},
+        "hyperparameters": {"C": "1.0", "<b>x": "<script>y</script>"},
+        "imageUri": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1",
+        "volumeSizeGb": 30,
+        "metricThreshold": 0.6,
+        "schemaDrift": "warn",
+        "schemaBaselineRunId": "r-prev",
+    }
+    run["dataReport"] |= {
+        "classBalance": {"0": 600, "1": 600},
+        "schemaDrift": {"baseline": True, "baselineRunId": "r-prev", "drifted": True,
+                        "added": ["f9"], "removed": [], "reordered": False, "mode": "warn"},
+    }  # fmt: skip
+    run["lineage"] = {
+        "definitionVersion": "sha256:abc123",
+        "inputsDigest": "d1g3st",
+        "inputs": [{"key": "data/<img>.csv", "etag": "e1", "size": 10, "versionId": "v1"}],
+        "inputsOmitted": 0,
+    }
+    run["retries"] = [{"attempt": 1, "requestedAt": "2026-03-10T11:00:00Z", "mode": "RESUMED"}]
+    detail = run_view.run_detail(run, NOW)
+    training = {p["label"]: p["value"] for p in detail["training"]}
+    assert training["Chosen by"] == "auto: 4096 bytes of input (rule up to 1048576 bytes)"
+    assert training["Image"].endswith("sagemaker-scikit-learn:1.2-1")
+    assert training["Schema baseline run"] == "r-prev"
+    data = {p["label"]: p["value"] for p in detail["data"]}
+    assert data["Class balance"] == "0: 600, 1: 600"
+    assert data["Columns changed"] == "added f9 since run r-prev (warn)"
+    lineage = {p["label"]: p["value"] for p in detail["lineage"]}
+    assert lineage["Pipeline definition version"] == "sha256:abc123"
+    assert detail["inputs"][0]["version"] == "v1"
+    assert {p["label"]: p["value"] for p in detail["retries"][0]}["How"] == "RESUMED"
+
+    page = Page("tenants", "Run", "run.html")
+    page.context = {"tenantId": "acme", "runId": "r-binary", "detail": detail}
+    html = Console("http://127.0.0.1:1").render(page, fragment=True)
+    assert "<script>" not in html and "<img>" not in html and "<b>x" not in html
+    assert "&lt;b&gt;x=&lt;script&gt;y&lt;/script&gt;" in html
+    assert "sha256:abc123" in html and "Retry 1" in html

@@ -1,4 +1,4 @@
-"""The five pages: what each reads from the API and the model its template draws."""
+"""The six pages: what each reads from the API and the model its template draws."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from trainyard.console import timeline, views
+from trainyard.console import run_view, timeline, views
 from trainyard.console.fetch import ConsoleApi, Result
 
 TENANT_RUNS = 50
@@ -143,6 +143,20 @@ def tenant_page(api: ConsoleApi, tenant_id: str, notice: str = "") -> Page:
         "webhook": views.webhook(got["webhook"]),
         "notice": notice,
     }
+    return page
+
+
+def run_page(api: ConsoleApi, tenant_id: str, run_id: str) -> Page:
+    """One run: what it trained with (and why), its data, lineage and retries."""
+    got = api.get(f"/tenants/{tenant_id}/runs/{run_id}")
+    page = Page("tenants", f"Run {run_id[:12]} of {tenant_id}", "run.html")
+    page.context = {"tenantId": tenant_id, "runId": run_id, "detail": None}
+    if not got.ok:
+        page.errors.append(f"Run {run_id}: {got.describe()}")
+        if got.status == 404:
+            page.http_status = 404
+        return page
+    page.context["detail"] = run_view.run_detail(got.data, _now())
     return page
 
 

@@ -184,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._page(pages.tenants_page(self.console.api))
             elif path == "/plans":
                 self._page(pages.plans_page(self.console.api))
+            elif path.startswith("/tenants/") and path.count("/") == 4 and "/runs/" in path:
+                tenant_id, _, run_id = path.removeprefix("/tenants/").partition("/runs/")
+                self._page(pages.run_page(self.console.api, tenant_id, run_id))
             elif path.startswith("/tenants/") and path.count("/") == 2:
                 tenant_id = path.removeprefix("/tenants/")
                 self._page(pages.tenant_page(self.console.api, tenant_id, query.get("notice", "")))
