@@ -386,46 +386,31 @@ class InMemoryRunRepository(InMemoryCounterState):
             current = self._load(run.tenant_id, run.run_id)
             if current is None:
                 return False
-            retries = (
-                current.retries[:-1] + [retry]
+            # What this execution trains with: recorded whichever way the start went.
+            record = {
+                "execution_arn": execution_arn,
+                "instance_type": instance_type,
+                "instance_count": instance_count,
+                "training": training or current.training,
+                "lineage": lineage or current.lineage,
+                "retries": current.retries[:-1] + [retry]
                 if retry is not None and current.retries
-                else current.retries
-            )
+                else current.retries,
+            }
             if current.status != RunStatus.STARTING:
-                # An Executing event beat us: still record what this execution trains
-                # with, unless the run belongs to another execution by now.
+                # An Executing event beat us: record it all the same, unless the run
+                # belongs to another execution by now.
                 if current.execution_arn in (None, execution_arn):
-                    self._put_run(
-                        current.model_copy(
-                            update={
-                                "execution_arn": execution_arn,
-                                "instance_type": instance_type,
-                                "instance_count": instance_count,
-                                "training": training or current.training,
-                                "lineage": lineage or current.lineage,
-                                "retries": retries,
-                            }
-                        )
-                    )
-                    self._exec_idx[execution_arn] = (run.tenant_id, run.run_id)
+                    self._put_run(current.model_copy(update=record))
                 return False
-            self._put_run(
-                current.model_copy(
-                    update={
-                        "status": RunStatus.RUNNING,
-                        "execution_arn": execution_arn,
-                        "started_at": started_at,
-                        "instance_type": instance_type,
-                        "instance_count": instance_count,
-                        "training": training or current.training,
-                        "lineage": lineage or current.lineage,
-                        "failure_reason": None,
-                        "waiting_for": None,
-                        "updated_at": started_at,
-                        "retries": retries,
-                    }
-                )
-            )
+            started = {
+                "status": RunStatus.RUNNING,
+                "started_at": started_at,
+                "failure_reason": None,
+                "waiting_for": None,
+                "updated_at": started_at,
+            }
+            self._put_run(current.model_copy(update={**record, **started}))
             return True
 
     def requeue_for_retry(self, run: Run, retry: RunRetry, now_iso: str, plan: str) -> None:
